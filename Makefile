@@ -1,0 +1,36 @@
+# drimcheck — the two entry points are `make demo` and `make test` (see README).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper
+STAMP := $(VENV)/.setup-stamp
+
+.PHONY: setup demo test selftest unit bench clean
+
+## setup: Debian packages (no Orthanc service left running) + .venv with the drimcheck command
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup-system.sh
+	@bash scripts/setup-system.sh $(APT_PACKAGES)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install --disable-pip-version-check -q -e . --config-settings editable_mode=compat
+	@touch $(STAMP)
+	@echo "setup: ok ($(VENV)/bin/drimcheck)"
+
+## demo: a full campaign against the embedded reference DRIMbox
+demo: setup
+	@$(VENV)/bin/drimcheck run
+
+## test: the project's own test suite, then the selftest (golden reference + every mutant)
+test: setup
+	@$(VENV)/bin/pytest -q tests; rc=$$?; if [ $$rc -ne 0 ]; then echo "pytest exit code $$rc (5 = no test collected) -> failure"; exit 1; fi
+	@$(VENV)/bin/drimcheck selftest --out runs/selftest
+
+selftest: setup
+	@$(VENV)/bin/drimcheck selftest --out runs/selftest
+
+bench: setup
+	@$(PY) bench/run_all.py
+
+clean:
+	rm -rf runs build *.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from drimcheck.cli import main
+
+sys.exit(main())

@@ -1,0 +1,208 @@
+"""Campaign runtime: the simulators, PKI and DUT of one run, and the services steps call on them.
+
+Steps stay thin: everything they arrange or trigger (seed a study, stop a PACS, poll the
+HealthCheck) is a method here or on a simulator; everything they judge is a check.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from drimcheck.config import Address, Endpoint, Pacs, Sut
+from drimcheck.evidence import EvidenceStore
+from drimcheck.net import DutClient
+from drimcheck.plugin import DutUnreachable, HarnessError
+from simulators.procutil import free_port
+
+HOOK_TIMEOUT_S = 120
+
+
+class CampaignRuntime:
+    """Owns every process and file of one campaign; started lazily by the first scenario, always stopped."""
+
+    def __init__(self, sut: Sut, run_dir: Path, *, mutant: str | None = None, keep_workdir: bool = False):
+        self.sut = sut
+        self.run_dir = run_dir
+        self.mutant = mutant
+        self.keep_workdir = keep_workdir
+        self.evidence = EvidenceStore(run_dir)
+        self.workdir: Path | None = None
+        self.pki: Any = None
+        self.pacs: dict[str, Any] = {}  # PACS name -> simulators.pacs.Orthanc
+        self.dut: Any = None
+        self.client: DutClient | None = None
+        self._seeded: dict[tuple[str, str], Any] = {}
+        self._started = False
+        self._start_error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def ensure_started(self) -> "CampaignRuntime":
+        with self._lock:
+            if self._start_error is not None:
+                raise self._start_error
+            if not self._started:
+                try:
+                    self._start()
+                    self._started = True
+                except BaseException as exc:
+                    self._start_error = exc if isinstance(exc, HarnessError) else HarnessError(
+                        f"préparation du banc impossible : {type(exc).__name__}: {exc}")
+                    self.stop()
+                    raise self._start_error from None
+        return self
+
+    def _start(self) -> None:
+        from fixtures.pki import TestPKI
+        from simulators.pacs import Orthanc, OrthancConfig
+
+        self.workdir = Path(tempfile.mkdtemp(prefix="drimcheck-"))
+        os.chmod(self.workdir, 0o700)
+        self.pki = TestPKI(self.workdir / "pki")
+        if self.sut.embedded:
+            self.sut = self.sut.with_network(_allocate(self.sut.network))
+        resolved = []
+        for i, p in enumerate(self.sut.pacs):
+            orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
+                                            name=f"DRIMCHECK-{p.name}"[:30]), self.workdir / f"pacs-{i + 1}")
+            try:
+                orthanc.start()
+            except Exception as exc:
+                raise HarnessError(f"PACS simulé « {p.name} » : démarrage d'Orthanc impossible : {exc}") from None
+            self.pacs[p.name] = orthanc
+            resolved.append(replace(p, dicom_port=orthanc.dicom_port, http_port=orthanc.http_port))
+        self.sut = self.sut.with_pacs(tuple(resolved))
+        self.client = DutClient(self.sut, self.evidence)
+        if self.sut.embedded:
+            from simulators.drimbox.launcher import LaunchError, ReferenceDrimbox
+
+            self.dut = ReferenceDrimbox(sut=self.sut, pki=self.pki, workdir=self.workdir / "dut", mutant=self.mutant,
+                                        pacs=[(p, self.pacs[p.name]) for p in self.sut.pacs])
+            try:
+                self.dut.start()
+            except LaunchError as exc:
+                raise HarnessError(f"DRIMbox de référence : {exc}") from None
+        self.run_hook("before_campaign")
+        self._preflight()
+
+    def _preflight(self) -> None:
+        """The DUT must answer at all (any HTTP status): otherwise every scenario is ERROR at once."""
+        assert self.client is not None
+        ex = self.client.get(self.sut.health_url, label="preflight")
+        if not ex.ok:
+            raise DutUnreachable(f"DUT injoignable : {self.sut.health_url} via {ex.connect_to} : {ex.error}")
+
+    def stop(self) -> None:
+        if self.dut is not None:
+            self.dut.stop()
+            self.dut = None
+        if self._started:
+            try:
+                self.run_hook("after_campaign")
+            except HarnessError:
+                pass
+        for orthanc in self.pacs.values():
+            try:
+                orthanc.stop(graceful=False)
+            except Exception:  # noqa: BLE001 - best effort, the process dies with us anyway
+                pass
+        self.pacs.clear()
+        if self.workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- evidence -------------------------------------------------------------------------------
+    def set_evidence_scope(self, scope: str) -> None:
+        self.evidence.set_scope(scope)
+
+    def write_harness_trace(self, scope: str, text: str) -> None:
+        self.evidence.write_text("harness-traceback", text)
+
+    # -- services for steps ---------------------------------------------------------------------
+    def pacs_entry(self, index: int = 0) -> Pacs:
+        return self.sut.pacs[index]
+
+    def orthanc(self, pacs: Pacs) -> Any:
+        return self.pacs[pacs.name]
+
+    def seed_study(self, seed: str, *, pacs: Pacs | None = None, **kw: Any) -> Any:
+        """Store a deterministic synthetic study in a PACS simulator (once per campaign) and return it."""
+        from simulators.pacs import make_study
+
+        pacs = pacs or self.pacs_entry()
+        key = (pacs.name, seed)
+        if key not in self._seeded:
+            study = make_study(seed, **kw)
+            try:
+                self.orthanc(pacs).store(study.datasets())
+            except Exception as exc:
+                raise HarnessError(f"PACS simulé « {pacs.name} » : stockage de l'étude impossible : {exc}") from None
+            self._seeded[key] = study
+        return self._seeded[key]
+
+    def stop_pacs(self, pacs: Pacs) -> float:
+        """Simulate a PACS outage (immediate kill); returns the monotonic time of the outage."""
+        self.orthanc(pacs).stop(graceful=False)
+        return time.monotonic()
+
+    def start_pacs(self, pacs: Pacs) -> float:
+        """Bring the PACS back (same ports, same data); returns the monotonic time it is ready again."""
+        try:
+            self.orthanc(pacs).restart()
+        except Exception as exc:
+            raise HarnessError(f"PACS simulé « {pacs.name} » : redémarrage impossible : {exc}") from None
+        return time.monotonic()
+
+    def restore_nominal(self) -> None:
+        """Scenario cleanup: every PACS running and the HealthCheck UP again (bounded), whatever happened."""
+        for p in self.sut.pacs:
+            if not self.orthanc(p).running:
+                self.start_pacs(p)
+        deadline = time.monotonic() + self.sut.timeouts.health_up_s
+        while time.monotonic() < deadline:
+            ex = self.client.get(self.sut.health_url, label="remise-en-etat")
+            if ex.status == 200:
+                return
+            time.sleep(0.5)
+
+    def trust_anchors(self) -> list[x509.Certificate]:
+        """IGC-Santé-like roots the dbN certificates must chain to: from sut.toml, else the per-run test PKI."""
+        if self.sut.trust_anchors:
+            out = []
+            for path in self.sut.trust_anchors:
+                out.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+            return out
+        return [self.pki.igc_root.cert]
+
+    def run_hook(self, name: str) -> None:
+        command = self.sut.hooks.get(name)
+        if not command:
+            return
+        env = {**os.environ, "DRIMCHECK_RUN_DIR": str(self.run_dir), "DRIMCHECK_HOOK": name,
+               "DRIMCHECK_PKI_DIR": str(self.workdir / "pki") if self.workdir else ""}
+        try:
+            proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=HOOK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"hook {name} did not finish within {HOOK_TIMEOUT_S} s") from None
+        self.evidence.write_text(f"hook-{name}", f"$ {command}\nexit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        if proc.returncode != 0:
+            raise HarnessError(f"hook {name} failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}")
+
+
+def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
+    """Give every "auto" address of the embedded SUT a free loopback port."""
+    out = {}
+    for fqdn, ep in network.items():
+        https = Address(ep.https.host, ep.https.port or free_port(ep.https.host)) if ep.https else None
+        http = Address(ep.http.host, ep.http.port or free_port(ep.http.host)) if ep.http else None
+        out[fqdn] = Endpoint(fqdn, https=https, http=http)
+    return out

@@ -1,0 +1,84 @@
+"""Runs one campaign: pytest-bdd over the features, with the drimcheck plugin, against one SUT."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from drimcheck import catalogue as catalogue_mod
+from drimcheck.campaign import CampaignRuntime
+from drimcheck.config import Sut
+from drimcheck.plugin import DrimcheckPlugin
+from drimcheck.results import RunResult, ScenarioResult
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCENARIO_MODULE = REPO_ROOT / "steps" / "test_scenarios.py"
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops the campaign like Ctrl-C: pytest unwinds, the runtime stops, reports are written."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str | None = None,
+                 requirements: set[str] | None = None, keep_workdir: bool = False,
+                 on_scenario_done: Callable[[ScenarioResult, int, int], None] | None = None,
+                 command: list[str] | None = None) -> RunResult:
+    """Run the campaign and return its results; never raises for DUT or infrastructure problems."""
+    catalogue = catalogue_mod.load()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    runtime = CampaignRuntime(sut, run_dir, mutant=mutant, keep_workdir=keep_workdir)
+    plugin = DrimcheckPlugin(runtime, catalogue, strict=strict, requirement_filter=requirements,
+                             on_scenario_done=on_scenario_done)
+    args = [str(SCENARIO_MODULE), "--rootdir", str(REPO_ROOT), "-p", "no:cacheprovider", "-q",
+            "-o", "addopts=", "-o", "python_files=test_*.py", "-W", "ignore::DeprecationWarning"]
+    infra_error = None
+    captured = io.StringIO()
+    cwd = os.getcwd()
+    try:
+        with _sigterm_as_interrupt(), contextlib.redirect_stdout(captured):
+            os.chdir(REPO_ROOT)
+            code = pytest.main(args, plugins=[plugin])
+        if plugin.collection_errors:
+            infra_error = "features non chargées : " + "; ".join(plugin.collection_errors)[:500]
+        elif code == pytest.ExitCode.INTERRUPTED:
+            infra_error = "campagne interrompue"
+        elif code == pytest.ExitCode.NO_TESTS_COLLECTED:
+            infra_error = "aucun scénario sélectionné"
+        elif code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            infra_error = f"pytest s'est arrêté (code {int(code)}) : {captured.getvalue().strip()[-300:]}"
+    except KeyboardInterrupt:
+        infra_error = "campagne interrompue"
+    finally:
+        os.chdir(cwd)
+        runtime.stop()
+    if runtime._start_error is not None:
+        infra_error = infra_error or str(runtime._start_error)
+    return RunResult(
+        run_id=run_dir.name, started_at=started.isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
+        strict=strict, sut={**runtime.sut.describe(), **({"mutant": mutant} if mutant else {})},
+        catalogue=catalogue, scenarios=plugin.results, automated_ids=plugin.collected_requirements,
+        infrastructure_error=infra_error, command=command or sys.argv)

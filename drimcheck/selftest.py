@@ -1,0 +1,134 @@
+"""`drimcheck selftest`: prove every automated check can fail, and fails only for its own requirement.
+
+The campaign runs (strict mode, so inferred requirements FAIL) against the golden reference
+DRIMbox, which must pass everything, and against each mutant, which must fail on at least one
+requirement it declares and on none it does not declare. Each campaign is a separate
+`drimcheck run` process, several at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drimcheck.coverage import coverage_rows
+from drimcheck.verdicts import ExitCode
+
+CAMPAIGN_TIMEOUT_S = 900
+
+
+@dataclass
+class CampaignOutcome:
+    label: str
+    exit_code: int
+    duration_s: float
+    failed: set[str] = field(default_factory=set)  # requirement verdict FAIL
+    errored: set[str] = field(default_factory=set)  # requirement verdict ERROR
+    warned: set[str] = field(default_factory=set)
+    passed: set[str] = field(default_factory=set)
+    problem: str | None = None  # the campaign itself did not produce results
+
+
+def _run_one(label: str, out_dir: Path, mutant: str | None) -> CampaignOutcome:
+    cmd = [sys.executable, "-m", "drimcheck", "run", "--strict", "--quiet", "--out", str(out_dir)]
+    if mutant:
+        cmd += ["--mutant", mutant]
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CAMPAIGN_TIMEOUT_S)
+        code, stderr = proc.returncode, proc.stderr
+    except subprocess.TimeoutExpired:
+        return CampaignOutcome(label, -1, time.monotonic() - t0, problem=f"timeout after {CAMPAIGN_TIMEOUT_S} s")
+    outcome = CampaignOutcome(label, code, time.monotonic() - t0)
+    try:
+        data = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        outcome.problem = f"no results.json ({exc}); stderr: {stderr.strip()[-300:]}"
+        return outcome
+    for r in data["requirements"]:
+        {"FAIL": outcome.failed, "ERROR": outcome.errored, "WARN": outcome.warned,
+         "PASS": outcome.passed}.get(r["verdict"], set()).add(r["id"])
+    if data["run"].get("infrastructure_error"):
+        outcome.problem = data["run"]["infrastructure_error"]
+    return outcome
+
+
+def run_selftest(out: Path, *, jobs: int = 2, only: list[str] | None = None) -> int:
+    from simulators.drimbox import mutants as mutant_catalogue
+
+    catalogue = mutant_catalogue.load()
+    if only:
+        unknown = sorted(set(only) - set(catalogue))
+        if unknown:
+            print(f"drimcheck: error: unknown mutant(s): {', '.join(unknown)}", file=sys.stderr)
+            return ExitCode.USAGE
+    selected = [m for m in catalogue.values() if not only or m.id in only]
+    rows = {r["id"]: r for r in coverage_rows()}
+    automated = sorted(r for r, row in rows.items() if row["automated"])
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    print(f"drimcheck selftest : référence + {len(selected)} mutant(s), {jobs} campagne(s) en parallèle", flush=True)
+
+    plans = [("golden", out / "golden", None)] + [(m.id, out / "mutants" / m.id, m.id) for m in selected]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {label: pool.submit(_run_one, label, d, mid) for label, d, mid in plans}
+        outcomes: dict[str, CampaignOutcome] = {}
+        for label, _, _ in plans:
+            outcomes[label] = futures[label].result()
+            o = outcomes[label]
+            print(f"  {label:<24} exit {o.exit_code}  {o.duration_s:5.1f} s  "
+                  f"FAIL={','.join(sorted(o.failed)) or '-'}  ERROR={','.join(sorted(o.errored)) or '-'}", flush=True)
+
+    golden = outcomes["golden"]
+    golden_failures = sorted(golden.failed | golden.errored | golden.warned)
+    golden_not_passed = sorted(set(automated) - golden.passed)
+    golden_ok = golden.problem is None and golden.exit_code == 0 and not golden_failures and not golden_not_passed
+    report = {
+        "golden": {"passed": golden_ok, "failures": golden_failures + ([golden.problem] if golden.problem else []),
+                   "not_passed": golden_not_passed, "duration_s": round(golden.duration_s, 1)},
+        "mutants": [],
+        "requirements": [],
+    }
+    all_ok = golden_ok
+    killers: dict[str, list[str]] = {r: [] for r in automated}
+    for m in selected:
+        o = outcomes[m.id]
+        declared = set(m.violates)
+        killed_on = sorted(o.failed & declared)
+        unexpected = sorted((o.failed | o.errored) - declared)
+        bad_declaration = sorted(declared - set(automated))
+        entry = {"id": m.id, "title": m.title, "violates": list(m.violates), "killed": bool(killed_on),
+                 "failed_requirements": sorted(o.failed), "unexpected_failures": unexpected,
+                 "duration_s": round(o.duration_s, 1)}
+        if o.problem:
+            entry["problem"] = o.problem
+        if bad_declaration:
+            entry["declares_non_automated"] = bad_declaration
+        report["mutants"].append(entry)
+        for r in killed_on:
+            killers[r].append(m.id)
+        all_ok &= bool(killed_on) and not unexpected and not bad_declaration and o.problem is None
+    for r in automated:
+        report["requirements"].append({"id": r, "automated": True, "killing_mutants": killers[r]})
+        if not only:
+            all_ok &= bool(killers[r])
+    report["passed"] = all_ok
+    report["duration_s"] = round(time.monotonic() - t0, 1)
+    (out / "selftest.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    print(f"référence : {'OK' if golden_ok else 'ÉCHEC ' + ', '.join(report['golden']['failures'] + golden_not_passed)}")
+    for e in report["mutants"]:
+        state = "tué" if e["killed"] and not e["unexpected_failures"] else "NON TUÉ" if not e["killed"] else "tué mais hors cible"
+        extra = f" ; échecs inattendus : {', '.join(e['unexpected_failures'])}" if e["unexpected_failures"] else ""
+        print(f"  {e['id']:<24} {state} (déclare {', '.join(e['violates'])} ; échoue sur "
+              f"{', '.join(e['failed_requirements']) or 'rien'}){extra}")
+    orphans = [r["id"] for r in report["requirements"] if not r["killing_mutants"]]
+    if orphans and not only:
+        print(f"exigences automatisées sans mutant tueur : {', '.join(orphans)}")
+    print(f"selftest : {'RÉUSSI' if all_ok else 'ÉCHEC'} en {report['duration_s']:.1f} s — {out / 'selftest.json'}")
+    return ExitCode.CONFORMANT if all_ok else ExitCode.NON_CONFORMANT

@@ -1,0 +1,36 @@
+# language: fr
+Fonctionnalité: HealthCheck de la DRIMbox sondé par la Météo des DRIMbox
+  La Météo des DRIMbox (status.drimm.esante.gouv.fr, outil Better Uptime) sonde périodiquement le
+  HealthCheck de chaque DRIMbox et informe en temps réel de la disponibilité des DRIMbox et de
+  leurs PACS (guide d'intégration à l'Espace de Confiance, §2.4).
+
+  Contexte:
+    Étant donné le PACS simulé détient une étude de test
+
+  @req:HLT-01 @req:HLT-04 @req:HLT-06
+  Scénario: Statut UP lorsque la DRIMbox et son PACS sont opérationnels
+    Quand la Météo interroge le HealthCheck
+    Alors chaque réponse indique le statut UP
+    Et la réponse suit le format MicroProfile Health
+    Et chaque réponse arrive dans le délai imparti
+
+  @req:HLT-01 @req:HLT-06
+  Scénario: Disponibilité mesurée par des sondages périodiques de la Météo
+    Quand la Météo sonde le HealthCheck 6 fois toutes les 0,25 s
+    Alors chaque réponse indique le statut UP
+    Et chaque réponse arrive dans le délai imparti
+
+  @req:HLT-02 @req:HLT-03 @req:HLT-04 @req:HLT-05
+  Scénario: Arrêt puis redémarrage du PACS
+    Étant donné la Météo sonde le HealthCheck en continu toutes les 0,5 s
+    Quand un PACS de la DRIMbox est arrêté
+    Alors le HealthCheck passe DOWN en nommant ce PACS dans le délai imparti
+    Quand ce PACS redémarre
+    Alors le HealthCheck redevient UP dans le délai imparti
+    Et toutes les réponses observées suivent le format MicroProfile Health
+    Et aucune réponse observée ne contient de donnée patient
+
+  @req:HLT-05
+  Scénario: Aucune donnée patient dans le HealthCheck
+    Quand la Météo interroge le HealthCheck
+    Alors la réponse ne contient aucun identifiant ni trait du patient de l'étude de test

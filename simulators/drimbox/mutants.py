@@ -1,0 +1,38 @@
+"""The mutant catalogue of the reference DRIMbox (data in mutants.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+CATALOGUE = Path(__file__).with_name("mutants.toml")
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    title: str
+    violates: tuple[str, ...]
+    deploy: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def load() -> dict[str, Mutant]:
+    data = tomllib.loads(CATALOGUE.read_text(encoding="utf-8"))
+    out: dict[str, Mutant] = {}
+    for m in data.get("mutant", []):
+        if m["id"] in out:
+            raise ValueError(f"mutant {m['id']} declared twice")
+        out[m["id"]] = Mutant(m["id"], m["title"], tuple(m["violates"]), dict(m.get("deploy", {})))
+    return out
+
+
+def get(mutant_id: str | None) -> Mutant | None:
+    if mutant_id is None:
+        return None
+    try:
+        return load()[mutant_id]
+    except KeyError:
+        raise KeyError(f"unknown mutant {mutant_id!r} (known: {', '.join(sorted(load()))})") from None

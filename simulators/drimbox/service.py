@@ -1,0 +1,235 @@
+"""The reference DRIMbox: drimcheck's golden DUT, a real HTTPS service on its fixed FQDNs.
+
+It runs as its own process (`python -m simulators.drimbox --config FILE`), configured by the
+launcher with its listeners (one per FQDN and scheme, each with its certificate), its PACS and an
+optional mutant id. A mutant changes one behaviour to break the requirements it declares
+(mutants.toml); everything else stays golden.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("drimbox")
+
+
+@dataclass(frozen=True)
+class PacsLink:
+    """A PACS this DRIMbox serves, with the fixed FQDN pair ANS assigned to it."""
+
+    name: str
+    db: str
+    vi: str
+    aet: str
+    host: str
+    dicom_port: int
+    http_url: str
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Listener:
+    fqdn: str
+    role: str  # "db" or "vi"
+    scheme: str  # "https" or "http"
+    host: str
+    port: int
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass
+class DrimboxConfig:
+    name: str
+    registry: str
+    listeners: list[Listener]
+    pacs: list[PacsLink]
+    calling_aet: str = "DRIMBOX"
+    mutant: str | None = None
+    ready_file: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "DrimboxConfig":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            name=data["name"], registry=data["registry"],
+            listeners=[Listener(**item) for item in data["listeners"]],
+            pacs=[PacsLink(**item) for item in data["pacs"]],
+            calling_aet=data.get("calling_aet", "DRIMBOX"), mutant=data.get("mutant"),
+            ready_file=data.get("ready_file"), extra=data.get("extra", {}),
+        )
+
+
+class PacsProbe:
+    """Checks a PACS is reachable with a DICOM C-ECHO (the association a DRIMbox really depends on)."""
+
+    def __init__(self, calling_aet: str, timeout_s: float = 1.0):
+        self.calling_aet = calling_aet
+        self.timeout_s = timeout_s
+
+    def echo(self, pacs: PacsLink, port: int | None = None) -> tuple[bool, str]:
+        from pynetdicom import AE
+        from pynetdicom.sop_class import Verification
+
+        ae = AE(ae_title=self.calling_aet)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
+        ae.connection_timeout = self.timeout_s
+        ae.add_requested_context(Verification)
+        assoc = ae.associate(pacs.host, port or pacs.dicom_port, ae_title=pacs.aet)
+        if not assoc.is_established:
+            return False, "association DICOM refusée ou impossible"
+        try:
+            status = assoc.send_c_echo()
+            ok = bool(status) and status.Status == 0x0000
+            return ok, "C-ECHO réussi" if ok else "C-ECHO en échec"
+        finally:
+            assoc.release()
+
+
+class Drimbox:
+    """Behaviour of the reference DRIMbox, independent of the HTTP framework."""
+
+    def __init__(self, config: DrimboxConfig):
+        self.config = config
+        self.mutant = config.mutant
+        self.probe = PacsProbe(config.calling_aet)
+        self._last_failure: dict[str, float] = {}
+
+    def is_mutant(self, mutant_id: str) -> bool:
+        return self.mutant == mutant_id
+
+    # -- HealthCheck ---------------------------------------------------------------------------
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """MicroProfile-Health-shaped status: the DRIMbox itself and one check per PACS, really probed."""
+        if self.is_mutant("health-slow"):
+            time.sleep(2.5)
+        checks: list[dict[str, Any]] = [{"name": "DRIMbox", "status": "UP"}]
+        for pacs in self.config.pacs:
+            checks.append(self._pacs_check(pacs))
+        if self.is_mutant("health-down-unnamed"):
+            checks = [{"name": "backend", "status": "DOWN" if any(c["status"] == "DOWN" for c in checks) else "UP"}]
+        up = all(c["status"] == "UP" for c in checks)
+        body: dict[str, Any] = {"status": "UP" if up else "DOWN", "checks": checks}
+        if self.is_mutant("health-leaks-patient"):
+            body["checks"][0]["data"] = {"derniere_etude": self._last_study_identity()}
+        code = 200 if up or self.is_mutant("health-200-when-down") else 503
+        return code, body
+
+    def _pacs_check(self, pacs: PacsLink) -> dict[str, Any]:
+        data: dict[str, Any] = {"fqdn": pacs.db, "aet": pacs.aet}
+        if self.is_mutant("health-always-up"):
+            return {"name": _check_name(pacs), "status": "UP", "data": data}
+        port = pacs.dicom_port + 1 if self.is_mutant("health-always-down") else None
+        ok, detail = self.probe.echo(pacs, port)
+        now = time.monotonic()
+        if not ok:
+            self._last_failure[pacs.db] = now
+        elif self.is_mutant("health-slow-recovery") and now - self._last_failure.get(pacs.db, -1e9) < 15.0:
+            ok, detail = False, "reconnexion en attente"
+        if not ok:
+            data["error"] = detail
+        return {"name": _check_name(pacs), "status": "UP" if ok else "DOWN", "data": data}
+
+    def _last_study_identity(self) -> dict[str, str]:
+        """Mutant only: what a careless status page would show (the last study's patient)."""
+        import httpx
+
+        pacs = self.config.pacs[0]
+        try:
+            r = httpx.get(f"{pacs.http_url}/dicom-web/studies", params={"limit": "1", "includefield": "00100010"},
+                          auth=(pacs.username, pacs.password), timeout=1.0)
+            item = (r.json() or [{}])[0]
+        except (httpx.HTTPError, ValueError, IndexError):
+            return {}
+        name = (item.get("00100010", {}).get("Value") or [{}])[0]
+        pid = (item.get("00100020", {}).get("Value") or [""])[0]
+        return {"PatientID": pid, "PatientName": name.get("Alphabetic", "") if isinstance(name, dict) else str(name)}
+
+    def serves_health_in_clear(self) -> bool:
+        return self.is_mutant("health-plain-http")
+
+
+def build_apps(box: Drimbox) -> dict[tuple[str, str], Any]:
+    """One ASGI app per (role, scheme): the dbN API, the viN viewer, and their plain-HTTP sides."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+    from starlette.routing import Route
+
+    def health(request: Request) -> JSONResponse:
+        code, body = box.health()
+        return JSONResponse(body, status_code=code)
+
+    def viewer_home(request: Request) -> HTMLResponse:
+        return HTMLResponse(f"<!doctype html><title>Visionneuse {box.config.name}</title><p>Visionneuse DRIMbox</p>")
+
+    def acme_challenge(request: Request) -> PlainTextResponse:
+        # No stale challenge files: the reference purges them once a certificate is issued (seed §2.6).
+        return PlainTextResponse("not found", status_code=404)
+
+    def to_https(request: Request) -> RedirectResponse:
+        host = (request.headers.get("host") or "").split(":")[0]
+        return RedirectResponse(f"https://{host}{request.url.path}", status_code=301)
+
+    clear_routes = [Route("/.well-known/acme-challenge/{token}", acme_challenge)]
+    if box.serves_health_in_clear():
+        clear_routes.append(Route("/q/health", health))
+    clear_routes.append(Route("/{path:path}", to_https, methods=["GET", "POST", "HEAD"]))
+
+    return {
+        ("db", "https"): Starlette(routes=[Route("/q/health", health)]),
+        ("vi", "https"): Starlette(routes=[Route("/", viewer_home)]),
+        ("db", "http"): Starlette(routes=clear_routes),
+        ("vi", "http"): Starlette(routes=clear_routes),
+    }
+
+
+def serve(config: DrimboxConfig) -> None:
+    """Run every listener until SIGTERM/SIGINT; write the ready file once all of them accept connections."""
+    import signal
+
+    import uvicorn
+
+    box = Drimbox(config)
+    apps = build_apps(box)
+    servers = []
+    for lst in config.listeners:
+        kwargs: dict[str, Any] = {}
+        if lst.scheme == "https":
+            kwargs.update(ssl_certfile=lst.cert, ssl_keyfile=lst.key)
+        uc = uvicorn.Config(apps[(lst.role, lst.scheme)], host=lst.host, port=lst.port, log_level="warning",
+                            access_log=False, lifespan="off", timeout_graceful_shutdown=1, **kwargs)
+        servers.append(uvicorn.Server(uc))
+    threads = [threading.Thread(target=s.run, name=f"listener-{i}", daemon=True) for i, s in enumerate(servers)]
+    for t in threads:
+        t.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    deadline = time.monotonic() + 15
+    while not all(s.started for s in servers):
+        if time.monotonic() > deadline or not all(t.is_alive() for t in threads):
+            log.error("listeners did not start")
+            os._exit(3)
+        time.sleep(0.01)
+    if config.ready_file:
+        Path(config.ready_file).write_text(json.dumps({"pid": os.getpid()}), encoding="utf-8")
+    log.info("reference DRIMbox ready (%d listeners, mutant=%s)", len(servers), config.mutant)
+    stop.wait()
+    for s in servers:
+        s.should_exit = True
+    for t in threads:
+        t.join(timeout=3)
+
+
+def _check_name(pacs: PacsLink) -> str:
+    return pacs.name if "pacs" in pacs.name.lower() else f"PACS {pacs.name}"

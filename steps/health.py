@@ -1,0 +1,105 @@
+"""Steps of the HealthCheck features: poll like the Météo, stop and restart the PACS, hand evidence to checks."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from drimcheck.checks import health
+from simulators.meteo import MeteoPoller
+
+
+def _decimal(text: str) -> float:
+    return float(text.replace(",", "."))
+
+
+@pytest.fixture
+def observed():
+    """Every HealthCheck exchange of the scenario, in order."""
+    return []
+
+
+@when("la Météo interroge le HealthCheck")
+def meteo_polls_once(campaign, observed):
+    observed.append(campaign.client.get(campaign.sut.health_url, label="healthcheck"))
+
+
+@when(parsers.parse("la Météo sonde le HealthCheck {count:d} fois toutes les {interval} s"))
+def meteo_polls_n_times(campaign, observed, count, interval):
+    poller = MeteoPoller(campaign.client, campaign.sut.health_url, interval_s=_decimal(interval))
+    observed.extend(p.exchange for p in poller.poll(count))
+
+
+@given(parsers.parse("la Météo sonde le HealthCheck en continu toutes les {interval} s"), target_fixture="poller")
+def meteo_polls_continuously(campaign, request, interval):
+    poller = MeteoPoller(campaign.client, campaign.sut.health_url, interval_s=_decimal(interval))
+    poller.start()
+    request.addfinalizer(poller.stop)
+    return poller
+
+
+@pytest.fixture
+def outage(campaign, request):
+    """Times of the PACS outage of the scenario; the PACS is restored whatever happens."""
+    request.addfinalizer(campaign.restore_nominal)
+    return {"pacs": campaign.pacs_entry()}
+
+
+@when("un PACS de la DRIMbox est arrêté")
+def pacs_stopped(campaign, outage, poller):
+    outage["stopped_at"] = campaign.stop_pacs(outage["pacs"])
+    deadline = campaign.sut.timeouts.health_down_s
+    poller.wait_for(lambda p: health.read(p.exchange).status == "DOWN", since=outage["stopped_at"], deadline_s=deadline)
+
+
+@when("ce PACS redémarre")
+def pacs_restarted(campaign, outage, poller):
+    outage["restarted_at"] = campaign.start_pacs(outage["pacs"])
+    deadline = campaign.sut.timeouts.health_up_s
+    poller.wait_for(lambda p: p.exchange.status == 200, since=outage["restarted_at"], deadline_s=deadline)
+    poller.stop()
+
+
+def _pacs_identity(campaign, pacs):
+    return health.PacsIdentity(name=pacs.name, db=pacs.db, aet=pacs.aet)
+
+
+@then(parsers.parse("le HealthCheck passe DOWN en nommant ce PACS dans le délai imparti"))
+def down_naming_pacs(campaign, outage, poller, judge):
+    judge(health.reports_pacs_down(poller.snapshot(), outage["stopped_at"], _pacs_identity(campaign, outage["pacs"]),
+                                   campaign.sut.timeouts.health_down_s))
+
+
+@then("le HealthCheck redevient UP dans le délai imparti")
+def up_again(campaign, outage, poller, judge):
+    judge(health.recovers(poller.snapshot(), outage["restarted_at"], campaign.sut.timeouts.health_up_s))
+
+
+@then("toutes les réponses observées suivent le format MicroProfile Health")
+def all_follow_format(poller, judge):
+    judge(health.follows_format([p.exchange for p in poller.snapshot()]))
+
+
+@then("aucune réponse observée ne contient de donnée patient")
+def no_patient_data_in_polls(poller, study, judge):
+    judge(health.no_patient_data([p.exchange for p in poller.snapshot()], study.identifiers()))
+
+
+@then("chaque réponse indique le statut UP")
+def every_answer_up(observed, judge):
+    judge(health.reports_up(observed))
+
+
+@then("la réponse suit le format MicroProfile Health")
+def follows_format(observed, judge):
+    judge(health.follows_format(observed))
+
+
+@then("chaque réponse arrive dans le délai imparti")
+def within_budget(campaign, observed, judge):
+    judge(health.answers_within(observed, campaign.sut.timeouts.health_budget_s))
+
+
+@then("la réponse ne contient aucun identifiant ni trait du patient de l'étude de test")
+def no_patient_data(observed, study, judge):
+    judge(health.no_patient_data(observed, study.identifiers()))
