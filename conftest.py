@@ -6,7 +6,12 @@ import pytest
 
 from drimcheck.plugin import RUNTIME_KEY, HarnessError
 
-pytest_plugins = ["steps.common", "steps.health", "steps.tls"]
+import pkgutil
+
+import steps
+
+# Every module of the step library (steps/*.py except the scenario binding test module).
+pytest_plugins = [f"steps.{m.name}" for m in pkgutil.iter_modules(steps.__path__) if not m.name.startswith("test_")]
 
 
 def pytest_bdd_apply_tag(tag: str, function):

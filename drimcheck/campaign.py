@@ -26,6 +26,19 @@ from simulators.procutil import free_port
 
 HOOK_TIMEOUT_S = 120
 
+#: Simulators started for every campaign, in this order, before the DUT: (name, "module:function").
+#: function(runtime) returns a handle with stop() and optionally dut_settings() -> dict (what the
+#: embedded reference DRIMbox is configured with) and hosts() -> {fqdn: "ip:port"}; or None when
+#: the simulator does not apply to this SUT. A module that does not exist yet is skipped.
+SIMULATORS = (
+    ("igc", "simulators.igc:start_for_campaign"),  # IGC-Santé publication point (CRL, CA certs), plain HTTP
+    ("whitelist", "simulators.whitelist:start_for_campaign"),  # ANS whitelist endpoint
+    ("dmp", "simulators.dmp:start_for_campaign"),  # DMP (XDS.b)
+    ("psc", "simulators.psc:start_for_campaign"),  # Pro Santé Connect
+    ("proxy", "simulators.proxy:start_for_campaign"),  # Proxy e-santé
+    ("peers", "simulators.peers:start_for_campaign"),  # peer DRIMboxes
+)
+
 
 class CampaignRuntime:
     """Owns every process and file of one campaign; started lazily by the first scenario, always stopped."""
@@ -40,6 +53,8 @@ class CampaignRuntime:
         self.pki: Any = None
         self.pacs: dict[str, Any] = {}  # PACS name -> simulators.pacs.Orthanc
         self.dut: Any = None
+        self.sims: dict[str, Any] = {}  # started simulators, by SIMULATORS name
+        self._allocated: dict[tuple[str, str], Address] = {}
         self.client: DutClient | None = None
         self._seeded: dict[tuple[str, str], Any] = {}
         self._started = False
@@ -64,36 +79,94 @@ class CampaignRuntime:
 
     def _start(self) -> None:
         from fixtures.pki import TestPKI
-        from simulators.pacs import Orthanc, OrthancConfig
+        from simulators.pacs import Orthanc, OrthancConfig, OrthancError
 
         self.workdir = Path(tempfile.mkdtemp(prefix="drimcheck-"))
         os.chmod(self.workdir, 0o700)
-        self.pki = TestPKI(self.workdir / "pki")
         if self.sut.embedded:
             self.sut = self.sut.with_network(_allocate(self.sut.network))
+        # Certificates point at the IGC publication point for CRLs, so its address comes first.
+        self.pki = TestPKI(self.workdir / "pki", publication_url=f"http://{self.simulator_address('igc')}")
         resolved = []
         for i, p in enumerate(self.sut.pacs):
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
                                             name=f"DRIMCHECK-{p.name}"[:30]), self.workdir / f"pacs-{i + 1}")
             try:
                 orthanc.start()
-            except Exception as exc:
-                raise HarnessError(f"PACS simulé « {p.name} » : démarrage d'Orthanc impossible : {exc}") from None
+            except OrthancError as exc:
+                raise HarnessError(f"PACS simulé « {p.name} » : démarrage d'Orthanc impossible : {exc.message}") from None
             self.pacs[p.name] = orthanc
             resolved.append(replace(p, dicom_port=orthanc.dicom_port, http_port=orthanc.http_port))
         self.sut = self.sut.with_pacs(tuple(resolved))
+        for name, target in SIMULATORS:
+            starter = _load_starter(target)
+            if starter is None:
+                continue
+            try:
+                handle = starter(self)
+            except HarnessError:
+                raise
+            except Exception as exc:
+                raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
+            if handle is not None:
+                self.sims[name] = handle
         self.client = DutClient(self.sut, self.evidence)
         if self.sut.embedded:
             from simulators.drimbox.launcher import LaunchError, ReferenceDrimbox
 
-            self.dut = ReferenceDrimbox(sut=self.sut, pki=self.pki, workdir=self.workdir / "dut", mutant=self.mutant,
-                                        pacs=[(p, self.pacs[p.name]) for p in self.sut.pacs])
+            self.dut = ReferenceDrimbox(self, mutant=self.mutant)
             try:
                 self.dut.start()
             except LaunchError as exc:
                 raise HarnessError(f"DRIMbox de référence : {exc}") from None
         self.run_hook("before_campaign")
         self._preflight()
+
+    # -- addresses ------------------------------------------------------------------------------
+    def simulator_address(self, name: str) -> Address:
+        """Where simulator `name` listens: declared in [simulators], or a free loopback port for the embedded DUT."""
+        declared = self.sut.simulator_address(name)
+        if declared is not None and declared.port:
+            return declared
+        if not self.sut.embedded:
+            raise HarnessError(f"{self.sut.source_file} : la section [simulators] doit déclarer « {name} = \"hôte:port\" » "
+                               "(l'adresse où la DRIMbox testée joint ce simulateur)")
+        key = ("sim", name)
+        if key not in self._allocated:
+            host = declared.host if declared else "127.0.0.1"
+            self._allocated[key] = Address(host, free_port(host))
+        return self._allocated[key]
+
+    def dut_addresses(self) -> dict[str, Address]:
+        """The DUT's own non-HTTP endpoints ([dut] addresses); "auto" ones get free loopback ports."""
+        out = {}
+        for name, value in self.sut.dut.items():
+            if isinstance(value, Address):
+                if not value.port:
+                    key = ("dut", name)
+                    if key not in self._allocated:
+                        self._allocated[key] = Address(value.host, free_port(value.host))
+                    value = self._allocated[key]
+                out[name] = value
+        return out
+
+    def dut_address(self, name: str) -> Address:
+        addr = self.dut_addresses().get(name)
+        if addr is None:
+            raise HarnessError(f"{self.sut.source_file} : la section [dut] doit déclarer « {name} = \"hôte:port\" »")
+        return addr
+
+    def dut_settings(self) -> dict[str, Any]:
+        """What each simulator tells the embedded reference DRIMbox (URLs, AE titles, ...)."""
+        return {name: h.dut_settings() for name, h in self.sims.items() if hasattr(h, "dut_settings")}
+
+    def extra_hosts(self) -> dict[str, str]:
+        """FQDN -> "ip:port" of simulated peers (the test bed has no DNS)."""
+        out: dict[str, str] = {}
+        for h in self.sims.values():
+            if hasattr(h, "hosts"):
+                out.update(h.hosts())
+        return out
 
     def _preflight(self) -> None:
         """The DUT must answer at all (any HTTP status): otherwise every scenario is ERROR at once."""
@@ -106,6 +179,12 @@ class CampaignRuntime:
         if self.dut is not None:
             self.dut.stop()
             self.dut = None
+        for handle in reversed(list(self.sims.values())):
+            try:
+                handle.stop()
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+        self.sims.clear()
         if self._started:
             try:
                 self.run_hook("after_campaign")
@@ -206,3 +285,17 @@ def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
         http = Address(ep.http.host, ep.http.port or free_port(ep.http.host)) if ep.http else None
         out[fqdn] = Endpoint(fqdn, https=https, http=http)
     return out
+
+
+def _load_starter(target: str):
+    """Import "module:function"; None when the module does not exist (simulator not built yet)."""
+    import importlib
+
+    module_name, _, func = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    return getattr(module, func, None)

@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write a commented sut.toml template")
     init.add_argument("--out", type=Path, default=Path("sut.toml"))
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    import importlib
+    import pkgutil
+
+    from drimcheck import commands
+
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"drimcheck.commands.{mod.name}").register(sub)
     return p
 
 
@@ -68,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError("a command is required: run, selftest, requirements, mutants, init (see 'drimcheck --help')")
-        handler = {"run": cmd_run, "selftest": cmd_selftest, "requirements": cmd_requirements,
-                   "mutants": cmd_mutants, "init": cmd_init}[args.command]
+        handler = getattr(args, "handler", None) or {
+            "run": cmd_run, "selftest": cmd_selftest, "requirements": cmd_requirements,
+            "mutants": cmd_mutants, "init": cmd_init}[args.command]
         return int(handler(args))
     except UsageError as exc:
         print(f"drimcheck: error: {exc}", file=sys.stderr)

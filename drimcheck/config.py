@@ -71,7 +71,20 @@ class Sut:
     trust_anchors: tuple[Path, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     hooks: dict[str, str] = field(default_factory=dict)
+    simulators: dict[str, Address] = field(default_factory=dict)  # where drimcheck's simulators listen
+    dut: dict[str, Any] = field(default_factory=dict)  # other DUT endpoints and settings ([dut])
     source_file: str = "<embedded>"
+
+    def simulator_address(self, name: str) -> Address | None:
+        """Where the simulator `name` must listen (the DUT is configured to reach it there); None if undeclared."""
+        return self.simulators.get(name)
+
+    def dut_address(self, name: str) -> Address | None:
+        value = self.dut.get(name)
+        return value if isinstance(value, Address) else None
+
+    def dut_value(self, name: str, default: Any = None) -> Any:
+        return self.dut.get(name, default)
 
     def endpoint(self, fqdn: str) -> Endpoint:
         try:
@@ -88,6 +101,9 @@ class Sut:
 
     def with_pacs(self, pacs: tuple[Pacs, ...]) -> "Sut":
         return replace(self, pacs=pacs)
+
+    def with_addresses(self, simulators: dict[str, Address], dut: dict[str, Any]) -> "Sut":
+        return replace(self, simulators=simulators, dut=dut)
 
     def describe(self) -> dict[str, Any]:
         """Identity of the SUT as written into every report."""
@@ -144,7 +160,7 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source_file}: not valid TOML: {exc}") from None
-    known = {"sut", "pacs", "network", "health", "tls", "timeouts", "hooks"}
+    known = {"sut", "pacs", "network", "health", "tls", "timeouts", "hooks", "simulators", "dut"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{source_file}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -225,11 +241,24 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     if not all(isinstance(v, str) for v in hooks.values()):
         raise ConfigError(f"{source_file} [hooks]: every hook must be a shell command string")
 
+    simulators: dict[str, Address] = {}
+    for name, value in (data.get("simulators") or {}).items():
+        simulators[name] = _addr(value, f"{source_file} [simulators] {name}", allow_auto=allow_auto)
+    dut: dict[str, Any] = {}
+    for name, value in (data.get("dut") or {}).items():
+        dw = f"{source_file} [dut] {name}"
+        if isinstance(value, str) and (value == AUTO or re.fullmatch(r"[^\s:]+:\d+", value)):
+            dut[name] = _addr(value, dw, allow_auto=allow_auto)
+        elif isinstance(value, (str, int, float, bool)):
+            dut[name] = value
+        else:
+            raise ConfigError(f"{dw}: expected a \"host:port\" address or a plain value")
+
     return Sut(
         name=_str(sut, "name", where), roles=tuple(roles), registry=registry, pacs=tuple(pacs),
         network=network, health_url=health_url, editor=sut.get("editor", ""), version=sut.get("version", ""),
         embedded=embedded, trust_anchors=anchor_paths, timeouts=timeouts,
-        hooks={k: v for k, v in hooks.items() if v}, source_file=source_file,
+        hooks={k: v for k, v in hooks.items() if v}, simulators=simulators, dut=dut, source_file=source_file,
     )
 
 

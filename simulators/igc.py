@@ -71,6 +71,10 @@ class IGCPublicationServer:
         if thread is not None:
             thread.join(self.stop_timeout)
 
+    def dut_settings(self) -> dict:
+        """What a DRIMbox under test needs to know: where IGC-Santé publishes CRLs and CA certificates."""
+        return {"url": self.pki.publication_url}
+
     def __enter__(self) -> "IGCPublicationServer":
         self.start()
         return self
@@ -182,3 +186,11 @@ class IGCPublicationServer:
                 pass
 
         return Handler
+
+
+def start_for_campaign(runtime) -> IGCPublicationServer:
+    """Campaign hook: publish the run's PKI (CRL, CA certificates) in plain HTTP where the certificates say."""
+    addr = runtime.simulator_address("igc")
+    server = IGCPublicationServer(runtime.pki, host=addr.host, port=addr.port)
+    server.start()
+    return server

@@ -6,6 +6,7 @@ are applied here; behaviour mutants are passed to the DRIMbox process by id.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,36 +20,50 @@ from simulators.procutil import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: function modules of the reference DRIMbox, with the SUT roles that enable them (None = always)
+FUNCTIONS = (("trust", None), ("source", "source"), ("conso", "conso"))
+
 
 class LaunchError(RuntimeError):
     """The reference DRIMbox did not start: one line, plus the tail of its log."""
 
 
 class ReferenceDrimbox:
-    def __init__(self, *, sut: Any, pki: Any, pacs: list[tuple[Any, Any]], workdir: Path, mutant: str | None = None):
-        self.sut = sut
-        self.pki = pki
-        self.pacs = pacs  # [(config.Pacs, simulators.pacs.Orthanc)]
-        self.workdir = workdir
+    """The embedded DUT. `runtime` is the CampaignRuntime: SUT, PKI, PACS and simulators of the run."""
+
+    def __init__(self, runtime: Any, *, mutant: str | None = None):
+        self.runtime = runtime
+        self.workdir: Path = runtime.workdir / "dut"
         self.mutant = mutants.get(mutant)
         self.process: subprocess.Popen | None = None
-        self.log_path = workdir / "drimbox.log"
+        self.log_path = self.workdir / "drimbox.log"
+
+    @property
+    def deploy_faults(self) -> dict[str, Any]:
+        return self.mutant.deploy if self.mutant else {}
 
     def _certificate(self, fqdn: str, role: str) -> Any:
+        pki = self.runtime.pki
         if role == "vi":
-            return self.pki.market_ov(fqdn)
-        fault = (self.mutant.deploy if self.mutant else {}).get("dbn_certificate")
+            return pki.market_ov(fqdn)
+        fault = self.deploy_faults.get("dbn_certificate")
         if fault == "market":
-            return self.pki.market_ov(fqdn)
+            return pki.market_ov(fqdn)
         if fault in ("san_mismatch", "expired"):
-            return self.pki.negative(fault, fqdn)
-        return self.pki.serv_ssl(fqdn)
+            return pki.negative(fault, fqdn)
+        return pki.serv_ssl(fqdn)
+
+    def functions(self) -> list[str]:
+        roles = set(self.runtime.sut.roles)
+        return [name for name, role in FUNCTIONS
+                if (role is None or role in roles) and importlib.util.find_spec(f"simulators.drimbox.{name}")]
 
     def config(self) -> dict[str, Any]:
+        rt, sut, pki = self.runtime, self.runtime.sut, self.runtime.pki
         listeners = []
-        for p, _ in self.pacs:
+        for p in sut.pacs:
             for role, fqdn in (("db", p.db), ("vi", p.vi)):
-                ep = self.sut.endpoint(fqdn)
+                ep = sut.endpoint(fqdn)
                 if ep.https:
                     cert = self._certificate(fqdn, role)
                     listeners.append({"fqdn": fqdn, "role": role, "scheme": "https", "host": ep.https.host,
@@ -56,14 +71,29 @@ class ReferenceDrimbox:
                 if ep.http:
                     listeners.append({"fqdn": fqdn, "role": role, "scheme": "http", "host": ep.http.host,
                                       "port": ep.http.port})
+        certs = {}
+        for p in sut.pacs:
+            c = pki.serv_ssl(p.db)  # also the client certificate between DRIMboxes (mTLS)
+            certs[f"serv_ssl:{p.db}"] = {"cert": str(c.cert_path), "key": str(c.key_path), "chain": str(c.chain_path)}
+        for name, issued in (("org_auth_cli", pki.org_auth_cli()), ("org_sign", pki.org_sign())):
+            certs[name] = {"cert": str(issued.cert_path), "key": str(issued.key_path), "chain": str(issued.chain_path)}
+        hosts = {fqdn: f"{ep.https.host}:{ep.https.port}" for fqdn, ep in sut.network.items() if ep.https}
         return {
-            "name": self.sut.name,
-            "registry": self.sut.registry,
+            "name": sut.name,
+            "registry": sut.registry,
             "mutant": self.mutant.id if self.mutant else None,
+            "functions": self.functions(),
             "listeners": listeners,
-            "pacs": [{"name": p.name, "db": p.db, "vi": p.vi, "aet": o.aet, "host": "127.0.0.1",
-                      "dicom_port": o.dicom_port, "http_url": o.base_url, "username": o.auth[0],
-                      "password": o.auth[1]} for p, o in self.pacs],
+            "pacs": [{"name": p.name, "db": p.db, "vi": p.vi, "aet": p.aet, "host": "127.0.0.1",
+                      "dicom_port": p.dicom_port, "http_url": rt.orthanc(p).base_url,
+                      "username": rt.orthanc(p).auth[0], "password": rt.orthanc(p).auth[1]} for p in sut.pacs],
+            "certs": certs,
+            "trust": {"igc_chain": str(pki.igc_chain_pem), "igc_root": str(pki.igc_trust_pem),
+                      "market_root": str(pki.market_trust_pem)},
+            "endpoints": {name: str(addr) for name, addr in rt.dut_addresses().items()},
+            "peers": rt.dut_settings(),
+            "hosts": {**hosts, **rt.extra_hosts()},
+            "workdir": str(self.workdir),
             "ready_file": str(self.workdir / "drimbox.ready"),
         }
 

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-CATALOGUE = Path(__file__).with_name("mutants.toml")
+HERE = Path(__file__).parent
+
+
+def catalogue_files() -> list[Path]:
+    """mutants.toml plus one mutants-<area>.toml per function area."""
+    return sorted(HERE.glob("mutants*.toml"))
 
 
 @dataclass(frozen=True)
@@ -20,12 +25,12 @@ class Mutant:
 
 @lru_cache(maxsize=1)
 def load() -> dict[str, Mutant]:
-    data = tomllib.loads(CATALOGUE.read_text(encoding="utf-8"))
     out: dict[str, Mutant] = {}
-    for m in data.get("mutant", []):
-        if m["id"] in out:
-            raise ValueError(f"mutant {m['id']} declared twice")
-        out[m["id"]] = Mutant(m["id"], m["title"], tuple(m["violates"]), dict(m.get("deploy", {})))
+    for path in catalogue_files():
+        for m in tomllib.loads(path.read_text(encoding="utf-8")).get("mutant", []):
+            if m["id"] in out:
+                raise ValueError(f"mutant {m['id']} declared twice ({path.name})")
+            out[m["id"]] = Mutant(m["id"], m["title"], tuple(m["violates"]), dict(m.get("deploy", {})))
     return out
 
 

@@ -48,6 +48,8 @@ class Listener:
 
 @dataclass
 class DrimboxConfig:
+    """Everything the DRIMbox is installed with: listeners, PACS, functions, certificates, peers' addresses."""
+
     name: str
     registry: str
     listeners: list[Listener]
@@ -55,18 +57,20 @@ class DrimboxConfig:
     calling_aet: str = "DRIMBOX"
     mutant: str | None = None
     ready_file: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    functions: list[str] = field(default_factory=list)  # modules of simulators.drimbox: "source", "trust", "conso"
+    certs: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> {"cert", "key", "chain"} PEM paths
+    trust: dict[str, str] = field(default_factory=dict)  # "igc_chain": PEM of IGC-Santé roots+intermediates, ...
+    endpoints: dict[str, str] = field(default_factory=dict)  # own non-HTTP endpoints, e.g. "mllp": "127.0.0.1:2575"
+    peers: dict[str, Any] = field(default_factory=dict)  # what the harness simulators told us (URLs, AETs, ...)
+    hosts: dict[str, str] = field(default_factory=dict)  # FQDN -> "ip:port" resolution (no DNS in the test bed)
+    workdir: str = "."
 
     @classmethod
     def from_file(cls, path: Path) -> "DrimboxConfig":
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            name=data["name"], registry=data["registry"],
-            listeners=[Listener(**item) for item in data["listeners"]],
-            pacs=[PacsLink(**item) for item in data["pacs"]],
-            calling_aet=data.get("calling_aet", "DRIMBOX"), mutant=data.get("mutant"),
-            ready_file=data.get("ready_file"), extra=data.get("extra", {}),
-        )
+        data["listeners"] = [Listener(**item) for item in data["listeners"]]
+        data["pacs"] = [PacsLink(**item) for item in data["pacs"]]
+        return cls(**data)
 
 
 class PacsProbe:
@@ -99,10 +103,32 @@ class Drimbox:
     """Behaviour of the reference DRIMbox, independent of the HTTP framework."""
 
     def __init__(self, config: DrimboxConfig):
+        import importlib
+
         self.config = config
         self.mutant = config.mutant
         self.probe = PacsProbe(config.calling_aet)
         self._last_failure: dict[str, float] = {}
+        # Each function module exposes `Function(box)` with routes(), health_checks(), start(), stop().
+        self.functions = [importlib.import_module(f"simulators.drimbox.{name}").Function(self)
+                          for name in config.functions]
+
+    def function(self, name: str) -> Any:
+        for f in self.functions:
+            if f.__module__.rsplit(".", 1)[-1] == name:
+                return f
+        return None
+
+    def start(self) -> None:
+        for f in self.functions:
+            f.start()
+
+    def stop(self) -> None:
+        for f in reversed(self.functions):
+            try:
+                f.stop()
+            except Exception:  # noqa: BLE001 - stopping is best effort
+                log.exception("stopping %s", f)
 
     def is_mutant(self, mutant_id: str) -> bool:
         return self.mutant == mutant_id
@@ -115,6 +141,8 @@ class Drimbox:
         checks: list[dict[str, Any]] = [{"name": "DRIMbox", "status": "UP"}]
         for pacs in self.config.pacs:
             checks.append(self._pacs_check(pacs))
+        for f in self.functions:
+            checks.extend(f.health_checks())
         if self.is_mutant("health-down-unnamed"):
             checks = [{"name": "backend", "status": "DOWN" if any(c["status"] == "DOWN" for c in checks) else "UP"}]
         up = all(c["status"] == "UP" for c in checks)
@@ -185,12 +213,40 @@ def build_apps(box: Drimbox) -> dict[tuple[str, str], Any]:
         clear_routes.append(Route("/q/health", health))
     clear_routes.append(Route("/{path:path}", to_https, methods=["GET", "POST", "HEAD"]))
 
-    return {
-        ("db", "https"): Starlette(routes=[Route("/q/health", health)]),
-        ("vi", "https"): Starlette(routes=[Route("/", viewer_home)]),
-        ("db", "http"): Starlette(routes=clear_routes),
-        ("vi", "http"): Starlette(routes=clear_routes),
+    base = {
+        ("db", "https"): [Route("/q/health", health)],
+        ("vi", "https"): [Route("/", viewer_home)],
+        ("db", "http"): [],
+        ("vi", "http"): [],
     }
+    for f in box.functions:
+        for key, routes in f.routes().items():
+            base[key] = list(routes) + base[key]
+    base[("db", "http")] += clear_routes
+    base[("vi", "http")] += clear_routes
+    return {key: Starlette(routes=routes) for key, routes in base.items()}
+
+
+def peer_certificate(request: Any) -> dict[str, Any] | None:
+    """The verified client certificate of the TLS connection (mTLS), or None: {"subject": dict, "der": bytes}."""
+    state = request.scope.get("state") or {}
+    der = state.get("peercert_der")
+    return {"subject": state.get("peercert"), "der": der} if der else None
+
+
+def _peercert_protocol():
+    """uvicorn's h11 protocol, extended to expose the client certificate to the app (uvicorn does not)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class PeerCertH11(H11Protocol):
+        def connection_made(self, transport):  # type: ignore[override]
+            super().connection_made(transport)
+            sslobj = transport.get_extra_info("ssl_object")
+            if sslobj is not None:
+                self.app_state = {**self.app_state, "peercert": sslobj.getpeercert(),
+                                  "peercert_der": sslobj.getpeercert(binary_form=True)}
+
+    return PeerCertH11
 
 
 def serve(config: DrimboxConfig) -> None:
@@ -199,13 +255,20 @@ def serve(config: DrimboxConfig) -> None:
 
     import uvicorn
 
+    import ssl
+
     box = Drimbox(config)
     apps = build_apps(box)
+    box.start()
     servers = []
     for lst in config.listeners:
         kwargs: dict[str, Any] = {}
         if lst.scheme == "https":
-            kwargs.update(ssl_certfile=lst.cert, ssl_keyfile=lst.key)
+            kwargs.update(ssl_certfile=lst.cert, ssl_keyfile=lst.key, http=_peercert_protocol())
+            if lst.role == "db" and config.trust.get("igc_chain"):
+                # dbN: client certificates are optional at TLS level (the Météo has none) and, when
+                # presented, must chain to IGC-Santé; the Source API then requires one (mTLS).
+                kwargs.update(ssl_ca_certs=config.trust["igc_chain"], ssl_cert_reqs=ssl.CERT_OPTIONAL)
         uc = uvicorn.Config(apps[(lst.role, lst.scheme)], host=lst.host, port=lst.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=1, **kwargs)
         servers.append(uvicorn.Server(uc))
@@ -227,6 +290,7 @@ def serve(config: DrimboxConfig) -> None:
     stop.wait()
     for s in servers:
         s.should_exit = True
+    box.stop()
     for t in threads:
         t.join(timeout=3)
 
