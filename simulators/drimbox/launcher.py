@@ -21,7 +21,7 @@ from simulators.procutil import die_with_parent
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: function modules of the reference DRIMbox, with the SUT roles that enable them (None = always)
-FUNCTIONS = (("trust", None), ("source", "source"), ("conso", "conso"))
+FUNCTIONS = (("trust", None), ("source", "source"), ("wado", "source"), ("conso", "conso"))
 
 
 class LaunchError(RuntimeError):
