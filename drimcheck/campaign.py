@@ -86,7 +86,8 @@ class CampaignRuntime:
         if self.sut.embedded:
             self.sut = self.sut.with_network(_allocate(self.sut.network))
         # Certificates point at the IGC publication point for CRLs, so its address comes first.
-        self.pki = TestPKI(self.workdir / "pki", publication_url=f"http://{self.simulator_address('igc')}")
+        igc = f"http://{self.simulator_address('igc')}" if self.has_simulator("igc") else "http://igc-sante.drimcheck.test"
+        self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
         resolved = []
         for i, p in enumerate(self.sut.pacs):
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
@@ -100,7 +101,7 @@ class CampaignRuntime:
         self.sut = self.sut.with_pacs(tuple(resolved))
         for name, target in SIMULATORS:
             starter = _load_starter(target)
-            if starter is None:
+            if starter is None or not self.has_simulator(name):
                 continue
             try:
                 handle = starter(self)
@@ -123,6 +124,17 @@ class CampaignRuntime:
         self._preflight()
 
     # -- addresses ------------------------------------------------------------------------------
+    def has_simulator(self, name: str) -> bool:
+        """Simulators run for the embedded reference, and for an external DUT when [simulators] declares them."""
+        return bool(self.sut.embedded) or self.sut.simulator_address(name) is not None
+
+    def simulator(self, name: str) -> Any:
+        """A started simulator handle, or a clear ERROR for the scenario that needs it."""
+        if name not in self.sims:
+            raise HarnessError(f"simulateur « {name} » non démarré : déclarez son adresse dans la section [simulators] "
+                               f"de {self.sut.source_file}")
+        return self.sims[name]
+
     def simulator_address(self, name: str) -> Address:
         """Where simulator `name` listens: declared in [simulators], or a free loopback port for the embedded DUT."""
         declared = self.sut.simulator_address(name)

@@ -260,19 +260,6 @@ class Orthanc:
         self.http_port = httpx.URL(base_url).port or (443 if httpx.URL(base_url).scheme == "https" else 80)
         return self
 
-    @classmethod
-    def from_env(cls, workdir: Path | str, config: OrthancConfig | None = None) -> "Orthanc":
-        """External Orthanc when DRIMCHECK_PACS_URL is set (containers), else a managed one."""
-        url = os.environ.get("DRIMCHECK_PACS_URL")
-        if not url:
-            return cls(config, workdir)
-        return cls.external(
-            url, username=os.environ.get("DRIMCHECK_PACS_USER", "drimcheck"),
-            password=os.environ.get("DRIMCHECK_PACS_PASSWORD", ""),
-            aet=os.environ.get("DRIMCHECK_PACS_AET", "DRIMCHECK_PACS"),
-            dicom_host=os.environ.get("DRIMCHECK_PACS_DICOM_HOST"),
-            dicom_port=int(os.environ.get("DRIMCHECK_PACS_DICOM_PORT", "4242")))
-
     # ----------------------------------------------------------------- identity
 
     @property

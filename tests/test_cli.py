@@ -1,0 +1,136 @@
+"""The command line: one line and exit 2 on bad input; exit 3 and reports when the DUT cannot be reached."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from drimcheck import config
+from simulators.procutil import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def drimcheck(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drimcheck", *args], capture_output=True, text=True,
+                          cwd=cwd or REPO, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and lines[0].startswith("drimcheck: error:")
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ([], "a command is required"),
+    (["run", "--bogus"], "unrecognized arguments: --bogus"),
+    (["frobnicate"], "invalid choice"),
+    (["run", "--sut", "/nonexistent/sut.toml"], "SUT description not found"),
+    (["run", "--req", "NOPE-99"], "unknown requirement(s): NOPE-99"),
+    (["run", "--mutant", "no-such-mutant"], "unknown mutant"),
+    (["selftest", "--jobs", "0"], "--jobs must be at least 1"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, fragment):
+    proc = drimcheck(*args)
+    assert proc.returncode == 2
+    assert fragment in one_line_error(proc)
+
+
+def test_malformed_sut_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "sut.toml"
+    bad.write_text(config.template_text().replace('roles = ["source"]', "roles = 3"))
+    proc = drimcheck("run", "--sut", str(bad), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "'roles' must be" in one_line_error(proc)
+
+
+def test_mutant_only_applies_to_the_embedded_reference(tmp_path):
+    sut = tmp_path / "sut.toml"
+    sut.write_text(config.template_text())
+    proc = drimcheck("run", "--sut", str(sut), "--mutant", "health-always-up")
+    assert proc.returncode == 2 and "embedded reference" in one_line_error(proc)
+
+
+def test_init_writes_a_valid_template_and_refuses_to_overwrite(tmp_path):
+    proc = drimcheck("init", "--out", str(tmp_path / "sut.toml"))
+    assert proc.returncode == 0
+    config.load(tmp_path / "sut.toml")
+    again = drimcheck("init", "--out", str(tmp_path / "sut.toml"))
+    assert again.returncode == 2 and "already exists" in one_line_error(again)
+
+
+def test_requirements_lists_coverage():
+    proc = drimcheck("requirements", "--json")
+    rows = json.loads(proc.stdout)
+    assert proc.returncode == 0 and any(r["automated"] for r in rows) and any(not r["automated"] for r in rows)
+    text = drimcheck("requirements").stdout
+    assert "HLT-02" in text and "exigences automatisées sur" in text
+
+
+def external_sut(tmp_path: Path, https_port: int) -> Path:
+    """A sut.toml for an external DUT on loopback, with free ports for the PACS simulator."""
+    text = (config.template_text()
+            .replace("dicom_port = 14242", f"dicom_port = {free_port()}")
+            .replace("http_port = 18042", f"http_port = {free_port()}")
+            .replace('https = "127.0.0.1:8443"', f'https = "127.0.0.1:{https_port}"')
+            .replace("request_s = 5", "request_s = 1"))
+    path = tmp_path / "sut.toml"
+    path.write_text(text)
+    return path
+
+
+def assert_reports_written(out: Path) -> dict:
+    for name in ("results.json", "junit.xml", "report.html"):
+        assert (out / name).is_file(), name
+    assert (out / "evidence").is_dir()
+    return json.loads((out / "results.json").read_text())
+
+
+def test_unreachable_dut_gives_exit_3_with_errors_in_the_reports(tmp_path):
+    out = tmp_path / "out"
+    proc = drimcheck("run", "--sut", str(external_sut(tmp_path, free_port())), "--out", str(out), "--quiet")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    data = assert_reports_written(out)
+    assert data["run"]["exit_code"] == 3 and data["scenarios"]
+    assert all(s["verdict"] == "ERROR" for s in data["scenarios"])
+    assert "connection refused" in data["scenarios"][0]["error"]
+
+
+def test_dut_that_accepts_tcp_and_never_answers_ends_in_error_within_the_request_timeout(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # never answers, never closes
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept_and_hold, daemon=True)
+    t.start()
+    try:
+        out = tmp_path / "out"
+        proc = drimcheck("run", "--sut", str(external_sut(tmp_path, listener.getsockname()[1])), "--out", str(out), "--quiet")
+    finally:
+        stop.set()
+        t.join()
+        for c in accepted:
+            c.close()
+        listener.close()
+    assert proc.returncode == 3
+    data = assert_reports_written(out)
+    assert accepted, "the harness never connected"
+    assert all(s["verdict"] == "ERROR" for s in data["scenarios"])
+    assert "within 1 s" in data["scenarios"][0]["error"]

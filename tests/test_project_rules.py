@@ -1,0 +1,88 @@
+"""Project rules that keep verdicts trustworthy: French features, tagged scenarios, independent checks."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+from gherkin.parser import Parser
+
+REPO = Path(__file__).resolve().parent.parent
+FEATURES = sorted((REPO / "features").rglob("*.feature"))
+
+
+def scenarios_of(path: Path):
+    doc = Parser().parse(path.read_text(encoding="utf-8"))
+    feature = doc["feature"]
+    for child in feature["children"]:
+        if "scenario" in child:
+            yield feature, child["scenario"]
+        for rule_child in child.get("rule", {}).get("children", []):
+            if "scenario" in rule_child:
+                yield feature, rule_child["scenario"]
+
+
+def test_features_are_french_gherkin():
+    assert FEATURES
+    for path in FEATURES:
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.strip() == "# language: fr", path
+        assert Parser().parse(path.read_text(encoding="utf-8"))["feature"]["language"] == "fr"
+
+
+def test_every_scenario_carries_requirement_tags():
+    for path in FEATURES:
+        for feature, scenario in scenarios_of(path):
+            tags = [t["name"] for t in scenario["tags"] + feature["tags"]]
+            assert any(t.startswith("@req:") for t in tags), f"{path.name}: {scenario['name']} has no @req: tag"
+
+
+def _modules_loaded_by(imports: str) -> set[str]:
+    code = f"import sys, json\n{imports}\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout))
+
+
+def test_checks_never_import_the_reference_drimbox():
+    import drimcheck.checks as checks
+
+    names = [f"drimcheck.checks.{m.name}" for m in pkgutil.iter_modules(checks.__path__)]
+    loaded = _modules_loaded_by("\n".join(f"import {n}" for n in names))
+    assert not [m for m in loaded if m.startswith("simulators.drimbox")]
+
+
+def test_reference_drimbox_never_imports_the_harness():
+    import simulators.drimbox as box
+
+    names = [f"simulators.drimbox.{m.name}" for m in pkgutil.iter_modules(box.__path__)
+             if m.name not in ("launcher", "__main__")]
+    loaded = _modules_loaded_by("\n".join(f"import {n}" for n in names))
+    leaked = [m for m in loaded if m.split(".")[0] in ("drimcheck", "fixtures", "steps")]
+    assert not leaked, leaked
+
+
+def test_every_mutant_declares_catalogued_requirements():
+    from drimcheck import catalogue
+    from simulators.drimbox import mutants
+
+    cat = catalogue.load()
+    for m in mutants.load().values():
+        assert m.violates, m.id
+        assert catalogue.unknown_ids(m.violates, cat) == [], m.id
+
+
+def test_no_private_key_or_generated_certificate_is_tracked_by_git():
+    import re
+
+    pem_key = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\s*[A-Za-z0-9+/]{40}")
+    files = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=REPO).stdout.split()
+    assert files
+    for f in files:
+        path = REPO / f
+        assert not f.endswith((".key", ".p12", ".pfx")), f
+        if path.is_file() and path.stat().st_size < 2_000_000:
+            assert not pem_key.search(path.read_bytes()), f"{f} holds a private key"
