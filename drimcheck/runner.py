@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import signal
 import sys
 import time
@@ -46,6 +45,7 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
                  command: list[str] | None = None) -> RunResult:
     """Run the campaign and return its results; never raises for DUT or infrastructure problems."""
     catalogue = catalogue_mod.load()
+    run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
@@ -56,10 +56,8 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
             "-o", "addopts=", "-o", "python_files=test_*.py", "-W", "ignore::DeprecationWarning"]
     infra_error = None
     captured = io.StringIO()
-    cwd = os.getcwd()
     try:
         with _sigterm_as_interrupt(), contextlib.redirect_stdout(captured):
-            os.chdir(REPO_ROOT)
             code = pytest.main(args, plugins=[plugin])
         if plugin.collection_errors:
             infra_error = "features non chargées : " + "; ".join(plugin.collection_errors)[:500]
@@ -72,7 +70,6 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
     except KeyboardInterrupt:
         infra_error = "campagne interrompue"
     finally:
-        os.chdir(cwd)
         runtime.stop()
     if runtime._start_error is not None:
         infra_error = infra_error or str(runtime._start_error)
