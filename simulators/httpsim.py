@@ -147,8 +147,9 @@ class SimServer:
     graceful_shutdown_s = 0.5
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None, name: str = "simulator") -> None:
+                 ssl_context: ssl.SSLContext | None = None, name: str = "simulator", lifespan: str = "off") -> None:
         self.app = app
+        self.lifespan = lifespan  # "on" when the app closes resources at shutdown (Starlette lifespan)
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
@@ -182,7 +183,9 @@ class SimServer:
         if self._thread is not None:
             raise RuntimeError(f"{self.name}: already started")
         family = socket.AF_INET6 if _is_ipv6(self.host) else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when the listening
+        # socket says so (proto 0 -> Nagle + delayed ACK = ~44 ms per response on keep-alive connections)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
@@ -199,7 +202,7 @@ class SimServer:
                 ctx.sni_callback = _remember_sni
             kwargs["ssl_context_factory"] = lambda _config, _default: ctx
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error", access_log=False,
-                                lifespan="off", http=_tls_protocol(), timeout_keep_alive=5,
+                                lifespan=self.lifespan, http=_tls_protocol(), timeout_keep_alive=5,
                                 timeout_graceful_shutdown=self.graceful_shutdown_s, **kwargs)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
