@@ -89,7 +89,8 @@ class Route:
 
     def upstream_url(self, path: str, query: str) -> str:
         rest = path[len(self.prefix.rstrip("/")):]
-        return self.upstream.rstrip("/") + (rest or "/") + (f"?{query}" if query else "")
+        base = self.upstream.rstrip("/") if rest else self.upstream
+        return base + rest + (f"?{query}" if query else "")
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -387,10 +388,13 @@ class ProxySimulator:
                     yield chunk
             finally:
                 await upstream.aclose()
+                view = body_view(bytes(captured), upstream.headers.get("content-type", ""))
+                if counted[0] > len(captured):
+                    view.update(size=counted[0], truncated=True)
                 self.recorder.update(
                     entry, complete=True, elapsed_s=round(time.monotonic() - t0, 6), response_bytes=counted[0],
                     response={"status": upstream.status_code, "headers": response_headers_view(resp_headers),
-                              "body": body_view(bytes(captured), upstream.headers.get("content-type", ""))})
+                              "body": view})
 
         return StreamingResponse(stream(), status_code=upstream.status_code, headers=dict(_merge(resp_headers)))
 
