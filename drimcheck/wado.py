@@ -34,7 +34,7 @@ import httpx
 __all__ = [
     "TS_NAMES", "EXPLICIT_VR_LE", "IMPLICIT_VR_LE", "ANS_SAMPLE_ACCEPT", "AcceptError", "MediaRange",
     "parse_accept", "check_drimbox_accept", "negotiate", "parse_media_type", "dicom_accept",
-    "MultipartError", "Part", "MultipartReader", "iter_parts", "Retrieval", "retrieve",
+    "MultipartError", "Part", "MultipartReader", "iter_parts", "part_sop_uid", "Retrieval", "retrieve",
 ]
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -358,6 +358,19 @@ def iter_parts(chunks: Iterable[bytes], boundary: str) -> Iterator[Part]:
     for chunk in chunks:
         yield from reader.feed(chunk)
     reader.close()
+
+
+_META_SOP_UID = b"\x02\x00\x03\x00UI"  # (0002,0003) MediaStorageSOPInstanceUID; file meta is always explicit VR LE
+
+
+def part_sop_uid(dicom: bytes) -> str | None:
+    """MediaStorageSOPInstanceUID of a DICOM Part 10 body, read from its file meta without parsing the
+    dataset (works whatever the transfer syntax, deflated included); None when absent."""
+    idx = dicom.find(_META_SOP_UID, 128, 1024)
+    if idx < 0:
+        return None
+    length = int.from_bytes(dicom[idx + 6:idx + 8], "little")
+    return dicom[idx + 8:idx + 8 + length].rstrip(b"\x00 ").decode("ascii", "replace")
 
 
 # --------------------------------------------------------------------------- timed retrieval

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from drimcheck import jose
 from drimcheck.wado import (
     ANS_SAMPLE_ACCEPT, EXPLICIT_VR_LE, AcceptError, MultipartError, MultipartReader, check_drimbox_accept,
-    dicom_accept, iter_parts, negotiate, parse_accept, parse_media_type,
+    dicom_accept, iter_parts, negotiate, parse_accept, parse_media_type, part_sop_uid,
 )
 from simulators.peer_source import SUPPORTED_SYNTAXES
 
@@ -127,6 +127,15 @@ def test_multipart_truncated_and_garbage() -> None:
         MultipartReader("B").feed(b"--Bxyz\r\n\r\n")
     part = MultipartReader("B").feed(b"--B\r\n\r\nno headers\r\n--B--")
     assert part[0].headers == {} and part[0].body == b"no headers"
+
+
+def test_part_sop_uid_reads_the_file_meta() -> None:
+    from simulators.pacs import make_study
+    from simulators.pacs.orthanc import encode_dataset
+
+    ds = next(make_study("sop-uid", n_series=1, n_instances=1).datasets())
+    assert part_sop_uid(encode_dataset(ds)) == ds.SOPInstanceUID
+    assert part_sop_uid(b"\x00" * 200) is None
 
 
 # ----------------------------------------------------------------------------------------- JOSE
