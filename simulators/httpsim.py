@@ -35,9 +35,9 @@ from drimcheck.evidence import body_for_evidence, redact_headers, redact_text
 from drimcheck.jose import JoseError, b64url, decode_unverified, fingerprint
 
 __all__ = [
-    "SimServer", "ClientCert", "client_certificate", "tls_summary", "Recorder", "request_headers_view",
+    "HttpsSimulator", "SimServer", "ClientCert", "client_certificate", "tls_summary", "Recorder", "request_headers_view",
     "response_headers_view", "redact_url", "body_view", "token_facts", "bearer_token", "mapped_client", "mapped_async_client",
-    "MappedTransport", "AsyncMappedTransport", "public_url", "utc_now",
+    "MappedTransport", "AsyncMappedTransport", "public_url", "utc_now", "client_ssl_context", "closing_lifespan",
 ]
 
 #: Claims of a JWT worth recording (identify the token and its holder; none is a secret).
@@ -375,6 +375,68 @@ class Recorder:
             return len(self._entries)
 
 
+# --------------------------------------------------------------------------- simulator base
+
+
+class HttpsSimulator:
+    """Lifecycle, addresses and request log shared by the HTTPS simulators.
+
+    A subclass sets ``fqdn``, ``recorder`` (a :class:`Recorder`), ``_server`` (a :class:`SimServer`) and
+    ``_public_port`` (``"auto"``: the bound port is written in URLs unless it is 443; an int: that port;
+    None: port-less URLs, clients resolve the FQDN through :meth:`hosts`).
+    """
+
+    fqdn: str
+    recorder: Recorder
+    _server: SimServer
+    _public_port: int | str | None = "auto"
+
+    def start(self):
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> str:
+        """``ip:port`` where it listens."""
+        return self._server.address
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def hosts(self) -> dict[str, str]:
+        """``{fqdn: "ip:port"}``: how a client without DNS reaches it (campaign hosts map)."""
+        return {self.fqdn: self.address}
+
+    @property
+    def base_url(self) -> str:
+        """``https://<fqdn>[:port]`` per ``_public_port``."""
+        port = self.port if self._public_port == "auto" else self._public_port
+        return public_url(self.fqdn, port)  # type: ignore[arg-type]
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Snapshot of every recorded request, oldest first."""
+        return self.recorder.snapshot()
+
+    def clear_requests(self) -> None:
+        self.recorder.clear()
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], *, timeout_s: float,
+                 after: int = 0) -> dict[str, Any] | None:
+        """Bounded wait for a recorded request (None: none arrived in time); see :meth:`Recorder.wait_for`."""
+        return self.recorder.wait_for(predicate, timeout_s=timeout_s, after=after)
+
+
 # --------------------------------------------------------------------------- clients through a hosts map
 
 
@@ -416,6 +478,32 @@ class AsyncMappedTransport(httpx.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         _remap(request, self.hosts)
         return await super().handle_async_request(request)
+
+
+def client_ssl_context(trust: Iterable[Any], cert: Any = None) -> ssl.SSLContext:
+    """TLS client context (TLS >= 1.2) trusting the PEM files ``trust``, presenting ``cert`` (a
+    ``fixtures.pki.Issued``: its chain and key) when given."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    for path in trust:
+        ctx.load_verify_locations(cafile=str(path))
+    if cert is not None:
+        ctx.load_cert_chain(str(cert.chain_path), str(cert.key_path))
+    return ctx
+
+
+def closing_lifespan(take_clients: Callable[[], Iterable[httpx.AsyncClient]]) -> Any:
+    """A Starlette lifespan that, at shutdown, closes the async clients ``take_clients()`` hands over
+    (clients bound to the server's event loop must be closed in it)."""
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any):
+        yield
+        for client in list(take_clients()):
+            await client.aclose()
+
+    return lifespan
 
 
 def mapped_client(hosts: Mapping[str, str] | None = None, *, verify: ssl.SSLContext | bool = True,

@@ -41,7 +41,6 @@ syntax, Orthanc attempts, parts served (SOP Instance UIDs), bytes and times to f
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 import time
@@ -59,8 +58,8 @@ from drimcheck.wado import (
     negotiate, parse_accept, parse_media_type, part_sop_uid,
 )
 from simulators.httpsim import (
-    Recorder, SimServer, bearer_token, body_view, client_certificate, mapped_async_client, public_url,
-    request_headers_view, tls_summary, token_facts,
+    HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, client_ssl_context,
+    closing_lifespan, mapped_async_client, request_headers_view, tls_summary, token_facts,
 )
 
 __all__ = ["DEFAULT_BASE_PATH", "SUPPORTED_SYNTAXES", "KosReference", "Introspection", "PeerSource"]
@@ -108,18 +107,10 @@ class Introspection:
     timeout_s: float = 5.0
 
     def ssl_context(self) -> Any:
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        for path in self.trust:
-            ctx.load_verify_locations(cafile=str(path))
-        if self.client_cert is not None and not self.client_secret:
-            ctx.load_cert_chain(str(self.client_cert.chain_path), str(self.client_cert.key_path))
-        return ctx
+        return client_ssl_context(self.trust, None if self.client_secret else self.client_cert)
 
 
-class PeerSource:
+class PeerSource(HttpsSimulator):
     """One peer Source DRIMbox on its own FQDN and address (see the module docstring).
 
     Parameters: ``pki`` (run PKI), ``orthanc`` (a started ``simulators.pacs.Orthanc`` holding its
@@ -142,7 +133,7 @@ class PeerSource:
         self.orthanc = orthanc
         self.fqdn = fqdn
         self.base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
-        self.public_port = public_port
+        self._public_port = public_port
         self.require_client_cert = require_client_cert
         self.allowed_client_dns = list(allowed_client_dns) if allowed_client_dns is not None else None
         self.supported = tuple(supported)
@@ -169,36 +160,7 @@ class PeerSource:
         self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name=f"peer:{fqdn}",
                                  lifespan="on")
 
-    # ------------------------------------------------------------------ lifecycle, addresses
-
-    def start(self) -> "PeerSource":
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> "PeerSource":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def address(self) -> str:
-        return self._server.address
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def hosts(self) -> dict[str, str]:
-        """``{fqdn: "ip:port"}``: how a DUT without DNS reaches this peer."""
-        return {self.fqdn: self.address}
-
-    @property
-    def base_url(self) -> str:
-        return public_url(self.fqdn, self.public_port)
+    # lifecycle, address, hosts(), base_url, requests, clear_requests, wait_for: see HttpsSimulator
 
     @property
     def wado_base(self) -> str:
@@ -254,19 +216,6 @@ class PeerSource:
         with self._lock:
             self._fault = (status, message) if status else None
 
-    # ------------------------------------------------------------------ records
-
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self.recorder.snapshot()
-
-    def clear_requests(self) -> None:
-        self.recorder.clear()
-
-    def wait_for(self, predicate: Any, *, timeout_s: float, after: int = 0) -> dict[str, Any] | None:
-        """Bounded wait for a request (or, with a None result, proof that none arrived in time)."""
-        return self.recorder.wait_for(predicate, timeout_s=timeout_s, after=after)
-
     def dut_settings(self) -> dict[str, Any]:
         return {"fqdn": self.fqdn, "address": self.address, "wado_base": self.wado_base,
                 "certificate_subject": self.cert.subject_dn, "ca_file": str(self.pki.igc_chain_pem)}
@@ -277,18 +226,15 @@ class PeerSource:
         from starlette.applications import Starlette
         from starlette.routing import Route
 
-        @contextlib.asynccontextmanager
-        async def lifespan(app: Any):
-            yield
+        def take_clients() -> list[httpx.AsyncClient]:
             clients, self._http = self._http, {}
-            for client in clients.values():
-                await client.aclose()
+            return list(clients.values())
 
         base = self.base_path
         return Starlette(routes=[
             Route(base + "/studies/{study}/series/{series}", self._wado, methods=["GET"]),
             Route(base + "/studies/{study}/series/{series}/instances/{instance}", self._wado, methods=["GET"]),
-        ], lifespan=lifespan)
+        ], lifespan=closing_lifespan(take_clients))
 
     def _client(self, name: str) -> httpx.AsyncClient:
         client = self._http.get(name)

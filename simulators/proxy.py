@@ -28,7 +28,6 @@ Here it is a generic relay the harness controls:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import ssl
 import threading
@@ -41,8 +40,8 @@ from urllib.parse import parse_qs
 import httpx
 
 from simulators.httpsim import (
-    Recorder, SimServer, bearer_token, body_view, client_certificate, mapped_async_client, public_url,
-    request_headers_view, response_headers_view, tls_summary, token_facts,
+    HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, client_ssl_context,
+    closing_lifespan, mapped_async_client, request_headers_view, response_headers_view, tls_summary, token_facts,
 )
 
 __all__ = ["DEFAULT_FQDN", "Route", "TokenExchange", "ProxySimulator", "start_for_campaign"]
@@ -93,13 +92,7 @@ class Route:
         return base + rest + (f"?{query}" if query else "")
 
     def ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        for path in self.trust:
-            ctx.load_verify_locations(cafile=str(path))
-        if self.client_cert is not None:
-            ctx.load_cert_chain(str(self.client_cert.chain_path), str(self.client_cert.key_path))
-        return ctx
+        return client_ssl_context(self.trust, self.client_cert)
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ class _Fault:
     description: str | None = None
 
 
-class ProxySimulator:
+class ProxySimulator(HttpsSimulator):
     """The Proxy e-santé on a real mTLS socket (see the module docstring).
 
     Parameters: ``pki`` (run PKI), ``fqdn``, ``host``/``port`` (listening address), ``public_port``
@@ -144,36 +137,7 @@ class ProxySimulator:
                                               require_client_cert=tls_require_client_cert)
         self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name="proxy", lifespan="on")
 
-    # ------------------------------------------------------------------ lifecycle, addresses
-
-    def start(self) -> "ProxySimulator":
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> "ProxySimulator":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def address(self) -> str:
-        return self._server.address
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def hosts(self) -> dict[str, str]:
-        return {self.fqdn: self.address}
-
-    @property
-    def base_url(self) -> str:
-        port = self.port if self._public_port == "auto" else self._public_port
-        return public_url(self.fqdn, port)  # type: ignore[arg-type]
+    # lifecycle, address, hosts(), base_url, requests, clear_requests, wait_for: see HttpsSimulator
 
     def url_for(self, route: str, path: str = "") -> str:
         """Public URL of ``path`` through the route named ``route`` (e.g. ``url_for("psc", OIDC_PATH + "/token")``)."""
@@ -248,18 +212,9 @@ class ProxySimulator:
 
     # ------------------------------------------------------------------ records
 
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        return self.recorder.snapshot()
-
     def requests_for(self, route: str) -> list[dict[str, Any]]:
         return self.recorder.snapshot(lambda e: e.get("route") == route)
 
-    def clear_requests(self) -> None:
-        self.recorder.clear()
-
-    def wait_for(self, predicate: Any, *, timeout_s: float, after: int = 0) -> dict[str, Any] | None:
-        return self.recorder.wait_for(predicate, timeout_s=timeout_s, after=after)
 
     # ------------------------------------------------------------------ campaign
 
@@ -282,15 +237,12 @@ class ProxySimulator:
         from starlette.applications import Starlette
         from starlette.routing import Route as StarletteRoute
 
-        @contextlib.asynccontextmanager
-        async def lifespan(app: Any):
-            yield
+        def take_clients() -> list[httpx.AsyncClient]:
             clients, self._clients = self._clients, {}
-            for client in clients.values():
-                await client.aclose()
+            return list(clients.values())
 
         methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-        return Starlette(routes=[StarletteRoute("/{path:path}", self._relay, methods=methods)], lifespan=lifespan)
+        return Starlette(routes=[StarletteRoute("/{path:path}", self._relay, methods=methods)], lifespan=closing_lifespan(take_clients))
 
     def _client_for(self, route: Route) -> httpx.AsyncClient:
         client = self._clients.get(route.name)

@@ -69,7 +69,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from drimcheck.jose import JoseError, at_hash, decode_unverified, fingerprint, public_jwk, sign_rs256, verify_rs256
 from simulators.httpsim import (
-    ClientCert, Recorder, SimServer, bearer_token, body_view, client_certificate, public_url, redact_url,
+    ClientCert, HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, redact_url,
     request_headers_view, response_headers_view, tls_summary, token_facts,
 )
 
@@ -356,7 +356,7 @@ class OAuthError(Exception):
 # --------------------------------------------------------------------------- the simulator
 
 
-class PscSimulator:
+class PscSimulator(HttpsSimulator):
     """A Pro Santé Connect OIDC provider on a real HTTPS socket (see the module docstring).
 
     Parameters: ``pki`` (fixtures.pki.TestPKI of the run), ``fqdn`` (its public name), ``host``/``port``
@@ -404,39 +404,8 @@ class PscSimulator:
         self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name="psc")
         self.register_client("drimcheck")
 
-    # ------------------------------------------------------------------ lifecycle and addresses
-
-    def start(self) -> "PscSimulator":
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> "PscSimulator":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def address(self) -> str:
-        """``ip:port`` where it listens."""
-        return self._server.address
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def hosts(self) -> dict[str, str]:
-        """``{fqdn: "ip:port"}`` for clients without DNS (campaign hosts map)."""
-        return {self.fqdn: self.address}
-
-    @property
-    def base_url(self) -> str:
-        """``https://<fqdn>[:port]`` (the port only when it is not 443 and public_port is not None)."""
-        port = self.port if self._public_port == "auto" else self._public_port
-        return public_url(self.fqdn, port)  # type: ignore[arg-type]
+    # ------------------------------------------------------------------ URLs (lifecycle, address, hosts(),
+    # base_url, requests, clear_requests, wait_for: see HttpsSimulator)
 
     @property
     def issuer(self) -> str:
@@ -545,11 +514,7 @@ class PscSimulator:
         """Revoke a token (raw string, jti or fingerprint) or every token of a session (``sid``); returns the count."""
         with self._lock:
             now = self.now()
-            if what in self._sessions:
-                targets = [t for t in self._tokens.values() if t.sid == what]
-            else:
-                rec = self._find(what)
-                targets = [rec] if rec else []
+            targets = self._targets(what)
             for t in targets:
                 if t.revoked_at is None:
                     t.revoked_at = now
@@ -561,11 +526,7 @@ class PscSimulator:
         refused). Its signed ``exp`` is unchanged: to test a DUT's own ``exp`` check, mint a token with
         ``issue_token(lifetime_s=0)`` or move :attr:`clock_offset_s`."""
         with self._lock:
-            if what in self._sessions:
-                targets = [t for t in self._tokens.values() if t.sid == what]
-            else:
-                rec = self._find(what)
-                targets = [rec] if rec else []
+            targets = self._targets(what)
             for t in targets:
                 t.forced_expired = True
         self.events.add({"action": "expire", "target": _describe_target(what), "count": len(targets)})
@@ -628,20 +589,9 @@ class PscSimulator:
 
     # ------------------------------------------------------------------ records
 
-    @property
-    def requests(self) -> list[dict[str, Any]]:
-        """Snapshot of every recorded request, oldest first (see :meth:`_record` for the shape)."""
-        return self.recorder.snapshot()
-
     def requests_for(self, endpoint: str) -> list[dict[str, Any]]:
+        """Recorded requests of one endpoint (see ENDPOINTS)."""
         return self.recorder.snapshot(lambda e: e.get("endpoint") == endpoint)
-
-    def clear_requests(self) -> None:
-        self.recorder.clear()
-
-    def wait_for(self, predicate: Any, *, timeout_s: float, after: int = 0) -> dict[str, Any] | None:
-        """Bounded wait for a recorded request (see Recorder.wait_for)."""
-        return self.recorder.wait_for(predicate, timeout_s=timeout_s, after=after)
 
     # ------------------------------------------------------------------ campaign
 
@@ -666,6 +616,13 @@ class PscSimulator:
             return self._tokens[what]
         jti = self._by_fingerprint.get(what) or self._by_fingerprint.get(fingerprint(what))
         return self._tokens.get(jti) if jti else None
+
+    def _targets(self, what: str) -> list[TokenRecord]:
+        """Every token of session ``what``, or the one token it designates (raw, jti or fingerprint)."""
+        if what in self._sessions:
+            return [t for t in self._tokens.values() if t.sid == what]
+        rec = self._find(what)
+        return [rec] if rec else []
 
     def _new_session(self, practitioner: Practitioner, client_id: str, nonce: str | None, scope: str) -> Session:
         session = Session(str(uuid.uuid4()), practitioner, client_id, int(self.now()), nonce, scope)

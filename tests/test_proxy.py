@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette

@@ -16,7 +16,7 @@ from simulators import psc as psc_module
 from simulators.psc import DEFAULT_PRACTITIONER, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS, Activity, Exercice, \
     Practitioner, PscSimulator
 from simulators.httpsim import ClientCert
-from simsupport import APP_REDIRECT, TLS_FAILURES, client, code_flow, login, stub_runtime
+from simsupport import APP_REDIRECT, client, code_flow, login, stub_runtime
 
 SPEC_63_CLAIMS = {"exp", "iat", "auth_time", "jti", "iss", "sub", "typ", "azp", "nonce", "session_state", "sid",
                   "acr", "scope", "preferred_username", "email_verified", "aud"}
