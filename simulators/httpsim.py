@@ -35,9 +35,10 @@ from drimcheck.evidence import body_for_evidence, redact_headers, redact_text
 from drimcheck.jose import JoseError, b64url, decode_unverified, fingerprint
 
 __all__ = [
-    "HttpsSimulator", "SimServer", "ClientCert", "client_certificate", "tls_summary", "Recorder", "request_headers_view",
-    "response_headers_view", "redact_url", "body_view", "token_facts", "bearer_token", "mapped_client", "mapped_async_client",
-    "MappedTransport", "AsyncMappedTransport", "public_url", "utc_now", "client_ssl_context", "closing_lifespan",
+    "HttpsSimulator", "SimServer", "ClientCert", "client_certificate", "tls_summary", "Recorder",
+    "request_headers_view", "response_headers_view", "redact_url", "body_view", "token_facts", "bearer_token",
+    "mapped_client", "mapped_async_client", "MappedTransport", "AsyncMappedTransport", "public_url", "utc_now",
+    "client_ssl_context", "closing_lifespan",
 ]
 
 #: Claims of a JWT worth recording (identify the token and its holder; none is a secret).

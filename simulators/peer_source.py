@@ -61,7 +61,7 @@ from drimcheck.wado import (
 )
 from simulators.httpsim import (
     HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, client_ssl_context,
-    closing_lifespan, mapped_async_client, request_headers_view, tls_summary, token_facts,
+    closing_lifespan, mapped_async_client, redact_url, request_headers_view, tls_summary, token_facts,
 )
 
 __all__ = ["DEFAULT_BASE_PATH", "SUPPORTED_SYNTAXES", "KosReference", "Introspection", "PeerSource"]
@@ -285,7 +285,8 @@ class PeerSource(HttpsSimulator):
         token = bearer_token(headers.get("authorization"))
         cert = client_certificate(request)
         entry = self.recorder.add({
-            "peer": self.fqdn, "method": request.method, "path": request.url.path, "query": request.url.query,
+            "peer": self.fqdn, "method": request.method, "path": request.url.path,
+            "query": redact_url("?" + request.url.query)[1:] if request.url.query else "",
             "level": "instance" if instance else "series", "study": study, "series": series, "instance": instance,
             "client": f"{request.client.host}:{request.client.port}" if request.client else None,
             "host_header": headers.get("host"), "tls": tls_summary(request),

@@ -41,7 +41,8 @@ import httpx
 
 from simulators.httpsim import (
     HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, client_ssl_context,
-    closing_lifespan, mapped_async_client, request_headers_view, response_headers_view, tls_summary, token_facts,
+    closing_lifespan, mapped_async_client, redact_url, request_headers_view, response_headers_view, tls_summary,
+    token_facts,
 )
 
 __all__ = ["DEFAULT_FQDN", "Route", "TokenExchange", "ProxySimulator", "start_for_campaign"]
@@ -242,7 +243,8 @@ class ProxySimulator(HttpsSimulator):
             return list(clients.values())
 
         methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-        return Starlette(routes=[StarletteRoute("/{path:path}", self._relay, methods=methods)], lifespan=closing_lifespan(take_clients))
+        return Starlette(routes=[StarletteRoute("/{path:path}", self._relay, methods=methods)],
+                         lifespan=closing_lifespan(take_clients))
 
     def _client_for(self, route: Route) -> httpx.AsyncClient:
         client = self._clients.get(route.name)
@@ -259,7 +261,7 @@ class ProxySimulator(HttpsSimulator):
         cert = client_certificate(request)
         path, query = request.url.path, request.url.query
         entry = self.recorder.add({
-            "method": request.method, "path": path, "query": query,
+            "method": request.method, "path": path, "query": redact_url("?" + query)[1:] if query else "",
             "client": f"{request.client.host}:{request.client.port}" if request.client else None,
             "host_header": request.headers.get("host"), "tls": tls_summary(request),
             "request": {"headers": request_headers_view(request.headers.items()),
@@ -279,7 +281,8 @@ class ProxySimulator(HttpsSimulator):
 
         if cert is None:
             return finish(_json_error(403, "client_certificate_required",
-                                      "the Proxy e-santé requires a client certificate (mTLS)"), refused="no_client_cert")
+                                      "the Proxy e-santé requires a client certificate (mTLS)"),
+                          refused="no_client_cert")
         if self.allowed_client_dns is not None and cert.subject not in self.allowed_client_dns:
             return finish(_json_error(403, "access_denied", "client certificate not allowed"),
                           refused="client_dn_not_allowed")
@@ -303,8 +306,8 @@ class ProxySimulator(HttpsSimulator):
                 return finish(_exchange_error(refusal), fault="token_exchange_refused")
         headers = _forward_headers(request, cert)
         if route.exchange is not None:
-            exchanged, problem = await self._exchange(route.exchange, bearer_token(request.headers.get("authorization")),
-                                                      refusal)
+            presented = bearer_token(request.headers.get("authorization"))
+            exchanged, problem = await self._exchange(route.exchange, presented, refusal)
             if exchanged is None:
                 resp = _json_error(401, "invalid_token", problem or "token exchange failed")
                 safe = (problem or "token exchange failed").replace('"', "'")
@@ -350,7 +353,8 @@ class ProxySimulator(HttpsSimulator):
 
         return StreamingResponse(stream(), status_code=upstream.status_code, headers=dict(_merge(resp_headers)))
 
-    async def _exchange(self, spec: TokenExchange, subject: str | None, refusal: _Fault | None) -> tuple[str | None, str]:
+    async def _exchange(self, spec: TokenExchange, subject: str | None,
+                        refusal: _Fault | None) -> tuple[str | None, str]:
         """Exchange ``subject`` at PSC; (token, "") or (None, reason). Recorded as its own entry."""
         if not subject:
             return None, "no bearer token to exchange"

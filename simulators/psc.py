@@ -874,7 +874,8 @@ class PscSimulator(HttpsSimulator):
                       "response_type": params.get("response_type"), "scope": params.get("scope"),
                       "nonce_present": bool(params.get("nonce")), "state_present": bool(state),
                       "acr_values": params.get("acr_values") or params.get("acr"),
-                      "code_challenge_method": params.get("code_challenge_method") if params.get("code_challenge") else None,
+                      "code_challenge_method": (params.get("code_challenge_method") or "plain")
+                      if params.get("code_challenge") else None,
                       "login_hint": params.get("login_hint")})
         client = self._clients.get(client_id)
         if client is None:
