@@ -441,7 +441,7 @@ class PscSimulator(HttpsSimulator):
             return self._clients[client_id]
 
     def login_as(self, practitioner: Practitioner | None) -> None:
-        """The next automatic login uses this practitioner (None: back to the default one)."""
+        """Automatic logins (and issue_token) use this practitioner from now on (None: back to the default one)."""
         with self._lock:
             self._next_login = practitioner
 
@@ -492,7 +492,7 @@ class PscSimulator(HttpsSimulator):
         with self._lock:
             if client_id not in self._clients:
                 raise KeyError(f"unknown PSC client {client_id!r}")
-            session = self._new_session(practitioner or self.practitioner, client_id,
+            session = self._new_session(practitioner or self._next_login or self.practitioner, client_id,
                                         nonce or secrets.token_urlsafe(12), scope)
             tokens = self._issue_set(session, client_id, scope, grant="issue_token", lifetime_s=lifetime_s,
                                      audience=audience)
