@@ -29,8 +29,10 @@ test: setup
 selftest: setup
 	@$(VENV)/bin/drimcheck selftest --out runs/selftest
 
+## bench: measurements (not tests): a campaign's wall time, and image retrieval on a 1,300-instance study
 bench: setup
-	@$(PY) bench/run_all.py
+	@$(PY) bench/campaign.py
+	@$(PY) bench/retrieval.py
 
 clean:
 	rm -rf runs build *.egg-info
