@@ -34,6 +34,8 @@ class StudyCase:
     report: Report
     sent: list[MllpExchange] = field(default_factory=list)
     publications: list[Any] = field(default_factory=list)  # successful ITI-41 for this study, in order
+    update: Any = None  # the ITI-41 that followed the last trigger, if any (successful or not)
+    waited_since: float | None = None  # a publication wait already ran from this time (and found nothing)
     last_trigger: float = 0.0
     trigger: str = ""
 
@@ -91,10 +93,14 @@ class SourceContext:
         return [e for e in self.dmp.snapshot(since) if (kind is None or e.kind == kind) and case.uid in e.study_uids]
 
     def wait_publication(self, case: StudyCase, *, since: float | None = None) -> Any:
+        """The first successful ITI-41 for the case's study since a time, waiting at most publication_s (once)."""
         since = case.last_trigger if since is None else since
+        deadline = 0.0 if case.waited_since == since else self.timeouts.publication_s
         found = self.dmp.wait_for(lambda e: e.kind == "ITI-41" and e.success and case.uid in e.study_uids,
-                                  since=since, deadline_s=self.timeouts.publication_s)
-        if found is not None:
+                                  since=since, deadline_s=deadline)
+        if found is None:
+            case.waited_since = since
+        elif all(found is not p for p in case.publications):
             case.publications.append(found)
         return found
 
@@ -290,8 +296,12 @@ def kos_template(source, judge):
 def kos_references(source, judge, which, when_):
     case = source.case
     rows = source.campaign.orthanc(case.pacs).instances_of_study(case.uid)
-    label = "nouvelle version du KOS" if "nouvelle" in which else "KOS publié"
-    judge(kos_checks.references_pacs_content(source.kos(_published(source, case), label), rows, case.pacs.name))
+    if "nouvelle" in which:  # only a new version can show the change: none published = nothing to judge
+        update = case.update if case.update is not None and case.update.success else None
+        doc = source.kos(update, "nouvelle version du KOS")
+    else:
+        doc = source.kos(_published(source, case), "KOS publié")
+    judge(kos_checks.references_pacs_content(doc, rows, case.pacs.name))
 
 
 @then("le KOS porte l'identité du CR : INS, accession et commande")
@@ -359,6 +369,7 @@ def replaced(source, judge):
     previous = case.publications[-1] if case.publications else None
     update = source.dmp.wait_for(lambda e: e.kind == "ITI-41" and case.uid in e.study_uids,
                                  since=case.last_trigger, deadline_s=source.timeouts.publication_s)
+    case.update = update
     if update is not None and update.success:
         case.publications.append(update)
     judge(source_checks.replaced_with_rplc(case.trigger, previous, update, source.timeouts.publication_s))

@@ -117,8 +117,7 @@ def dmp_failure_handled(mllps: list, attempts: list[xds.DmpExchange], deadline_s
         last = publications[-1].describe()
         return [failed("SRC-05", f"CR perdu : après l'échec du DMP, aucune publication réussie dans les {deadline_s:g} s "
                        f"({len(publications)} soumission(s), dernière : {last})", evidence=evidence)]
-    extra = [a for a in successes[1:] if not a.is_replacement()]
-    if extra or len(successes) > 1:
+    if len(successes) > 1:
         return [failed("SRC-05", f"publié deux fois : {len(successes)} soumissions acceptées pour la même étude "
                        f"({', '.join(a.describe() for a in successes)})", evidence=evidence)]
     delay = successes[0].received_at - first.received_at
@@ -165,7 +164,8 @@ def unpublished(trigger: str, current_entry: str | None, after: list[xds.DmpExch
             if a.target == current_entry and a.slot("NewStatus") == xds.STATUS_DELETED:
                 if not e.success:
                     return [failed("SRC-07", f"{trigger} : ITI-57 refusé par le DMP ({e.describe()})", evidence=_ev(e))]
-                return [passed("SRC-07", f"{trigger} : ITI-57 {a.slot('OriginalStatus')} → Deleted sur {current_entry} "
+                before = (a.slot("OriginalStatus") or "?").rsplit(":", 1)[-1]
+                return [passed("SRC-07", f"{trigger} : ITI-57 {before} → Deleted sur {current_entry} "
                                f"({e.describe()})", evidence=_ev(e))]
     others = [e for e in after if e.kind == "ITI-41"]
     if deletions:
@@ -190,23 +190,28 @@ class PacsOutcome:
 
 @check("SRC-08")
 def each_study_with_its_pair(outcomes: list[PacsOutcome], deadline_s: float) -> list[Finding]:
-    """A mutualised Source publishes each study, with RetrieveURLs on the dbN FQDN of the PACS that holds it."""
+    """A mutualised Source publishes the study of each of its PACS, never with the dbN FQDN of another of its PACS.
+
+    Whether each URL is the right dbN FQDN at all (not localhost, an IP...) is FQDN-01's business."""
     problems, ok = [], []
     for o in outcomes:
         if o.publication is None or o.kos is None or o.kos.view is None:
             ack = _describe_ack(_ack_of(o.mllp)) if o.mllp is not None else "—"
             problems.append(f"étude du PACS {o.pacs_name} non publiée dans les {deadline_s:g} s ({ack})")
             continue
+        others = {x.db.lower(): x.pacs_name for x in outcomes if x.db.lower() != o.db.lower()}
         hosts = sorted({(urlsplit(u).hostname or "?").lower() for _, u in o.kos.view.retrieve_urls()})
-        if hosts != [o.db.lower()]:
-            problems.append(f"étude du PACS {o.pacs_name} publiée sur {', '.join(hosts) or 'aucun hôte'} au lieu de {o.db}")
+        crossed = [h for h in hosts if h in others]
+        if crossed:
+            problems.append(f"étude du PACS {o.pacs_name} publiée sur {', '.join(crossed)}, le FQDN du PACS "
+                            f"{others[crossed[0]]}, au lieu de {o.db}")
         else:
-            ok.append(f"{o.pacs_name} → {o.db}")
+            ok.append(f"{o.pacs_name} → {', '.join(hosts)}")
     evidence = _ev([o.mllp for o in outcomes], [o.publication for o in outcomes])
     if problems:
         return [failed("SRC-08", " ; ".join(problems), evidence=evidence)]
-    return [passed("SRC-08", f"{len(outcomes)} études publiées chacune avec le FQDN de son PACS : {', '.join(ok)}",
-                   evidence=evidence)]
+    return [passed("SRC-08", f"{len(outcomes)} études publiées, chacune sans le FQDN d'un autre PACS de la DRIMbox : "
+                   f"{', '.join(ok)}", evidence=evidence)]
 
 
 __all__ = ["acknowledged_and_published", "mismatch_refused", "malformed_refused", "absent_study_not_published",

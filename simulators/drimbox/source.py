@@ -131,11 +131,10 @@ class Function:
             return hl7.ack(msg, "AA")
         pacs, found = self._locate(report.study_uid)
         if pacs is None:
-            if self.mutant("src-publish-absent-study"):
-                pacs, found = self.config.pacs[0], _empty()
-            else:
+            if not self.mutant("src-publish-absent-study"):
                 raise hl7.Hl7Error("AE", f"étude {report.study_uid} absente des PACS de la DRIMbox")
-        if not self.mutant("src-publish-despite-mismatch"):
+            pacs, found = self.config.pacs[0], _empty()
+        elif not self.mutant("src-publish-despite-mismatch"):
             _check_consistency(report, found)
         with self._lock:
             state = self.states.get(report.study_uid)
