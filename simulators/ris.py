@@ -58,15 +58,20 @@ class RisSimulator:
                     if left <= 0:
                         raise TimeoutError(f"aucun acquittement dans les {self.timeout_s:g} s")
                     sock.settimeout(left)
-                    chunk = sock.recv(65536)
+                    try:
+                        chunk = sock.recv(65536)
+                    except socket.timeout:
+                        raise TimeoutError(f"aucun acquittement dans les {self.timeout_s:g} s") from None
                     if not chunk:
                         raise ConnectionError("connexion fermée par la DRIMbox sans acquittement complet")
                     buffer += chunk
                 frame = buffer.split(EB + CR, 1)[0]
                 ex.ack = frame[frame.find(SB) + 1:] if SB in frame else frame
                 ex.acked_at = time.monotonic()
-        except (OSError, TimeoutError, ConnectionError) as exc:
-            ex.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except TimeoutError as exc:
+            ex.error = str(exc) if "acquittement" in str(exc) else f"connexion impossible en {self.timeout_s:g} s"
+        except OSError as exc:
+            ex.error = f"{type(exc).__name__}: {exc.strerror or exc}"
         self._record(ex, getattr(message, "description", ""))
         self.history.append(ex)
         return ex
