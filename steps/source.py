@@ -99,10 +99,18 @@ class SourceContext:
         found = self.dmp.wait_for(lambda e: e.kind == "ITI-41" and e.success and case.uid in e.study_uids,
                                   since=since, deadline_s=deadline)
         if found is None:
+            if case.waited_since != since:
+                self.dut_log("publication attendue absente")
             case.waited_since = since
         elif all(found is not p for p in case.publications):
             case.publications.append(found)
         return found
+
+    def dut_log(self, why: str) -> None:
+        """Embedded reference only: keep the tail of its log next to the evidence of an expired wait."""
+        dut = getattr(self.campaign, "dut", None)
+        if dut is not None and hasattr(dut, "log_tail"):
+            self.campaign.evidence.write_text("journal-drimbox-reference", f"{why}\n" + dut.log_tail(60).replace(" | ", "\n"))
 
     def quiet(self) -> None:
         """Observe the bounded window in which nothing more must happen."""
@@ -370,6 +378,8 @@ def replaced(source, judge):
     update = source.dmp.wait_for(lambda e: e.kind == "ITI-41" and case.uid in e.study_uids,
                                  since=case.last_trigger, deadline_s=source.timeouts.publication_s)
     case.update = update
+    if update is None:
+        source.dut_log("nouvelle version du KOS attendue absente")
     if update is not None and update.success:
         case.publications.append(update)
     judge(source_checks.replaced_with_rplc(case.trigger, previous, update, source.timeouts.publication_s))
@@ -389,8 +399,9 @@ def unpublished(source, judge):
     if case.publications:
         last = case.publications[-1]
         current = next(iter(last.assigned.get(e.id) for e in last.request.kos_entries()), None)
-    source.dmp.wait_for(lambda e: e.kind == "ITI-57" and case.uid in e.study_uids, since=case.last_trigger,
-                        deadline_s=source.timeouts.publication_s)
+    if source.dmp.wait_for(lambda e: e.kind == "ITI-57" and case.uid in e.study_uids, since=case.last_trigger,
+                           deadline_s=source.timeouts.publication_s) is None:
+        source.dut_log("dépublication attendue absente")
     after = [e for e in source.dmp.snapshot(case.last_trigger) if case.uid in e.study_uids]
     judge(source_checks.unpublished(case.trigger, current, after, source.timeouts.publication_s))
 

@@ -81,6 +81,7 @@ def test_reading_a_kos() -> None:
 
 # --------------------------------------------------------------------------- each check fails for its reason
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR TM")
 def test_kos01_date_in_series_time_is_an_iod_error() -> None:
     data, _ = reference_kos(m=lambda ds: setattr(ds, "SeriesTime", ds.SeriesDate))
     f = kos_checks.iod_valid(doc(data))[0]

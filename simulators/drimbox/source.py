@@ -17,8 +17,9 @@ Flow (drimcheck's reading of drimbox-spec §4 and seed §2):
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,8 +66,11 @@ class Function:
         self.config = box.config
         self.states: dict[str, StudyState] = {}
         self._lock = threading.RLock()
-        self._jobs: "queue.Queue[Job | None]" = queue.Queue()
-        self._worker: threading.Thread | None = None
+        # Jobs of one study run in order, one at a time; studies run in parallel, so a slow PACS or DMP
+        # exchange for one examination never delays the others.
+        self._queues: dict[str, deque[Job]] = {}
+        self._active: set[str] = set()
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="source-publisher")
         self._mllp: hl7.MllpServer | None = None
         self._iocm: IocmScp | None = None
         self._stopping = threading.Event()
@@ -89,12 +93,9 @@ class Function:
             aet = str(self.config.settings.get("iocm_aet", self.config.calling_aet))
             self._iocm = IocmScp(aet, host, port, self.on_rejection)
             self._iocm.start()
-        self._worker = threading.Thread(target=self._work, name="source-publisher", daemon=True)
-        self._worker.start()
-
     def stop(self) -> None:
         self._stopping.set()
-        self._jobs.put(None)
+        self._executor.shutdown(wait=False, cancel_futures=True)
         for part in (self._mllp, self._iocm):
             if part is not None:
                 part.stop()
@@ -143,7 +144,7 @@ class Function:
                 state.report, state.found, state.pacs = report, found, pacs
             else:
                 self.states[report.study_uid] = StudyState(report.study_uid, pacs, report, found)
-        self._jobs.put(Job("replace" if update else "publish", report.study_uid, report.message_type))
+        self._enqueue(Job("replace" if update else "publish", report.study_uid, report.message_type))
         return hl7.ack(msg, "AA")
 
     def _on_withdrawal(self, msg: hl7.Message, report: hl7.Report) -> bytes:
@@ -152,7 +153,7 @@ class Function:
         if state is None or state.deleted:
             raise hl7.Hl7Error("AE", f"aucun KOS publié pour l'étude {report.study_uid}")
         if not self.mutant("src-no-iti57-on-withdrawal"):
-            self._jobs.put(Job("delete", report.study_uid, "retrait du CR"))
+            self._enqueue(Job("delete", report.study_uid, "retrait du CR"))
         return hl7.ack(msg, "AA")
 
     def _on_exam_change(self, msg: hl7.Message) -> bytes:
@@ -161,7 +162,7 @@ class Function:
             state = self.states.get(change.study_uid)
         if state is None or state.deleted:
             raise hl7.Hl7Error("AE", f"aucun KOS publié pour l'étude {change.study_uid}")
-        self._jobs.put(Job("delete" if change.cancelled else "replace", change.study_uid, "OMI^O23", requery=True))
+        self._enqueue(Job("delete" if change.cancelled else "replace", change.study_uid, "OMI^O23", requery=True))
         return hl7.ack(msg, "AA")
 
     def on_rejection(self, study_uid: str, rejected: list[str]) -> None:
@@ -173,7 +174,7 @@ class Function:
         if state is None or state.deleted:
             log.info("IOCM rejection for unpublished study %s ignored", study_uid)
             return
-        self._jobs.put(Job("replace", study_uid, f"note de rejet IOCM ({len(rejected)} instance(s))", requery=True))
+        self._enqueue(Job("replace", study_uid, f"note de rejet IOCM ({len(rejected)} instance(s))", requery=True))
 
     # -- PACS ---------------------------------------------------------------------------------
     def _query(self, pacs: Any, study_uid: str):
@@ -195,27 +196,38 @@ class Function:
             raise hl7.Hl7Error("AE", "PACS injoignable(s) : " + " ; ".join(errors))
         return None, None
 
-    # -- publication worker ---------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._stopping.is_set():
-            job = self._jobs.get()
-            if job is None:
+    # -- publication jobs ---------------------------------------------------------------------
+    def _enqueue(self, job: Job) -> None:
+        with self._lock:
+            self._queues.setdefault(job.study_uid, deque()).append(job)
+            if job.study_uid in self._active or self._stopping.is_set():
                 return
+            self._active.add(job.study_uid)
+        self._executor.submit(self._drain, job.study_uid)
+
+    def _drain(self, study_uid: str) -> None:
+        while True:
+            with self._lock:
+                pending = self._queues.get(study_uid)
+                if not pending:
+                    self._active.discard(study_uid)
+                    return
+                job = pending.popleft()
             try:
                 self._run(job)
-            except xds.DmpError as exc:
+            except (xds.DmpError, PacsError) as exc:
                 self._retry(job, str(exc))
-            except Exception:  # noqa: BLE001 - keep the worker alive
+            except Exception:  # noqa: BLE001 - one bad job must not stop the others
                 log.exception("job %s failed", job)
 
     def _retry(self, job: Job, why: str) -> None:
-        log.warning("DMP: %s (job %s, attempt %d)", why, job.kind, job.attempt + 1)
+        log.warning("%s (job %s for %s, attempt %d)", why, job.kind, job.study_uid, job.attempt + 1)
         if self.mutant("src-lose-report-on-failure") or job.attempt >= len(RETRY_DELAYS_S):
             log.error("job %s for %s abandoned", job.kind, job.study_uid)
             return
         delay = RETRY_DELAYS_S[job.attempt]
         retry = replace(job, attempt=job.attempt + 1)
-        timer = threading.Timer(delay, self._jobs.put, args=(retry,))
+        timer = threading.Timer(delay, self._enqueue, args=(retry,))
         timer.daemon = True
         timer.start()
 
