@@ -92,6 +92,8 @@ def main() -> int:
             timings[name] = round(time.monotonic() - t, 3)
             if name != "read_kos":
                 verdicts[name] = out[0].verdict.value
+                if out[0].verdict.value != "PASS":
+                    figures.setdefault("messages", {})[name] = out[0].message[:300]
         figures["check_s"] = timings
         figures["checks_total_s"] = round(sum(timings.values()), 3)
         figures["verdicts"] = verdicts

@@ -189,11 +189,7 @@ def load(data: bytes | str | Path) -> Dataset:
 
 def read_kos(data: bytes | str | Path) -> KosView:
     ds = load(data)
-    problems: list[str] = []
-    try:
-        ds.decode()  # apply SpecificCharacterSet to every text element
-    except (LookupError, ValueError) as exc:
-        problems.append(f"jeu de caractères non décodable : {exc}")
+    problems: list[str] = []  # text values are decoded with SpecificCharacterSet as they are read
     meta = getattr(ds, "file_meta", None)
     evidence = []
     stray = []
@@ -238,6 +234,15 @@ def read_kos(data: bytes | str | Path) -> KosView:
         continuity=_s(ds, "ContinuityOfContent"), templates=templates, evidence=evidence, content=content,
         stray_retrieve_urls=stray, creation=_s(ds, "InstanceCreationDate") + _s(ds, "InstanceCreationTime"),
         problems=problems)
+
+
+def header_uid(data: bytes, keyword: str) -> str:
+    """One top-level UID of a DICOM file, without walking the whole dataset (large manifests)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True, specific_tags=[keyword])
+        return str(ds.get(keyword, "") or "")
+    except Exception:  # noqa: BLE001 - unreadable: no UID
+        return ""
 
 
 # --------------------------------------------------------------------------- dciodvfy
@@ -331,7 +336,7 @@ def profile_only(base: IodReport, profiled: IodReport) -> list[str]:
 
 
 __all__ = ["KosError", "KosView", "SeriesRef", "EvidenceStudy", "ContentItem", "RequestRef", "OtherId",
-           "read_kos", "load", "dciodvfy", "dciodvfy_path", "IodReport", "profile_only", "WAIVERS",
+           "read_kos", "load", "header_uid", "dciodvfy", "dciodvfy_path", "IodReport", "profile_only", "WAIVERS",
            "KOS_SOP_CLASS", "INS_OIDS", "INS_ISSUERS", "INS_RE"]
 
 
@@ -344,6 +349,13 @@ class KosDocument:
     evidence: list[str] = field(default_factory=list)
     view: KosView | None = None
     error: str | None = None
+    _iod: dict[str | None, "IodReport"] = field(default_factory=dict, repr=False)
+
+    def iod(self, profile: str | None = None) -> "IodReport":
+        """dciodvfy's report on this KOS (run once per profile)."""
+        if profile not in self._iod:
+            self._iod[profile] = dciodvfy(self.data, profile=profile)
+        return self._iod[profile]
 
     @classmethod
     def from_bytes(cls, data: bytes, *, label: str = "KOS", evidence: list[str] | None = None) -> "KosDocument":

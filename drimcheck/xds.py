@@ -667,8 +667,12 @@ def digest_matches(data: bytes, algorithm: str, value_b64: str) -> bool | None:
     return base64.b64encode(func(data).digest()).decode() == value_b64
 
 
-__all__ = [name for name in dir() if name.isupper() or name in {
+__all__ = [
     "XdsParseError", "MimePart", "Mime", "parse_mime", "Soap", "parse_soap", "parse_xml", "Classification",
     "RegistryObject", "parse_registry_objects", "Vihf", "read_vihf", "XdsRequest", "parse_request", "parse_cx",
-    "SignatureCheck", "signer_certificate", "verify_xmldsig", "verify_xmldsig_cli", "manifest_references",
-    "digest_matches"}]
+    "DmpExchange", "SignatureCheck", "signer_certificate", "verify_xmldsig", "verify_xmldsig_cli",
+    "manifest_references", "digest_matches", "NS",
+    "ACTION_PNR", "ACTION_UPDATE", "ACTION_QUERY", "ACTION_RETRIEVE", "HAS_MEMBER", "RPLC", "SIGNS",
+    "UPDATE_AVAILABILITY", "STATUS_APPROVED", "STATUS_DEPRECATED", "STATUS_DELETED", "RESPONSE_SUCCESS",
+    "RESPONSE_FAILURE", "KOS_FORMAT", "SIGNATURE_CLASS", "SIGNATURE_FORMAT",
+]

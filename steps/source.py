@@ -55,10 +55,13 @@ class SourceContext:
         if self.dmp is None:
             raise HarnessError("simulateur DMP non démarré")
         addr = campaign.dut_address("mllp")
-        self.ris = RisSimulator(addr.host, addr.port, campaign.evidence, timeout_s=campaign.sut.timeouts.request_s)
+        # the ACK may wait for the DUT's own checks (C-FIND on its PACS): bounded like a publication
+        self.ris = RisSimulator(addr.host, addr.port, campaign.evidence,
+                                timeout_s=max(campaign.sut.timeouts.request_s, campaign.sut.timeouts.publication_s))
         self.seed = hashlib.sha256(scenario.encode()).hexdigest()[:12]
         self.cases: list[StudyCase] = []
         self.refused: list[tuple[str, MllpExchange]] = []
+        self._kos: dict[tuple[int, str], KosDocument] = {}
         self.started = time.monotonic()
         self.timeouts = campaign.sut.timeouts
 
@@ -117,12 +120,14 @@ class SourceContext:
         time.sleep(self.timeouts.quiet_s)
 
     def kos(self, ex: Any, label: str) -> KosDocument | None:
-        if ex is None:
+        """The KOS of a DMP submission, read once (and judged by dciodvfy once) per scenario."""
+        if ex is None or ex.kos_bytes() is None:
             return None
-        data = ex.kos_bytes()
-        if data is None:
-            return None
-        return KosDocument.from_bytes(data, label=label, evidence=[ex.kos_evidence] if ex.kos_evidence else ex.evidence)
+        key = (ex.seq, label)
+        if key not in self._kos:
+            self._kos[key] = KosDocument.from_bytes(ex.kos_bytes(), label=label,
+                                                    evidence=[ex.kos_evidence] if ex.kos_evidence else ex.evidence)
+        return self._kos[key]
 
     def expected(self, case: StudyCase) -> kos_checks.ExpectedIdentity:
         r = case.report

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from drimcheck.checks import check
-from drimcheck.kos import INS_ISSUERS, INS_OIDS, INS_RE, KOS_SOP_CLASS, KosDocument, dciodvfy, profile_only
+from drimcheck.kos import INS_ISSUERS, INS_OIDS, INS_RE, KOS_SOP_CLASS, KosDocument, profile_only
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped, warned
 
 MANIFEST = ("113030", "DCM")
@@ -90,7 +90,7 @@ def iod_valid(doc: KosDocument | None) -> list[Finding]:
     if early:
         return early
     view = doc.view
-    report = dciodvfy(doc.data)
+    report = doc.iod()
     details = {"dciodvfy": report.to_dict()}
     if report.failure:
         return [errored("KOS-01", f"{doc.label} : {report.failure}", evidence=doc.evidence, details=details)]
@@ -280,8 +280,8 @@ def retrieve_location(doc: KosDocument | None) -> list[Finding]:
     if early:
         return early
     v = doc.view
-    base = dciodvfy(doc.data)
-    profiled = dciodvfy(doc.data, profile=XDSI_PROFILE)
+    base = doc.iod()
+    profiled = doc.iod(XDSI_PROFILE)
     details = {"dciodvfy_profile": profiled.to_dict()}
     if base.failure or profiled.failure:
         return [errored("KOS-05", f"{doc.label} : {base.failure or profiled.failure}", evidence=doc.evidence, details=details)]

@@ -19,7 +19,7 @@ from drimcheck import xds
 from drimcheck.checks import check
 from drimcheck.checks.kos import ExpectedIdentity
 from drimcheck.checks.tls import build_path
-from drimcheck.kos import KosError, read_kos
+from drimcheck.kos import header_uid
 from drimcheck.verdicts import Finding, failed, passed, skipped
 
 KOS_CLASS = ("31", "1.2.250.1.213.1.1.4.1")
@@ -166,12 +166,11 @@ def kos_metadata(ex: xds.DmpExchange | None, expected: ExpectedIdentity) -> list
         problems.append(f"hash {entry.slot('hash') or 'absent'} au lieu du SHA-1 du KOS joint {sha1}")
     if entry.slot("size") != str(len(data)):
         problems.append(f"size {entry.slot('size') or 'absent'} au lieu de {len(data)} octets")
-    try:
-        kos = read_kos(data)
-        if entry.unique_id != kos.sop_uid:
-            problems.append(f"uniqueId {entry.unique_id or 'absent'} au lieu du SOPInstanceUID du KOS {kos.sop_uid}")
-    except KosError as exc:
-        problems.append(f"document KOS joint illisible ({exc})")
+    sop_uid = header_uid(data, "SOPInstanceUID")
+    if not sop_uid:
+        problems.append("document KOS joint illisible (pas de SOPInstanceUID)")
+    elif entry.unique_id != sop_uid:
+        problems.append(f"uniqueId {entry.unique_id or 'absent'} au lieu du SOPInstanceUID du KOS {sop_uid}")
     refs = req.reference_ids(entry)
     accession = refs.get("urn:ihe:iti:xds:2013:accession", [])
     if not any(_same_cx(v, expected.accession, expected.accession_oid, "urn:ihe:iti:xds:2013:accession") for v in accession):

@@ -252,12 +252,9 @@ async def _in_thread(func, *args):
 
 def _studies_of(request: xds.XdsRequest) -> set[str]:
     """The studies a submission is about: its referenceIdList and the StudyInstanceUID of its KOS."""
-    from drimcheck.kos import KosError, read_kos
+    from drimcheck.kos import header_uid
 
     studies = set(request.study_uids())
     for entry in request.kos_entries():
-        try:
-            studies.add(read_kos(request.documents.get(entry.id, b"")).study_uid)
-        except KosError:
-            pass
+        studies.add(header_uid(request.documents.get(entry.id, b""), "StudyInstanceUID"))
     return {s for s in studies if s}
