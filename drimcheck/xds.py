@@ -556,6 +556,13 @@ def signer_certificate(signature: etree._Element) -> x509.Certificate | None:
         return None
 
 
+def _signature_info(signature: etree._Element) -> tuple[x509.Certificate | None, list[str], str]:
+    """The KeyInfo certificate, the SignedInfo reference URIs and the signature algorithm."""
+    refs = [r.get("URI", "") for r in signature.findall("ds:SignedInfo/ds:Reference", NS)]
+    method = signature.find("ds:SignedInfo/ds:SignatureMethod", NS)
+    return signer_certificate(signature), refs, method.get("Algorithm", "") if method is not None else ""
+
+
 def verify_xmldsig(signature: etree._Element) -> SignatureCheck:
     """Core XMLDSig validation (every SignedInfo reference and the SignatureValue) with the KeyInfo certificate.
 
@@ -565,10 +572,7 @@ def verify_xmldsig(signature: etree._Element) -> SignatureCheck:
     import xmlsec
     from cryptography.hazmat.primitives import serialization
 
-    cert = signer_certificate(signature)
-    refs = [r.get("URI", "") for r in signature.findall("ds:SignedInfo/ds:Reference", NS)]
-    method = signature.find("ds:SignedInfo/ds:SignatureMethod", NS)
-    algorithm = method.get("Algorithm", "") if method is not None else ""
+    cert, refs, algorithm = _signature_info(signature)
     if cert is None:
         return SignatureCheck(False, "aucun certificat X.509 lisible dans KeyInfo", None, refs, algorithm)
     root = signature.getroottree().getroot()
@@ -611,10 +615,7 @@ def verify_xmldsig_cli(document: bytes, timeout_s: float = 30.0) -> SignatureChe
     signature = root if root.tag == f"{{{NS['ds']}}}Signature" else root.find(".//ds:Signature", NS)
     if signature is None:
         return SignatureCheck(False, "aucun élément ds:Signature")
-    cert = signer_certificate(signature)
-    refs = [r.get("URI", "") for r in signature.findall("ds:SignedInfo/ds:Reference", NS)]
-    method = signature.find("ds:SignedInfo/ds:SignatureMethod", NS)
-    algorithm = method.get("Algorithm", "") if method is not None else ""
+    cert, refs, algorithm = _signature_info(signature)
     if cert is None:
         return SignatureCheck(False, "aucun certificat X.509 lisible dans KeyInfo", None, refs, algorithm)
     binary = shutil.which("xmlsec1")

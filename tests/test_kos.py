@@ -30,10 +30,12 @@ def reference_kos(seed: str = "kos-test", db: str = DB1, **mutate) -> tuple[byte
     p = st.patient
     images = [source_kos.ImageRef(st.study_uid, s.series_uid, i.sop_uid, i.sop_class_uid, i.number, s.number, s.modality,
                                   s.description) for s in st.series for i in s.instances]
-    facts = source_kos.StudyFacts(st.study_uid, p.ins, p.ins_oid, p.family, p.given, p.birth_date, p.sex,
-                                  p.birthplace_insee, st.accession_number, st.accession_issuer_oid, st.order_placer_number,
-                                  st.order_placer_oid, "Centre d'imagerie", st.study_date, st.study_time, st.description,
-                                  st.study_id, "", images)
+    facts = source_kos.StudyFacts(
+        study_uid=st.study_uid, ins=p.ins, ins_oid=p.ins_oid, family=p.family, given=p.given, birth_date=p.birth_date,
+        sex=p.sex, birthplace=p.birthplace_insee, accession=st.accession_number, accession_oid=st.accession_issuer_oid,
+        order=st.order_placer_number, order_oid=st.order_placer_oid, institution="Centre d'imagerie",
+        study_date=st.study_date, study_time=st.study_time, study_description=st.description, study_id=st.study_id,
+        images=images)
     ds = source_kos.build_kos(facts, db_fqdn=db, retrieve_aet="DRIMBOX", retrieve_location_uid=source_kos.stable_uid(db))
     for func in mutate.values():
         func(ds)

@@ -272,10 +272,7 @@ class Function:
         version = state.version + 1
         db = self._retrieve_host(state, version)
         facts = kos.StudyFacts(
-            study_uid=state.study_uid, ins=report.ins, ins_oid=report.ins_oid, family=report.family, given=report.given,
-            birth_date=report.birth_date, sex=report.sex, birthplace=report.birthplace, accession=report.accession,
-            accession_oid=report.accession_oid, order=report.order, order_oid=report.order_oid,
-            institution=report.structure_name, study_date=found.study_date, study_time=found.study_time,
+            **report.identity(), institution=report.structure_name, study_date=found.study_date, study_time=found.study_time,
             study_description=found.study_description, study_id=found.study_id,
             referring_physician=found.referring_physician, images=list(found.images))
         self._mutate_facts(facts)
@@ -316,10 +313,7 @@ class Function:
         modalities = sorted({i.modality for i in facts.images if i.modality}) if facts else report.modalities
         flags = {"MASQUE_PS": "Masqué aux professionnels de santé", "INVISIBLE_PATIENT": "Non visible par le patient"}
         return xds.Publication(
-            ins=report.ins, ins_oid=report.ins_oid, family=report.family, given=report.given,
-            birth_date=report.birth_date, sex=report.sex, birthplace=report.birthplace, study_uid=report.study_uid,
-            accession=report.accession, accession_oid=report.accession_oid, order=report.order, order_oid=report.order_oid,
-            author_id=report.author_id, author_family=report.author_family, author_given=report.author_given,
+            **report.identity(), author_id=report.author_id, author_family=report.author_family, author_given=report.author_given,
             author_role="10", author_specialty=report.author_specialty or "SM44", structure_id=report.structure_id,
             structure_name=report.structure_name or "DRIMbox", facility_type=report.facility_type or "SA08",
             practice=report.practice or "AMBULATOIRE", modalities=modalities or report.modalities,

@@ -21,6 +21,8 @@ from typing import Callable
 
 from lxml import etree
 
+from simulators.drimbox.source_kos import Identity
+
 log = logging.getLogger("drimbox.source.hl7")
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
@@ -175,26 +177,14 @@ class MllpServer:
 
 # --------------------------------------------------------------------------- the report
 
-@dataclass
-class Report:
+@dataclass(kw_only=True)
+class Report(Identity):
     """What the Source takes from the HL7 message and its CDA report."""
 
     kind: str  # "new", "update", "withdrawal"
     message_type: str
-    ins: str
-    ins_oid: str
     ipp: str
     ipp_oid: str
-    family: str
-    given: str
-    birth_date: str
-    sex: str
-    birthplace: str
-    study_uid: str
-    accession: str
-    accession_oid: str
-    order: str
-    order_oid: str
     doc_id: str
     author_id: str = ""
     author_family: str = ""

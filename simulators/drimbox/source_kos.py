@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 import pydicom
@@ -53,9 +53,9 @@ class ImageRef:
     series_description: str = ""
 
 
-@dataclass
-class StudyFacts:
-    """What the KOS says about the study, from the report (CDA) and the PACS (C-FIND)."""
+@dataclass(kw_only=True)
+class Identity:
+    """The patient and the examination as the report (CDA) states them: what every artefact carries."""
 
     study_uid: str
     ins: str
@@ -69,6 +69,15 @@ class StudyFacts:
     accession_oid: str
     order: str
     order_oid: str
+
+    def identity(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(Identity)}
+
+
+@dataclass(kw_only=True)
+class StudyFacts(Identity):
+    """What the KOS says about the study: the report's identity and what the PACS holds (C-FIND)."""
+
     institution: str = ""
     study_date: str = ""
     study_time: str = ""
@@ -236,5 +245,5 @@ def encode(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["ImageRef", "StudyFacts", "build_kos", "encode", "new_uid", "stable_uid", "series_url",
+__all__ = ["ImageRef", "Identity", "StudyFacts", "build_kos", "encode", "new_uid", "stable_uid", "series_url",
            "RETRIEVE_BASE_PATH", "KOS_SOP_CLASS"]

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
+from simulators.drimbox.source_kos import Identity
+
 SOAP = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -108,22 +110,10 @@ class Credentials:
         return cert, key
 
 
-@dataclass
-class Publication:
-    """Everything the metadata of one KOS publication needs (from the CR and the KOS)."""
+@dataclass(kw_only=True)
+class Publication(Identity):
+    """Everything the metadata of one KOS publication needs (the report's identity, author and context)."""
 
-    ins: str
-    ins_oid: str
-    family: str
-    given: str
-    birth_date: str
-    sex: str
-    birthplace: str
-    study_uid: str
-    accession: str
-    accession_oid: str
-    order: str
-    order_oid: str
     author_id: str
     author_family: str
     author_given: str
