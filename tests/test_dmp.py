@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,9 +16,9 @@ from drimcheck.verdicts import Verdict
 from fixtures.pki import POLICY_OIDS, TestPKI
 from simulators.dmp import DmpSimulator
 from simulators.drimbox import source_xds as sx
-from tests.test_kos import reference_kos
+from tests.test_kos import ANSDATA, reference_kos
 
-ANS_XDS = Path("/work/shared/ansdata/xds/publication.xml")
+ANS_XDS = ANSDATA / "xds" / "publication.xml"
 ANS_CTYPE = ('multipart/related;boundary="MIMEBoundary_Bound"; type="application/xop+xml"; start="<0.1>"; '
              'start-info="application/soap+xml"; action="urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"')
 

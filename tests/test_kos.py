@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,8 +19,10 @@ from drimcheck.verdicts import Verdict
 from simulators.drimbox import source_kos
 from simulators.pacs import make_study
 
-ANS = Path("/work/shared/ansdata/kos")
 REPO = Path(__file__).resolve().parents[1]
+#: the ANS artefacts (../shared/ansdata next to the checkout, or DRIMCHECK_ANSDATA)
+ANSDATA = Path(os.environ.get("DRIMCHECK_ANSDATA", REPO.parent / "shared" / "ansdata"))
+ANS = ANSDATA / "kos"
 DB1 = "db1.349.mesimagesmedicales.fr"
 needs_ans = pytest.mark.skipif(not ANS.is_dir(), reason="ANS samples not available")
 

@@ -93,6 +93,7 @@ class Function:
             aet = str(self.config.settings.get("iocm_aet", self.config.calling_aet))
             self._iocm = IocmScp(aet, host, port, self.on_rejection)
             self._iocm.start()
+
     def stop(self) -> None:
         self._stopping.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
