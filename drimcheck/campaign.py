@@ -240,6 +240,10 @@ class CampaignRuntime:
             self._seeded[key] = study
         return self._seeded[key]
 
+    def seeded_studies(self) -> list[Any]:
+        """Every synthetic study stored in the PACS simulators so far in this campaign."""
+        return list(self._seeded.values())
+
     def stop_pacs(self, pacs: Pacs) -> float:
         """Simulate a PACS outage (immediate kill); returns the monotonic time of the outage."""
         self.orthanc(pacs).stop(graceful=False)

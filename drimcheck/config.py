@@ -55,6 +55,8 @@ class Timeouts:
     health_down_s: float = 10.0
     health_up_s: float = 10.0
     health_budget_s: float = 2.0
+    publication_s: float = 10.0  # bound on waiting for the DUT to publish to (or update) the DMP
+    quiet_s: float = 1.5  # observation window in which "nothing happens" (no publication) is expected
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,8 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         health_down_s=_positive(t, "health_down_s", tw, 10.0),
         health_up_s=_positive(t, "health_up_s", tw, 10.0),
         health_budget_s=_positive(t, "health_budget_s", tw, 2.0),
+        publication_s=_positive(t, "publication_s", tw, 10.0),
+        quiet_s=_positive(t, "quiet_s", tw, 1.5),
     )
     hooks = data.get("hooks") or {}
     if not all(isinstance(v, str) for v in hooks.values()):

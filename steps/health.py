@@ -80,9 +80,19 @@ def all_follow_format(poller, judge):
     judge(health.follows_format([p.exchange for p in poller.snapshot()]))
 
 
+def _patient_identifiers(campaign, study) -> dict[str, str]:
+    """The test study's identifying values, plus those of every other patient the PACS simulators hold."""
+    ids = dict(study.identifiers())
+    others = [s for s in campaign.seeded_studies() if s is not study]
+    for n, other in enumerate(others, 2):
+        for label, value in other.identifiers().items():
+            ids.setdefault(f"{label} (patient n°{n})", value)
+    return ids
+
+
 @then("aucune réponse observée ne contient de donnée patient")
-def no_patient_data_in_polls(poller, study, judge):
-    judge(health.no_patient_data([p.exchange for p in poller.snapshot()], study.identifiers()))
+def no_patient_data_in_polls(campaign, poller, study, judge):
+    judge(health.no_patient_data([p.exchange for p in poller.snapshot()], _patient_identifiers(campaign, study)))
 
 
 @then("chaque réponse indique le statut UP")
@@ -101,5 +111,5 @@ def within_budget(campaign, observed, judge):
 
 
 @then("la réponse ne contient aucun identifiant ni trait du patient de l'étude de test")
-def no_patient_data(observed, study, judge):
-    judge(health.no_patient_data(observed, study.identifiers()))
+def no_patient_data(campaign, observed, study, judge):
+    judge(health.no_patient_data(observed, _patient_identifiers(campaign, study)))

@@ -116,3 +116,11 @@ def test_dciodvfy_reports_no_error(tmp_path: Path, modality: str, sop_class: str
     result = subprocess.run([tool, str(path)], capture_output=True, text=True, encoding="latin-1", timeout=30)
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert result.returncode == 0 and not errors, result.stderr
+
+
+def test_large_studies_have_unique_uids() -> None:
+    """generate_uid concatenates its entropy sources: series/instance numbers must not run together."""
+    study = make_study("large", n_series=20, n_instances=150)
+    uids = [i.sop_uid for s in study.series for i in s.instances]
+    assert len(set(uids)) == len(uids) == 3000
+    assert len({s.series_uid for s in study.series}) == 20

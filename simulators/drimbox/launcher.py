@@ -91,6 +91,7 @@ class ReferenceDrimbox:
             "trust": {"igc_chain": str(pki.igc_chain_pem), "igc_root": str(pki.igc_trust_pem),
                       "market_root": str(pki.market_trust_pem)},
             "endpoints": {name: str(addr) for name, addr in rt.dut_addresses().items()},
+            "settings": {name: value for name, value in sut.dut.items() if name not in rt.dut_addresses()},
             "peers": rt.dut_settings(),
             "hosts": {**hosts, **rt.extra_hosts()},
             "workdir": str(self.workdir),

@@ -61,6 +61,7 @@ class DrimboxConfig:
     certs: dict[str, dict[str, str]] = field(default_factory=dict)  # role -> {"cert", "key", "chain"} PEM paths
     trust: dict[str, str] = field(default_factory=dict)  # "igc_chain": PEM of IGC-Santé roots+intermediates, ...
     endpoints: dict[str, str] = field(default_factory=dict)  # own non-HTTP endpoints, e.g. "mllp": "127.0.0.1:2575"
+    settings: dict[str, Any] = field(default_factory=dict)  # plain [dut] values of sut.toml, e.g. "iocm_aet": "DRIMBOX"
     peers: dict[str, Any] = field(default_factory=dict)  # what the harness simulators told us (URLs, AETs, ...)
     hosts: dict[str, str] = field(default_factory=dict)  # FQDN -> "ip:port" resolution (no DNS in the test bed)
     workdir: str = "."

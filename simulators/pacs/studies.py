@@ -54,7 +54,9 @@ def _n(*parts: object) -> int:
 
 
 def _uid(*parts: object) -> str:
-    return generate_uid(prefix=UID_PREFIX, entropy_srcs=["drimcheck", *map(str, parts)])
+    # One separated entropy string: generate_uid concatenates its sources, so ("sop", k, 1, 10) and
+    # ("sop", k, 11, 0) would otherwise give the same UID (studies of 11 series or more).
+    return generate_uid(prefix=UID_PREFIX, entropy_srcs=["drimcheck|" + "|".join(map(str, parts))])
 
 
 def nir_key(nir13: str) -> str:

@@ -1,0 +1,13 @@
+# language: fr
+Fonctionnalité: DRIMbox mutualisée entre plusieurs PACS
+  Une DRIMbox peut servir plusieurs PACS ; chacun a son couple de FQDN fixes dbN/viN attribué par l'ANS
+  (guide d'intégration §2.2, cas complexe). Chaque examen doit être publié avec le couple du PACS qui
+  le détient, sans quoi le KOS désigne une DRIMbox qui ne sait pas servir ses images.
+
+  @req:SRC-08 @req:FQDN-01
+  Scénario: Une étude par PACS, chacune publiée avec le FQDN de son PACS
+    Étant donné la DRIMbox est mutualisée entre au moins deux PACS
+    Et chaque PACS de la DRIMbox détient une étude
+    Quand le RIS envoie le CR validé de chaque étude en ORU^R01
+    Alors chaque étude est publiée avec le FQDN dbN du PACS qui la détient
+    Et chaque RetrieveURL de chaque KOS est sur le FQDN dbN de son PACS

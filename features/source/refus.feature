@@ -1,0 +1,34 @@
+# language: fr
+Fonctionnalité: Refus de publier ce qui ne doit pas l'être, et résistance aux échecs du DMP
+  La DRIMbox ne publie que ce qui est cohérent : le CR et les images doivent porter le même IPP et le
+  même numéro d'accession, le message HL7 doit être lisible et l'étude présente dans le PACS. Un refus
+  est signalé au RIS par un acquittement d'erreur. Un échec du DMP ne doit ni perdre le CR ni conduire
+  à une double publication.
+
+  @req:SRC-02
+  Scénario: Incohérence de numéro d'accession ou d'IPP entre le CR et les images
+    Étant donné le premier PACS de la DRIMbox détient une étude
+    Quand le RIS envoie un CR dont le numéro d'accession diffère de celui des images
+    Et le RIS envoie un CR dont l'IPP diffère de celui des images
+    Alors chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié
+
+  @req:SRC-03
+  Scénario: Messages HL7 mal formés
+    Étant donné le premier PACS de la DRIMbox détient une étude
+    Quand le RIS envoie le CR de l'étude sans OBX
+    Et le RIS envoie le CR de l'étude avec un base64 invalide
+    Et le RIS envoie le CR de l'étude avec un OID d'INS inconnu
+    Alors chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié
+
+  @req:SRC-04
+  Scénario: Étude absente du PACS
+    Étant donné une étude qu'aucun PACS de la DRIMbox ne détient
+    Quand le RIS envoie le CR validé de l'étude en ORU^R01
+    Alors aucun KOS n'est publié pour cette étude
+
+  @req:SRC-05
+  Scénario: Le DMP répond en échec à la première publication
+    Étant donné le premier PACS de la DRIMbox détient une étude
+    Et le DMP répondra en échec à la prochaine publication
+    Quand le RIS envoie le CR validé de l'étude en ORU^R01
+    Alors la DRIMbox ne perd pas le CR et ne publie qu'une seule fois

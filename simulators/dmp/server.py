@@ -1,0 +1,260 @@
+"""DMP simulator: XDS.b over HTTPS with mTLS (SOAP 1.2 + MTOM), recording every request.
+
+* TLS: the server presents a SERV_SSL certificate of the run PKI; a client certificate chaining to
+  IGC-Santé is required (a request without one is recorded and refused with a SOAP Fault; a
+  certificate from another CA fails the handshake). Which certificate the DUT used is recorded and
+  judged by the checks (XDS-02), so the simulator stays lenient on the certificate *profile*.
+* ITI-41 (Provide and Register, RPLC included) and ITI-57 (status update) are parsed with
+  `drimcheck.xds`, applied to the registry, answered Success, or Failure + RegistryErrorList when the
+  request cannot be read or applied, or when the scenario asked for a failure. Parseable but
+  non-conformant content is accepted and left to the checks: one defect, one finding.
+* Every request is written to the evidence store (raw MIME, summary JSON, KOS and signature document).
+
+Action handlers are a table (`handlers`), so the consumer transactions (ITI-18, ITI-43) slot in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+from xml.sax.saxutils import escape
+
+from drimcheck import xds
+from simulators.dmp.registry import Registry, RegistryError
+
+BASE_PATH = "/si-dmp-server/v2/services"
+DMP_FQDN = "dmp.drimcheck.test"
+
+
+@dataclass
+class Response:
+    status_code: int
+    body: bytes
+    content_type: str
+
+
+def registry_response(action: str, relates_to: str, errors: list[tuple[str, str]]) -> bytes:
+    status = xds.RESPONSE_FAILURE if errors else xds.RESPONSE_SUCCESS
+    items = "".join(f'<rs:RegistryError errorCode="{escape(code)}" codeContext="{escape(ctx)}" '
+                    'severity="urn:oasis:names:tc:ebxml-regrep:ErrorSeverityType:Error" location="drimcheck-dmp"/>'
+                    for code, ctx in errors)
+    error_list = f"<rs:RegistryErrorList>{items}</rs:RegistryErrorList>" if errors else ""
+    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{xds.NS["soap"]}" '
+            f'xmlns:wsa="{xds.NS["wsa"]}"><soap:Header><wsa:Action soap:mustUnderstand="true">{escape(action)}Response'
+            f'</wsa:Action><wsa:RelatesTo>{escape(relates_to)}</wsa:RelatesTo></soap:Header><soap:Body>'
+            f'<rs:RegistryResponse xmlns:rs="{xds.NS["rs"]}" status="{status}">{error_list}</rs:RegistryResponse>'
+            "</soap:Body></soap:Envelope>").encode()
+
+
+def soap_fault(reason: str, code: str = "soap:Sender") -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{xds.NS["soap"]}"><soap:Body>'
+            f'<soap:Fault><soap:Code><soap:Value>{code}</soap:Value></soap:Code><soap:Reason>'
+            f'<soap:Text xml:lang="fr">{escape(reason)}</soap:Text></soap:Reason></soap:Fault></soap:Body>'
+            "</soap:Envelope>").encode()
+
+
+class DmpSimulator:
+    """The simulated DMP; `evidence` is an EvidenceStore-like object (write_bytes/write_json) or None."""
+
+    def __init__(self, evidence: Any = None, *, study_resolver: Callable[[xds.XdsRequest], set[str]] | None = None):
+        self.evidence = evidence
+        self.registry = Registry()
+        self.exchanges: list[xds.DmpExchange] = []
+        self.handlers: dict[str, Callable[[xds.DmpExchange], None]] = {
+            xds.ACTION_PNR: self._provide_and_register,
+            xds.ACTION_UPDATE: self._update_document_set,
+        }
+        self._study_resolver = study_resolver or _studies_of
+        self._cond = threading.Condition()
+        self._failures: list[tuple[str, str]] = []  # queued scenario failures for the next ITI-41s
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.host = ""
+        self.port = 0
+
+    # -- scenario controls -----------------------------------------------------------------
+    def fail_next(self, count: int = 1, code: str = "XDSRepositoryError",
+                  context: str = "Échec simulé du DMP (demandé par le scénario)") -> None:
+        with self._cond:
+            self._failures.extend([(code, context)] * count)
+
+    def clear_failures(self) -> None:
+        with self._cond:
+            self._failures.clear()
+
+    def snapshot(self, since: float | None = None) -> list[xds.DmpExchange]:
+        with self._cond:
+            return [e for e in self.exchanges if since is None or e.received_at >= since]
+
+    def wait_for(self, predicate: Callable[[xds.DmpExchange], bool], *, since: float, deadline_s: float) -> xds.DmpExchange | None:
+        """The first exchange received after `since` that satisfies predicate, waiting at most deadline_s."""
+        end = time.monotonic() + deadline_s
+        with self._cond:
+            while True:
+                for e in self.exchanges:
+                    if e.received_at >= since and predicate(e):
+                        return e
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 0.05))
+
+    # -- request handling ------------------------------------------------------------------
+    def handle(self, path: str, content_type: str, body: bytes, client_cert_der: bytes | None) -> Response:
+        with self._cond:
+            seq = len(self.exchanges) + 1
+        ex = xds.DmpExchange(seq, time.monotonic(), path, content_type, body, client_cert_der)
+        try:
+            if not client_cert_der:
+                ex.status = "Fault"
+                ex.parse_error = "aucun certificat client TLS (mTLS ORG AUTH_CLI exigé)"
+                return self._finish(ex, Response(403, soap_fault(ex.parse_error), "application/soap+xml"))
+            try:
+                ex.request = xds.parse_request(content_type, body)
+                ex.action = ex.request.action
+            except xds.XdsParseError as exc:
+                ex.parse_error = str(exc)
+                ex.action = xds._param(content_type, "action") or ""
+                ex.status = "Failure"
+                ex.errors = [("XDSRegistryMetadataError", f"requête illisible : {exc}")]
+                return self._finish(ex, self._answer(ex, ""))
+            handler = self.handlers.get(ex.action)
+            if handler is None:
+                ex.status = "Fault"
+                ex.parse_error = f"action {ex.action} non prise en charge par le DMP simulé"
+                return self._finish(ex, Response(400, soap_fault(ex.parse_error), "application/soap+xml"))
+            handler(ex)
+            return self._finish(ex, self._answer(ex, ex.request.soap.message_id))
+        except Exception as exc:  # noqa: BLE001 - never lose a request: record the simulator defect too
+            ex.status = "Fault"
+            ex.parse_error = f"défaut du DMP simulé : {type(exc).__name__}: {exc}"
+            return self._finish(ex, Response(500, soap_fault(ex.parse_error, "soap:Receiver"), "application/soap+xml"))
+
+    def _answer(self, ex: xds.DmpExchange, relates_to: str) -> Response:
+        return Response(200, registry_response(ex.action or xds.ACTION_PNR, relates_to, ex.errors),
+                        "application/soap+xml; charset=UTF-8")
+
+    def _provide_and_register(self, ex: xds.DmpExchange) -> None:
+        request = ex.request
+        ex.study_uids = self._study_resolver(request)
+        with self._cond:
+            forced = self._failures.pop(0) if self._failures else None
+        if forced:
+            ex.forced, ex.status, ex.errors = True, "Failure", [forced]
+            return
+        try:
+            ex.assigned, ex.replaced = self.registry.register(request, study_uids=ex.study_uids)
+            ex.status = "Success"
+        except RegistryError as err:
+            ex.status, ex.errors = "Failure", [(err.code, err.context)]
+
+    def _update_document_set(self, ex: xds.DmpExchange) -> None:
+        targets = [a.target for a in ex.request.associations(xds.UPDATE_AVAILABILITY)]
+        for t in targets:
+            entry = self.registry.get(t)
+            if entry is not None:
+                ex.study_uids |= entry.study_uids
+        try:
+            ex.status_updates = self.registry.update_status(ex.request)
+            ex.status = "Success"
+        except RegistryError as err:
+            ex.status, ex.errors = "Failure", [(err.code, err.context)]
+
+    def _finish(self, ex: xds.DmpExchange, response: Response) -> Response:
+        self._record_evidence(ex, response)
+        with self._cond:
+            self.exchanges.append(ex)
+            self._cond.notify_all()
+        return response
+
+    def _record_evidence(self, ex: xds.DmpExchange, response: Response) -> None:
+        if self.evidence is None:
+            return
+        label = f"dmp-{ex.kind.lower()}-{ex.seq}"
+        ex.evidence.append(self.evidence.write_bytes(f"{label}-requete", ex.body, ".mime"))
+        cert = ex.client_certificate()
+        summary: dict[str, Any] = {
+            "seq": ex.seq, "path": ex.path, "content_type": ex.content_type, "action": ex.action,
+            "client_certificate": {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+                                   "serial": hex(cert.serial_number)} if cert else None,
+            "status": ex.status, "errors": ex.errors, "forced_failure": ex.forced, "parse_error": ex.parse_error,
+            "assigned_entry_uuids": ex.assigned, "replaced": ex.replaced, "status_updates": ex.status_updates,
+            "studies": sorted(ex.study_uids), "request": ex.request.summary() if ex.request else None,
+            "response": {"http_status": response.status_code, "body": response.body.decode("utf-8", "replace")},
+        }
+        ex.evidence.append(self.evidence.write_json(label, summary))
+        if ex.request is not None:
+            kos_ids = {e.id for e in ex.request.kos_entries()}
+            for doc_id, data in ex.request.documents.items():
+                suffix = ".dcm" if doc_id in kos_ids else ".xml"
+                path = self.evidence.write_bytes(f"{label}-{'kos' if suffix == '.dcm' else 'document'}", data, suffix)
+                ex.evidence.append(path)
+                if suffix == ".dcm" and ex.kos_evidence is None:
+                    ex.kos_evidence = path
+
+    # -- HTTP server -----------------------------------------------------------------------
+    def app(self):
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response as HttpResponse
+        from starlette.routing import Route
+
+        async def service(request: Request) -> HttpResponse:
+            body = await request.body()
+            state = request.scope.get("state") or {}
+            response = await _in_thread(self.handle, request.url.path, request.headers.get("content-type", ""), body,
+                                        state.get("peercert_der"))
+            return HttpResponse(response.body, status_code=response.status_code, media_type=response.content_type)
+
+        routes = [Route(f"{BASE_PATH}/{name}", service, methods=["POST"])
+                  for name in ("repository", "registry", "patients", "habilitations")]
+        return Starlette(routes=routes)
+
+    def start(self, host: str, port: int, *, cert_chain: str, key: str, client_ca: str) -> None:
+        import ssl
+
+        import uvicorn
+
+        from simulators.drimbox.service import _peercert_protocol
+
+        config = uvicorn.Config(self.app(), host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+                                ssl_certfile=cert_chain, ssl_keyfile=key, ssl_ca_certs=client_ca,
+                                ssl_cert_reqs=ssl.CERT_OPTIONAL, http=_peercert_protocol(), timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"dmp-simulator:{port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"DMP simulé : écoute impossible sur {host}:{port}")
+            time.sleep(0.01)
+        self.host, self.port = host, port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._thread is not None:
+                self._thread.join(timeout=3)
+            self._server = None
+
+    def urls(self, fqdn: str = DMP_FQDN) -> dict[str, str]:
+        base = f"https://{fqdn}:{self.port}{BASE_PATH}"
+        return {"repository_url": f"{base}/repository", "registry_url": f"{base}/registry"}
+
+
+async def _in_thread(func, *args):
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+def _studies_of(request: xds.XdsRequest) -> set[str]:
+    """The studies a submission is about: its referenceIdList and the StudyInstanceUID of its KOS."""
+    from drimcheck.kos import header_uid
+
+    studies = set(request.study_uids())
+    for entry in request.kos_entries():
+        studies.add(header_uid(request.documents.get(entry.id, b""), "StudyInstanceUID"))
+    return {s for s in studies if s}

@@ -1,0 +1,87 @@
+"""RIS simulator: sends HL7 v2 messages over MLLP to the DUT and records each message with its ACK.
+
+One TCP connection per message (as many RIS do); the wait for the ACK is bounded. Nothing is
+judged here: the exchange (bytes sent, bytes received, timings, transport error) is recorded as
+evidence and handed to the checks.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+
+
+@dataclass
+class MllpExchange:
+    label: str
+    message_type: str
+    control_id: str
+    sent: bytes
+    sent_at: float  # time.monotonic() when the message was sent
+    ack: bytes | None = None
+    acked_at: float | None = None
+    error: str | None = None
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        return None if self.acked_at is None else self.acked_at - self.sent_at
+
+
+class RisSimulator:
+    """MLLP client towards the DUT's listener ([dut] mllp)."""
+
+    def __init__(self, host: str, port: int, evidence: Any = None, *, timeout_s: float = 10.0):
+        self.host, self.port = host, port
+        self.evidence = evidence
+        self.timeout_s = timeout_s
+        self.history: list[MllpExchange] = []
+
+    def send(self, message: Any, label: str = "") -> MllpExchange:
+        """Send one message (fixtures.hl7.Hl7Message, str or bytes); returns the exchange, never raises."""
+        data = message if isinstance(message, bytes) else message.encode()  # str or Hl7Message: UTF-8
+        mtype = getattr(message, "message_type", "")
+        control = getattr(message, "control_id", "")
+        ex = MllpExchange(label or mtype or "hl7", mtype, control, data, time.monotonic())
+        try:
+            with socket.create_connection((self.host, self.port), timeout=self.timeout_s) as sock:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.sendall(SB + data + EB + CR)
+                deadline = time.monotonic() + self.timeout_s
+                buffer = b""
+                while EB + CR not in buffer:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"aucun acquittement dans les {self.timeout_s:g} s")
+                    sock.settimeout(left)
+                    try:
+                        chunk = sock.recv(65536)
+                    except socket.timeout:
+                        raise TimeoutError(f"aucun acquittement dans les {self.timeout_s:g} s") from None
+                    if not chunk:
+                        raise ConnectionError("connexion fermée par la DRIMbox sans acquittement complet")
+                    buffer += chunk
+                frame = buffer.split(EB + CR, 1)[0]
+                ex.ack = frame[frame.find(SB) + 1:] if SB in frame else frame
+                ex.acked_at = time.monotonic()
+        except TimeoutError as exc:
+            ex.error = str(exc) if "acquittement" in str(exc) else f"connexion impossible en {self.timeout_s:g} s"
+        except OSError as exc:
+            ex.error = f"{type(exc).__name__}: {exc.strerror or exc}"
+        self._record(ex, getattr(message, "description", ""))
+        self.history.append(ex)
+        return ex
+
+    def _record(self, ex: MllpExchange, description: str) -> None:
+        if self.evidence is None:
+            return
+        text = ex.sent.decode("utf-8", "replace").replace("\r", "\n")
+        ex.evidence.append(self.evidence.write_text(f"hl7-{ex.label}", text, ".hl7"))
+        ex.evidence.append(self.evidence.write_json(f"hl7-{ex.label}-ack", {
+            "description": description, "message_type": ex.message_type, "control_id": ex.control_id,
+            "target": f"{self.host}:{self.port}", "ack": ex.ack.decode("utf-8", "replace").replace("\r", "\n") if ex.ack else None,
+            "elapsed_s": round(ex.elapsed_s, 3) if ex.elapsed_s is not None else None, "error": ex.error}))

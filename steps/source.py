@@ -1,0 +1,446 @@
+"""Steps of the Source features: play the RIS, the PACS and the DMP around the DUT, hand evidence to checks."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from drimcheck.checks import fqdn as fqdn_checks
+from drimcheck.checks import kos as kos_checks
+from drimcheck.checks import source as source_checks
+from drimcheck.checks import xds as xds_checks
+from drimcheck.hl7 import read_ack
+from drimcheck.kos import KosDocument
+from drimcheck.plugin import HarnessError
+from fixtures import hl7 as messages
+from fixtures.cda import Report, report_for
+from simulators import iocm
+from simulators.ris import MllpExchange, RisSimulator
+
+ORDINALS = {"premier": 0, "second": 1}
+
+
+@dataclass
+class StudyCase:
+    """One study of the scenario: where it is, its report versions, and what the DMP received for it."""
+
+    pacs: Any
+    study: Any
+    report: Report
+    sent: list[MllpExchange] = field(default_factory=list)
+    publications: list[Any] = field(default_factory=list)  # successful ITI-41 for this study, in order
+    update: Any = None  # the ITI-41 that followed the last trigger, if any (successful or not)
+    waited_since: float | None = None  # a publication wait already ran from this time (and found nothing)
+    last_trigger: float = 0.0
+    trigger: str = ""
+
+    @property
+    def uid(self) -> str:
+        return self.study.study_uid
+
+
+class SourceContext:
+    """Per-scenario state of the Source features."""
+
+    def __init__(self, campaign: Any, scenario: str):
+        if "source" not in campaign.sut.roles:
+            pytest.skip("la DRIMbox testée n'a pas le rôle Source")
+        self.campaign = campaign
+        self.dmp = campaign.sims.get("dmp")
+        if self.dmp is None:
+            raise HarnessError("simulateur DMP non démarré")
+        addr = campaign.dut_address("mllp")
+        # the ACK may wait for the DUT's own checks (C-FIND on its PACS): bounded like a publication
+        self.ris = RisSimulator(addr.host, addr.port, campaign.evidence,
+                                timeout_s=max(campaign.sut.timeouts.request_s, campaign.sut.timeouts.publication_s))
+        self.seed = hashlib.sha256(scenario.encode()).hexdigest()[:12]
+        self.cases: list[StudyCase] = []
+        self.refused: list[tuple[str, MllpExchange]] = []
+        self._kos: dict[tuple[int, str], KosDocument] = {}
+        self.started = time.monotonic()
+        self.timeouts = campaign.sut.timeouts
+
+    @property
+    def case(self) -> StudyCase:
+        if not self.cases:
+            raise HarnessError("défaut du scénario : aucune étude préparée")
+        return self.cases[-1]
+
+    def add_study(self, pacs: Any, *, stored: bool = True) -> StudyCase:
+        seed = f"source-{self.seed}-{pacs.name}-{len(self.cases)}"
+        if stored:
+            study = self.campaign.seed_study(seed, pacs=pacs)
+        else:
+            from simulators.pacs import make_study
+
+            study = make_study(seed)
+        case = StudyCase(pacs, study, report_for(study, pacs.vi))
+        self.cases.append(case)
+        return case
+
+    def send(self, case: StudyCase, message: Any, label: str) -> MllpExchange:
+        case.last_trigger = time.monotonic()
+        case.trigger = getattr(message, "description", label)
+        ex = self.ris.send(message, label)
+        case.sent.append(ex)
+        return ex
+
+    def attempts(self, case: StudyCase, kind: str | None = "ITI-41", since: float | None = None) -> list[Any]:
+        """DMP requests about the case's study (of one kind, or all with kind=None) received since a time."""
+        since = case.last_trigger if since is None else since
+        return [e for e in self.dmp.snapshot(since) if (kind is None or e.kind == kind) and case.uid in e.study_uids]
+
+    def wait_publication(self, case: StudyCase, *, since: float | None = None) -> Any:
+        """The first successful ITI-41 for the case's study since a time, waiting at most publication_s (once)."""
+        since = case.last_trigger if since is None else since
+        deadline = 0.0 if case.waited_since == since else self.timeouts.publication_s
+        found = self.dmp.wait_for(lambda e: e.kind == "ITI-41" and e.success and case.uid in e.study_uids,
+                                  since=since, deadline_s=deadline)
+        if found is None:
+            if case.waited_since != since:
+                self.dut_log("publication attendue absente")
+            case.waited_since = since
+        elif all(found is not p for p in case.publications):
+            case.publications.append(found)
+        return found
+
+    def dut_log(self, why: str) -> None:
+        """Embedded reference only: keep the tail of its log next to the evidence of an expired wait."""
+        dut = getattr(self.campaign, "dut", None)
+        if dut is not None and hasattr(dut, "log_tail"):
+            self.campaign.evidence.write_text("journal-drimbox-reference", f"{why}\n" + dut.log_tail(60).replace(" | ", "\n"))
+
+    def quiet(self) -> None:
+        """Observe the bounded window in which nothing more must happen."""
+        time.sleep(self.timeouts.quiet_s)
+
+    def kos(self, ex: Any, label: str) -> KosDocument | None:
+        """The KOS of a DMP submission, read once (and judged by dciodvfy once) per scenario."""
+        if ex is None or ex.kos_bytes() is None:
+            return None
+        key = (ex.seq, label)
+        if key not in self._kos:
+            self._kos[key] = KosDocument.from_bytes(ex.kos_bytes(), label=label,
+                                                    evidence=[ex.kos_evidence] if ex.kos_evidence else ex.evidence)
+        return self._kos[key]
+
+    def expected(self, case: StudyCase) -> kos_checks.ExpectedIdentity:
+        r = case.report
+        return kos_checks.ExpectedIdentity(r.study_uid, r.ins, r.ins_oid, r.ipp, r.accession, r.accession_oid, r.order,
+                                           r.order_oid)
+
+    def trust(self) -> xds_checks.TrustMaterial:
+        from fixtures.pki import POLICY_OIDS
+
+        rt = self.campaign
+        if rt.sut.trust_anchors:
+            return xds_checks.TrustMaterial(rt.trust_anchors())
+        return xds_checks.TrustMaterial(rt.trust_anchors(), [rt.pki.igc_org.cert], (POLICY_OIDS["org_auth_cli"],),
+                                        (POLICY_OIDS["org_sign"],))
+
+
+@pytest.fixture
+def source(campaign, request):
+    return SourceContext(campaign, request.node.nodeid)
+
+
+def _pacs(campaign, ordinal: str):
+    index = ORDINALS[ordinal]
+    if index >= len(campaign.sut.pacs):
+        pytest.skip(f"la DRIMbox testée n'a pas de {ordinal} PACS")
+    return campaign.pacs_entry(index)
+
+
+# --------------------------------------------------------------------------- arrange
+
+@given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude"))
+def pacs_holds_study(campaign, source, ordinal):
+    source.add_study(_pacs(campaign, ordinal))
+
+
+@given("la DRIMbox est mutualisée entre au moins deux PACS")
+def mutualised(campaign):
+    if len(campaign.sut.pacs) < 2:
+        pytest.skip("DRIMbox à un seul PACS : cas mutualisé non applicable")
+
+
+@given("chaque PACS de la DRIMbox détient une étude")
+def each_pacs_holds_study(campaign, source):
+    for pacs in campaign.sut.pacs:
+        source.add_study(pacs)
+
+
+@given("une étude qu'aucun PACS de la DRIMbox ne détient")
+def study_nowhere(campaign, source):
+    source.add_study(campaign.pacs_entry(0), stored=False)
+
+
+@given("le DMP répondra en échec à la prochaine publication")
+def dmp_will_fail(source, request):
+    source.dmp.fail_next(1)
+    request.addfinalizer(source.dmp.clear_failures)
+
+
+@given("le KOS de cette étude a été publié au DMP")
+def initially_published(source):
+    case = source.case
+    source.send(case, messages.oru_r01(case.report), "cr-initial")
+    if source.wait_publication(case) is None:
+        ack = read_ack(case.sent[-1].ack)
+        raise HarnessError(f"publication initiale du KOS absente dans les {source.timeouts.publication_s:g} s "
+                           f"(ACK {ack.code or ack.problem}) : la mise à jour n'est pas observable")
+
+
+# --------------------------------------------------------------------------- act
+
+@when(parsers.parse("le RIS envoie le CR validé de l'étude en {kind}"))
+def ris_sends_report(source, kind):
+    case = source.case
+    message = messages.oru_r01(case.report) if kind == "ORU^R01" else messages.mdm(case.report, trigger="T02")
+    source.send(case, message, f"cr-{kind}")
+
+
+@when("le RIS envoie le CR validé de chaque étude en ORU^R01")
+def ris_sends_each(source):
+    for case in source.cases:
+        source.send(case, messages.oru_r01(case.report), f"cr-{case.pacs.name}")
+
+
+@when("le RIS envoie une nouvelle version du CR en MDM^T10")
+def ris_sends_update(source):
+    case = source.case
+    case.report = report_for(case.study, case.pacs.vi, version=2)
+    source.send(case, messages.mdm(case.report, trigger="T10"), "cr-v2-MDM^T10")
+
+
+@when(parsers.parse("le RIS envoie le retrait du CR en {kind}"))
+def ris_sends_withdrawal(source, kind):
+    case = source.case
+    message = messages.oru_r01(case.report, order_control="CA", status="D") if kind == "ORU^R01" else \
+        messages.mdm(case.report, trigger="T04")
+    source.send(case, message, f"retrait-{kind}")
+
+
+def _rejected(source, case, *, all_instances: bool) -> list[tuple[str, str, str]]:
+    rows = source.campaign.orthanc(case.pacs).instances_of_study(case.uid)
+    chosen = rows if all_instances else rows[-1:]
+    for r in chosen:
+        source.campaign.orthanc(case.pacs).delete_instance(r["SOPInstanceUID"])
+    return [(r["SeriesInstanceUID"], r["SOPClassUID"], r["SOPInstanceUID"]) for r in chosen]
+
+
+@when("le PACS supprime une instance de l'étude et envoie la note de rejet IOCM à la DRIMbox")
+def pacs_sends_rejection(source):
+    case = source.case
+    rt = source.campaign
+    rejected = _rejected(source, case, all_instances=False)
+    addr = rt.dut_address("iocm")
+    case.last_trigger = time.monotonic()
+    case.trigger = "note de rejet IOCM"
+    result = iocm.send(iocm.rejection_note(case.study, rejected), addr.host, addr.port,
+                       str(rt.sut.dut_value("iocm_aet", "DRIMBOX")), calling_aet=case.pacs.aet,
+                       timeout_s=rt.sut.timeouts.request_s, evidence=rt.evidence)
+    if not result.ok:
+        raise HarnessError(f"note de rejet IOCM non remise à la DRIMbox ({addr}) : {result.error}")
+
+
+@when(parsers.parse("le PACS supprime {what} de l'étude et envoie un OMI^O23 de modification"))
+def pacs_sends_omi(source, what):
+    case = source.case
+    _rejected(source, case, all_instances=what.startswith("toutes"))
+    source.send(case, messages.omi_o23(case.report, pacs_aet=case.pacs.aet), "omi-o23")
+
+
+@when(parsers.parse("le RIS envoie un CR dont {what} diffère de celui des images"))
+def ris_sends_mismatch(source, what):
+    case = source.case
+    field_ = "accession" if "accession" in what else "ipp"
+    value = {"accession": f"{case.report.accession}X", "ipp": f"{case.report.ipp}X"}[field_]
+    bad = report_for(case.study, case.pacs.vi, **{field_: value})
+    label = f"CR avec {what} différent"
+    source.refused.append((label, source.send(case, messages.oru_r01(bad), f"incoherence-{field_}")))
+
+
+@when(parsers.parse("le RIS envoie le CR de l'étude {defect}"))
+def ris_sends_malformed(source, defect):
+    case = source.case
+    valid = messages.oru_r01(case.report)
+    if defect == "sans OBX":
+        message = messages.without_cda_obx(valid)
+    elif defect == "avec un base64 invalide":
+        message = messages.with_bad_base64(valid)
+    elif defect == "avec un OID d'INS inconnu":
+        message = messages.oru_r01(report_for(case.study, case.pacs.vi, ins_oid="1.2.250.1.213.1.4.99"))
+    else:
+        raise HarnessError(f"défaut de message inconnu : {defect}")
+    source.refused.append((f"CR {defect}", source.send(case, message, f"malforme-{len(source.refused) + 1}")))
+
+
+# --------------------------------------------------------------------------- assert
+
+def _published(source, case):
+    return case.publications[-1] if case.publications else source.wait_publication(case)
+
+
+@then("la DRIMbox acquitte AA et publie le KOS de l'étude au DMP")
+def acked_and_published(source, judge):
+    case = source.case
+    publication = source.wait_publication(case)
+    judge(source_checks.acknowledged_and_published(case.sent[-1], publication, source.attempts(case),
+                                                   source.timeouts.publication_s))
+
+
+@then("le KOS est un objet Key Object Selection valide selon dciodvfy")
+def kos_iod(source, judge):
+    judge(kos_checks.iod_valid(source.kos(_published(source, source.case), "KOS publié")))
+
+
+@then("le KOS suit le gabarit Manifest")
+def kos_template(source, judge):
+    judge(kos_checks.manifest_template(source.kos(_published(source, source.case), "KOS publié")))
+
+
+@then(parsers.parse("{which} KOS référence exactement les instances que le PACS détient {when_}"))
+def kos_references(source, judge, which, when_):
+    case = source.case
+    rows = source.campaign.orthanc(case.pacs).instances_of_study(case.uid)
+    if "nouvelle" in which:  # only a new version can show the change: none published = nothing to judge
+        update = case.update if case.update is not None and case.update.success else None
+        doc = source.kos(update, "nouvelle version du KOS")
+    else:
+        doc = source.kos(_published(source, case), "KOS publié")
+    judge(kos_checks.references_pacs_content(doc, rows, case.pacs.name))
+
+
+@then("le KOS porte l'identité du CR : INS, accession et commande")
+def kos_identity(source, judge):
+    case = source.case
+    judge(kos_checks.identity(source.kos(_published(source, case), "KOS publié"), source.expected(case)))
+
+
+@then("le KOS porte Retrieve AE Title et Retrieve Location UID")
+def kos_retrieve_location(source, judge):
+    judge(kos_checks.retrieve_location(source.kos(_published(source, source.case), "KOS publié")))
+
+
+@then("chaque RetrieveURL du KOS est sur le FQDN dbN du PACS qui détient l'étude")
+def kos_on_dbn(source, judge):
+    case = source.case
+    judge(fqdn_checks.retrieve_urls_on_dbn(source.kos(_published(source, case), "KOS publié"), case.pacs.db,
+                                           viewer_link=case.report.viewer_link))
+
+
+@then("les métadonnées XDS du KOS sont conformes et cohérentes avec le KOS et le CR")
+def xds_metadata(source, judge):
+    case = source.case
+    judge(xds_checks.kos_metadata(_published(source, case), source.expected(case)))
+
+
+@then("la publication est faite en mTLS avec un certificat ORG AUTH_CLI")
+def xds_mtls(source, judge):
+    case = source.case
+    judge(xds_checks.client_certificate(source.attempts(case, kind=None, since=source.started), source.trust()))
+
+
+@then("le VIHF est signé par un certificat ORG SIGN et cohérent")
+def xds_vihf(source, judge):
+    case = source.case
+    judge(xds_checks.vihf(source.attempts(case, kind=None, since=source.started), source.trust()))
+
+
+@then("le lot est accompagné d'un document de signature vérifiable")
+def xds_signature(source, judge):
+    judge(xds_checks.signature_document(_published(source, source.case), source.trust()))
+
+
+@then("chaque étude est publiée avec le FQDN dbN du PACS qui la détient")
+def each_with_its_pair(source, judge):
+    outcomes = []
+    for case in source.cases:
+        publication = _published(source, case)
+        outcomes.append(source_checks.PacsOutcome(case.pacs.name, case.pacs.db, case.uid, publication,
+                                                  source.kos(publication, f"KOS de l'étude du PACS {case.pacs.name}"),
+                                                  case.sent[-1] if case.sent else None))
+    judge(source_checks.each_study_with_its_pair(outcomes, source.timeouts.publication_s))
+
+
+@then("chaque RetrieveURL de chaque KOS est sur le FQDN dbN de son PACS")
+def each_kos_on_its_dbn(source, judge):
+    for case in source.cases:
+        doc = source.kos(_published(source, case), f"KOS de l'étude du PACS {case.pacs.name}")
+        judge(fqdn_checks.retrieve_urls_on_dbn(doc, case.pacs.db, viewer_link=case.report.viewer_link))
+
+
+@then("la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente")
+def replaced(source, judge):
+    case = source.case
+    previous = case.publications[-1] if case.publications else None
+    update = source.dmp.wait_for(lambda e: e.kind == "ITI-41" and case.uid in e.study_uids,
+                                 since=case.last_trigger, deadline_s=source.timeouts.publication_s)
+    case.update = update
+    if update is None:
+        source.dut_log("nouvelle version du KOS attendue absente")
+    if update is not None and update.success:
+        case.publications.append(update)
+    judge(source_checks.replaced_with_rplc(case.trigger, previous, update, source.timeouts.publication_s))
+
+
+@then("chaque version du KOS de l'étude utilise le même FQDN dbN")
+def same_host(source, judge):
+    case = source.case
+    versions = [source.kos(p, f"KOS version {i}") for i, p in enumerate(case.publications, 1)]
+    judge(fqdn_checks.host_kept_across_updates([v for v in versions if v is not None]))
+
+
+@then("la DRIMbox dépublie le KOS de l'étude (ITI-57, statut Deleted)")
+def unpublished(source, judge):
+    case = source.case
+    current = None
+    if case.publications:
+        last = case.publications[-1]
+        current = next(iter(last.assigned.get(e.id) for e in last.request.kos_entries()), None)
+    if source.dmp.wait_for(lambda e: e.kind == "ITI-57" and case.uid in e.study_uids, since=case.last_trigger,
+                           deadline_s=source.timeouts.publication_s) is None:
+        source.dut_log("dépublication attendue absente")
+    after = [e for e in source.dmp.snapshot(case.last_trigger) if case.uid in e.study_uids]
+    judge(source_checks.unpublished(case.trigger, current, after, source.timeouts.publication_s))
+
+
+@then("chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié")
+def mismatch_refused(source, judge):
+    source.quiet()
+    case = source.case
+    judge(source_checks.mismatch_refused(source.refused, source.attempts(case, since=source.started),
+                                         source.timeouts.quiet_s))
+
+
+@then("chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié")
+def malformed_refused(source, judge):
+    source.quiet()
+    case = source.case
+    judge(source_checks.malformed_refused(source.refused, source.attempts(case, since=source.started),
+                                          source.timeouts.quiet_s))
+
+
+@then("aucun KOS n'est publié pour cette étude")
+def absent_not_published(source, judge):
+    source.quiet()
+    case = source.case
+    judge(source_checks.absent_study_not_published(case.sent[-1], source.attempts(case, since=source.started),
+                                                   source.timeouts.quiet_s))
+
+
+@then("la DRIMbox ne perd pas le CR et ne publie qu'une seule fois")
+def failure_handled(source, judge):
+    case = source.case
+    if read_ack(case.sent[-1].ack).error:  # a synchronous DUT reports the DMP failure: the RIS sends again
+        source.send(case, messages.oru_r01(case.report), "cr-renvoi")
+    source.wait_publication(case, since=source.started)
+    source.quiet()
+    judge(source_checks.dmp_failure_handled(case.sent, source.attempts(case, since=source.started),
+                                            source.timeouts.publication_s, source.timeouts.quiet_s))
