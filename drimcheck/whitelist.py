@@ -155,6 +155,14 @@ def secure_parser() -> etree.XMLParser:
                            huge_tree=False, remove_blank_text=False, collect_ids=False)
 
 
+_DOCTYPE_IN_PROLOG = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.S)
+
+
+def has_doctype(data: bytes) -> bool:
+    """A DOCTYPE before the root element, seen without parsing it (its DTD is never handed to a parser)."""
+    return bool(_DOCTYPE_IN_PROLOG.match(data))
+
+
 def parse(data: bytes) -> etree._ElementTree:
     if not data.strip():
         raise UnusableInput("fichier vide")
@@ -259,14 +267,17 @@ class _Verification:
         self.report.checks.setdefault(step, "ok")
 
     def run(self) -> WhitelistReport:
+        rep = self.report
+        if has_doctype(self.data):
+            self.problem("analyse", "doctype", "la liste contient une déclaration DOCTYPE (DTD, entités) : refusée "
+                         "sans être analysée (protection XXE et expansion d'entités)")
+            return self.finish([])
         tree = parse(self.data)
         root = tree.getroot()
-        rep = self.report
-        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
-            self.problem("analyse", "doctype", "la liste contient une déclaration DOCTYPE (DTD, entités) : refusée "
-                         "sans être interprétée (protection XXE et expansion d'entités)")
-        else:
-            self.ok("analyse")
+        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # e.g. another encoding than UTF-8
+            self.problem("analyse", "doctype", "la liste contient une déclaration DOCTYPE : refusée")
+            return self.finish([])
+        self.ok("analyse")
         ns = etree.QName(root).namespace
         rep.namespace = ns
         if etree.QName(root).localname != ROOT:

@@ -109,17 +109,24 @@ def downloaded_again(campaign, daily, judge):
     judge(whitelist.downloaded_on_refresh([d.to_dict() for d in daily["downloads"]], campaign.sut.timeouts.whitelist_s))
 
 
+@given(parsers.parse("la DRIMbox sert la DRIMbox pair « {served} » mais pas la DRIMbox pair « {refused} »"),
+       target_fixture="before")
+def observe_before(campaign, peer, study, served, refused):
+    """What the nominal list lets through, observed before the change (control of later judgements; no verdict)."""
+    return {key: _fetch(campaign, peer, study, key, f"avant-{key}") for key in (_identity(served), _identity(refused))}
+
+
 @then("la DRIMbox pair que seule cette liste ajoute n'est pas servie")
-def injected_peer_not_served(campaign, peer, study, vector, judge):
+def injected_peer_not_served(campaign, peer, study, vector, before, judge):
     requirement = "WL-03" if vector.kind == "signataire" else "WL-02"
     ex = _fetch(campaign, peer, study, "unlisted", f"pair-absente-{vector.id}")
-    judge(whitelist.list_not_applied(requirement, ex, _who(peer, "unlisted"), vector.id))
+    judge(whitelist.list_not_applied(requirement, ex, _who(peer, "unlisted"), vector.id, before.get("unlisted")))
 
 
 @then("la DRIMbox pair listée auparavant est toujours servie")
-def listed_still_served(campaign, peer, study, vector, judge):
+def listed_still_served(campaign, peer, study, vector, before, judge):
     ex = _fetch(campaign, peer, study, "listed", f"pair-listee-{vector.id}")
-    judge(whitelist.previous_list_kept(ex, _who(peer, "listed"), vector.id))
+    judge(whitelist.previous_list_kept(ex, _who(peer, "listed"), vector.id, before.get("listed")))
 
 
 @then("le HealthCheck signale l'échec de la mise à jour de la liste blanche")
@@ -133,16 +140,16 @@ def no_external_entity(endpoint, vector, judge):
     judge(whitelist.no_external_entity_fetched(endpoint.canary_requests(), vector.id))
 
 
-@then("la DRIMbox reste disponible et sert toujours la DRIMbox pair listée")
+@then("la DRIMbox répond toujours à ses pairs")
 def still_available(campaign, peer, study, vector, judge):
     ex = _fetch(campaign, peer, study, "listed", f"pair-listee-{vector.id}")
-    judge(whitelist.remains_available(ex, _who(peer, "listed"), vector.id))
+    judge(whitelist.remains_available(ex, vector.id, campaign.sut.timeouts.request_s))
 
 
 @then("la DRIMbox pair ajoutée par cette liste est servie")
-def added_peer_served(campaign, peer, study, vector, judge):
+def added_peer_served(campaign, peer, study, vector, before, judge):
     ex = _fetch(campaign, peer, study, "added", f"pair-ajoutee-{vector.id}")
-    judge(whitelist.variant_applied(ex, _who(peer, "added"), vector.id))
+    judge(whitelist.variant_applied(ex, _who(peer, "added"), vector.id, before.get("added")))
 
 
 # ------------------------------------------------------------------------------------------ peers (mTLS)

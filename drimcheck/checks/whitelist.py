@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from drimcheck.checks import check
 from drimcheck.net import Exchange
-from drimcheck.verdicts import Finding, failed, passed
+from drimcheck.verdicts import Finding, failed, passed, skipped
 
 WHITELIST_CHECK_NAME = re.compile(r"liste.?blanche|white.?list|allow.?list", re.IGNORECASE)
 FAILURE_WORDS = re.compile(r"[ée]chec|erreur|error|fail|refus|rejet|invalid|ko\b|indisponible|unavailable|timeout|"
@@ -114,15 +114,35 @@ def client_certificate_refused(ex: Exchange | None, who: str) -> list[Finding]:
 # ------------------------------------------------------------------------------------------- WL-02 / WL-03 / WL-04
 
 
+def _inconclusive(requirement: str, before: Exchange | None, served_before: bool, who: str) -> Finding | None:
+    """The observation is only meaningful if the peer was treated as the nominal list says before the change."""
+    if before is None:
+        return None
+    if bool(served_instances(before)) != served_before:
+        state = "déjà servie" if not served_before else "déjà refusée"
+        return skipped(requirement, f"non jugeable : {who} était {state} avant la mise à jour, sous la liste nominale "
+                       "(voir WL-05)", evidence=_evidence(before))
+    return None
+
+
 @check("WL-02", "WL-03")
-def list_not_applied(requirement: str, ex: Exchange | None, who: str, vector: str) -> list[Finding]:
-    """After the DUT downloaded an invalid list, the peer that only this list adds is not served."""
-    return _refused(requirement, ex, who, f"après téléchargement de la liste « {vector} »")
+def list_not_applied(requirement: str, ex: Exchange | None, who: str, vector: str,
+                     before: Exchange | None = None) -> list[Finding]:
+    """After the DUT downloaded an invalid list, the peer that only this list adds is not served.
+
+    before: the same peer's request under the nominal list; if it was already served, the DUT does
+    not filter peers at all (WL-05) and whether it applied the list cannot be told.
+    """
+    return [_inconclusive(requirement, before, False, who)
+            or _refused(requirement, ex, who, f"après téléchargement de la liste « {vector} »")[0]]
 
 
 @check("WL-04")
-def previous_list_kept(ex: Exchange | None, who: str, vector: str) -> list[Finding]:
+def previous_list_kept(ex: Exchange | None, who: str, vector: str, before: Exchange | None = None) -> list[Finding]:
     """After a refused list or a failed download, the previously valid list is still in force."""
+    inconclusive = _inconclusive("WL-04", before, True, who)
+    if inconclusive:
+        return [inconclusive]
     if served_instances(ex):
         return [passed("WL-04", f"{who} toujours servie après « {vector} » : la liste précédente reste en vigueur",
                        evidence=_evidence(ex))]
@@ -206,17 +226,22 @@ def no_external_entity_fetched(canary_requests: list[dict], vector: str) -> list
 
 
 @check("WL-07")
-def remains_available(ex: Exchange | None, who: str, vector: str) -> list[Finding]:
-    """After an entity-expansion list, the DUT still serves its listed peers (no exhaustion)."""
-    if served_instances(ex):
-        return [passed("WL-07", f"après « {vector} », la DRIMbox répond et sert toujours {who}", evidence=_evidence(ex))]
-    return [failed("WL-07", f"après « {vector} », {who} n'est plus servie ({_how_refused(ex)}) : DRIMbox "
-                   "indisponible ou liste abandonnée", evidence=_evidence(ex))]
+def remains_available(ex: Exchange | None, vector: str, budget_s: float) -> list[Finding]:
+    """After an entity-expansion list, the DUT still answers its peers promptly (no resource exhaustion)."""
+    if ex is not None and ex.ok and ex.elapsed_s <= budget_s:
+        return [passed("WL-07", f"après « {vector} », la DRIMbox répond toujours (HTTP {ex.status} en "
+                       f"{ex.elapsed_s:.2f} s)", evidence=_evidence(ex))]
+    how = _how_refused(ex) if ex is None or not ex.ok else f"réponse en {ex.elapsed_s:.1f} s"
+    return [failed("WL-07", f"après « {vector} », la DRIMbox ne répond plus dans les {budget_s:g} s ({how}) : "
+                   "épuisement par expansion d'entités", evidence=_evidence(ex))]
 
 
 @check("WL-08")
-def variant_applied(ex: Exchange | None, who: str, vector: str) -> list[Finding]:
+def variant_applied(ex: Exchange | None, who: str, vector: str, before: Exchange | None = None) -> list[Finding]:
     """A validly signed list in the 2024 format variant is applied (tolerant parsing)."""
+    inconclusive = _inconclusive("WL-08", before, False, who)
+    if inconclusive:
+        return [inconclusive]
     if served_instances(ex):
         return [passed("WL-08", f"liste « {vector} » appliquée : {who} est servie", evidence=_evidence(ex))]
     return [failed("WL-08", f"liste « {vector} », signée valablement, non appliquée : {who} n'est pas servie "

@@ -11,6 +11,7 @@ Fonctionnalité: Liste blanche — pannes de téléchargement, analyse XML sûre
 
   @req:WL-04
   Plan du scénario: Échec du téléchargement : la liste précédente reste en vigueur
+    Étant donné la DRIMbox sert la DRIMbox pair « listée » mais pas la DRIMbox pair « absente de la liste »
     Quand le point de publication ANS répond « <panne> »
     Et la DRIMbox met à jour sa liste blanche
     Alors la DRIMbox pair listée auparavant est toujours servie
@@ -38,10 +39,11 @@ Fonctionnalité: Liste blanche — pannes de téléchargement, analyse XML sûre
   Scénario: Une liste à expansion d'entités ne rend pas la DRIMbox indisponible
     Quand le point de publication ANS sert la liste « expansion-entites »
     Et la DRIMbox met à jour sa liste blanche
-    Alors la DRIMbox reste disponible et sert toujours la DRIMbox pair listée
+    Alors la DRIMbox répond toujours à ses pairs
 
   @req:WL-08
   Scénario: Une liste signée au format 2024 est acceptée
+    Étant donné la DRIMbox sert la DRIMbox pair « listée » mais pas la DRIMbox pair « ajoutée »
     Quand le point de publication ANS sert la liste « format-2024 »
     Et la DRIMbox met à jour sa liste blanche
     Alors la DRIMbox pair ajoutée par cette liste est servie

@@ -12,6 +12,7 @@ Fonctionnalité: Liste blanche — signature XAdES vérifiée à chaque téléch
 
   @req:WL-02 @req:WL-04
   Plan du scénario: Liste à la signature invalide ou au contenu non signé refusée, la liste précédente reste en vigueur
+    Étant donné la DRIMbox sert la DRIMbox pair « listée » mais pas la DRIMbox pair « absente de la liste »
     Quand le point de publication ANS sert la liste « <liste> »
     Et la DRIMbox met à jour sa liste blanche
     Alors la DRIMbox pair que seule cette liste ajoute n'est pas servie
@@ -35,6 +36,7 @@ Fonctionnalité: Liste blanche — signature XAdES vérifiée à chaque téléch
 
   @req:WL-03 @req:WL-04
   Plan du scénario: Liste signée par un certificat non conforme refusée, la liste précédente reste en vigueur
+    Étant donné la DRIMbox sert la DRIMbox pair « listée » mais pas la DRIMbox pair « absente de la liste »
     Quand le point de publication ANS sert la liste « <liste> »
     Et la DRIMbox met à jour sa liste blanche
     Alors la DRIMbox pair que seule cette liste ajoute n'est pas servie
