@@ -177,6 +177,17 @@ def parse(data: bytes) -> etree._ElementTree:
 # ------------------------------------------------------------------------------------------- helpers
 
 
+def detach(el: etree._Element) -> None:
+    """Remove an element from its parent, keeping the text that followed it (what a subtract filter leaves)."""
+    parent, prev = el.getparent(), el.getprevious()
+    if el.tail:
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
+
+
 def _text(el: etree._Element | None) -> str:
     """Full string value of an element (all its text, comments and processing instructions excluded)."""
     if el is None:
@@ -533,14 +544,7 @@ class _Verification:
             exclusive = C14N_METHODS.get(transforms[-1], False) if transforms else False
             if node is None:
                 doc = etree.fromstring(etree.tostring(root), secure_parser())
-                s = _ds(doc, "ds:Signature")[0]
-                prev, parent = s.getprevious(), s.getparent()
-                if s.tail:
-                    if prev is not None:
-                        prev.tail = (prev.tail or "") + s.tail
-                    else:
-                        parent.text = (parent.text or "") + s.tail
-                parent.remove(s)
+                detach(_ds(doc, "ds:Signature")[0])
                 target = doc.getroottree()
             else:
                 target = node

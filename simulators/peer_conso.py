@@ -13,6 +13,7 @@ judges nothing. Later functions add headers (PSC Bearer token, KOS-SOPInstanceUI
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable
@@ -58,6 +59,8 @@ class PeerIdentities:
 
     def __init__(self, pki: TestPKI):
         self.pki = pki
+        self._lock = threading.RLock()
+        self._issued: dict[str, Identity] = {}
 
     def preissue(self) -> None:
         """What must exist before the DUT starts: the nominal list's peers and the revoked certificate (CRL)."""
@@ -83,13 +86,15 @@ class PeerIdentities:
         }
 
     def get(self, key: str) -> Identity:
-        cache = self.__dict__.setdefault("_issued", {})
-        if key not in cache:
-            try:
-                cache[key] = self._table[key]()
-            except KeyError:
-                raise KeyError(f"unknown peer identity {key!r} (known: {', '.join(self._table)})") from None
-        return cache[key]
+        with self._lock:
+            if key not in self._issued:
+                if key not in self._table:
+                    raise KeyError(f"unknown peer identity {key!r} (known: {', '.join(self._table)})")
+                self._issued[key] = self._table[key]()
+            return self._issued[key]
+
+    def keys(self) -> list[str]:
+        return list(self._table)
 
     def domain(self, key: str, identifiant: str, *, dn: str | None = None) -> Domain:
         """The whitelist entry of a peer, as ANS would publish it."""

@@ -114,6 +114,14 @@ class WhitelistVectors:
         self.signer("revoked")
         self.pki.whitelist_signer()
 
+    def warm_up(self) -> None:
+        """Build (sign) every vector now, e.g. in a thread while the DUT starts: scenarios then only publish."""
+        for vector in self.catalogue.values():
+            if vector.build is not None:
+                self.get(vector.id)
+        for key in self.peers.keys():
+            self.peers.get(key)
+
     # -- vectors --------------------------------------------------------------------------------
     def _vectors(self) -> list[Vector]:
         p = self.peers
@@ -407,4 +415,13 @@ def start_for_campaign(runtime: Any) -> WhitelistEndpoint:
     endpoint.peers = peers
     endpoint.vectors.get(NOMINAL)
     endpoint.start()
+    # the other keys and signatures are made while Orthanc and the DUT start (another process, another core)
+    threading.Thread(target=_quietly, args=(vectors.warm_up,), name="whitelist-warm-up", daemon=True).start()
     return endpoint
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - a vector that fails here fails again, visibly, when a scenario publishes it
+        pass

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from urllib.parse import urlsplit
-
 import pytest
 from pytest_bdd import given, parsers, then, when
 
@@ -236,11 +234,10 @@ def vin_market_certificate(campaign, vi_handshakes, judge):
 
 @when("drimcheck se connecte en TLS à chaque FQDN dbN et viN de la DRIMbox", target_fixture="all_handshakes")
 def connect_every_fqdn(campaign):
-    path = urlsplit(campaign.sut.health_url).path or "/"
-    out = {}
+    out = {}  # only the handshake matters here: any path will do
     for fqdn in _fqdns(campaign, "db vi"):
         if campaign.sut.endpoint(fqdn).https is not None:
-            out[fqdn] = campaign.client.get(f"https://{fqdn}{path if fqdn.startswith('db') else '/'}", label=f"tls-{fqdn}")
+            out[fqdn] = campaign.client.get(f"https://{fqdn}/", label=f"tls-{fqdn}")
     return out
 
 

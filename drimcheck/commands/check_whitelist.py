@@ -55,28 +55,26 @@ def _read(path: Path, what: str) -> bytes:
         raise UsageError(f"{what} {path}: {exc.strerror or exc}") from None
 
 
+def _load(path: Path, loader, what: str):
+    """Read and decode one input file; one UsageError line when it cannot be."""
+    from drimcheck.cli import UsageError
+
+    _read(path, f"cannot read {what}")
+    try:
+        return loader(path)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from drimcheck import whitelist as wl
     from drimcheck.cli import UsageError
 
     at = _at(args.at)
     data = _read(args.file, "cannot read")
-    anchors = None
-    if args.trust_anchor:
-        anchors = []
-        for path in args.trust_anchor:
-            _read(path, "cannot read trust anchor")
-            try:
-                anchors.extend(wl.load_certificates(path))
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-    crls = []
-    for path in args.crl:
-        _read(path, "cannot read CRL")
-        try:
-            crls.append(wl.load_crl(path))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    anchors = [c for path in args.trust_anchor for c in _load(path, wl.load_certificates, "trust anchor")] \
+        if args.trust_anchor else None
+    crls = [_load(path, wl.load_crl, "CRL") for path in args.crl]
     try:
         report = wl.verify_whitelist(data, trust_anchors=anchors, crls=crls, check_revocation=not args.no_revocation,
                                      at=at)
