@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -155,7 +156,8 @@ def secure_parser() -> etree.XMLParser:
                            huge_tree=False, remove_blank_text=False, collect_ids=False)
 
 
-_DOCTYPE_IN_PROLOG = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s|<\?.*?\?>|<!--.*?-->)*<!DOCTYPE", re.S)
+# Linear by construction: each alternative stops at its own terminator (no backtracking into the document).
+_DOCTYPE_IN_PROLOG = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s|<\?(?:[^?]|\?(?!>))*\?>|<!--(?:[^-]|-(?!->))*-->)*<!DOCTYPE")
 
 
 def has_doctype(data: bytes) -> bool:
@@ -188,11 +190,27 @@ def detach(el: etree._Element) -> None:
     parent.remove(el)
 
 
+def _around(el: etree._Element) -> tuple[etree._Element | None, str | None]:
+    """What detach() will modify: the previous sibling (or parent) and its text, to undo it."""
+    prev = el.getprevious()
+    return (prev, prev.tail) if prev is not None else (None, el.getparent().text)
+
+
+def _restore(parent: etree._Element, index: int, el: etree._Element, tail: str | None, before) -> None:
+    prev, text = before
+    if prev is not None:
+        prev.tail = text
+    else:
+        parent.text = text
+    parent.insert(index, el)
+    el.tail = tail
+
+
 def _text(el: etree._Element | None) -> str:
     """Full string value of an element (all its text, comments and processing instructions excluded)."""
     if el is None:
         return ""
-    return "".join(t for t in el.xpath("descendant::text()")).strip()
+    return "".join(el.itertext()).strip()  # lxml skips the content of comments and PIs
 
 
 def _ds(el: etree._Element, path: str) -> list[etree._Element]:
@@ -295,8 +313,8 @@ class _Verification:
             self.problem("format", "racine", f"élément racine « {etree.QName(root).localname} » au lieu de « {ROOT} »")
         elif ns not in KNOWN_NAMESPACES:
             self.problem("format", "espace-de-noms", f"espace de noms inconnu « {ns} »")
-        ids = [v for el in root.iter() if isinstance(el.tag, str) for k, v in el.attrib.items() if k in ("Id", "ID", "id")]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        ids = Counter(str(a) for a in root.xpath("//@Id | //@ID | //@id"))
+        duplicates = sorted(i for i, n in ids.items() if n > 1)
         if duplicates:
             self.problem("structure", "identifiants-dupliques", f"attribut Id dupliqué : {', '.join(duplicates)} "
                          "(résolution des références ambiguë)")
@@ -345,8 +363,9 @@ class _Verification:
             self.problem("contenu", "liste-domaines", f"{len(lists)} éléments ListeDomaines (un seul attendu)")
             return []
         signed = lists[0].findall(q("Domaine"))
-        everywhere = root.xpath("//*[local-name()='Domaine' or local-name()='ListeDomaines']")
-        outside = [e for e in everywhere if e is not lists[0] and e not in signed]
+        expected = {id(e) for e in signed} | {id(lists[0])}
+        outside = [e for e in root.xpath("//*[local-name()='Domaine' or local-name()='ListeDomaines']")
+                   if id(e) not in expected]
         if outside:
             self.problem("contenu", "contenu-hors-signature", f"{len(outside)} élément(s) Domaine/ListeDomaines hors de "
                          "/ListeBlancheDRIM-M/ListeDomaines : contenu non couvert par la signature (enveloppement)")
@@ -356,10 +375,12 @@ class _Verification:
             values: dict[str, str] = {}
             extra: dict[str, str] = {}
             for child in el:
-                if not isinstance(child.tag, str):
+                tag = child.tag
+                if not isinstance(tag, str):
                     continue
-                name = etree.QName(child).localname
-                (values if name in known else extra)[name] = _text(child)
+                name = tag[tag.rfind("}") + 1:]
+                # a childless element's value is its text; otherwise (comments, PIs) the full string value
+                (values if name in known else extra)[name] = (child.text or "").strip() if len(child) == 0 else _text(child)
             missing = [f for f in ("Identifiant", "db", "DNCertificatOperateur") if not values.get(f)]
             if missing:
                 self.problem("contenu", "domaine-incomplet", f"Domaine n° {i} sans {', '.join(missing)}")
@@ -518,13 +539,11 @@ class _Verification:
 
         reasons = self._own_digest_mismatches(root, sig, doc_ref, props_ref, props)
         try:
-            # python-xmlsec works on a copy: it registers Id attributes and may touch the tree
-            copy_root = etree.fromstring(etree.tostring(root), secure_parser())
-            copy_sig = _ds(copy_root, "ds:Signature")[0]
-            xmlsec.tree.add_ids(copy_root, ["Id"])  # duplicates were reported above; xmlsec then fails or picks one
+            # the tree is ours (parsed here) and no longer read for content: xmlsec may register its Ids
+            xmlsec.tree.add_ids(root, ["Id"])  # duplicates were reported above; xmlsec then fails or picks one
             ctx = xmlsec.SignatureContext()
             ctx.key = xmlsec.Key.from_memory(leaf.public_bytes(serialization.Encoding.PEM), xmlsec.KeyFormat.CERT_PEM)
-            ctx.verify(copy_sig)
+            ctx.verify(sig)
         except xmlsec.Error as exc:
             detail = "; ".join(reasons) or f"valeur de signature invalide ({exc})"
             self.problem("integrite", "signature-invalide", f"intégrité XMLDSig en échec : {detail}")
@@ -542,13 +561,16 @@ class _Verification:
             algo = DIGESTS[_one(ref, "ds:DigestMethod").get("Algorithm")]
             transforms = [t.get("Algorithm") for t in _ds(ref, "ds:Transforms/ds:Transform")]
             exclusive = C14N_METHODS.get(transforms[-1], False) if transforms else False
-            if node is None:
-                doc = etree.fromstring(etree.tostring(root), secure_parser())
-                detach(_ds(doc, "ds:Signature")[0])
-                target = doc.getroottree()
+            if node is None:  # the subtract filter's node-set: the document without the signature, put back after
+                parent, index, tail = sig.getparent(), sig.getparent().index(sig), sig.tail
+                before_text = _around(sig)
+                detach(sig)
+                try:
+                    canon = etree.tostring(root.getroottree(), method="c14n", exclusive=exclusive, with_comments=False)
+                finally:
+                    _restore(parent, index, sig, tail, before_text)
             else:
-                target = node
-            canon = etree.tostring(target, method="c14n", exclusive=exclusive, with_comments=False)
+                canon = etree.tostring(node, method="c14n", exclusive=exclusive, with_comments=False)
             try:
                 expected = base64.b64decode(_text(_one(ref, "ds:DigestValue")), validate=True)
             except (ValueError, TypeError):
