@@ -212,7 +212,7 @@ def test_endpoint_records_downloads_and_serves_failures(bed):
         bed.endpoint.publish("http-500")
         assert client.get(url).status_code == 500
         bed.endpoint.publish("tronquee")
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):  # body shorter than announced
             client.get(url)
         bed.endpoint.publish(NOMINAL)
         assert client.get(url).status_code == 200
