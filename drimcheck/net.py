@@ -134,6 +134,7 @@ class DutClient:
         ctx.check_hostname = False  # judged by the TLS checks from the recorded chain, not here
         ctx.verify_mode = ssl.CERT_NONE
         self._tls_ctx = ctx
+        self._client_ctx: dict[tuple[str, str], ssl.SSLContext] = {}  # one context per client certificate (mTLS)
 
     def address_for(self, url: str) -> tuple[str, Address]:
         parts = urlsplit(url)
@@ -151,7 +152,7 @@ class DutClient:
         if client_cert is None:
             return self._tls_ctx
         chain, key = (client_cert if isinstance(client_cert, tuple) else (client_cert.chain_path, client_cert.key_path))
-        cache = self.__dict__.setdefault("_client_ctx", {})
+        cache = self._client_ctx
         if (str(chain), str(key)) not in cache:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False

@@ -229,6 +229,7 @@ class WhitelistEndpoint:
     def __init__(self, vectors: WhitelistVectors, server_cert, *, host: str = "127.0.0.1", port: int = 0,
                  stall_s: float = 10.0, canary_requests: Callable[[], list[dict]] | None = None):
         self.vectors = vectors
+        self.peers = vectors.peers  # the peer DRIMbox identities the lists are made of
         self.server_cert = server_cert
         self.host, self.port = host, port
         self.stall_s = stall_s
@@ -412,7 +413,8 @@ def start_for_campaign(runtime: Any) -> WhitelistEndpoint:
                                  canary_requests=(lambda: [r for r in igc.requests
                                                            if (r.get("path") or "").startswith(CANARY_PATH)])
                                  if igc is not None else None)
-    endpoint.peers = peers
+    # written now (they are lazy): the trust files an external DUT loads from DRIMCHECK_PKI_DIR/trust/
+    pki.igc_trust_pem, pki.igc_chain_pem, pki.market_trust_pem  # noqa: B018
     endpoint.vectors.get(NOMINAL)
     endpoint.start()
     # the other keys and signatures are made while Orthanc and the DUT start (another process, another core)
