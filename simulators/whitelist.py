@@ -15,7 +15,7 @@ import asyncio
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -131,7 +131,7 @@ class WhitelistVectors:
 
         def tampered() -> bytes:  # signed with db913, served with db903: one digit changed in <db> and in the DN
             decoy = p.domain("unlisted", "903", dn=unlisted_dn().replace("CN=db903", "CN=db913"))
-            decoy = wl.Domain(**{**decoy.__dict__, "db": decoy.db.replace("db903", "db913")})
+            decoy = replace(decoy, db=decoy.db.replace("db903", "db913"))
             data = self._sign([*nominal(), decoy])
             data = wl.replace_once(data, "<db>db913.", "<db>db903.")
             return wl.replace_once(data, "CN=db913.", "CN=db903.")
@@ -152,7 +152,7 @@ class WhitelistVectors:
             return wl.replace_once(data, b"</ds:Object>", b"<Expansion>&lol9;</Expansion></ds:Object>")
 
         def fmt_2024() -> bytes:
-            domains = [wl.Domain(**{**d.__dict__, "responsable_contact": d.support_contact})
+            domains = [replace(d, extra={"ResponsableContact": d.support_contact})
                        for d in [*nominal(), p.domain("added", "904")]]
             return self._sign(domains, namespace=wl.NS_2024, key_info="leaf-with-subject",
                               mime_type="application/octet-stream")

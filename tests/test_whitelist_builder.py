@@ -35,7 +35,8 @@ def ans_domains(path: Path) -> list[wl.Domain]:
     for d in root.iter(f"{{{ns}}}Domaine"):
         f = {etree.QName(c).localname: (c.text or "") for c in d}
         out.append(wl.Domain(f["Identifiant"], f["db"], f["vi"], f["Denomination"], f["DNCertificatOperateur"],
-                             f["SupportContact"], f["DateMAJ"], f.get("ResponsableContact")))
+                             f["SupportContact"], f["DateMAJ"],
+                             {"ResponsableContact": f["ResponsableContact"]} if "ResponsableContact" in f else {}))
     return out
 
 
