@@ -27,7 +27,7 @@ LIST_PATH = "/ansforge/DRIM-M_liste-blanche/main/LISTEBLANCHE_DRIM-M_SIGNEE.xml"
 CANARY_PATH = "/xxe-canary/"
 SIGNER_DN = org_name("Liste Blanche DRIM-M", "318751275100020", "AGENCE DU NUMERIQUE EN SANTE", "Paris (75)")
 NOMINAL = "nominale"
-DOWNLOAD_TIMEOUT_S = 0.5  # what the embedded reference is configured with for its download
+DOWNLOAD_TIMEOUT_S = 1.0  # what the embedded reference is configured with for its download
 
 
 @dataclass(frozen=True)
