@@ -57,6 +57,8 @@ class CampaignRuntime:
         self._allocated: dict[tuple[str, str], Address] = {}
         self.client: DutClient | None = None
         self._seeded: dict[tuple[str, str], Any] = {}
+        self.dut_ready_at: float | None = None  # monotonic time the DUT was up (reference ready, or hooks done)
+        self.whitelist_triggers: list[float] = []  # monotonic times drimcheck triggered a whitelist refresh
         self._started = False
         self._start_error: BaseException | None = None
         self._lock = threading.Lock()
@@ -121,7 +123,11 @@ class CampaignRuntime:
             except LaunchError as exc:
                 raise HarnessError(f"DRIMbox de référence : {exc}") from None
         self.run_hook("before_campaign")
+        self.dut_ready_at = time.monotonic()
         self._preflight()
+        for handle in self.sims.values():  # e.g. observe the DUT's startup downloads, then bring it to nominal
+            if hasattr(handle, "after_dut_ready"):
+                handle.after_dut_ready(self)
 
     # -- addresses ------------------------------------------------------------------------------
     def has_simulator(self, name: str) -> bool:
@@ -268,6 +274,44 @@ class CampaignRuntime:
             if ex.status == 200:
                 return
             time.sleep(0.5)
+
+    def refresh_whitelist(self) -> float:
+        """Make the DUT download and apply the whitelist now; returns the monotonic time of the trigger.
+
+        External DUT: the `refresh_whitelist` hook of sut.toml (stands for the daily job), then
+        [timeouts] whitelist_settle_s for the DUT to apply what it downloaded. Embedded reference:
+        its loopback admin endpoint, which answers once the list is downloaded and applied.
+        """
+        started = time.monotonic()
+        self.whitelist_triggers.append(started)
+        if self.sut.hooks.get("refresh_whitelist"):
+            self.run_hook("refresh_whitelist")
+            if self.sut.timeouts.whitelist_settle_s:
+                time.sleep(self.sut.timeouts.whitelist_settle_s)
+        elif self.sut.embedded and self.dut is not None:
+            try:
+                self.dut.refresh_whitelist(timeout=self.sut.timeouts.whitelist_s)
+            except Exception as exc:  # noqa: BLE001 - the DUT's own failure is judged from what it then does
+                self.evidence.write_text("refresh-whitelist", f"déclencheur intégré : {type(exc).__name__}: {exc}")
+        else:
+            raise HarnessError(f"{self.sut.source_file} : [hooks] refresh_whitelist doit donner la commande qui fait "
+                               "télécharger et appliquer la liste blanche à la DRIMbox (tâche quotidienne)")
+        return started
+
+    def market_trust_anchors(self) -> list[x509.Certificate]:
+        """Roots a viN (market OV) certificate must chain to: from sut.toml, else the per-run market CA (embedded
+        reference) or the public web PKI (certifi bundle) for an external DRIMbox."""
+        paths = list(self.sut.market_trust_anchors)
+        if not paths and self.sut.embedded:
+            return [self.pki.market_ca.cert]
+        if not paths:
+            import certifi
+
+            paths = [Path(certifi.where())]
+        out = []
+        for path in paths:
+            out.extend(x509.load_pem_x509_certificates(path.read_bytes()))
+        return out
 
     def trust_anchors(self) -> list[x509.Certificate]:
         """IGC-Santé-like roots the dbN certificates must chain to: from sut.toml, else the per-run test PKI."""

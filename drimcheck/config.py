@@ -57,6 +57,8 @@ class Timeouts:
     health_budget_s: float = 2.0
     publication_s: float = 10.0  # bound on waiting for the DUT to publish to (or update) the DMP
     quiet_s: float = 1.5  # observation window in which "nothing happens" (no publication) is expected
+    whitelist_s: float = 10.0  # bound on the DUT to download the whitelist after start or after the refresh trigger
+    whitelist_settle_s: float = 1.0  # after a refresh hook returns, time left to the DUT to apply what it downloaded
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Sut:
     version: str = ""
     embedded: str | None = None  # "reference" (optionally with a mutant set at run time)
     trust_anchors: tuple[Path, ...] = ()
+    market_trust_anchors: tuple[Path, ...] = ()  # roots the viN (market OV) certificate must chain to
     timeouts: Timeouts = field(default_factory=Timeouts)
     hooks: dict[str, str] = field(default_factory=dict)
     simulators: dict[str, Address] = field(default_factory=dict)  # where drimcheck's simulators listen
@@ -149,11 +152,22 @@ def _port(table: dict, key: str, where: str, *, allow_auto: bool) -> int:
     return value
 
 
-def _positive(table: dict, key: str, where: str, default: float) -> float:
+def _positive(table: dict, key: str, where: str, default: float, *, zero: bool = False) -> float:
     value = table.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{where}: '{key}' must be a positive number of seconds")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not zero):
+        raise ConfigError(f"{where}: '{key}' must be a {'non-negative' if zero else 'positive'} number of seconds")
     return float(value)
+
+
+def _pem_paths(tls: dict, key: str, source_file: str, base_dir: Path | None) -> tuple[Path, ...]:
+    value = tls.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise ConfigError(f"{source_file} [tls]: '{key}' must be a list of PEM file paths")
+    paths = tuple(((base_dir or Path.cwd()) / a).resolve() for a in value)
+    for a in paths:
+        if not a.is_file():
+            raise ConfigError(f"{source_file} [tls]: trust anchor file not found: {a}")
+    return paths
 
 
 def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None) -> Sut:
@@ -223,13 +237,8 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         raise ConfigError(f"{source_file} [health]: 'url' must be an https URL on a declared db FQDN, got {health_url!r}")
 
     tls = data.get("tls") or {}
-    anchors = tls.get("trust_anchors", [])
-    if not isinstance(anchors, list) or not all(isinstance(a, str) for a in anchors):
-        raise ConfigError(f"{source_file} [tls]: 'trust_anchors' must be a list of PEM file paths")
-    anchor_paths = tuple(((base_dir or Path.cwd()) / a).resolve() for a in anchors)
-    for a in anchor_paths:
-        if not a.is_file():
-            raise ConfigError(f"{source_file} [tls]: trust anchor file not found: {a}")
+    anchor_paths = _pem_paths(tls, "trust_anchors", source_file, base_dir)
+    market_paths = _pem_paths(tls, "market_trust_anchors", source_file, base_dir)
 
     t = data.get("timeouts") or {}
     tw = f"{source_file} [timeouts]"
@@ -240,6 +249,8 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         health_budget_s=_positive(t, "health_budget_s", tw, 2.0),
         publication_s=_positive(t, "publication_s", tw, 10.0),
         quiet_s=_positive(t, "quiet_s", tw, 1.5),
+        whitelist_s=_positive(t, "whitelist_s", tw, 10.0),
+        whitelist_settle_s=_positive(t, "whitelist_settle_s", tw, 1.0, zero=True),
     )
     hooks = data.get("hooks") or {}
     if not all(isinstance(v, str) for v in hooks.values()):
@@ -261,7 +272,7 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     return Sut(
         name=_str(sut, "name", where), roles=tuple(roles), registry=registry, pacs=tuple(pacs),
         network=network, health_url=health_url, editor=sut.get("editor", ""), version=sut.get("version", ""),
-        embedded=embedded, trust_anchors=anchor_paths, timeouts=timeouts,
+        embedded=embedded, trust_anchors=anchor_paths, market_trust_anchors=market_paths, timeouts=timeouts,
         hooks={k: v for k, v in hooks.items() if v}, simulators=simulators, dut=dut, source_file=source_file,
     )
 

@@ -64,6 +64,7 @@ class Exchange:
     tls: TlsInfo | None = None
     error: str | None = None
     evidence: str | None = None  # path of the evidence file, relative to the run directory
+    client_certificate: str | None = None  # subject of the certificate the harness presented (mTLS), if any
 
     @property
     def ok(self) -> bool:
@@ -98,6 +99,7 @@ class Exchange:
             "elapsed_s": round(self.elapsed_s, 4),
             "tls": self.tls.to_dict() if self.tls else None,
             "error": self.error,
+            **({"client_certificate": self.client_certificate} if self.client_certificate else {}),
         }
 
 
@@ -132,6 +134,7 @@ class DutClient:
         ctx.check_hostname = False  # judged by the TLS checks from the recorded chain, not here
         ctx.verify_mode = ssl.CERT_NONE
         self._tls_ctx = ctx
+        self._client_ctx: dict[tuple[str, str], ssl.SSLContext] = {}  # one context per client certificate (mTLS)
 
     def address_for(self, url: str) -> tuple[str, Address]:
         parts = urlsplit(url)
@@ -144,9 +147,27 @@ class DutClient:
             raise ConfigError(f"{self.sut.source_file}: no {parts.scheme} address for {fqdn} in [network]")
         return fqdn, addr
 
+    def _context(self, client_cert: Any) -> ssl.SSLContext:
+        """The recording TLS context, presenting a client certificate when given (mTLS as a peer DRIMbox)."""
+        if client_cert is None:
+            return self._tls_ctx
+        chain, key = (client_cert if isinstance(client_cert, tuple) else (client_cert.chain_path, client_cert.key_path))
+        cache = self._client_ctx
+        if (str(chain), str(key)) not in cache:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.load_cert_chain(str(chain), str(key))
+            cache[(str(chain), str(key))] = ctx
+        return cache[(str(chain), str(key))]
+
     def request(self, method: str, url: str, *, label: str, headers: dict[str, str] | None = None,
-                content: bytes | None = None, timeout: float | None = None) -> Exchange:
-        """Send one request; never raises on transport problems: the Exchange carries the error."""
+                content: bytes | None = None, timeout: float | None = None, client_cert: Any = None) -> Exchange:
+        """Send one request; never raises on transport problems: the Exchange carries the error.
+
+        client_cert: an object with chain_path/key_path (fixtures.pki.Issued) or a (chain PEM, key PEM)
+        tuple, presented as TLS client certificate (a fresh connection per request, as every request here).
+        """
         timeout = timeout if timeout is not None else self.timeout
         parts = urlsplit(url)
         fqdn, addr = self.address_for(url)
@@ -161,7 +182,7 @@ class DutClient:
             ex.tls = TlsInfo(sni=fqdn)
         t0 = time.monotonic()
         try:
-            with httpx.Client(verify=self._tls_ctx, timeout=httpx.Timeout(timeout), trust_env=False) as client:
+            with httpx.Client(verify=self._context(client_cert), timeout=httpx.Timeout(timeout), trust_env=False) as client:
                 with client.stream(method, target, headers=req_headers, content=content,
                                    extensions={"sni_hostname": fqdn} if ex.tls else {}) as resp:
                     if ex.tls:
@@ -172,12 +193,20 @@ class DutClient:
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes evidence, not a traceback
             ex.error = describe_error(exc, timeout)
         ex.elapsed_s = time.monotonic() - t0
+        if client_cert is not None:
+            ex.client_certificate = _subject_of(client_cert)
         if self.evidence is not None:
             ex.evidence = self.evidence.write_json(label, ex.to_evidence())
         return ex
 
     def get(self, url: str, *, label: str, **kw: Any) -> Exchange:
         return self.request("GET", url, label=label, **kw)
+
+
+def _subject_of(client_cert: Any) -> str:
+    """For evidence: which certificate the harness presented."""
+    cert = getattr(client_cert, "cert", None)
+    return cert.subject.rfc4514_string() if cert is not None else str(client_cert[0])
 
 
 def _capture_tls(resp: httpx.Response, info: TlsInfo) -> None:
@@ -221,3 +250,64 @@ class Poll:
     sent_at: float
     received_at: float
     exchange: Exchange
+
+
+@dataclass
+class TlsVersionProbe:
+    """One handshake attempt offering a single (old) TLS version: what the server did with it."""
+
+    fqdn: str
+    connect_to: str
+    offered: str
+    outcome: str  # "accepted" | "refused" | "client-unable" (our OpenSSL cannot offer it) | "unreachable"
+    negotiated: str | None = None
+    detail: str = ""
+    evidence: str | None = None
+
+    def to_evidence(self) -> dict[str, Any]:
+        return {"fqdn": self.fqdn, "connect_to": self.connect_to, "offered": self.offered, "outcome": self.outcome,
+                "negotiated": self.negotiated, "detail": self.detail}
+
+
+_CLIENT_SIDE = ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE", "NO_SUITABLE_SIGNATURE_ALGORITHM")
+
+
+def probe_tls_version(address: Address, sni: str, version: ssl.TLSVersion, *, timeout: float = 5.0,
+                      evidence: EvidenceStore | None = None, label: str = "tls-version") -> TlsVersionProbe:
+    """Offer exactly `version` (and every cipher, @SECLEVEL=0, so that OpenSSL 3 really sends it) and record the outcome.
+
+    A server refusal (protocol_version alert, reset, EOF) is "refused"; a failure before anything is
+    sent, because the local OpenSSL cannot offer the version, is "client-unable" (inconclusive).
+    """
+    import warnings
+
+    probe = TlsVersionProbe(fqdn=sni, connect_to=str(address), offered=version.name, outcome="refused")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1/TLSv1_1 are deprecated: that is the point
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.minimum_version = version
+            ctx.maximum_version = version
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError) as exc:
+        probe.outcome, probe.detail = "client-unable", f"contexte TLS impossible : {exc}"
+    else:
+        try:
+            with socket.create_connection((address.host, address.port), timeout=timeout) as sock:
+                with ctx.wrap_socket(sock, server_hostname=sni) as tls:
+                    probe.outcome, probe.negotiated = "accepted", tls.version()
+                    probe.detail = f"poignée de main réussie ({tls.version()}, {tls.cipher()[0] if tls.cipher() else '?'})"
+        except ssl.SSLError as exc:
+            reason = exc.reason or ""
+            probe.outcome = "client-unable" if reason in _CLIENT_SIDE else "refused"
+            probe.detail = f"{reason or type(exc).__name__}: {exc}"
+        except (ConnectionRefusedError, socket.timeout, TimeoutError, OSError) as exc:
+            if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+                probe.outcome, probe.detail = "refused", f"connexion coupée par le serveur ({type(exc).__name__})"
+            else:
+                probe.outcome, probe.detail = "unreachable", f"{type(exc).__name__}: {exc}"
+    if evidence is not None:
+        probe.evidence = evidence.write_json(label, probe.to_evidence())
+    return probe

@@ -122,6 +122,10 @@ class DrimcheckPlugin:
         feature = scenario.feature.name if scenario else ""
         feature_file = scenario.feature.rel_filename if scenario else str(item.path)
         sid = f"{slug(re.sub(r'[.]feature$', '', feature_file.split('/')[-1]), 30)}--{slug(name, 60)}"
+        example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example")
+        if example:  # one result per row of a scenario outline, named and filed after its values
+            values = ", ".join(str(v) for v in example.values())
+            name, sid = f"{name} [{values}]", f"{sid}--{slug(values, 40)}"
         self.current = ScenarioResult(id=sid, feature=feature, feature_file=feature_file, name=name,
                                       requirements=scenario_requirements(item),
                                       tags=sorted(scenario.tags) if scenario else [])

@@ -45,13 +45,43 @@ class ReferenceDrimbox:
     def _certificate(self, fqdn: str, role: str) -> Any:
         pki = self.runtime.pki
         if role == "vi":
-            return pki.market_ov(fqdn)
+            return self._vi_certificate(fqdn)
         fault = self.deploy_faults.get("dbn_certificate")
         if fault == "market":
             return pki.market_ov(fqdn)
         if fault in ("san_mismatch", "expired"):
             return pki.negative(fault, fqdn)
         return pki.serv_ssl(fqdn)
+
+    def _vi_certificate(self, fqdn: str) -> Any:
+        """viN: a market OV certificate, unless a deployment fault installs an IGC-Santé or an expired one."""
+        from datetime import timedelta
+
+        pki = self.runtime.pki
+        fault = self.deploy_faults.get("vin_certificate")
+        if fault == "igc":
+            return pki.serv_ssl(fqdn)
+        if fault == "expired":
+            subject = pki.market_ov(fqdn).cert.subject
+            return pki.issue(f"market_ov_expired:{fqdn}", subject=subject, profile="market_ov", issuer="market_ca",
+                             san=[fqdn], not_before=pki.now - timedelta(days=398), not_after=pki.now - timedelta(days=2))
+        return pki.market_ov(fqdn)
+
+    def refresh_whitelist(self, timeout: float = 10.0) -> dict:
+        """Built-in refresh trigger: the reference's loopback admin endpoint, answered once the list is applied."""
+        import http.client
+
+        admin = self.runtime.dut_address("admin")
+        conn = http.client.HTTPConnection(admin.host, admin.port, timeout=timeout)
+        try:
+            conn.request("POST", "/whitelist/refresh", body=b"")
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise RuntimeError(f"admin endpoint answered HTTP {resp.status}")
+        return json.loads(body)
 
     def functions(self) -> list[str]:
         roles = set(self.runtime.sut.roles)
@@ -89,7 +119,10 @@ class ReferenceDrimbox:
                       "username": rt.orthanc(p).auth[0], "password": rt.orthanc(p).auth[1]} for p in sut.pacs],
             "certs": certs,
             "trust": {"igc_chain": str(pki.igc_chain_pem), "igc_root": str(pki.igc_trust_pem),
-                      "market_root": str(pki.market_trust_pem)},
+                      "market_root": str(pki.market_trust_pem),
+                      # deployment fault: a client truststore that also trusts a foreign hierarchy
+                      **({"client_extra": str(pki.rogue_trust_pem)}
+                         if self.deploy_faults.get("client_trust") == "rogue" else {})},
             "endpoints": {name: str(addr) for name, addr in rt.dut_addresses().items()},
             "settings": {name: value for name, value in sut.dut.items() if name not in rt.dut_addresses()},
             "peers": rt.dut_settings(),

@@ -142,10 +142,10 @@ class Drimbox:
         checks: list[dict[str, Any]] = [{"name": "DRIMbox", "status": "UP"}]
         for pacs in self.config.pacs:
             checks.append(self._pacs_check(pacs))
+        if self.is_mutant("health-down-unnamed"):  # hides which PACS is down (functions' checks stay as they are)
+            checks = [{"name": "backend", "status": "DOWN" if any(c["status"] == "DOWN" for c in checks) else "UP"}]
         for f in self.functions:
             checks.extend(f.health_checks())
-        if self.is_mutant("health-down-unnamed"):
-            checks = [{"name": "backend", "status": "DOWN" if any(c["status"] == "DOWN" for c in checks) else "UP"}]
         up = all(c["status"] == "UP" for c in checks)
         body: dict[str, Any] = {"status": "UP" if up else "DOWN", "checks": checks}
         if self.is_mutant("health-leaks-patient"):
@@ -272,6 +272,11 @@ def serve(config: DrimboxConfig) -> None:
                 kwargs.update(ssl_ca_certs=config.trust["igc_chain"], ssl_cert_reqs=ssl.CERT_OPTIONAL)
         uc = uvicorn.Config(apps[(lst.role, lst.scheme)], host=lst.host, port=lst.port, log_level="warning",
                             access_log=False, lifespan="off", timeout_graceful_shutdown=1, **kwargs)
+        if lst.scheme == "https":
+            uc.load()  # builds uc.ssl now, so that functions can adjust it (TLS versions, client trust)
+            for f in box.functions:
+                if hasattr(f, "configure_tls"):
+                    f.configure_tls(lst, uc.ssl)
         servers.append(uvicorn.Server(uc))
     threads = [threading.Thread(target=s.run, name=f"listener-{i}", daemon=True) for i, s in enumerate(servers)]
     for t in threads:

@@ -1,0 +1,136 @@
+"""Peer DRIMbox in the Conso role: calls the DUT Source's WADO-RS over mTLS with a chosen identity.
+
+The identities are IGC-Santé-like SERV_SSL certificates of the test PKI (the certificate a DRIMbox
+presents to its peers), one per trust situation: listed in the whitelist, withdrawn from it, never
+listed, added by a later list, an usurper (listed CN, another organisation), and the defective
+family of MTLS-01 (expired, not yet valid, foreign CA, revoked) sharing the listed peer's DN so that
+the defect under test is the only one.
+
+Requests are sent with the harness client (every exchange recorded as evidence); the simulator
+judges nothing. Later functions add headers (PSC Bearer token, KOS-SOPInstanceUID) through
+`header_providers`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable
+
+from drimcheck.net import DutClient, Exchange
+from fixtures.pki import TestPKI
+from fixtures.whitelist import Domain
+
+LISTED = "db901.test.mesimagesmedicales.fr"
+WITHDRAWN = "db902.test.mesimagesmedicales.fr"
+UNLISTED = "db903.test.mesimagesmedicales.fr"
+ADDED = "db904.test.mesimagesmedicales.fr"
+USURPER_OU = "300000009990666"
+USURPER_ORGANISATION = "DRIMCHECK OPERATEUR USURPATEUR"
+CLIENT_DEFECTS = ("expired", "not_yet_valid", "wrong_ca", "revoked")
+
+# The Accept list of ANS's WADO-RS validator samples (../ansdata/wado-rs/requete-wado-rs-serie.txt).
+ANS_ACCEPT = ",".join(
+    f'multipart/related; type="application/dicom";transfer-syntax={ts};q={q};boundary=**'
+    for ts, q in (("1.2.840.10008.1.2.4.70", "0.9"), ("1.2.840.10008.1.2.4.80", "0.8"),
+                  ("1.2.840.10008.1.2.4.91", "0.6"), ("1.2.840.10008.1.2.4.50", "0.5"),
+                  ("1.2.840.10008.1.2.4.51", "0.5"), ("1.2.840.10008.1.2.4.100", "0.5"),
+                  ("1.2.840.10008.1.2.4.101", "0.5"), ("1.2.840.10008.1.2.4.102", "0.5"),
+                  ("1.2.840.10008.1.2.4.103", "0.5"), ("1.2.840.10008.1.2.1", "0.4"))) + ","
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A peer DRIMbox identity: its FQDN, the certificate it presents (None: no client certificate)."""
+
+    key: str
+    fqdn: str
+    issued: Any  # fixtures.pki.Issued | None
+    description: str  # French, for reports
+
+    @property
+    def dn(self) -> str | None:
+        return self.issued.subject_dn if self.issued is not None else None
+
+
+class PeerIdentities:
+    """Every peer identity of a campaign, issued lazily from the run's PKI (revoked ones by preissue())."""
+
+    def __init__(self, pki: TestPKI):
+        self.pki = pki
+        self._lock = threading.RLock()
+        self._issued: dict[str, Identity] = {}
+
+    def preissue(self) -> None:
+        """What must exist before the DUT starts: the nominal list's peers and the revoked certificate (CRL)."""
+        for key in ("listed", "withdrawn", "revoked"):
+            self.get(key)
+
+    @cached_property
+    def _table(self) -> dict[str, Callable[[], Identity]]:
+        pki = self.pki
+        return {
+            "listed": lambda: Identity("listed", LISTED, pki.serv_ssl(LISTED), f"DRIMbox listée {LISTED}"),
+            "withdrawn": lambda: Identity("withdrawn", WITHDRAWN, pki.serv_ssl(WITHDRAWN),
+                                          f"DRIMbox {WITHDRAWN} (retirée par la liste « retrait »)"),
+            "unlisted": lambda: Identity("unlisted", UNLISTED, pki.serv_ssl(UNLISTED),
+                                         f"DRIMbox {UNLISTED} absente de la liste"),
+            "added": lambda: Identity("added", ADDED, pki.serv_ssl(ADDED), f"DRIMbox {ADDED} ajoutée par une liste"),
+            "usurper": lambda: Identity("usurper", LISTED, pki.serv_ssl(LISTED, ou=USURPER_OU,
+                                                                       organisation=USURPER_ORGANISATION),
+                                        f"certificat au CN listé {LISTED} mais d'une autre organisation (DN non listé)"),
+            "no_certificate": lambda: Identity("no_certificate", LISTED, None, "aucun certificat client"),
+            **{f"{d}": (lambda d=d: Identity(d, LISTED, pki.negative(d, LISTED), _DEFECTS_FR[d]))
+               for d in CLIENT_DEFECTS},
+        }
+
+    def get(self, key: str) -> Identity:
+        with self._lock:
+            if key not in self._issued:
+                if key not in self._table:
+                    raise KeyError(f"unknown peer identity {key!r} (known: {', '.join(self._table)})")
+                self._issued[key] = self._table[key]()
+            return self._issued[key]
+
+    def keys(self) -> list[str]:
+        return list(self._table)
+
+    def domain(self, key: str, identifiant: str, *, dn: str | None = None) -> Domain:
+        """The whitelist entry of a peer, as ANS would publish it."""
+        ident = self.get(key)
+        n = ident.fqdn.split(".", 1)[0][2:]
+        return Domain(identifiant=identifiant, db=ident.fqdn, vi=f"vi{n}.test.mesimagesmedicales.fr",
+                      denomination=f"DRIMCHECK PAIR {key.upper()}", dn=dn or ident.dn,
+                      support_contact=f"support-{key}@drimcheck.test", date_maj="2026-01-15T10:00:00Z")
+
+
+_DEFECTS_FR = {
+    "expired": "certificat client expiré (DN listé)",
+    "not_yet_valid": "certificat client pas encore valide (DN listé)",
+    "wrong_ca": "certificat client d'une autre AC imitant l'IGC-Santé (DN listé)",
+    "revoked": "certificat client révoqué, publié dans la CRL (DN listé)",
+}
+
+
+class PeerConso:
+    """Sends WADO-RS retrievals to the DUT Source as a peer DRIMbox (recorded by the harness client)."""
+
+    def __init__(self, client: DutClient, identities: PeerIdentities, *, wado_root: str = "/api/source",
+                 header_providers: list[Callable[[Identity], dict[str, str]]] | None = None):
+        self.client = client
+        self.identities = identities
+        self.wado_root = "/" + wado_root.strip("/") if wado_root.strip("/") else ""
+        self.header_providers = list(header_providers or [])
+
+    def series_url(self, db_fqdn: str, study_uid: str, series_uid: str) -> str:
+        return f"https://{db_fqdn}{self.wado_root}/studies/{study_uid}/series/{series_uid}"
+
+    def fetch_series(self, db_fqdn: str, study_uid: str, series_uid: str, *, identity: str | Identity,
+                     label: str | None = None) -> Exchange:
+        ident = identity if isinstance(identity, Identity) else self.identities.get(identity)
+        headers = {"Accept": ANS_ACCEPT}
+        for provider in self.header_providers:
+            headers.update(provider(ident))
+        return self.client.get(self.series_url(db_fqdn, study_uid, series_uid), headers=headers,
+                               client_cert=ident.issued, label=label or f"pair-{ident.key}")
