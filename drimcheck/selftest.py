@@ -9,8 +9,11 @@ requirement it declares and on none it does not declare. Each campaign is a sepa
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +23,7 @@ from drimcheck.coverage import coverage_rows
 from drimcheck.verdicts import ExitCode
 
 CAMPAIGN_TIMEOUT_S = 900
+KEY_POOL_SIZE = 96  # RSA keys shared by the campaigns of one selftest (a campaign uses ~30)
 
 
 @dataclass
@@ -34,13 +38,26 @@ class CampaignOutcome:
     problem: str | None = None  # the campaign itself did not produce results
 
 
-def _run_one(label: str, out_dir: Path, mutant: str | None) -> CampaignOutcome:
+def _make_key_pool(directory: Path, jobs: int) -> None:
+    """Generate the selftest's key pool with every core (see fixtures.pki.new_rsa_key)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from fixtures.pki import make_key_pool
+
+    workers = max(1, min(jobs, os.cpu_count() or 1))
+    share = -(-KEY_POOL_SIZE // workers)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for f in [pool.submit(make_key_pool, directory, share, 2048, i * share) for i in range(workers)]:
+            f.result()
+
+
+def _run_one(label: str, out_dir: Path, mutant: str | None, env: dict[str, str]) -> CampaignOutcome:
     cmd = [sys.executable, "-m", "drimcheck", "run", "--strict", "--quiet", "--out", str(out_dir)]
     if mutant:
         cmd += ["--mutant", mutant]
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CAMPAIGN_TIMEOUT_S)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CAMPAIGN_TIMEOUT_S, env=env)
         code, stderr = proc.returncode, proc.stderr
     except subprocess.TimeoutExpired:
         return CampaignOutcome(label, -1, time.monotonic() - t0, problem=f"timeout after {CAMPAIGN_TIMEOUT_S} s")
@@ -75,15 +92,30 @@ def run_selftest(out: Path, *, jobs: int = 2, only: list[str] | None = None) -> 
     print(f"drimcheck selftest : référence + {len(selected)} mutant(s), {jobs} campagne(s) en parallèle", flush=True)
 
     plans = [("golden", out / "golden", None)] + [(m.id, out / "mutants" / m.id, m.id) for m in selected]
+    key_pool = Path(tempfile.mkdtemp(prefix="drimcheck-keys-"))  # never under the report directory
+    try:
+        _make_key_pool(key_pool, jobs)
+        env = {**os.environ, "DRIMCHECK_KEY_POOL": str(key_pool)}
+        outcomes = _run_campaigns(plans, jobs, env)
+    finally:
+        shutil.rmtree(key_pool, ignore_errors=True)
+    return _judge(out, selected, outcomes, automated, only, t0)
+
+
+def _run_campaigns(plans: list, jobs: int, env: dict[str, str]) -> dict[str, CampaignOutcome]:
+    outcomes: dict[str, CampaignOutcome] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {label: pool.submit(_run_one, label, d, mid) for label, d, mid in plans}
-        outcomes: dict[str, CampaignOutcome] = {}
+        futures = {label: pool.submit(_run_one, label, d, mid, env) for label, d, mid in plans}
         for label, _, _ in plans:
             outcomes[label] = futures[label].result()
             o = outcomes[label]
             print(f"  {label:<24} exit {o.exit_code}  {o.duration_s:5.1f} s  "
                   f"FAIL={','.join(sorted(o.failed)) or '-'}  ERROR={','.join(sorted(o.errored)) or '-'}", flush=True)
+    return outcomes
 
+
+def _judge(out: Path, selected: list, outcomes: dict[str, CampaignOutcome], automated: list[str],
+           only: list[str] | None, t0: float) -> int:
     golden = outcomes["golden"]
     golden_failures = sorted(golden.failed | golden.errored | golden.warned)
     golden_not_passed = sorted(set(automated) - golden.passed)

@@ -9,6 +9,8 @@ and an HTTPS client presenting the ORG AUTH_CLI certificate (mTLS).
 
 from __future__ import annotations
 
+import functools
+
 import base64
 import hashlib
 import ssl
@@ -103,11 +105,17 @@ class Credentials:
     chain: str
 
     def load(self) -> tuple[x509.Certificate, Any]:
-        with open(self.cert, "rb") as f:
-            cert = x509.load_pem_x509_certificate(f.read())
-        with open(self.key, "rb") as f:
-            key = serialization.load_pem_private_key(f.read(), password=None)
-        return cert, key
+        return _load_credentials(self.cert, self.key)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_credentials(cert_path: str, key_path: str) -> tuple[x509.Certificate, Any]:
+    """Parse once per process: loading an RSA key validates it, which costs tens of milliseconds."""
+    with open(cert_path, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    with open(key_path, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    return cert, key
 
 
 @dataclass(kw_only=True)
