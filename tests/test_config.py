@@ -58,7 +58,7 @@ def test_not_toml_missing_file_and_missing_sections(tmp_path):
 
 def test_simulators_and_dut_sections():
     text = config.template_text()
-    start = text.index("[simulators]")
+    start = text.index("\n[simulators]\n") + 1
     text = text[:start] + '[simulators]\ndmp = "10.0.0.5:9443"\n[dut]\nmllp = "10.0.0.9:2575"\niocm_aet = "DRIMBOX"\n'
     sut = config.parse(text, "sut.toml")
     assert sut.simulator_address("dmp") == Address("10.0.0.5", 9443)
