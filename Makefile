@@ -23,7 +23,7 @@ demo: setup
 
 ## test: the project's own test suite, then the selftest (golden reference + every mutant)
 test: setup
-	@$(VENV)/bin/pytest -q tests; rc=$$?; if [ $$rc -ne 0 ]; then echo "pytest exit code $$rc (5 = no test collected) -> failure"; exit 1; fi
+	@$(VENV)/bin/pytest -q -n 2 tests; rc=$$?; if [ $$rc -ne 0 ]; then echo "pytest exit code $$rc (5 = no test collected) -> failure"; exit 1; fi
 	@$(VENV)/bin/drimcheck selftest --out runs/selftest
 
 selftest: setup
