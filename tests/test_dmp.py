@@ -81,7 +81,6 @@ def submit(sim: DmpSimulator, request: sx.BuiltRequest, cert: bytes | None = CER
 
 # --------------------------------------------------------------------------- parsing
 
-@pytest.mark.skipif(not ANS_XDS.is_file(), reason="ANS XDS sample not available")
 def test_parse_the_ans_publication_sample() -> None:
     req = xds.parse_request(ANS_CTYPE, ANS_XDS.read_bytes())
     assert req.kind == "ITI-41" and [e.id for e in req.kos_entries()] == ["DocumentKOS"]

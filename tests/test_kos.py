@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,11 +19,10 @@ from simulators.drimbox import source_kos
 from simulators.pacs import make_study
 
 REPO = Path(__file__).resolve().parents[1]
-#: the ANS artefacts (../shared/ansdata next to the checkout, or DRIMCHECK_ANSDATA)
-ANSDATA = Path(os.environ.get("DRIMCHECK_ANSDATA", REPO.parent / "shared" / "ansdata"))
+#: the ANS artefacts copied into the repository (fixtures/ans/README.md gives their provenance)
+ANSDATA = REPO / "fixtures" / "ans"
 ANS = ANSDATA / "kos"
 DB1 = "db1.349.mesimagesmedicales.fr"
-needs_ans = pytest.mark.skipif(not ANS.is_dir(), reason="ANS samples not available")
 
 
 def reference_kos(seed: str = "kos-test", db: str = DB1, **mutate) -> tuple[bytes, object]:
@@ -204,7 +202,6 @@ def test_dciodvfy_waives_only_the_retrieve_url() -> None:
 
 # --------------------------------------------------------------------------- check-kos on real samples
 
-@needs_ans
 def test_check_kos_on_poc_sample() -> None:
     proc = check_kos(str(ANS / "poc-kos.dcm"), "--fqdn", DB1, "--json")
     assert proc.returncode == 1, proc.stderr
@@ -219,7 +216,6 @@ def test_check_kos_on_poc_sample() -> None:
     assert {f["requirement"]: f["verdict"] for f in strict["findings"]}["KOS-05"] == "FAIL"
 
 
-@needs_ans
 def test_check_kos_on_kos_from_the_ans_xds_sample() -> None:
     proc = check_kos(str(ANS / "kos-from-publication.dcm"), "--fqdn", DB1, "--json")
     assert proc.returncode == 1
