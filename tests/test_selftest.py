@@ -1,0 +1,85 @@
+"""The selftest's judgement: golden must pass, each mutant must fail on its own requirements only;
+a campaign that misbehaves is run again alone, and both attempts are reported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drimcheck import selftest
+from drimcheck.selftest import CampaignOutcome
+from simulators.drimbox.mutants import Mutant
+
+AUTOMATED = ["HLT-02", "CRT-01"]
+MUTANTS = [Mutant("m-up", "toujours UP", ("HLT-02",)), Mutant("m-cert", "mauvais certificat", ("CRT-01",))]
+
+
+def outcome(label, *, failed=(), errored=(), passed=AUTOMATED, exit_code=1):
+    failed, errored = set(failed), set(errored)
+    return CampaignOutcome(label, exit_code, 1.0, failed=failed, errored=errored,
+                           passed=set(passed) - failed - errored)
+
+
+def test_expected_outcomes():
+    golden = outcome("golden", failed=(), exit_code=0)
+    assert selftest._as_expected(golden, None, AUTOMATED)
+    assert not selftest._as_expected(outcome("golden", failed=("CRT-01",)), None, AUTOMATED)
+    assert selftest._as_expected(outcome("m-up", failed=("HLT-02",)), MUTANTS[0], AUTOMATED)
+    assert not selftest._as_expected(outcome("m-up", failed=()), MUTANTS[0], AUTOMATED)  # not killed
+    assert not selftest._as_expected(outcome("m-up", failed=("HLT-02", "CRT-01")), MUTANTS[0], AUTOMATED)  # too broad
+    assert not selftest._as_expected(outcome("m-up", failed=("HLT-02",), errored=("CRT-01",)), MUTANTS[0], AUTOMATED)
+
+
+@pytest.fixture
+def fake_campaigns(monkeypatch):
+    """Replace real campaigns by scripted outcomes: {label: [first attempt, retry]}."""
+    script: dict[str, list[CampaignOutcome]] = {}
+    calls: list[list[str]] = []
+
+    def run(plans, jobs, env):
+        calls.append([label for label, _, _ in plans])
+        return {label: script[label].pop(0) for label, _, _ in plans}
+
+    monkeypatch.setattr(selftest, "_run_campaigns", run)
+    monkeypatch.setattr(selftest, "_make_key_pool", lambda directory, jobs: None)
+    monkeypatch.setattr(selftest, "coverage_rows", lambda: [{"id": r, "automated": True} for r in AUTOMATED])
+    monkeypatch.setattr("simulators.drimbox.mutants.load", lambda: {m.id: m for m in MUTANTS})
+    return script, calls
+
+
+def test_flaky_campaign_is_rerun_alone_and_both_attempts_are_reported(tmp_path, fake_campaigns):
+    script, calls = fake_campaigns
+    script["golden"] = [outcome("golden", exit_code=0)]
+    script["m-up"] = [outcome("m-up", failed=("HLT-02",), errored=("CRT-01",)), outcome("m-up", failed=("HLT-02",))]
+    script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+    assert selftest.run_selftest(tmp_path, jobs=2) == 0
+    assert calls == [["golden", "m-up", "m-cert"], ["m-up"]]
+    report = json.loads((tmp_path / "selftest.json").read_text())
+    entry = next(m for m in report["mutants"] if m["id"] == "m-up")
+    assert entry["killed"] and entry["unexpected_failures"] == []
+    assert entry["first_attempt"]["errored_requirements"] == ["CRT-01"]
+    assert report["passed"] and {r["id"]: r["killing_mutants"] for r in report["requirements"]}["CRT-01"] == ["m-cert"]
+
+
+def test_a_mutant_that_is_never_killed_fails_the_selftest_and_leaves_its_requirement_without_killer(tmp_path, fake_campaigns):
+    script, _ = fake_campaigns
+    script["golden"] = [outcome("golden", exit_code=0)]
+    script["m-up"] = [outcome("m-up"), outcome("m-up")]
+    script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+    assert selftest.run_selftest(tmp_path, jobs=2) == 1
+    report = json.loads((tmp_path / "selftest.json").read_text())
+    assert not report["passed"]
+    assert next(m for m in report["mutants"] if m["id"] == "m-up")["killed"] is False
+    killers = {r["id"]: r["killing_mutants"] for r in report["requirements"]}
+    assert killers["HLT-02"] == []
+
+
+def test_golden_failure_fails_the_selftest(tmp_path, fake_campaigns):
+    script, _ = fake_campaigns
+    script["golden"] = [outcome("golden", failed=("CRT-01",)), outcome("golden", failed=("CRT-01",))]
+    script["m-up"] = [outcome("m-up", failed=("HLT-02",))]
+    script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+    assert selftest.run_selftest(tmp_path, jobs=2) == 1
+    report = json.loads((tmp_path / "selftest.json").read_text())
+    assert report["golden"]["passed"] is False and "CRT-01" in report["golden"]["failures"]
