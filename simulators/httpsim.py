@@ -148,8 +148,10 @@ class SimServer:
     graceful_shutdown_s = 0.5
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None, name: str = "simulator", lifespan: str = "off") -> None:
+                 ssl_context: ssl.SSLContext | None = None, name: str = "simulator", lifespan: str = "off",
+                 interface: str = "auto") -> None:
         self.app = app
+        self.interface = interface  # "asgi3" for a bare ASGI callable uvicorn's auto-detection misreads
         self.lifespan = lifespan  # "on" when the app closes resources at shutdown (Starlette lifespan)
         self.host = host
         self.port = port
@@ -203,7 +205,7 @@ class SimServer:
                 ctx.sni_callback = _remember_sni
             kwargs["ssl_context_factory"] = lambda _config, _default: ctx
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error", access_log=False,
-                                lifespan=self.lifespan, http=_tls_protocol(), timeout_keep_alive=5,
+                                lifespan=self.lifespan, http=_tls_protocol(), timeout_keep_alive=5, interface=self.interface,
                                 timeout_graceful_shutdown=self.graceful_shutdown_s, **kwargs)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},

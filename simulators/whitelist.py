@@ -240,8 +240,7 @@ class WhitelistEndpoint:
         self.startup_downloads: list[Download] | None = None  # observed before drimcheck's first refresh trigger
         self._log: list[Download] = []
         self._lock = threading.Lock()
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._server = None  # simulators.httpsim.SimServer once started
 
     # -- control ----------------------------------------------------------------------------------
     def publish(self, vector_id: str) -> Vector:
@@ -363,25 +362,22 @@ class WhitelistEndpoint:
         await send({"type": "http.response.body", "body": body})
 
     def start(self) -> None:
-        import uvicorn
+        import ssl
 
-        config = uvicorn.Config(self._app, host=self.host, port=self.port, log_level="critical", access_log=False,
-                                lifespan="off", interface="asgi3", proxy_headers=False, ssl_certfile=str(self.server_cert.chain_path),
-                                ssl_keyfile=str(self.server_cert.key_path), timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="whitelist-endpoint", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"whitelist endpoint did not start on {self.host}:{self.port}")
-            time.sleep(0.005)
+        from simulators.httpsim import SimServer
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(self.server_cert.chain_path), str(self.server_cert.key_path))
+        try:
+            self._server = SimServer(self._app, host=self.host, port=self.port, ssl_context=ctx,
+                                     name="whitelist-endpoint", interface="asgi3").start()
+        except (OSError, RuntimeError) as exc:
+            raise RuntimeError(f"whitelist endpoint did not start on {self.host}:{self.port} ({exc})") from None
+        self.port = self._server.port
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-            if self._thread is not None:
-                self._thread.join(timeout=3)
+            self._server.stop()
             self._server = None
 
 

@@ -69,8 +69,7 @@ class DmpSimulator:
         self._study_resolver = study_resolver or _studies_of
         self._cond = threading.Condition()
         self._failures: list[tuple[str, str]] = []  # queued scenario failures for the next ITI-41s
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server: Any = None  # simulators.httpsim.SimServer once started
         self.host = ""
         self.port = 0
 
@@ -213,30 +212,25 @@ class DmpSimulator:
         return Starlette(routes=routes)
 
     def start(self, host: str, port: int, *, cert_chain: str, key: str, client_ca: str) -> None:
+        """Serve HTTPS; a client certificate is requested and, when presented, must chain to `client_ca`."""
         import ssl
 
-        import uvicorn
+        from simulators.httpsim import SimServer
 
-        from simulators.drimbox.service import _peercert_protocol
-
-        config = uvicorn.Config(self.app(), host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-                                ssl_certfile=cert_chain, ssl_keyfile=key, ssl_ca_certs=client_ca,
-                                ssl_cert_reqs=ssl.CERT_OPTIONAL, http=_peercert_protocol(), timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"dmp-simulator:{port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"DMP simulé : écoute impossible sur {host}:{port}")
-            time.sleep(0.01)
-        self.host, self.port = host, port
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert_chain, key)
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # judged by the checks (XDS-02), recorded here
+        try:
+            self._server = SimServer(self.app(), host=host, port=port, ssl_context=ctx, name="dmp-simulator").start()
+        except (OSError, RuntimeError) as exc:
+            raise RuntimeError(f"DMP simulé : écoute impossible sur {host}:{port} ({exc})") from None
+        self.host, self.port = host, self._server.port
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-            if self._thread is not None:
-                self._thread.join(timeout=3)
+            self._server.stop()
             self._server = None
 
     def urls(self, fqdn: str = DMP_FQDN) -> dict[str, str]:
