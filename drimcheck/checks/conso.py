@@ -141,8 +141,8 @@ def page_text(html_text: str) -> tuple[str, dict[str, str]]:
         return _fold(html_text or ""), {}
     for bad in doc.xpath("//script|//style"):
         bad.getparent().remove(bad)
-    marked = {el.get("data-ins-trait"): _fold(el.text_content()) for el in doc.xpath("//*[@data-ins-trait]")}
-    return _fold(doc.text_content()), marked
+    marked = {el.get("data-ins-trait"): _fold(" ".join(el.itertext())) for el in doc.xpath("//*[@data-ins-trait]")}
+    return _fold(" ".join(doc.itertext())), marked
 
 
 @check("CON-02")
@@ -445,8 +445,8 @@ def export_identity(expected: dict[str, dict], exported: dict[str, dict]) -> lis
 
 # ------------------------------------------------------------------------------------------- CON-06
 
-_KPI_COUNT = re.compile(r"Nombre_Appel\s*[=:]\s*(\d+)", re.IGNORECASE)
-_KPI_STATUS = re.compile(r"Statut_Appel\s*[=:]\s*\"?([A-Za-zéè]+)", re.IGNORECASE)
+_KPI_COUNT = re.compile(r"Nombre_Appel\"?\s*[=:]\s*\"?(\d+)", re.IGNORECASE)
+_KPI_STATUS = re.compile(r"Statut_Appel\"?\s*[=:]\s*\"?([^\W\d_]+)", re.IGNORECASE)
 
 
 def kpi_lines(text: str) -> list[dict[str, str]]:
