@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 from drimcheck.browser import Browser, Navigation
 from simulators.pacs import make_patient, make_study
@@ -130,14 +131,32 @@ class ConsoVisit:
             visit.page_at = time.monotonic()
         return visit
 
+    def forged_login_return(self, fields: list[tuple[str, str]]) -> tuple[Navigation, Navigation, Marks]:
+        """A fresh browser session that starts a login (contextual call, then the DUT's redirection to PSC, not
+        followed), then comes back to the DUT's redirect_uri with a state the DUT never issued and a made-up
+        code, as a forged link would (CSRF). Returns (the start, the forged return, marks before the return)."""
+        browser = Browser(self.runtime.sut, self.runtime.extra_hosts(), self.runtime.evidence)
+        try:
+            call = browser.submit(self.entry_url, fields, label="connexion-appel", follow=False)
+            page = call.final.header("location") if call.final is not None else None
+            start = browser.open(urljoin(self.entry_url, page), label="connexion-debut", follow=False) if page else call
+            location = start.final.header("location") if start.final is not None else None
+            redirect_uri = parse_qs(urlsplit(location or "").query).get("redirect_uri", [""])[0]
+            marks = self.marks()
+            if not redirect_uri:
+                return start, Navigation(error="aucune redirection vers Pro Santé Connect (redirect_uri inconnu)"), marks
+            forged = f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}state=drimcheck-state-forge&" \
+                     "session_state=drimcheck&code=drimcheck-code-forge"
+            return start, browser.open(forged, label="connexion-retour-forge", follow=False), marks
+        finally:
+            browser.close()
+
     def export(self, visit: Visit, study_uid: str, label: str = "export") -> Navigation | None:
         """The practitioner asks for the export of a study: the page's form, else `[hooks] export`; None when
         the hook ran (nothing to follow)."""
         page = visit.page
         form = export_form(page.text(), study_uid) if page is not None else None
         if form is not None:
-            from urllib.parse import urljoin
-
             action, fields = form
             return self.browser.submit(urljoin(page.url, action), fields, label=label,
                                        deadline_s=self.runtime.sut.timeouts.export_s + self.runtime.sut.timeouts.request_s)

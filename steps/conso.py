@@ -241,6 +241,30 @@ def token_is_psc(campaign, judge):
                                         psc.practitioner.sub))
 
 
+@when("un navigateur revient de Pro Santé Connect vers la DRIMbox avec un state qu'elle ne lui a pas remis",
+      target_fixture="forged_return")
+def forged_return(campaign):
+    state = _unified(campaign)
+    start, forged, marks = state.visit.forged_login_return(state.fields)
+    psc = campaign.simulator("psc")
+    redemptions = [r for r in psc.requests_for("token") if r["seq"] > marks.psc
+                   and (r.get("facts") or {}).get("grant_type") == "authorization_code"]
+    return forged.final, redemptions
+
+
+@then("la DRIMbox refuse ce retour sans présenter le code d'autorisation à Pro Santé Connect")
+def forged_refused(forged_return, judge):
+    judge(checks.forged_return_refused(*forged_return))
+
+
+@then("la DRIMbox avait envoyé le praticien vers Pro Santé Connect avec un state et un nonce")
+def login_with_state_and_nonce(campaign, judge):
+    state = _unified(campaign)
+    psc = campaign.simulator("psc")
+    requests = [r for r in psc.requests_for("auth") if r["seq"] > state.opened.marks.psc]
+    judge(checks.login_requested(requests, psc.dut_client_id))
+
+
 @then("la DRIMbox présente à la Source son certificat SERV_SSL (mTLS)")
 def mtls_to_source(campaign, judge):
     state = _unified(campaign)

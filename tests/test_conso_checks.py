@@ -216,3 +216,19 @@ def test_source_refusals_need_a_served_control() -> None:
     assert verdicts(c.request_refused(ex(410), "instance disparue", 410, served)) == [Verdict.PASS]
     assert verdicts(c.request_refused(ex(404), "instance disparue", 410, served)) == [Verdict.FAIL]
     assert verdicts(c.request_refused(served, "sans KOS", 400, served)) == [Verdict.FAIL]
+
+
+# ------------------------------------------------------------------------------------------- PSC-03
+
+
+def test_psc03_login_and_forged_return() -> None:
+    good = {"client_id": "dut", "response_type": "code", "scope": "openid scope_all", "state_present": True,
+            "nonce_present": True}
+    assert verdicts(c.login_requested([{"facts": good}], "dut")) == [Verdict.PASS]
+    assert verdicts(c.login_requested([{"facts": dict(good, state_present=False)}], "dut")) == [Verdict.FAIL]
+    assert verdicts(c.login_requested([{"facts": dict(good, nonce_present=False)}], "dut")) == [Verdict.FAIL]
+    assert verdicts(c.login_requested([{"facts": good}], "other")) == [Verdict.FAIL]  # never sent to PSC
+    assert verdicts(c.forged_return_refused(ex(400), [])) == [Verdict.PASS]
+    redeemed = [{"facts": {"grant_type": "authorization_code", "outcome": "invalid_grant"}}]
+    assert verdicts(c.forged_return_refused(ex(401), redeemed)) == [Verdict.FAIL]  # refused, but the code was used
+    assert verdicts(c.forged_return_refused(ex(None, error="refused"), [])) == [Verdict.ERROR]

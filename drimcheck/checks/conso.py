@@ -5,7 +5,8 @@ CON-01 contextual call (400 on bad parameters, 302/303 otherwise), CON-02 strict
 page, CON-03 DMP consultation with a VIHF built from the PSC user, CON-04 WADO-RS request headers as
 in the ANS samples, CON-05/CON-07 exported study identical to the source (instances and pixels /
 patient identity), CON-06 KPI "ModelStat" line, PSC-02 the token presented is an active PSC access
-token of the practitioner's session, MTLS-02 the DUT presents its SERV_SSL to the Source, WL-06 only
+token of the practitioner's session, PSC-03 login by the code flow with state and nonce and a forged
+return refused, MTLS-02 the DUT presents its SERV_SSL to the Source, WL-06 only
 whitelisted Sources contacted.
 
 Source side, over drimcheck's own requests as a calling peer: PSC-01 (401 without an active PSC token),
@@ -336,6 +337,41 @@ def presented_token_active(requests: list[dict], psc_tokens: dict[str, dict], du
             return [failed("PSC-02", f"{where} : jeton inactif à l'introspection par la Source "
                            f"({intro.get('error') or 'active=false'})", details={"token": facts})]
     return [passed("PSC-02", f"{len(with_token)} requête(s) avec l'access token PSC actif de la session du praticien")]
+
+
+@check("PSC-03")
+def login_requested(auth_requests: list[dict], dut_client_id: str) -> list[Finding]:
+    """The DUT sent the practitioner to PSC's authorization endpoint: its client, response_type=code, scope
+    openid, a state and a nonce (the authorization requests PSC recorded during the visit)."""
+    mine = [r for r in auth_requests if (r.get("facts") or {}).get("client_id") == dut_client_id]
+    if not mine:
+        return [failed("PSC-03", f"aucune demande d'authentification à Pro Santé Connect pour le client {dut_client_id} "
+                       "pendant l'ouverture du dossier")]
+    for r in mine:
+        facts = r["facts"]
+        problems = [text for ok, text in (
+            (facts.get("response_type") == "code", f"response_type={facts.get('response_type')} au lieu de code"),
+            ("openid" in str(facts.get("scope") or "").split(), "scope sans openid"),
+            (facts.get("state_present"), "sans state (protection CSRF du retour)"),
+            (facts.get("nonce_present"), "sans nonce (protection contre le rejeu de l'ID token)")) if not ok]
+        if problems:
+            return [failed("PSC-03", f"demande d'authentification à PSC {' ; '.join(problems)}",
+                           details={"facts": facts})]
+    return [passed("PSC-03", f"{len(mine)} demande(s) d'authentification PSC en flux code, avec state et nonce")]
+
+
+@check("PSC-03")
+def forged_return_refused(forged: Exchange | None, code_redemptions: list[dict]) -> list[Finding]:
+    """A return from PSC carrying a state this browser never received is refused: the DUT does not redeem the
+    code it carries (no token request reaches PSC meanwhile)."""
+    if forged is None or not forged.ok:
+        return [errored("PSC-03", f"retour forgé vers la DRIMbox sans réponse ({_how(forged)})", evidence=_ev(forged))]
+    if code_redemptions:
+        return [failed("PSC-03", f"retour de PSC au state inconnu accepté : la DRIMbox a présenté le code à PSC "
+                       f"({len(code_redemptions)} requête(s) au point de jeton, {_how(forged)})", evidence=_ev(forged),
+                       details={"token_requests": [r.get("facts") for r in code_redemptions]})]
+    return [passed("PSC-03", f"retour de PSC au state inconnu refusé ({_how(forged)}), aucun code présenté à PSC",
+                   evidence=_ev(forged))]
 
 
 @check("MTLS-02")

@@ -29,6 +29,12 @@ Fonctionnalité: DRIMbox Conso — consultation du dossier d'imagerie d'un patie
   Scénario: La Source reçoit le jeton Pro Santé Connect du praticien
     Alors le jeton présenté à la Source est l'access token Pro Santé Connect actif du praticien
 
+  @req:PSC-03
+  Scénario: Le praticien est authentifié par Pro Santé Connect et un retour forgé est refusé
+    Quand un navigateur revient de Pro Santé Connect vers la DRIMbox avec un state qu'elle ne lui a pas remis
+    Alors la DRIMbox refuse ce retour sans présenter le code d'autorisation à Pro Santé Connect
+    Et la DRIMbox avait envoyé le praticien vers Pro Santé Connect avec un state et un nonce
+
   @req:MTLS-02
   Scénario: La DRIMbox s'authentifie auprès de la Source en mTLS
     Alors la DRIMbox présente à la Source son certificat SERV_SSL (mTLS)
