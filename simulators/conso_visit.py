@@ -100,12 +100,13 @@ class Visit:
 class ConsoVisit:
     """The RIS and the practitioner's browser in front of the DUT's Conso entry point (one session)."""
 
-    def __init__(self, runtime: Any):
+    def __init__(self, runtime: Any, *, timeout_s: float | None = None):
         self.runtime = runtime
         addr = runtime.dut_address("conso")
         path = str(runtime.sut.dut_value("conso_path", DEFAULT_CALL_PATH))
         self.entry_url = f"http://{addr.host}:{addr.port}/{path.lstrip('/')}"
-        self.browser = Browser(runtime.sut, runtime.extra_hosts(), runtime.evidence)
+        self.timeout_s = timeout_s if timeout_s is not None else runtime.sut.timeouts.request_s
+        self.browser = Browser(runtime.sut, runtime.extra_hosts(), runtime.evidence, timeout_s=self.timeout_s)
 
     def close(self) -> None:
         self.browser.close()
@@ -124,7 +125,7 @@ class ConsoVisit:
     def open_record(self, fields: list[tuple[str, str]], label: str = "appel-contextuel") -> Visit:
         """Contextual call, then the practitioner's browser follows everything up to the patient page."""
         marks = self.marks()
-        deadline = self.runtime.sut.timeouts.request_s * 6  # call, page, PSC, callback, page, consultation
+        deadline = self.timeout_s * 6  # call, page, PSC, callback, page, consultation
         nav = self.browser.submit(self.entry_url, fields, label=label, follow=True, deadline_s=deadline)
         visit = Visit(marks, nav)
         if visit.page is not None:

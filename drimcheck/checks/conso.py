@@ -25,8 +25,10 @@ from typing import Any
 
 from drimcheck import xds
 from drimcheck.checks import check
+from drimcheck.checks.whitelist import _evidence as _ev
+from drimcheck.checks.whitelist import _how_refused as _how
 from drimcheck.checks.whitelist import contacted_only_listed_hosts, served_instances
-from drimcheck.checks.xds import TrustMaterial, sign_flaws
+from drimcheck.checks.xds import TrustMaterial, vihf_signature_problems
 from drimcheck.net import Exchange
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped
 from drimcheck.wado import AcceptError, check_drimbox_accept, parse_accept
@@ -36,24 +38,6 @@ RESOURCE_ID = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
 ROLE = "urn:oasis:names:tc:xacml:2.0:subject:role"
 
 
-def _ev(*items: Any) -> list[str]:
-    out: list[str] = []
-    for item in items:
-        if item is None:
-            continue
-        if isinstance(item, Exchange):
-            out += [item.evidence] if item.evidence else []
-        elif isinstance(item, list):
-            out += [e for e in item if isinstance(e, str)]
-    return out
-
-
-def _how(ex: Exchange | None) -> str:
-    if ex is None:
-        return "aucune requête"
-    if ex.error:
-        return ex.error
-    return f"HTTP {ex.status}" + (f" ({ex.text()[:120].strip()})" if ex.response_body else "")
 
 
 # ------------------------------------------------------------------------------------------- CON-01
@@ -209,15 +193,7 @@ def _vihf_problems(ex: xds.DmpExchange, user: PscUser, patient_id: str, trust: T
     v = ex.request.vihf
     if v is None:
         return ["aucun VIHF"]
-    problems = []
-    if v.signature is None:
-        problems.append("VIHF non signé")
-    else:
-        result = xds.verify_xmldsig(v.signature)
-        if not result.ok:
-            problems.append(result.detail)
-        elif result.cert is not None:
-            problems += [f"signataire : {f}" for f in sign_flaws(result.cert, trust)]
+    problems = [f"VIHF : {p}" for p in vihf_signature_problems(v, trust)]
     mode = v.first("Authentification_Mode")
     if mode != MODE_PSC:
         problems.append(f"Authentification_Mode « {mode or 'absent'} » au lieu de {MODE_PSC} (utilisateur authentifié "

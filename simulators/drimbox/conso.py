@@ -338,7 +338,18 @@ class Function:
         with call.lock:
             if call.consultation is None:
                 call.consultation = self.consult(call, session.login)
+                self._forget_old_images(call)
         return HTMLResponse(self.render(call))
+
+    def _forget_old_images(self, current: Call, keep: int = 4) -> None:
+        """Received images are kept for the export of the most recent consultations only (bounded memory)."""
+        with self._lock:
+            done = sorted((c for c in self.calls.values() if c.consultation is not None and c is not current),
+                          key=lambda c: c.received_at, reverse=True)
+        for old in done[keep - 1:]:
+            for study in old.consultation.studies:
+                for series in study.series:
+                    series.instances = []
 
     def callback(self, request: Any) -> Any:
         from starlette.responses import HTMLResponse, RedirectResponse
@@ -440,7 +451,7 @@ class Function:
             lines = []
             for s in c.studies:
                 fetched = [f for f in s.series if f.status is not None]
-                first = min((f.first_instance_s for f in fetched if f.first_instance_s is not None), default=None)
+                first = fetched[0].first_instance_s if fetched else None  # latency to the study's first instance
                 export = ""
                 if s.instances and s.kos:
                     export = (f'<form method="post" action="{EXPORT_PATH}"><input type="hidden" name="uuid" '
@@ -451,7 +462,7 @@ class Function:
                     f' data-instances="{len(s.instances)}" data-expected="{s.expected}"'
                     f' data-seconds="{sum(f.seconds for f in fetched):.4f}"'
                     f' data-first-instance-s="{"" if first is None else f"{first:.4f}"}"'
-                    f' data-bytes="{sum(f.bytes for f in fetched)}">'
+                    f' data-bytes="{sum(len(i) for f in fetched for i in f.instances)}">'
                     f"<td>{html.escape(s.kos.study_date if s.kos else '')}</td>"
                     f"<td>{html.escape(s.kos.study_description if s.kos else '')}</td>"
                     f"<td>{html.escape(', '.join(s.kos.hosts()) if s.kos else '')}</td>"
