@@ -44,7 +44,7 @@ def peer(campaign, endpoint):
 def _fetch(campaign, peer, study, identity: str, label: str):
     from steps.conso import source_access
 
-    source_access(campaign, ("test", study))  # the DUT must have published the study's KOS (once per campaign)
+    source_access(campaign, publish=True)  # the DUT must have published the study's KOS (once per campaign)
     series = study.series[0]
     return peer.fetch_series(campaign.pacs_entry().db, study.study_uid, series.series_uid, identity=identity, label=label)
 

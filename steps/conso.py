@@ -337,9 +337,10 @@ class AccessState:
     gone: Any = None  # (instance UID, exchange before deletion)
 
 
-def source_access(campaign, *studies: tuple[str, Any]) -> AccessState:
-    """Make sure the DUT Source published the KOS of each (name, study) of its first PACS (RIS ORU^R01, bounded
-    wait on the DMP simulator), and return the campaign's access material (a header provider for PeerConso)."""
+def source_access(campaign, *, publish: bool = False) -> AccessState:
+    """The campaign's access material towards the DUT Source (a header provider for PeerConso); with `publish`,
+    make sure the DUT published the KOS of the two studies of its first PACS the Source-side scenarios use:
+    "test" (the common test study) and "autre" (RIS ORU^R01 for both at once, bounded wait on the DMP)."""
     if "source" not in campaign.sut.roles:
         pytest.skip("la DRIMbox testée n'a pas le rôle Source")
     state = campaign.shared.get("source-access")
@@ -347,11 +348,11 @@ def source_access(campaign, *studies: tuple[str, Any]) -> AccessState:
         from simulators.peer_conso import SourceAccess
 
         state = campaign.shared["source-access"] = AccessState(SourceAccess(campaign.simulator("psc")))
-    todo = [(name, s) for name, s in studies if state.access.kos_uid(s.study_uid) is None]
-    if todo:
-        _publish(campaign, state, todo)
-    for name, s in studies:
-        state.studies[name] = s
+    if publish and not state.studies:
+        studies = {"test": campaign.seed_study("etude-de-test"),
+                   "autre": campaign.seed_study("etude-acces-autre", n_series=1, n_instances=2)}
+        _publish(campaign, state, list(studies.items()))
+        state.studies = studies
     return state
 
 
@@ -398,8 +399,7 @@ def access_peer(campaign):
 
 @given("la DRIMbox a publié au DMP les KOS de deux études de son PACS", target_fixture="access")
 def published_two(campaign):
-    other = campaign.seed_study("etude-acces-autre", n_series=1, n_instances=2)
-    return source_access(campaign, ("test", campaign.seed_study("etude-de-test")), ("autre", other))
+    return source_access(campaign, publish=True)
 
 
 def _get(campaign, access, peer, study, *, label: str, headers: dict | None = None, instance: str | None = None,

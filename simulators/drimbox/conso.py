@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import unquote_plus
 
 from simulators.drimbox import conso_dmp, conso_wado
 from simulators.drimbox.psc_client import Login, PscClient, PscError
@@ -409,7 +409,7 @@ class Function:
             out.documents = len(docs)
             kos_docs = [d for d in docs if d.is_kos]
             blobs = self.dmp.retrieve(who, call.patient_id, kos_docs)
-        except (conso_dmp.ConsultationError, PscError, Exception) as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:  # noqa: BLE001 - DMP, PSC or transport failure: shown to the user
             log.warning("DMP consultation failed: %s", exc)
             out.problem = f"consultation du DMP impossible : {exc}"
             out.seconds = time.monotonic() - out.started
@@ -490,4 +490,4 @@ def _page(title: str, content: str) -> str:
 
 
 __all__ = ["Function", "parse_call", "ins_traits", "CallError", "MANDATORY", "OPTIONAL", "CONSENT", "CALL_PATH",
-           "PAGE_PATH", "CALLBACK_PATH", "EXPORT_PATH", "urlencode"]
+           "PAGE_PATH", "CALLBACK_PATH", "EXPORT_PATH"]

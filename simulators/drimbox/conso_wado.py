@@ -122,11 +122,9 @@ class WadoClient:
         self._http.close()
 
     def headers(self, token: str, kos_uid: str) -> dict[str, str]:
-        out = {"Accept": ANS_ACCEPT}
-        if not self.mutant("conso-no-token"):
-            out["Authorization"] = f"Bearer {token}"
-        if not self.mutant("conso-no-kos-header"):
-            out["KOS-SOPInstanceUID"] = kos_uid
+        out = {"Accept": ANS_ACCEPT, "Authorization": f"Bearer {token}", "KOS-SOPInstanceUID": kos_uid}
+        if self.mutant("conso-no-token"):
+            del out["Authorization"]
         return out
 
     def fetch_series(self, series: KosSeries, token: str, kos_uid: str) -> SeriesFetch:
