@@ -24,6 +24,7 @@ served as multipart/related from the PACS.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 WADO_ROOT = "/api/source"  # same base as the RetrieveURL the reference writes in its KOS (ANS samples)
@@ -40,6 +41,7 @@ class Function:
         self.guards: list[Guard] = [self.require_trusted_peer, self.require_active_token, self.require_valid_accept,
                                     self.require_matching_kos]
         self._psc: Any = None
+        self._psc_lock = threading.Lock()
         # one pooled client: creating an httpx client per request costs tens of milliseconds
         self._pacs_http = httpx.Client(timeout=10.0, trust_env=False)
 
@@ -97,8 +99,9 @@ class Function:
         if self.box.is_mutant("wado-token-not-introspected"):
             return None
         try:
-            if self._psc is None:
-                self._psc = PscClient(self.box.config)
+            with self._psc_lock:
+                if self._psc is None:
+                    self._psc = PscClient(self.box.config)
             answer = self._psc.introspect(token)
         except PscError as exc:
             answer = {"active": False, "error": str(exc)}
