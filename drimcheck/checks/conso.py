@@ -344,9 +344,9 @@ def forged_return_refused(forged: Exchange | None, code_redemptions: list[dict])
         return [errored("PSC-03", f"retour forgé vers la DRIMbox sans réponse ({_how(forged)})", evidence=_ev(forged))]
     if code_redemptions:
         return [failed("PSC-03", f"retour de PSC au state inconnu accepté : la DRIMbox a présenté le code à PSC "
-                       f"({len(code_redemptions)} requête(s) au point de jeton, {_how(forged)})", evidence=_ev(forged),
+                       f"({len(code_redemptions)} requête(s) au point de jeton, HTTP {forged.status})", evidence=_ev(forged),
                        details={"token_requests": [r.get("facts") for r in code_redemptions]})]
-    return [passed("PSC-03", f"retour de PSC au state inconnu refusé ({_how(forged)}), aucun code présenté à PSC",
+    return [passed("PSC-03", f"retour de PSC au state inconnu refusé (HTTP {forged.status}), aucun code présenté à PSC",
                    evidence=_ev(forged))]
 
 
