@@ -29,10 +29,11 @@ test: setup
 selftest: setup
 	@$(VENV)/bin/drimcheck selftest --jobs 3 --out runs/selftest
 
-## bench: measurements (not tests): a campaign's wall time, and image retrieval on a 1,300-instance study
+## bench: measurements (not tests): a campaign's wall time, image retrieval on a 1,300-instance study (direct, via a peer, by the reference Conso)
 bench: setup
 	@$(PY) bench/campaign.py
 	@$(PY) bench/retrieval.py
+	@$(PY) bench/conso_retrieval.py
 
 clean:
 	rm -rf runs build *.egg-info

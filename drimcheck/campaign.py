@@ -59,6 +59,7 @@ class CampaignRuntime:
         self._seeded: dict[tuple[str, str], Any] = {}
         self.dut_ready_at: float | None = None  # monotonic time the DUT was up (reference ready, or hooks done)
         self.whitelist_triggers: list[float] = []  # monotonic times drimcheck triggered a whitelist refresh
+        self.shared: dict[str, Any] = {}  # state step modules share across the scenarios of this campaign
         self._started = False
         self._start_error: BaseException | None = None
         self._lock = threading.Lock()
@@ -194,6 +195,13 @@ class CampaignRuntime:
             raise DutUnreachable(f"DUT injoignable : {self.sut.health_url} via {ex.connect_to} : {ex.error}")
 
     def stop(self) -> None:
+        for value in self.shared.values():  # e.g. a browser session with keep-alive connections to simulators
+            if hasattr(value, "close"):
+                try:
+                    value.close()
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+        self.shared.clear()
         if self.dut is not None:
             self.dut.stop()
             self.dut = None
@@ -322,12 +330,22 @@ class CampaignRuntime:
             return out
         return [self.pki.igc_root.cert]
 
-    def run_hook(self, name: str) -> None:
+    def read_kpi(self) -> str:
+        """The DUT's KPI "ModelStat" lines: stdout of `[hooks] kpi`, or the embedded reference's file."""
+        if self.sut.hooks.get("kpi"):
+            return self.run_hook("kpi") or ""
+        if self.sut.embedded and self.dut is not None:
+            return self.dut.kpi_text()
+        raise HarnessError(f"{self.sut.source_file} : [hooks] kpi doit donner la commande qui affiche le fichier "
+                           "d'indicateurs ModelStat de la DRIMbox (une ligne par appel contextuel)")
+
+    def run_hook(self, name: str, extra_env: dict[str, str] | None = None) -> str | None:
+        """Run a `[hooks]` command (bounded); returns its stdout (None when the hook is not declared)."""
         command = self.sut.hooks.get(name)
         if not command:
-            return
+            return None
         env = {**os.environ, "DRIMCHECK_RUN_DIR": str(self.run_dir), "DRIMCHECK_HOOK": name,
-               "DRIMCHECK_PKI_DIR": str(self.workdir / "pki") if self.workdir else ""}
+               "DRIMCHECK_PKI_DIR": str(self.workdir / "pki") if self.workdir else "", **(extra_env or {})}
         try:
             proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=HOOK_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -335,6 +353,7 @@ class CampaignRuntime:
         self.evidence.write_text(f"hook-{name}", f"$ {command}\nexit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         if proc.returncode != 0:
             raise HarnessError(f"hook {name} failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}")
+        return proc.stdout
 
 
 def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:

@@ -59,6 +59,7 @@ class Timeouts:
     quiet_s: float = 1.5  # observation window in which "nothing happens" (no publication) is expected
     whitelist_s: float = 10.0  # bound on the DUT to download the whitelist after start or after the refresh trigger
     whitelist_settle_s: float = 1.0  # after a refresh hook returns, time left to the DUT to apply what it downloaded
+    export_s: float = 10.0  # bound on the DUT's export of a study to its PACS after the user's action
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         quiet_s=_positive(t, "quiet_s", tw, 1.5),
         whitelist_s=_positive(t, "whitelist_s", tw, 10.0),
         whitelist_settle_s=_positive(t, "whitelist_settle_s", tw, 1.0, zero=True),
+        export_s=_positive(t, "export_s", tw, 10.0),
     )
     hooks = data.get("hooks") or {}
     if not all(isinstance(v, str) for v in hooks.values()):

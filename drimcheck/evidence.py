@@ -15,7 +15,8 @@ SECRET_FIELDS = re.compile(
     re.IGNORECASE,
 )
 SECRET_FORM = re.compile(
-    r"((?:^|&)(?:access_token|refresh_token|id_token|subject_token|actor_token|client_secret|password|token|code)=)[^&]*",
+    r"((?:^|[&?\"])(?:access_token|refresh_token|id_token|subject_token|actor_token|client_secret|password|token|code)=)"
+    r'[^&#"\s]*',  # stops at a quote or a space too: a URL inside a JSON document stays valid JSON
     re.IGNORECASE,
 )
 PRIVATE_KEY = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----", re.DOTALL)

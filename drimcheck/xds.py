@@ -69,6 +69,15 @@ STATUS_DEPRECATED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Deprecated"
 STATUS_DELETED = "urn:asip:ci-sis:2010:StatusType:Deleted"
 RESPONSE_SUCCESS = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Success"
 RESPONSE_FAILURE = "urn:oasis:names:tc:ebxml-regrep:ResponseStatusType:Failure"
+RESPONSE_PARTIAL = "urn:ihe:iti:2007:ResponseStatusType:PartialSuccess"
+
+# ITI-18 Registry Stored Query identifiers (IHE ITI TF-2a 3.18.4.1.2.3.7)
+FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
+FIND_DOCUMENTS_BY_REFERENCE_ID = "urn:uuid:12941a89-e02e-4be5-967c-ce4bfc8fe492"
+GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
+STORED_QUERIES = {FIND_DOCUMENTS: "FindDocuments", FIND_DOCUMENTS_BY_REFERENCE_ID: "FindDocumentsByReferenceId",
+                  GET_DOCUMENTS: "GetDocuments"}
+REFERENCE_ID_LIST = "urn:ihe:iti:xds:2013:referenceIdList"
 
 KOS_FORMAT = "1.2.840.10008.5.1.4.1.1.88.59"
 SIGNATURE_CLASS = "urn:oid:1.3.6.1.4.1.19376.1.2.1.1.1"
@@ -352,6 +361,87 @@ def read_vihf(assertion: etree._Element | None) -> Vihf | None:
                 assertion.find("ds:Signature", NS))
 
 
+KINDS = {ACTION_PNR: "ITI-41", ACTION_UPDATE: "ITI-57", ACTION_QUERY: "ITI-18", ACTION_RETRIEVE: "ITI-43"}
+
+
+def query_values(raw: str) -> list[str]:
+    """The values of one ebXML stored-query parameter value: ``'a'``, ``('a','b')`` or a bare number/text."""
+    text = (raw or "").strip()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    out, cur, quoted, i = [], [], False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            if quoted and i + 1 < len(text) and text[i + 1] == "'":  # '' is an escaped quote
+                cur.append("'")
+                i += 2
+                continue
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    if quoted:
+        raise XdsParseError(f"valeur de paramètre mal formée (guillemet non fermé) : {raw!r}")
+    out.append("".join(cur).strip())
+    return [v for v in out if v]
+
+
+@dataclass
+class StoredQuery:
+    """An ITI-18 AdhocQuery: its stored query id, response option and parameter slots (in order)."""
+
+    query_id: str
+    return_type: str
+    return_composed: bool
+    slots: list[tuple[str, list[str]]]  # (parameter name, raw Value texts), a name may repeat (AND semantics)
+
+    @property
+    def name(self) -> str:
+        return STORED_QUERIES.get(self.query_id, self.query_id)
+
+    def groups(self, name: str) -> list[list[str]]:
+        """Each slot of parameter ``name`` as the list of its values (values ORed, slots ANDed)."""
+        return [[v for raw in values for v in query_values(raw)] for n, values in self.slots if n == name]
+
+    def values(self, name: str) -> list[str]:
+        return [v for group in self.groups(name) for v in group]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query_id": self.query_id, "name": self.name, "return_type": self.return_type,
+                "return_composed_objects": self.return_composed,
+                "parameters": [{"name": n, "values": v} for n, v in self.slots]}
+
+
+def parse_stored_query(body_child: etree._Element) -> StoredQuery:
+    if etree.QName(body_child).localname != "AdhocQueryRequest":
+        raise XdsParseError(f"action ITI-18 mais Body {etree.QName(body_child).localname}")
+    option = body_child.find("query:ResponseOption", NS)
+    query = body_child.find("rim:AdhocQuery", NS)
+    if query is None:
+        raise XdsParseError("AdhocQueryRequest sans AdhocQuery")
+    slots = [(slot.get("name", ""), [(v.text or "").strip() for v in slot.findall("rim:ValueList/rim:Value", NS)])
+             for slot in query.findall("rim:Slot", NS)]
+    return StoredQuery(query.get("id", ""), option.get("returnType", "") if option is not None else "",
+                       (option.get("returnComposedObjects", "") if option is not None else "") in ("true", "1"), slots)
+
+
+def parse_retrieve_request(body_child: etree._Element) -> list[tuple[str, str]]:
+    if etree.QName(body_child).localname != "RetrieveDocumentSetRequest":
+        raise XdsParseError(f"action ITI-43 mais Body {etree.QName(body_child).localname}")
+    out = []
+    for req in body_child.findall("xdsb:DocumentRequest", NS):
+        repo = req.find("xdsb:RepositoryUniqueId", NS)
+        doc = req.find("xdsb:DocumentUniqueId", NS)
+        out.append(((repo.text or "").strip() if repo is not None else "", (doc.text or "").strip() if doc is not None else ""))
+    if not out:
+        raise XdsParseError("RetrieveDocumentSetRequest sans DocumentRequest")
+    return out
+
+
 @dataclass
 class XdsRequest:
     """One parsed DMP request: ITI-41 (submission) or ITI-57 (update), with its raw parts."""
@@ -362,10 +452,12 @@ class XdsRequest:
     documents: dict[str, bytes]  # ITI-41: Document id -> bytes
     vihf: Vihf | None
     problems: list[str] = field(default_factory=list)
+    query: StoredQuery | None = None  # ITI-18
+    document_requests: list[tuple[str, str]] = field(default_factory=list)  # ITI-43: (repository, document) uniqueIds
 
     @property
     def kind(self) -> str:
-        return {ACTION_PNR: "ITI-41", ACTION_UPDATE: "ITI-57"}.get(self.action, self.action)
+        return KINDS.get(self.action, self.action)
 
     def of_kind(self, kind: str) -> list[RegistryObject]:
         return [o for o in self.objects if o.kind == kind]
@@ -410,7 +502,12 @@ class XdsRequest:
         return out
 
     def summary(self) -> dict[str, Any]:
-        return {"action": self.action, "message_id": self.soap.message_id, "to": self.soap.to,
+        extra: dict[str, Any] = {}
+        if self.query is not None:
+            extra["query"] = self.query.to_dict()
+        if self.document_requests:
+            extra["document_requests"] = [{"repository": r, "document": d} for r, d in self.document_requests]
+        return {"action": self.action, "message_id": self.soap.message_id, "to": self.soap.to, **extra,
                 "objects": [o.brief() for o in self.objects],
                 "documents": {k: {"size": len(v), "sha1": hashlib.sha1(v).hexdigest()} for k, v in self.documents.items()},
                 "vihf": {"issuer": self.vihf.issuer, "attributes": self.vihf.attributes,
@@ -419,7 +516,7 @@ class XdsRequest:
 
 
 def parse_request(content_type: str, body: bytes) -> XdsRequest:
-    """Read one DMP request; XdsParseError when it is not a readable ITI-41 or ITI-57 request."""
+    """Read one DMP request; XdsParseError when it is not a readable ITI-41, ITI-57, ITI-18 or ITI-43 request."""
     mime = parse_mime(content_type, body)
     soap = parse_soap(mime.root)
     problems = list(mime.problems)
@@ -452,9 +549,15 @@ def parse_request(content_type: str, body: bytes) -> XdsRequest:
         sor = soap.body_child if etree.QName(soap.body_child).localname == "SubmitObjectsRequest" else None
         if sor is None:
             raise XdsParseError(f"action ITI-57 mais Body {etree.QName(soap.body_child).localname}")
+    elif action == ACTION_QUERY:
+        return XdsRequest(action, soap, [], {}, read_vihf(soap.assertion), problems,
+                          query=parse_stored_query(soap.body_child))
+    elif action == ACTION_RETRIEVE:
+        return XdsRequest(action, soap, [], {}, read_vihf(soap.assertion), problems,
+                          document_requests=parse_retrieve_request(soap.body_child))
     else:
         raise XdsParseError(f"action WS-Addressing « {action or 'absente'} » non prise en charge "
-                            f"(attendu {ACTION_PNR} ou {ACTION_UPDATE})")
+                            f"(attendu {', '.join(KINDS)})")
     rol = sor.find("rim:RegistryObjectList", NS)
     if rol is None:
         raise XdsParseError("SubmitObjectsRequest sans RegistryObjectList")
@@ -502,10 +605,12 @@ class DmpExchange:
     study_uids: set[str] = field(default_factory=set)
     evidence: list[str] = field(default_factory=list)
     kos_evidence: str | None = None
+    consultation: dict[str, Any] = field(default_factory=dict)  # ITI-18/ITI-43: what was asked and returned
+    answer: Any = None  # the simulator's own response object, when the handler built it (ITI-18, ITI-43)
 
     @property
     def kind(self) -> str:
-        return {ACTION_PNR: "ITI-41", ACTION_UPDATE: "ITI-57"}.get(self.action, self.action or "?")
+        return KINDS.get(self.action, self.action or "?")
 
     @property
     def success(self) -> bool:
@@ -675,5 +780,7 @@ __all__ = [
     "manifest_references", "digest_matches", "NS",
     "ACTION_PNR", "ACTION_UPDATE", "ACTION_QUERY", "ACTION_RETRIEVE", "HAS_MEMBER", "RPLC", "SIGNS",
     "UPDATE_AVAILABILITY", "STATUS_APPROVED", "STATUS_DEPRECATED", "STATUS_DELETED", "RESPONSE_SUCCESS",
-    "RESPONSE_FAILURE", "KOS_FORMAT", "SIGNATURE_CLASS", "SIGNATURE_FORMAT",
+    "RESPONSE_FAILURE", "RESPONSE_PARTIAL", "KOS_FORMAT", "SIGNATURE_CLASS", "SIGNATURE_FORMAT", "KINDS",
+    "FIND_DOCUMENTS", "FIND_DOCUMENTS_BY_REFERENCE_ID", "GET_DOCUMENTS", "STORED_QUERIES", "REFERENCE_ID_LIST",
+    "StoredQuery", "query_values", "parse_stored_query", "parse_retrieve_request",
 ]

@@ -7,8 +7,9 @@ family of MTLS-01 (expired, not yet valid, foreign CA, revoked) sharing the list
 the defect under test is the only one.
 
 Requests are sent with the harness client (every exchange recorded as evidence); the simulator
-judges nothing. Later functions add headers (PSC Bearer token, KOS-SOPInstanceUID) through
-`header_providers`.
+judges nothing. What a Source also requires (PSC Bearer token, KOS-SOPInstanceUID of the study) comes
+from `header_providers` (callables ``(identity, study_uid) -> headers``, e.g. :class:`SourceAccess`);
+a request can override or drop (value None) any header.
 """
 
 from __future__ import annotations
@@ -113,11 +114,47 @@ _DEFECTS_FR = {
 }
 
 
+class SourceAccess:
+    """Header provider: a PSC access token (issued by drimcheck's PSC simulator, renewed before it expires) and
+    the SOP Instance UID of the KOS the DUT Source published for each study (learnt by the caller)."""
+
+    def __init__(self, psc: Any, *, lifetime_s: int = 600):
+        self.psc = psc
+        self.lifetime_s = lifetime_s
+        self._kos: dict[str, str] = {}
+        self._token: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def learn(self, study_uid: str, kos_uid: str) -> None:
+        with self._lock:
+            self._kos[study_uid] = kos_uid
+
+    def kos_uid(self, study_uid: str) -> str | None:
+        with self._lock:
+            return self._kos.get(study_uid)
+
+    def token(self) -> str:
+        import time
+
+        with self._lock:
+            if self._token is None or self._token[1] - time.time() < 60:
+                issued = self.psc.issue_token(lifetime_s=self.lifetime_s)
+                self._token = (issued.access_token, time.time() + self.lifetime_s)
+            return self._token[0]
+
+    def __call__(self, identity: Identity, study_uid: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        kos = self.kos_uid(study_uid)
+        if kos:
+            headers["KOS-SOPInstanceUID"] = kos
+        return headers
+
+
 class PeerConso:
     """Sends WADO-RS retrievals to the DUT Source as a peer DRIMbox (recorded by the harness client)."""
 
     def __init__(self, client: DutClient, identities: PeerIdentities, *, wado_root: str = "/api/source",
-                 header_providers: list[Callable[[Identity], dict[str, str]]] | None = None):
+                 header_providers: list[Callable[[Identity, str], dict[str, str]]] | None = None):
         self.client = client
         self.identities = identities
         self.wado_root = "/" + wado_root.strip("/") if wado_root.strip("/") else ""
@@ -127,10 +164,15 @@ class PeerConso:
         return f"https://{db_fqdn}{self.wado_root}/studies/{study_uid}/series/{series_uid}"
 
     def fetch_series(self, db_fqdn: str, study_uid: str, series_uid: str, *, identity: str | Identity,
-                     label: str | None = None) -> Exchange:
+                     label: str | None = None, headers: dict[str, str | None] | None = None,
+                     instance_uid: str | None = None) -> Exchange:
+        """GET the series (or one of its instances) with the ANS Accept list, the providers' headers, then
+        `headers` (a None value removes that header)."""
         ident = identity if isinstance(identity, Identity) else self.identities.get(identity)
-        headers = {"Accept": ANS_ACCEPT}
+        sent: dict[str, str | None] = {"Accept": ANS_ACCEPT}
         for provider in self.header_providers:
-            headers.update(provider(ident))
-        return self.client.get(self.series_url(db_fqdn, study_uid, series_uid), headers=headers,
+            sent.update(provider(ident, study_uid))
+        sent.update(headers or {})
+        url = self.series_url(db_fqdn, study_uid, series_uid) + (f"/instances/{instance_uid}" if instance_uid else "")
+        return self.client.get(url, headers={k: v for k, v in sent.items() if v is not None},
                                client_cert=ident.issued, label=label or f"pair-{ident.key}")

@@ -397,6 +397,15 @@ def start_for_campaign(runtime: Any) -> WhitelistEndpoint:
             cert = pki.serv_ssl(p.db)
             dut_domains.append(wl.Domain(str(100 + i), p.db, p.vi, "DRIMBOX SOUS TEST", cert.subject_dn,
                                          "support@drimcheck.test", "2026-01-01T00:00:00Z"))
+    if "conso" in runtime.sut.roles:  # the peer Source simulators meant to be listed (simulators/peers.py)
+        from simulators.peers import DEFAULT_PEERS
+
+        for i, spec in enumerate(s for s in DEFAULT_PEERS if s.whitelisted):
+            cert = pki.serv_ssl(spec.fqdn, ou=spec.structure_id, organisation=spec.organisation)
+            n, registry = spec.fqdn.split(".")[0][2:], spec.fqdn.split(".")[1]
+            dut_domains.append(wl.Domain(str(200 + i), spec.fqdn, f"vi{n}.{registry}.mesimagesmedicales.fr",
+                                         spec.organisation, cert.subject_dn, "support@drimcheck.test",
+                                         "2026-01-01T00:00:00Z"))
     igc = runtime.sims.get("igc")
     canary = new_canary_url(igc.url if igc is not None else "http://127.0.0.1:9")
     vectors = WhitelistVectors(pki, peers, dut_domains=dut_domains, canary_url=canary)

@@ -33,12 +33,18 @@ def endpoint(campaign):
 
 @pytest.fixture
 def peer(campaign, endpoint):
+    """A peer Conso with what a Source also requires besides mTLS: a valid PSC token and the study's KOS."""
     from simulators.peer_conso import PeerConso
+    from steps.conso import source_access
 
-    return PeerConso(campaign.client, endpoint.peers, wado_root=str(campaign.sut.dut_value("wado_root", "/api/source")))
+    return PeerConso(campaign.client, endpoint.peers, wado_root=str(campaign.sut.dut_value("wado_root", "/api/source")),
+                     header_providers=[source_access(campaign).access])
 
 
 def _fetch(campaign, peer, study, identity: str, label: str):
+    from steps.conso import source_access
+
+    source_access(campaign, publish=True)  # the DUT must have published the study's KOS (once per campaign)
     series = study.series[0]
     return peer.fetch_series(campaign.pacs_entry().db, study.study_uid, series.series_uid, identity=identity, label=label)
 

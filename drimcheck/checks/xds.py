@@ -220,6 +220,26 @@ def _dn_parts(text: str) -> set[str]:
     return out
 
 
+def vihf_signature_problems(v: xds.Vihf, trust: TrustMaterial) -> list[str]:
+    """Why a VIHF's signature is not acceptable: absent, invalid, not covering the assertion, a signer that is
+    not an ORG SIGN certificate of the IGC-Santé, or an Issuer other than the signer's DN ([] when fine)."""
+    if v.signature is None:
+        return ["assertion non signée"]
+    problems = []
+    result = xds.verify_xmldsig(v.signature)
+    if not result.ok:
+        problems.append(result.detail)
+    elif result.references != [f"#{v.id}"]:
+        problems.append(f"la signature couvre {result.references} et non l'assertion #{v.id}")
+    if result.cert is not None:
+        flaws = sign_flaws(result.cert, trust)
+        if flaws:
+            problems.append(f"signataire « {_dn(result.cert)} » : {' ; '.join(flaws)}")
+        if _dn_parts(v.issuer) != _dn_parts(_dn(result.cert)):
+            problems.append(f"Issuer « {v.issuer} » différent du DN du signataire « {_dn(result.cert)} »")
+    return problems
+
+
 @check("XDS-03")
 def vihf(exchanges: list[xds.DmpExchange], trust: TrustMaterial) -> list[Finding]:
     """Each DMP request carries a VIHF signed (enveloped, covering the assertion) by an ORG SIGN certificate,
@@ -235,20 +255,7 @@ def vihf(exchanges: list[xds.DmpExchange], trust: TrustMaterial) -> list[Finding
         problems = []
         if v is None:
             return [failed("XDS-03", f"{ex.describe()} : aucun VIHF (assertion SAML dans wsse:Security)", evidence=ex.evidence)]
-        if v.signature is None:
-            problems.append("assertion non signée")
-        else:
-            result = xds.verify_xmldsig(v.signature)
-            if not result.ok:
-                problems.append(result.detail)
-            elif result.references != [f"#{v.id}"]:
-                problems.append(f"la signature couvre {result.references} et non l'assertion #{v.id}")
-            if result.cert is not None:
-                flaws = sign_flaws(result.cert, trust)
-                if flaws:
-                    problems.append(f"signataire « {_dn(result.cert)} » : {' ; '.join(flaws)}")
-                if _dn_parts(v.issuer) != _dn_parts(_dn(result.cert)):
-                    problems.append(f"Issuer « {v.issuer} » différent du DN du signataire « {_dn(result.cert)} »")
+        problems += vihf_signature_problems(v, trust)
         missing = [name for name in REQUIRED_VIHF if not v.attributes.get(name)]
         if missing:
             problems.append(f"attribut(s) absent(s) : {', '.join(missing)}")

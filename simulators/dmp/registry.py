@@ -1,8 +1,7 @@
 """The DMP simulator's document registry/repository: entries, status, documents per patient.
 
-Designed so the consumer transactions can be added on top (ITI-18 Registry Stored Query, ITI-43
-Retrieve Document Set): `find_documents`, `get_documents` and `retrieve` already answer the
-questions those transactions ask; only their SOAP framing is missing.
+The consumer transactions (ITI-18 Registry Stored Query, ITI-43 Retrieve Document Set) are in
+`simulators/dmp/consultation.py`, on top of `entries`, `get_documents` and `retrieve`.
 """
 
 from __future__ import annotations
@@ -135,7 +134,7 @@ class Registry:
                 entry.status = new
             return [(e.entry_uuid, new) for e, new in changes]
 
-    # -- queries (what ITI-18 / ITI-43 will expose) ----------------------------------------
+    # -- queries (what ITI-18 / ITI-43 expose, see simulators/dmp/consultation.py) --------------
     def get(self, entry_uuid: str) -> Entry | None:
         with self._lock:
             return self._entries.get(entry_uuid)
@@ -168,6 +167,19 @@ class Registry:
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             return [e.brief() for e in sorted(self._entries.values(), key=lambda e: e.submitted_at)]
+
+    def entries(self) -> list[Entry]:
+        """Every entry, oldest first (the consultation side filters them)."""
+        with self._lock:
+            return sorted(self._entries.values(), key=lambda e: e.submitted_at)
+
+    def add(self, entry: Entry) -> Entry:
+        """Store an entry built by the harness (consultation test data); uniqueId must be new."""
+        with self._lock:
+            if any(e.unique_id == entry.unique_id for e in self._entries.values()):
+                raise RegistryError("XDSDuplicateUniqueIdInRegistry", f"uniqueId {entry.unique_id} déjà enregistré")
+            self._entries[entry.entry_uuid] = entry
+            return entry
 
     def preload(self, request: xds.XdsRequest, study_uids: set[str] | None = None) -> dict[str, str]:
         """Register a submission without going through HTTP (test data for consumer scenarios)."""

@@ -10,7 +10,8 @@
   non-conformant content is accepted and left to the checks: one defect, one finding.
 * Every request is written to the evidence store (raw MIME, summary JSON, KOS and signature document).
 
-Action handlers are a table (`handlers`), so the consumer transactions (ITI-18, ITI-43) slot in.
+Action handlers are a table (`handlers`): ITI-41, ITI-57, and the consultation side (ITI-18, ITI-43,
+simulators/dmp/consultation.py), whose handlers build their own answer (`DmpExchange.answer`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from xml.sax.saxutils import escape
 
 from drimcheck import xds
+from simulators.dmp.consultation import ConsultationData, QueryError, retrieve_response, stored_query_response
 from simulators.dmp.registry import Registry, RegistryError
 
 BASE_PATH = "/si-dmp-server/v2/services"
@@ -62,9 +64,12 @@ class DmpSimulator:
         self.evidence = evidence
         self.registry = Registry()
         self.exchanges: list[xds.DmpExchange] = []
+        self.consultation = ConsultationData(self.registry)
         self.handlers: dict[str, Callable[[xds.DmpExchange], None]] = {
             xds.ACTION_PNR: self._provide_and_register,
             xds.ACTION_UPDATE: self._update_document_set,
+            xds.ACTION_QUERY: self._stored_query,
+            xds.ACTION_RETRIEVE: self._retrieve_document_set,
         }
         self._study_resolver = study_resolver or _studies_of
         self._cond = threading.Condition()
@@ -125,7 +130,7 @@ class DmpSimulator:
                 ex.parse_error = f"action {ex.action} non prise en charge par le DMP simulé"
                 return self._finish(ex, Response(400, soap_fault(ex.parse_error), "application/soap+xml"))
             handler(ex)
-            return self._finish(ex, self._answer(ex, ex.request.soap.message_id))
+            return self._finish(ex, ex.answer or self._answer(ex, ex.request.soap.message_id))
         except Exception as exc:  # noqa: BLE001 - never lose a request: record the simulator defect too
             ex.status = "Fault"
             ex.parse_error = f"défaut du DMP simulé : {type(exc).__name__}: {exc}"
@@ -161,6 +166,29 @@ class DmpSimulator:
         except RegistryError as err:
             ex.status, ex.errors = "Failure", [(err.code, err.context)]
 
+    def _stored_query(self, ex: xds.DmpExchange) -> None:
+        """ITI-18: run the stored query on the registry (consultation.py), answer AdhocQueryResponse."""
+        query = ex.request.query
+        try:
+            entries = self.consultation.run(query)
+            ex.status = "Success"
+        except QueryError as err:
+            entries, ex.status, ex.errors = [], "Failure", [(err.code, err.context)]
+        ex.consultation = {"query": query.to_dict(), "total": len(entries),
+                           "results": [e.brief() for e in entries]}
+        body = stored_query_response(ex.request.soap.message_id, entries, query.return_type, ex.errors)
+        ex.answer = Response(200, body, "application/soap+xml; charset=UTF-8")
+
+    def _retrieve_document_set(self, ex: xds.DmpExchange) -> None:
+        """ITI-43: the requested documents from the repository, MTOM; unknown ones are errors."""
+        found, ex.errors = self.consultation.retrieve(ex.request.document_requests)
+        ctype, body, status = retrieve_response(ex.request.soap.message_id, found, ex.errors)
+        ex.status = {xds.RESPONSE_SUCCESS: "Success", xds.RESPONSE_PARTIAL: "PartialSuccess"}.get(status, "Failure")
+        ex.consultation = {"requested": [{"repository": r, "document": d} for r, d in ex.request.document_requests],
+                           "returned": [e.brief() for e in found]}
+        ex.study_uids = set()  # a consultation is about no publication: the Source checks must not see it
+        ex.answer = Response(200, body, ctype)
+
     def _finish(self, ex: xds.DmpExchange, response: Response) -> Response:
         self._record_evidence(ex, response)
         with self._cond:
@@ -181,7 +209,9 @@ class DmpSimulator:
             "status": ex.status, "errors": ex.errors, "forced_failure": ex.forced, "parse_error": ex.parse_error,
             "assigned_entry_uuids": ex.assigned, "replaced": ex.replaced, "status_updates": ex.status_updates,
             "studies": sorted(ex.study_uids), "request": ex.request.summary() if ex.request else None,
-            "response": {"http_status": response.status_code, "body": response.body.decode("utf-8", "replace")},
+            "consultation": ex.consultation or None,
+            "response": {"http_status": response.status_code, "content_type": response.content_type,
+                         "body": _soap_text(response)},
         }
         ex.evidence.append(self.evidence.write_json(label, summary))
         if ex.request is not None:
@@ -236,6 +266,15 @@ class DmpSimulator:
     def urls(self, fqdn: str = DMP_FQDN) -> dict[str, str]:
         base = f"https://{fqdn}:{self.port}{BASE_PATH}"
         return {"repository_url": f"{base}/repository", "registry_url": f"{base}/registry"}
+
+
+def _soap_text(response: Response) -> str:
+    """The SOAP part of an answer, for evidence (MTOM attachments, e.g. a retrieved KOS, are left out)."""
+    body = response.body
+    if "multipart/related" in response.content_type:
+        start, end = body.find(b"<?xml"), body.find(b"Envelope>")
+        body = body[start:end + len(b"Envelope>")] if start >= 0 and end > start else body[:4000]
+    return body.decode("utf-8", "replace")
 
 
 async def _in_thread(func, *args):

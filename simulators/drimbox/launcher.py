@@ -83,6 +83,13 @@ class ReferenceDrimbox:
             raise RuntimeError(f"admin endpoint answered HTTP {resp.status}")
         return json.loads(body)
 
+    def kpi_text(self) -> str:
+        """Built-in equivalent of `[hooks] kpi`: the reference's ModelStat KPI file ("" before the first call)."""
+        try:
+            return (self.workdir / "kpi" / "ModelStat.log").read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
     def functions(self) -> list[str]:
         roles = set(self.runtime.sut.roles)
         return [name for name, role in FUNCTIONS

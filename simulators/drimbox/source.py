@@ -46,6 +46,8 @@ class StudyState:
     found: Any = None  # source_pacs.StudyOnPacs at the last query
     entry_uuid: str | None = None
     kos_uid: str | None = None
+    kos_sop_uid: str | None = None  # SOP Instance UID of the KOS in force (what a Conso sends as KOS-SOPInstanceUID)
+    kos_series: dict[str, set[str]] = field(default_factory=dict)  # what that KOS references: series -> instances
     version: int = 0
     deleted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +105,15 @@ class Function:
 
     def mutant(self, name: str) -> bool:
         return self.box.is_mutant(name)
+
+    def kos_in_force(self, kos_sop_uid: str) -> tuple[str, dict[str, set[str]]] | None:
+        """The study and the series/instances referenced by a KOS this Source published and that is still in
+        force (not replaced by a newer version, not withdrawn); None otherwise (the local archive, FAQ 8801)."""
+        with self._lock:
+            for state in self.states.values():
+                if state.kos_sop_uid == kos_sop_uid and not state.deleted:
+                    return state.study_uid, state.kos_series
+        return None
 
     # -- HL7 ----------------------------------------------------------------------------------
     def on_message(self, text: str) -> bytes:
@@ -295,6 +306,9 @@ class Function:
         creds, ctx = self._client()
         xds.send(dmp["repository_url"], request, ctx, self.config.hosts)
         state.entry_uuid, state.kos_uid, state.version = request.entry_uuid, request.unique_id, version
+        state.kos_sop_uid = str(ds.SOPInstanceUID)
+        state.kos_series = {str(item.SeriesInstanceUID): {str(r.ReferencedSOPInstanceUID) for r in item.ReferencedSOPSequence}
+                            for item in ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
         state.history.append({"kos": ds.SOPInstanceUID, "entry": request.entry_uuid, "replaced": replacing})
         log.info("KOS %s published for study %s (version %d)", ds.SOPInstanceUID, state.study_uid, version)
 

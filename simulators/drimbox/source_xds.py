@@ -200,19 +200,34 @@ def sign_enveloped(target: etree._Element, key: Any, cert: x509.Certificate, *, 
 
 # --------------------------------------------------------------------------- VIHF
 
-def vihf(pub: Publication, key: Any, cert: x509.Certificate, *, signed: bool = True,
-         resource_id: str | None = None) -> etree._Element:
-    """The VIHF SAML 2.0 assertion of an automatic Source publication (Authentification_Mode INDIRECTE)."""
+@dataclass(frozen=True)
+class VihfSubject:
+    """Who the VIHF speaks for: the author of an automatic publication, or the practitioner logged in with PSC."""
+
+    name_id: str  # NameID: RPPS/ADELI national id (SubjectNameID for a PSC user)
+    subject_id: str  # "Prénom Nom"
+    structure_id: str
+    sector: str  # secteur d'activité code (TRE_R02), e.g. SA07
+    role: str  # profession code (TRE_G15), e.g. "10"
+    specialty: str  # savoir-faire code, e.g. "SM44"
+    resource_id: str  # patient: INS^^^&OID&ISO^NH
+    mode: str = "INDIRECTE"  # Authentification_Mode: INDIRECTE (Source), INDIRECTE_RENFORCEE (PSC user)
+
+
+def build_vihf(subject: VihfSubject, key: Any, cert: x509.Certificate, *, signed: bool = True) -> etree._Element:
+    """The VIHF SAML 2.0 assertion (VIHF 3.0 attributes), signed by the ORG SIGN certificate unless `signed` is False."""
     instant = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     assertion = _el(None, SAML, "Assertion", {"ID": f"_{uuid.uuid4()}", "IssueInstant": instant, "Version": "2.0"},
                     nsmap={"saml2": SAML})
     _el(assertion, SAML, "Issuer", {"Format": "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"},
         text=cert.subject.rfc4514_string())
-    subject = _el(assertion, SAML, "Subject")
-    _el(subject, SAML, "NameID", text=pub.author_id)
+    subject_el = _el(assertion, SAML, "Subject")
+    _el(subject_el, SAML, "NameID", text=subject.name_id)
     authn = _el(assertion, SAML, "AuthnStatement", {"AuthnInstant": instant})
-    _el(_el(authn, SAML, "AuthnContext"), SAML, "AuthnContextClassRef",
-        text="urn:oasis:names:tc:SAML:2.0:ac:classes:TLSClient")
+    context = _el(authn, SAML, "AuthnContext")
+    _el(context, SAML, "AuthnContextClassRef", text="urn:oasis:names:tc:SAML:2.0:ac:classes:TLSClient")
+    if subject.mode == "INDIRECTE_RENFORCEE":  # the practitioner authenticated in a browser (PSC)
+        _el(context, SAML, "AuthnContextDecl", text="APP_BROWSER_AUTH")
     statement = _el(assertion, SAML, "AttributeStatement")
 
     def attribute(name: str, *values: Any) -> None:
@@ -226,22 +241,30 @@ def vihf(pub: Publication, key: Any, cert: x509.Certificate, *, signed: bool = T
                 _el(av, HL7, tag, {**attrs, f"{{{XSI}}}type": "CE"}, nsmap={None: HL7, "xsi": XSI})
 
     attribute("VIHF_Version", "3.0")
-    attribute("Secteur_Activite", f"{pub.facility_type}^1.2.250.1.71.4.2.4")
+    attribute("Secteur_Activite", f"{subject.sector}^1.2.250.1.71.4.2.4")
     attribute("Ressource_URN", "urn:dmp")
-    attribute("urn:oasis:names:tc:xspa:1.0:subject:subject-id", f"{pub.author_given} {pub.author_family}")
-    attribute("Identifiant_Structure", pub.structure_id)
+    attribute("urn:oasis:names:tc:xspa:1.0:subject:subject-id", subject.subject_id)
+    attribute("Identifiant_Structure", subject.structure_id)
     for name, value in LPS.items():
         attribute(name, value)
-    attribute("urn:oasis:names:tc:xacml:2.0:resource:resource-id", resource_id or pub.patient_id)
-    attribute("Authentification_Mode", "INDIRECTE")
+    attribute("urn:oasis:names:tc:xacml:2.0:resource:resource-id", subject.resource_id)
+    attribute("Authentification_Mode", subject.mode)
     attribute("urn:oasis:names:tc:xspa:1.0:subject:purposeofuse",
               ("PurposeOfUse", {"code": "normal", "codeSystem": "1.2.250.1.213.1.1.4.248", "displayName": "Acces normal"}))
     attribute("urn:oasis:names:tc:xacml:2.0:subject:role",
-              ("Role", {"code": pub.author_role, "codeSystem": "1.2.250.1.71.1.2.7", "displayName": "Medecin"}),
-              ("Role", {"code": pub.author_specialty, "codeSystem": "1.2.250.1.71.4.2.5", "displayName": pub.author_specialty}))
+              ("Role", {"code": subject.role, "codeSystem": "1.2.250.1.71.1.2.7", "displayName": "Medecin"}),
+              ("Role", {"code": subject.specialty, "codeSystem": "1.2.250.1.71.4.2.5", "displayName": subject.specialty}))
     if signed:
         sign_enveloped(assertion, key, cert, position=1)  # after Issuer, as the SAML schema orders it
     return assertion
+
+
+def vihf(pub: Publication, key: Any, cert: x509.Certificate, *, signed: bool = True,
+         resource_id: str | None = None) -> etree._Element:
+    """The VIHF of an automatic Source publication (Authentification_Mode INDIRECTE)."""
+    return build_vihf(VihfSubject(pub.author_id, f"{pub.author_given} {pub.author_family}", pub.structure_id,
+                                  pub.facility_type, pub.author_role, pub.author_specialty,
+                                  resource_id or pub.patient_id), key, cert, signed=signed)
 
 
 # --------------------------------------------------------------------------- ebRIM metadata
@@ -515,25 +538,28 @@ def client_context(creds: Credentials, trust_pem: str) -> ssl.SSLContext:
     return ctx
 
 
-def send(url: str, request: BuiltRequest, ctx: ssl.SSLContext, hosts: dict[str, str], timeout_s: float = 10.0) -> str:
-    """POST one request; returns the RegistryResponse status, raises DmpError on Failure or transport errors."""
+def post(url: str, content_type: str, body: bytes, ctx: ssl.SSLContext, hosts: dict[str, str],
+         timeout_s: float = 10.0) -> Any:
+    """POST one SOAP request over mTLS through the hosts map; DmpError on transport errors."""
     import httpx
 
-    parts = urlsplit(url)
-    fqdn = parts.hostname or ""
-    target = hosts.get(fqdn)
-    real = url if target is None else parts._replace(netloc=target).geturl()
-    headers = {"Content-Type": request.content_type, "Host": parts.netloc}
+    from simulators.drimbox import netutil
+
     try:
-        with httpx.Client(verify=ctx, timeout=timeout_s) as client:
-            response = client.post(real, content=request.body, headers=headers, extensions={"sni_hostname": fqdn})
+        with netutil.client(hosts, ctx, timeout_s=timeout_s) as client:
+            return client.post(url, content=body, headers={"Content-Type": content_type})
     except httpx.HTTPError as exc:
         raise DmpError(f"DMP injoignable : {type(exc).__name__}: {exc}") from None
+
+
+def send(url: str, request: BuiltRequest, ctx: ssl.SSLContext, hosts: dict[str, str], timeout_s: float = 10.0) -> str:
+    """POST one request; returns the RegistryResponse status, raises DmpError on Failure or transport errors."""
+    response = post(url, request.content_type, request.body, ctx, hosts, timeout_s)
     text = response.text
     if response.status_code != 200:
         raise DmpError(f"DMP : HTTP {response.status_code} {text[:200]}")
     try:
-        root = etree.fromstring(_soap_part(response.headers.get("content-type", ""), response.content))
+        root = etree.fromstring(soap_part(response.headers.get("content-type", ""), response.content))
         status = root.find(f".//{{{RS}}}RegistryResponse").get("status", "")
     except (etree.XMLSyntaxError, AttributeError) as exc:
         raise DmpError(f"réponse du DMP illisible : {exc}") from None
@@ -543,7 +569,7 @@ def send(url: str, request: BuiltRequest, ctx: ssl.SSLContext, hosts: dict[str, 
     return status
 
 
-def _soap_part(content_type: str, body: bytes) -> bytes:
+def soap_part(content_type: str, body: bytes) -> bytes:
     if "multipart/related" not in content_type.lower():
         return body
     start = body.find(b"<")

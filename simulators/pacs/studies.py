@@ -173,18 +173,7 @@ class SyntheticStudy:
         ds.InstanceCreationDate = self.study_date
         ds.InstanceCreationTime = series_time
         # Patient
-        ds.PatientName = p.dicom_name
-        ds.PatientID = p.ipp
-        ds.IssuerOfPatientID = p.ipp_issuer
-        ds.IssuerOfPatientIDQualifiersSequence = Sequence([_entity(p.ipp_oid)])
-        ds.PatientBirthDate = p.birth_date
-        ds.PatientSex = p.sex
-        other = Dataset()
-        other.PatientID = p.ins
-        other.IssuerOfPatientID = INS_ISSUER
-        other.TypeOfPatientID = "TEXT"
-        other.IssuerOfPatientIDQualifiersSequence = Sequence([_entity(p.ins_oid)])
-        ds.OtherPatientIDsSequence = Sequence([other])
+        set_patient(ds, p, p.ipp, p.ipp_issuer, p.ipp_oid)
         # General Study
         ds.StudyInstanceUID = self.study_uid
         ds.StudyDate = self.study_date
@@ -259,6 +248,22 @@ class SyntheticStudy:
         for keyword, value in self.extra:
             setattr(ds, keyword, value)
         return ds
+
+
+def set_patient(ds: Dataset, p: Patient, patient_id: str, issuer: str, issuer_oid: str) -> None:
+    """Patient module: name, the given identifier and its issuer, birth date, sex, and the INS among the other IDs."""
+    ds.PatientName = p.dicom_name
+    ds.PatientID = patient_id
+    ds.IssuerOfPatientID = issuer
+    ds.IssuerOfPatientIDQualifiersSequence = Sequence([_entity(issuer_oid)])
+    ds.PatientBirthDate = p.birth_date
+    ds.PatientSex = p.sex
+    other = Dataset()
+    other.PatientID = p.ins
+    other.IssuerOfPatientID = INS_ISSUER
+    other.TypeOfPatientID = "TEXT"
+    other.IssuerOfPatientIDQualifiersSequence = Sequence([_entity(p.ins_oid)])
+    ds.OtherPatientIDsSequence = Sequence([other])
 
 
 def _entity(oid: str) -> Dataset:

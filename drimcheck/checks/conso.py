@@ -1,0 +1,532 @@
+"""Checks of the Conso function and of the image exchange between DRIMboxes (drimbox-spec §5, §6, §8).
+
+Conso side, over what drimcheck's simulators recorded while the practitioner used the DUT:
+CON-01 contextual call (400 on bad parameters, 302/303 otherwise), CON-02 strict INS traits on the
+page, CON-03 DMP consultation with a VIHF built from the PSC user, CON-04 WADO-RS request headers as
+in the ANS samples, CON-05/CON-07 exported study identical to the source (instances and pixels /
+patient identity), CON-06 KPI "ModelStat" line, PSC-02 the token presented is an active PSC access
+token of the practitioner's session, PSC-03 login by the code flow with state and nonce and a forged
+return refused, MTLS-02 the DUT presents its SERV_SSL to the Source, WL-06 only
+whitelisted Sources contacted.
+
+Source side, over drimcheck's own requests as a calling peer: PSC-01 (401 without an active PSC token),
+WADO-01 (400/404/410). "Served" means DICOM objects returned (checks.whitelist.served_instances); each
+refusal is judged only when the same peer, correctly equipped, is served (the control), so that a
+DUT that serves nobody cannot pass and one defect fails one requirement.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from drimcheck import xds
+from drimcheck.checks import check
+from drimcheck.checks.whitelist import _evidence as _ev
+from drimcheck.checks.whitelist import _how_refused as _how
+from drimcheck.checks.whitelist import contacted_only_listed_hosts, served_instances
+from drimcheck.checks.xds import TrustMaterial, vihf_signature_problems
+from drimcheck.net import Exchange
+from drimcheck.verdicts import Finding, errored, failed, passed, skipped
+from drimcheck.wado import AcceptError, check_drimbox_accept, parse_accept
+
+MODE_PSC = "INDIRECTE_RENFORCEE"
+RESOURCE_ID = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
+ROLE = "urn:oasis:names:tc:xacml:2.0:subject:role"
+
+
+
+
+# ------------------------------------------------------------------------------------------- CON-01
+
+
+@check("CON-01")
+def contextual_call_redirects(ex: Exchange | None) -> list[Finding]:
+    """A valid contextual call is answered 302 or 303 towards the Conso's user interface."""
+    if ex is None or not ex.ok:
+        return [errored("CON-01", f"appel contextuel valide sans réponse ({_how(ex)})", evidence=_ev(ex))]
+    location = ex.header("location")
+    if ex.status in (302, 303) and location:
+        uuid = "uuid=" in location
+        return [passed("CON-01", f"appel contextuel valide : HTTP {ex.status} vers {location.split('?')[0]}"
+                       + (" (identifiant d'appel uuid)" if uuid else ""), evidence=_ev(ex))]
+    return [failed("CON-01", f"appel contextuel valide : {_how(ex)} au lieu d'une redirection 302/303"
+                   + ("" if location or ex.status not in (302, 303) else " (sans Location)"), evidence=_ev(ex))]
+
+
+@check("CON-01")
+def contextual_call_refused(ex: Exchange | None, case: str) -> list[Finding]:
+    """A contextual call with an unknown parameter, an empty value or a missing mandatory parameter gets 400."""
+    if ex is None or not ex.ok:
+        return [errored("CON-01", f"appel contextuel {case} : pas de réponse ({_how(ex)})", evidence=_ev(ex))]
+    if ex.status == 400:
+        return [passed("CON-01", f"appel contextuel {case} : refusé (HTTP 400)", evidence=_ev(ex))]
+    if ex.status in (301, 302, 303, 307, 308) or 200 <= ex.status < 300:
+        return [failed("CON-01", f"appel contextuel {case} : accepté ({_how(ex)}) au lieu de HTTP 400",
+                       evidence=_ev(ex))]
+    return [failed("CON-01", f"appel contextuel {case} : {_how(ex)} au lieu de HTTP 400", evidence=_ev(ex))]
+
+
+# ------------------------------------------------------------------------------------------- CON-02
+
+#: the ten strict INS traits (requirement INS/va1.36, spec §5.1): key, French name, label pattern (accents removed)
+INS_TRAITS = (
+    ("nom-naissance", "nom de naissance", r"\bnom\s+de\s+naissance"),
+    ("premier-prenom-naissance", "premier prénom de naissance", r"premier\s+prenom"),
+    ("date-naissance", "date de naissance", r"date\s+de\s+naissance"),
+    ("sexe", "sexe", r"\bsexe\b"),
+    ("lieu-naissance", "lieu de naissance", r"lieu\s+de\s+naissance"),
+    ("matricule-ins", "matricule INS", r"matricule|\bnir\b"),
+    ("oid-ins", "OID de l'INS", r"\boid\b"),
+    ("prenoms-naissance", "liste des prénoms de naissance", r"liste\s+des\s+prenoms|prenoms\s+de\s+naissance|"
+                                                            r"prenom\(s\)\s+de\s+naissance"),
+    ("prenom-utilise", "prénom utilisé", r"\bprenom\s+utilise"),
+    ("nom-utilise", "nom utilisé", r"\bnom\s+utilise"),
+)
+SEX_WORDS = {"F": ("f", "feminin", "femme", "female"), "M": ("m", "masculin", "homme", "male"),
+             "female": ("f", "feminin", "femme", "female"), "male": ("m", "masculin", "homme", "male")}
+
+
+def _fold(text: str) -> str:
+    """Lower case, no diacritics, single spaces."""
+    text = unicodedata.normalize("NFKD", text)
+    return " ".join("".join(c for c in text if not unicodedata.combining(c)).lower().split())
+
+
+def _date_forms(value: str) -> list[str]:
+    d = re.sub(r"\D", "", value)
+    if len(d) != 8:
+        return [_fold(value)]
+    y, m, j = d[:4], d[4:6], d[6:]
+    return [f"{j}/{m}/{y}", f"{y}-{m}-{j}", d, f"{j}-{m}-{y}", f"{j}.{m}.{y}"]
+
+
+def _value_forms(key: str, value: str) -> list[str]:
+    if key == "date-naissance":
+        return _date_forms(value)
+    if key == "sexe":
+        return list(SEX_WORDS.get(value, (_fold(value),)))
+    return [_fold(value)]
+
+
+def _contains(text: str, forms: list[str], *, whole: bool = False) -> bool:
+    return any(re.search(rf"(?<!\w){re.escape(f)}(?!\w)", text) if whole or len(f) <= 2 else f in text for f in forms)
+
+
+def page_text(html_text: str) -> tuple[str, dict[str, str]]:
+    """Visible text of an HTML page (folded) and the elements marked ``data-ins-trait`` (key -> folded text)."""
+    import lxml.html
+
+    try:
+        doc = lxml.html.fromstring(html_text or "<html/>")
+    except (ValueError, lxml.etree.ParserError):
+        return _fold(html_text or ""), {}
+    for bad in doc.xpath("//script|//style"):
+        bad.getparent().remove(bad)
+    marked = {el.get("data-ins-trait"): _fold(" ".join(el.itertext())) for el in doc.xpath("//*[@data-ins-trait]")}
+    return _fold(" ".join(doc.itertext())), marked
+
+
+@check("CON-02")
+def ins_traits_displayed(page: Exchange | None, expected: dict[str, str | None]) -> list[Finding]:
+    """The page the practitioner lands on shows the ten strict INS traits, with the values of the contextual call.
+
+    ``expected``: trait key -> value sent in the call (None when the call does not carry it: the label alone is
+    required). Elements marked ``data-ins-trait="<key>"`` are read when present; otherwise the page text must
+    show each trait's label and each expected value.
+    """
+    if page is None or not page.ok or page.status != 200:
+        return [errored("CON-02", f"page du dossier patient non obtenue ({_how(page)})", evidence=_ev(page))]
+    text, marked = page_text(page.text())
+    missing, wrong = [], []
+    for key, name, pattern in INS_TRAITS:
+        value = expected.get(key)
+        if marked:
+            shown = marked.get(key)
+            if shown is None:
+                missing.append(name)
+            elif value and not _contains(shown, _value_forms(key, value), whole=key == "sexe"):
+                wrong.append(f"{name} « {shown} » au lieu de « {value} »")
+            continue
+        m = re.search(pattern, text)
+        if m is None:
+            missing.append(name)
+        elif value:
+            zone = text[m.end():m.end() + 60] if key == "sexe" else text
+            if not _contains(zone, _value_forms(key, value), whole=key == "sexe"):
+                wrong.append(f"{name} : valeur « {value} » absente de la page")
+    how = "éléments data-ins-trait" if marked else "texte de la page"
+    if missing or wrong:
+        return [failed("CON-02", "traits stricts de l'INS incomplets (" + " ; ".join(
+            ([f"absents : {', '.join(missing)}"] if missing else []) + wrong) + f" ; lus dans le {how})",
+            evidence=_ev(page), details={"expected": expected, "marked": marked})]
+    return [passed("CON-02", f"les {len(INS_TRAITS)} traits stricts de l'INS sont affichés avec les valeurs de "
+                   f"l'appel contextuel ({how})", evidence=_ev(page))]
+
+
+# ------------------------------------------------------------------------------------------- CON-03
+
+
+@dataclass(frozen=True)
+class PscUser:
+    """What drimcheck's PSC said about the logged-in practitioner (from its UserInfo)."""
+
+    name_id: str  # SubjectNameID
+    profession: str  # codeProfession of the first exercice
+    structures: tuple[str, ...]  # ancienIdentifiantDeLaStructure / identifiantTechnique of every activity
+
+    @classmethod
+    def from_userinfo(cls, userinfo: dict[str, Any]) -> "PscUser":
+        exercices = (userinfo.get("SubjectRefPro") or {}).get("exercices") or [{}]
+        ids = []
+        for ex in exercices:
+            for a in ex.get("activities") or []:
+                ids += [a.get("ancienIdentifiantDeLaStructure"), a.get("identifiantTechniqueDeLaStructure")]
+        return cls(str(userinfo.get("SubjectNameID", "")), str(exercices[0].get("codeProfession", "")),
+                   tuple(i for i in ids if i))
+
+
+def _vihf_problems(ex: xds.DmpExchange, user: PscUser, patient_id: str, trust: TrustMaterial) -> list[str]:
+    v = ex.request.vihf
+    if v is None:
+        return ["aucun VIHF"]
+    problems = [f"VIHF : {p}" for p in vihf_signature_problems(v, trust)]
+    mode = v.first("Authentification_Mode")
+    if mode != MODE_PSC:
+        problems.append(f"Authentification_Mode « {mode or 'absent'} » au lieu de {MODE_PSC} (utilisateur authentifié "
+                        "par Pro Santé Connect)")
+    if v.name_id != user.name_id:
+        problems.append(f"NameID « {v.name_id} » au lieu du SubjectNameID PSC « {user.name_id} »")
+    structure = v.first("Identifiant_Structure")
+    if structure not in user.structures:
+        problems.append(f"Identifiant_Structure « {structure} » absent des activités PSC du praticien")
+    roles = [r.get("code") for r in v.attributes.get(ROLE, []) if isinstance(r, dict)]
+    if user.profession and user.profession not in roles:
+        problems.append(f"rôle {roles} sans la profession PSC « {user.profession} »")
+    resource = v.first(RESOURCE_ID)
+    if resource != patient_id:
+        problems.append(f"resource-id « {resource} » au lieu du patient « {patient_id} »")
+    return problems
+
+
+@check("CON-03")
+def dmp_consultation(exchanges: list[xds.DmpExchange], user: PscUser, patient_id: str,
+                     trust: TrustMaterial) -> list[Finding]:
+    """The DUT queried the DMP for the patient (ITI-18), retrieved the KOS found (ITI-43), each request carrying a
+    signed VIHF built from the PSC user: NameID, structure, profession, INDIRECTE_RENFORCEE, resource-id."""
+    queries = [e for e in exchanges if e.kind == "ITI-18"]
+    retrieves = [e for e in exchanges if e.kind == "ITI-43"]
+    if not queries:
+        return [failed("CON-03", "aucune requête ITI-18 (Registry Stored Query) reçue par le DMP pendant la "
+                       "consultation du dossier", details={"requests": [e.describe() for e in exchanges]})]
+    for ex in queries + retrieves:
+        if ex.request is None:
+            return [failed("CON-03", f"{ex.describe()} : requête illisible — {ex.parse_error}", evidence=ex.evidence)]
+        problems = _vihf_problems(ex, user, patient_id, trust)
+        if ex.kind == "ITI-18":
+            asked = ex.request.query.values("$XDSDocumentEntryPatientId") if ex.request.query else []
+            if asked != [patient_id]:
+                problems.append(f"$XDSDocumentEntryPatientId {asked} au lieu de « {patient_id} »")
+        if problems:
+            return [failed("CON-03", f"{ex.describe()} : {' ; '.join(problems)}", evidence=ex.evidence,
+                           details={"attributes": ex.request.vihf.attributes if ex.request.vihf else None})]
+    found = sum(len(e.consultation.get("results", [])) for e in queries)
+    if found and not any(e.consultation.get("returned") for e in retrieves):
+        return [failed("CON-03", f"le DMP a répondu {found} document(s) mais aucun KOS n'a été récupéré (ITI-43)",
+                       evidence=queries[0].evidence)]
+    return [passed("CON-03", f"{len(queries)} ITI-18 et {len(retrieves)} ITI-43 pour {patient_id}, VIHF signé au nom "
+                   f"du praticien PSC {user.name_id} ({MODE_PSC})", evidence=queries[0].evidence)]
+
+
+# ------------------------------------------------------------------------------------------- CON-04 / PSC-02 / MTLS-02
+
+
+def _header(record: dict, name: str) -> str | None:
+    for k, v in record.get("headers") or []:
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+@check("CON-04")
+def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], retrieve_urls: Iterable[str]) -> list[Finding]:
+    """Each WADO-RS request of the DUT to the Source follows the ANS samples: series (or instance) of a KOS
+    RetrieveURL, Accept list of multipart/related ranges with transfer-syntax and q (boundary in the first),
+    ``Authorization: Bearer``, ``KOS-SOPInstanceUID`` of the KOS that references the series."""
+    if not requests:
+        return [failed("CON-04", "aucune requête WADO-RS reçue par la Source listée dont le KOS est au DMP : les "
+                       "images de l'étude n'ont pas été demandées")]
+    paths = {re.sub(r"^https?://[^/]+", "", u) for u in retrieve_urls}
+    for r in requests:
+        problems = []
+        path = r.get("path") or ""
+        if not any(path == p or path.startswith(p + "/instances/") for p in paths):
+            problems.append(f"chemin {path} hors des RetrieveURL du KOS")
+        try:
+            ranges = parse_accept(r.get("accept"))
+            check_drimbox_accept(ranges)
+            if not all(x.is_dicom() for x in ranges):
+                problems.append("Accept : un élément n'est pas multipart/related; type=\"application/dicom\"")
+        except AcceptError as exc:
+            problems.append(f"Accept : {exc}")
+        if not r.get("token"):
+            problems.append("pas d'en-tête Authorization: Bearer <jeton PSC>")
+        expected = kos_of_study.get(r.get("study") or "")
+        got = r.get("kos_sop_uid")
+        if not got:
+            problems.append("pas d'en-tête KOS-SOPInstanceUID")
+        elif expected and got != expected:
+            problems.append(f"KOS-SOPInstanceUID {got} au lieu du KOS {expected} qui référence la série")
+        if problems:
+            return [failed("CON-04", f"requête {r.get('method')} {path} : {' ; '.join(problems)}",
+                           details={"accept": r.get("accept"), "headers": r.get("headers")})]
+    return [passed("CON-04", f"{len(requests)} requête(s) WADO-RS conformes aux exemples ANS (Accept avec syntaxes de "
+                   "transfert et q, Bearer, KOS-SOPInstanceUID)")]
+
+
+@check("PSC-02")
+def presented_token_active(requests: list[dict], psc_tokens: dict[str, dict], dut_sessions: set[str],
+                           practitioner_sub: str) -> list[Finding]:
+    """The Bearer token the DUT presents to the Source is an access token issued by PSC in the session the
+    practitioner opened through the DUT, active when used (the Source's introspection said so)."""
+    with_token = [r for r in requests if r.get("token")]
+    if not with_token:
+        return [skipped("PSC-02", "aucun jeton présenté à la Source : voir CON-04")]
+    for r in with_token:
+        facts = r["token"]
+        rec = psc_tokens.get(facts.get("fingerprint", ""))
+        where = f"requête {r.get('path')}"
+        if rec is None:
+            return [failed("PSC-02", f"{where} : jeton inconnu de Pro Santé Connect (ni émis ni échangé par PSC)",
+                           details={"token": facts})]
+        if rec.get("kind") != "access":
+            return [failed("PSC-02", f"{where} : jeton PSC de type « {rec.get('kind')} » présenté au lieu de l'access "
+                           "token", details={"token": facts})]
+        if rec.get("sid") not in dut_sessions or (rec.get("claims") or {}).get("sub") != practitioner_sub:
+            return [failed("PSC-02", f"{where} : access token d'une autre session que celle ouverte par le "
+                           "praticien sur la DRIMbox", details={"token": facts})]
+        intro = r.get("introspection") or {}
+        if intro.get("active") is not True:
+            return [failed("PSC-02", f"{where} : jeton inactif à l'introspection par la Source "
+                           f"({intro.get('error') or 'active=false'})", details={"token": facts})]
+    return [passed("PSC-02", f"{len(with_token)} requête(s) avec l'access token PSC actif de la session du praticien")]
+
+
+@check("PSC-03")
+def login_requested(auth_requests: list[dict], dut_client_id: str) -> list[Finding]:
+    """The DUT sent the practitioner to PSC's authorization endpoint: its client, response_type=code, scope
+    openid, a state and a nonce (the authorization requests PSC recorded during the visit)."""
+    mine = [r for r in auth_requests if (r.get("facts") or {}).get("client_id") == dut_client_id]
+    if not mine:
+        return [failed("PSC-03", f"aucune demande d'authentification à Pro Santé Connect pour le client {dut_client_id} "
+                       "pendant l'ouverture du dossier")]
+    for r in mine:
+        facts = r["facts"]
+        problems = [text for ok, text in (
+            (facts.get("response_type") == "code", f"response_type={facts.get('response_type')} au lieu de code"),
+            ("openid" in str(facts.get("scope") or "").split(), "scope sans openid"),
+            (facts.get("state_present"), "sans state (protection CSRF du retour)"),
+            (facts.get("nonce_present"), "sans nonce (protection contre le rejeu de l'ID token)")) if not ok]
+        if problems:
+            return [failed("PSC-03", f"demande d'authentification à PSC {' ; '.join(problems)}",
+                           details={"facts": facts})]
+    return [passed("PSC-03", f"{len(mine)} demande(s) d'authentification PSC en flux code, avec state et nonce")]
+
+
+@check("PSC-03")
+def forged_return_refused(forged: Exchange | None, code_redemptions: list[dict]) -> list[Finding]:
+    """A return from PSC carrying a state this browser never received is refused: the DUT does not redeem the
+    code it carries (no token request reaches PSC meanwhile)."""
+    if forged is None or not forged.ok:
+        return [errored("PSC-03", f"retour forgé vers la DRIMbox sans réponse ({_how(forged)})", evidence=_ev(forged))]
+    if code_redemptions:
+        return [failed("PSC-03", f"retour de PSC au state inconnu accepté : la DRIMbox a présenté le code à PSC "
+                       f"({len(code_redemptions)} requête(s) au point de jeton, HTTP {forged.status})", evidence=_ev(forged),
+                       details={"token_requests": [r.get("facts") for r in code_redemptions]})]
+    return [passed("PSC-03", f"retour de PSC au state inconnu refusé (HTTP {forged.status}), aucun code présenté à PSC",
+                   evidence=_ev(forged))]
+
+
+@check("MTLS-02")
+def client_certificate_presented(requests: list[dict], dut_fqdns: Iterable[str]) -> list[Finding]:
+    """The DUT presents to the Source its IGC-Santé SERV_SSL certificate (CN = one of its dbN FQDNs, client
+    authentication allowed); the Source's TLS layer verified its chain to IGC-Santé."""
+    if not requests:
+        return [skipped("MTLS-02", "aucune requête WADO-RS vers la Source : voir CON-04")]
+    own = {f.lower() for f in dut_fqdns}
+    for r in requests:
+        cert = ((r.get("tls") or {}).get("client_cert")) or None
+        if cert is None:
+            return [failed("MTLS-02", f"requête {r.get('path')} sans certificat client (mTLS entre DRIMbox absent)")]
+        cn = next((p[3:] for p in cert.get("subject", "").split(",") if p.startswith("CN=")), "")
+        if cn.lower() not in own:
+            return [failed("MTLS-02", f"certificat client « {cert.get('subject')} » : CN hors des FQDN dbN de la "
+                           f"DRIMbox ({', '.join(sorted(own))})", details={"certificate": cert})]
+        if not cert.get("client_auth_eku"):
+            return [failed("MTLS-02", f"certificat client « {cert.get('subject')} » sans usage clientAuth",
+                           details={"certificate": cert})]
+    first = requests[0]["tls"]["client_cert"]
+    return [passed("MTLS-02", f"{len(requests)} requête(s) en mTLS avec « {first.get('subject')} » (émis par "
+                   f"« {first.get('issuer')} »)")]
+
+
+@check("WL-06")
+def only_listed_sources_contacted(requests: list[dict], listed_hosts: Iterable[str], unlisted_host: str,
+                                  window_s: float) -> list[Finding]:
+    """Conso side: whatever the KOS say, only Sources of the valid whitelist are contacted; judged when the DUT
+    did contact the listed Source of the same patient (otherwise it contacted nobody: inconclusive)."""
+    listed = {h.lower() for h in listed_hosts}
+    if not any(str(r.get("host", "")).lower() in listed for r in requests):
+        return [skipped("WL-06", "non jugeable : la DRIMbox n'a contacté aucune Source, même listée (voir CON-04)")]
+    findings = contacted_only_listed_hosts(requests, listed, unlisted_host)
+    for f in findings:
+        f.message += f" (observation jusqu'à {window_s:g} s après l'affichage du dossier)"
+    return findings
+
+
+# ------------------------------------------------------------------------------------------- CON-05 / CON-07
+
+
+def served_by_source(requests: list[dict]) -> set[str]:
+    """Instances a peer Source served with HTTP 200 (its request records)."""
+    return {uid for r in requests if r.get("status") == 200 for uid in r.get("served_instances") or [] if uid}
+
+
+@check("CON-05")
+def export_complete(expected: dict[str, dict], exported: dict[str, dict], source_requests: list[dict],
+                    where: str) -> list[Finding]:
+    """The study exported to the local PACS holds every instance of the source study, with identical UIDs and
+    pixel data (SHA-256 of the decoded pixels). Judged when the Source served the whole study to the DUT."""
+    served = served_by_source(source_requests)
+    if not set(expected) <= served:
+        return [skipped("CON-05", f"non jugeable : la Source n'a servi que {len(served & set(expected))} des "
+                        f"{len(expected)} instance(s) à la DRIMbox (voir CON-04, PSC-02, MTLS-02)")]
+    missing = sorted(set(expected) - set(exported))
+    extra = sorted(set(exported) - set(expected))
+    different = sorted(uid for uid in set(expected) & set(exported)
+                       if expected[uid]["pixels"] != exported[uid]["pixels"]
+                       or expected[uid]["series"] != exported[uid]["series"])
+    details = {"expected": len(expected), "exported": len(exported), "missing": missing[:10], "extra": extra[:10],
+               "different": different[:10]}
+    if missing:
+        return [failed("CON-05", f"{len(missing)} instance(s) sur {len(expected)} absente(s) de l'étude exportée "
+                       f"vers {where}", details=details)]
+    if extra or different:
+        return [failed("CON-05", f"étude exportée différente de la source : {len(different)} instance(s) aux pixels ou "
+                       f"à la série modifiés, {len(extra)} instance(s) en trop", details=details)]
+    return [passed("CON-05", f"{len(expected)} instance(s) exportée(s) vers {where}, UID et pixels identiques à la "
+                   "source", details=details)]
+
+
+IDENTITY_FIELDS = ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex", "OtherPatientIDs")
+
+
+def instance_facts(ds: Any) -> tuple[str, dict]:
+    """(SOP Instance UID, {"series", "pixels": SHA-256 of the native pixel data, "identity"}) of a dataset in a
+    native transfer syntax (what CON-05 and CON-07 compare)."""
+    import hashlib
+
+    others = "; ".join(f"{o.get('PatientID', '')}^{o.get('IssuerOfPatientID', '')}"
+                       for o in ds.get("OtherPatientIDsSequence", []))
+    pixels = ds.get("PixelData")
+    identity = {"PatientID": str(ds.get("PatientID", "")), "IssuerOfPatientID": str(ds.get("IssuerOfPatientID", "")),
+                "PatientName": str(ds.get("PatientName", "")), "PatientBirthDate": str(ds.get("PatientBirthDate", "")),
+                "PatientSex": str(ds.get("PatientSex", "")), "OtherPatientIDs": others}
+    return str(ds.SOPInstanceUID), {"series": str(ds.get("SeriesInstanceUID", "")), "identity": identity,
+                                    "pixels": hashlib.sha256(bytes(pixels)).hexdigest() if pixels is not None else None}
+
+
+@check("CON-07")
+def export_identity(expected: dict[str, dict], exported: dict[str, dict]) -> list[Finding]:
+    """The exported instances keep the patient identity of the source (PatientID and its issuer, name, birth
+    date, sex, other identifiers such as the INS)."""
+    common = sorted(set(expected) & set(exported))
+    if not common:
+        return [skipped("CON-07", "aucune instance exportée à comparer (voir CON-05)")]
+    for uid in common:
+        changed = [f"{k} « {exported[uid]['identity'].get(k)} » au lieu de « {expected[uid]['identity'].get(k)} »"
+                   for k in IDENTITY_FIELDS if exported[uid]["identity"].get(k) != expected[uid]["identity"].get(k)]
+        if changed:
+            return [failed("CON-07", f"identité du patient modifiée à l'export (instance {uid}) : {' ; '.join(changed)}",
+                           details={"expected": expected[uid]["identity"], "exported": exported[uid]["identity"]})]
+    return [passed("CON-07", f"identité du patient inchangée dans les {len(common)} instance(s) exportée(s)")]
+
+
+# ------------------------------------------------------------------------------------------- CON-06
+
+_KPI_COUNT = re.compile(r"Nombre_Appel\"?\s*[=:]\s*\"?(\d+)", re.IGNORECASE)
+_KPI_STATUS = re.compile(r"Statut_Appel\"?\s*[=:]\s*\"?([^\W\d_]+)", re.IGNORECASE)
+
+
+def kpi_lines(text: str) -> list[dict[str, str]]:
+    """The ModelStat lines of a KPI file: {"count", "status", "line"}."""
+    out = []
+    for line in (text or "").splitlines():
+        count = _KPI_COUNT.search(line)
+        if count:
+            status = _KPI_STATUS.search(line)
+            out.append({"count": count.group(1), "status": _fold(status.group(1)) if status else "", "line": line})
+    return out
+
+
+@check("CON-06")
+def kpi_written(before: str, after: str, calls: list[tuple[str, str]]) -> list[Finding]:
+    """One KPI "ModelStat" line per contextual call received: ``Nombre_Appel=1`` and ``Statut_Appel`` succes or
+    erreur as the call was accepted or refused. ``calls``: (description, expected status) in order."""
+    old, new = kpi_lines(before), kpi_lines(after)
+    added = new[len(old):] if len(new) >= len(old) else []
+    details = {"new_lines": [a["line"] for a in added], "calls": calls}
+    if len(added) != len(calls):
+        return [failed("CON-06", f"{len(added)} ligne(s) ModelStat ajoutée(s) pour {len(calls)} appel(s) contextuel(s)",
+                       details=details)]
+    for (what, status), line in zip(calls, added):
+        if line["count"] != "1" or line["status"] != status:
+            return [failed("CON-06", f"{what} : ligne « {line['line']} » au lieu de Nombre_Appel=1 ; "
+                           f"Statut_Appel={status}", details=details)]
+    return [passed("CON-06", f"une ligne ModelStat par appel contextuel ({', '.join(s for _, s in calls)})",
+                   details=details)]
+
+
+# ------------------------------------------------------------------------------------------- PSC-01 / WADO-01 (Source side)
+
+
+def _control(requirement: str, control: Exchange | None) -> Finding | None:
+    if served_instances(control):
+        return None
+    return skipped(requirement, f"non jugeable : la DRIMbox pair listée, munie d'un jeton PSC valide et du KOS, n'est "
+                   f"pas servie non plus ({_how(control)} ; voir WL-05)", evidence=_ev(control))
+
+
+def _refusal(requirement: str, ex: Exchange | None, case: str, status: int, control: Exchange | None) -> list[Finding]:
+    inconclusive = _control(requirement, control)
+    if inconclusive:
+        return [inconclusive]
+    served = served_instances(ex)
+    if served:
+        return [failed(requirement, f"requête {case} : {len(served)} objet(s) DICOM servi(s) au lieu d'un refus "
+                       f"HTTP {status}", evidence=_ev(ex, control))]
+    if ex is None or not ex.ok:
+        return [failed(requirement, f"requête {case} : pas de réponse HTTP ({_how(ex)}) au lieu de HTTP {status}",
+                       evidence=_ev(ex, control))]
+    if ex.status != status:
+        return [failed(requirement, f"requête {case} : refusée en HTTP {ex.status} au lieu de HTTP {status}",
+                       evidence=_ev(ex, control))]
+    return [passed(requirement, f"requête {case} : refusée (HTTP {status}), la même requête correcte étant servie",
+                   evidence=_ev(ex, control))]
+
+
+@check("PSC-01")
+def token_refused(ex: Exchange | None, case: str, control: Exchange | None) -> list[Finding]:
+    """The Source serves nothing without an active PSC token: 401 (no token, expired, revoked, session ended,
+    not a PSC token), while the same request with a valid token is served."""
+    return _refusal("PSC-01", ex, case, 401, control)
+
+
+@check("WADO-01")
+def request_refused(ex: Exchange | None, case: str, status: int, control: Exchange | None) -> list[Finding]:
+    """The Source checks the WADO-RS request: 400 without KOS-SOPInstanceUID or with a malformed Accept, 404 for
+    a KOS that does not reference the object, 410 for a referenced instance gone from the PACS."""
+    return _refusal("WADO-01", ex, case, status, control)

@@ -1,0 +1,54 @@
+# language: fr
+Fonctionnalité: DRIMbox Conso — consultation du dossier d'imagerie d'un patient
+  Un praticien ouvre depuis son RIS le dossier d'un patient : la DRIMbox Conso l'authentifie par Pro
+  Santé Connect (via le Proxy e-santé), cherche les KOS du patient au DMP (ITI-18, ITI-43), demande
+  les images en WADO-RS à la Source désignée par chaque RetrieveURL si elle figure dans la liste
+  blanche, affiche les traits stricts de l'INS et les examens, puis exporte une étude vers son PACS
+  à la demande du praticien (drimbox-spec §5, §6). drimcheck joue le RIS, le navigateur du
+  praticien, Pro Santé Connect, le Proxy e-santé, le DMP et deux DRIMbox Source : l'une listée, l'autre
+  absente de la liste blanche. Le dossier est ouvert une fois par campagne ; chaque scénario juge une
+  exigence sur ce qui a été enregistré.
+
+  Contexte:
+    Étant donné le DMP détient pour un patient le KOS d'une Source listée et celui d'une Source absente de la liste blanche
+    Et un praticien a ouvert le dossier de ce patient depuis le RIS par appel contextuel
+
+  @req:CON-02
+  Scénario: Les traits stricts de l'INS sont affichés à l'ouverture du dossier
+    Alors la page affiche les dix traits stricts de l'INS du patient
+
+  @req:CON-03
+  Scénario: Le DMP est consulté au nom du praticien connecté par Pro Santé Connect
+    Alors le DMP a été consulté avec un VIHF construit depuis l'utilisateur Pro Santé Connect
+
+  @req:CON-04
+  Scénario: Les images sont demandées à la Source listée comme dans les exemples ANS
+    Alors les requêtes WADO-RS vers la Source listée suivent les exemples ANS
+
+  @req:PSC-02
+  Scénario: La Source reçoit le jeton Pro Santé Connect du praticien
+    Alors le jeton présenté à la Source est l'access token Pro Santé Connect actif du praticien
+
+  @req:PSC-03
+  Scénario: Le praticien est authentifié par Pro Santé Connect et un retour forgé est refusé
+    Quand un navigateur revient de Pro Santé Connect vers la DRIMbox avec un state qu'elle ne lui a pas remis
+    Alors la DRIMbox refuse ce retour sans présenter le code d'autorisation à Pro Santé Connect
+    Et la DRIMbox avait envoyé le praticien vers Pro Santé Connect avec un state et un nonce
+
+  @req:MTLS-02
+  Scénario: La DRIMbox s'authentifie auprès de la Source en mTLS
+    Alors la DRIMbox présente à la Source son certificat SERV_SSL (mTLS)
+
+  @req:CON-05
+  Scénario: L'étude exportée vers le PACS local est complète et identique à celle de la Source
+    Quand le praticien exporte vers son PACS l'étude de la Source listée
+    Alors l'étude exportée est complète et identique à celle de la Source
+
+  @req:CON-07
+  Scénario: L'export vers le PACS local conserve l'identité du patient
+    Quand le praticien exporte vers son PACS l'étude de la Source listée
+    Alors l'identité du patient est conservée à l'export
+
+  @req:WL-06
+  Scénario: La Source absente de la liste blanche n'est jamais contactée
+    Alors aucune requête n'arrive à la Source absente de la liste blanche

@@ -1,0 +1,479 @@
+"""Steps of the Conso features (features/conso/): the RIS, the practitioner and the peers around the DUT.
+
+What they arrange and trigger lives in simulators/conso_visit.py (patient history, contextual call,
+browser) and simulators/peer_conso.py (drimcheck as a calling peer); what they judge is in
+drimcheck/checks/conso.py. The practitioner's visit and the Source-side access material are made once
+per campaign (`campaign.shared`) and judged by several scenarios.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from drimcheck.checks import conso as checks
+from drimcheck.checks.xds import TrustMaterial
+from drimcheck.plugin import HarnessError
+
+CALL_DEFECTS = {
+    "sans Patient.identifier.value": lambda f: [(k, v) for k, v in f if k != "Patient.identifier.value"],
+    "sans consentement": lambda f: [(k, v) for k, v in f if k != "InformationEtConsentement"],
+    "avec un paramètre inconnu": lambda f: f + [("Patient.name.prefix", "M.")],
+    "avec une valeur vide": lambda f: [(k, "" if k == "Patient.name.family" else v) for k, v in f],
+}
+
+
+# ------------------------------------------------------------------------------------------ campaign state
+
+
+@dataclass
+class ConsoState:
+    """Once per campaign: the patient's history, the visit of the practitioner, the export."""
+
+    visit: Any = None  # simulators.conso_visit.ConsoVisit (browser session)
+    history: Any = None
+    opened: Any = None  # Visit
+    fields: list = field(default_factory=list)
+    export: Any = None  # (navigation, PACS name, datasets)
+
+    def close(self) -> None:  # called when the campaign stops (CampaignRuntime.shared)
+        self.visit.close()
+
+
+def _conso(campaign) -> ConsoState:
+    if "conso" not in campaign.sut.roles:
+        pytest.skip("la DRIMbox testée n'a pas le rôle Conso")
+    state = campaign.shared.get("conso")
+    if state is None:
+        from simulators.conso_visit import ConsoVisit
+
+        state = campaign.shared["conso"] = ConsoState(ConsoVisit(campaign))
+    return state
+
+
+def _unified(campaign) -> ConsoState:
+    state = _conso(campaign)
+    if state.opened is None:
+        raise HarnessError("défaut du scénario : le dossier n'a pas été ouvert")
+    return state
+
+
+# ------------------------------------------------------------------------------------------ contextual call
+
+
+@pytest.fixture
+def call_fields():
+    from simulators.conso_visit import contextual_call_fields
+    from simulators.pacs import make_patient
+
+    return contextual_call_fields(make_patient("conso-appel"))
+
+
+@when("le RIS envoie un appel contextuel complet", target_fixture="call_answer")
+def valid_call(campaign, call_fields):
+    return _conso(campaign).visit.call(call_fields, "appel-contextuel-complet").first
+
+
+@then("la DRIMbox redirige le navigateur vers son interface (302 ou 303)")
+def redirected(call_answer, judge):
+    judge(checks.contextual_call_redirects(call_answer))
+
+
+@when(parsers.parse("le RIS envoie un appel contextuel mal formé : {defect}"), target_fixture="bad_call")
+def invalid_call(campaign, call_fields, defect):
+    if defect not in CALL_DEFECTS:
+        raise HarnessError(f"défaut d'appel contextuel inconnu : « {defect} » (connus : {', '.join(CALL_DEFECTS)})")
+    return defect, _conso(campaign).visit.call(CALL_DEFECTS[defect](call_fields), "appel-" + defect).first
+
+
+@then("la DRIMbox le refuse en HTTP 400")
+def refused_400(bad_call, judge):
+    defect, ex = bad_call
+    judge(checks.contextual_call_refused(ex, defect))
+
+
+@given("drimcheck a relevé les indicateurs ModelStat de la DRIMbox", target_fixture="kpi_before")
+def kpi_before(campaign):
+    _conso(campaign)
+    return campaign.read_kpi()
+
+
+@when("le RIS envoie un appel contextuel complet puis un appel sans Patient.identifier.value", target_fixture="kpi_calls")
+def two_calls(campaign, call_fields):
+    """The expected Statut_Appel follows what the DUT answered (accepted: succes; refused: erreur): whether it
+    should have refused the call is CON-01's concern."""
+    visit = _conso(campaign).visit
+    out = []
+    for what, fields in (("appel complet", call_fields),
+                         ("appel sans Patient.identifier.value", CALL_DEFECTS["sans Patient.identifier.value"](call_fields))):
+        ex = visit.call(fields, "kpi-" + what.replace(" ", "-")).first
+        accepted = ex is not None and ex.status is not None and ex.status < 400
+        out.append((f"{what} ({'accepté' if accepted else 'refusé'})", "succes" if accepted else "erreur"))
+    return out
+
+
+@then("une ligne ModelStat est ajoutée par appel, avec le statut de l'appel")
+def kpi_lines_added(campaign, kpi_before, kpi_calls, judge):
+    deadline = time.monotonic() + campaign.sut.timeouts.request_s
+    after = campaign.read_kpi()
+    while len(checks.kpi_lines(after)) < len(checks.kpi_lines(kpi_before)) + len(kpi_calls) and \
+            time.monotonic() < deadline and campaign.sut.hooks.get("kpi"):
+        time.sleep(0.2)  # an external DUT may write its KPI file asynchronously
+        after = campaign.read_kpi()
+    campaign.evidence.write_text("indicateurs-modelstat", after)
+    judge(checks.kpi_written(kpi_before, after, kpi_calls))
+
+
+# ------------------------------------------------------------------------------------------ consultation
+
+
+@given("le DMP détient pour un patient le KOS d'une Source listée et celui d'une Source absente de la liste blanche")
+def history(campaign):
+    state = _conso(campaign)
+    if state.history is None:
+        from simulators.conso_visit import prepare_history
+
+        for sim in ("whitelist",):
+            endpoint = campaign.sims.get(sim)
+            if endpoint is not None:
+                endpoint.ensure_nominal(campaign)
+        try:
+            state.history = prepare_history(campaign)
+        except Exception as exc:  # noqa: BLE001 - test data that cannot be put in place is a harness error
+            raise HarnessError(f"préparation du dossier du patient impossible : {type(exc).__name__}: {exc}") from None
+        campaign.evidence.write_json("dossier-dmp", {
+            "patient": state.history.patient.ins,
+            "kos": [{"source": k.peer, "kos": k.kos_uid, "etude": k.study.study_uid, "retrieve_urls": k.retrieve_urls}
+                    for k in (state.history.listed, state.history.unlisted)]})
+
+
+@given("un praticien a ouvert le dossier de ce patient depuis le RIS par appel contextuel")
+def opened(campaign):
+    state = _conso(campaign)
+    if state.opened is None:
+        from simulators.conso_visit import contextual_call_fields
+
+        state.fields = contextual_call_fields(state.history.patient)
+        state.opened = state.visit.open_record(state.fields)
+        campaign.evidence.write_json("navigation", state.opened.call.to_dict())
+    if state.opened.page is None:
+        nav = state.opened.call
+        final = nav.final
+        raise HarnessError(f"dossier du patient non affiché : {nav.error or ''} dernière étape "
+                           f"{final.method + ' ' + final.url if final else '(aucune)'} -> "
+                           f"{final.status if final else '-'} (voir l'évidence de navigation)")
+
+
+def _peer_requests(campaign, state: ConsoState, fqdn: str) -> list[dict]:
+    peer = campaign.simulator("peers")[fqdn]
+    mark = state.opened.marks.peers.get(fqdn, 0)
+    return [r for r in peer.requests if r["seq"] > mark]
+
+
+def _listed_requests(campaign, state: ConsoState) -> list[dict]:
+    return _peer_requests(campaign, state, state.history.listed.peer)
+
+
+@then("la page affiche les dix traits stricts de l'INS du patient")
+def ins_traits(campaign, judge):
+    state = _unified(campaign)
+    fields = dict(state.fields)
+    given_names = fields["Patient.name.given"]
+    expected = {"nom-naissance": fields["Patient.name.family"], "premier-prenom-naissance": given_names.split()[0],
+                "date-naissance": fields["Patient.birthDate"], "sexe": fields["Patient.gender"],
+                "lieu-naissance": fields["Address.district"], "matricule-ins": fields["Patient.identifier.value"],
+                "oid-ins": fields["Patient.identifier.system"], "prenoms-naissance": given_names,
+                "prenom-utilise": None, "nom-utilise": None}
+    judge(checks.ins_traits_displayed(state.opened.page, expected))
+
+
+@then("l'appel contextuel a été redirigé vers l'interface de la DRIMbox")
+def visit_redirected(campaign, judge):
+    judge(checks.contextual_call_redirects(_unified(campaign).opened.call.first))
+
+
+@then("le DMP a été consulté avec un VIHF construit depuis l'utilisateur Pro Santé Connect")
+def dmp_vihf(campaign, judge):
+    from fixtures.pki import POLICY_OIDS
+
+    state = _unified(campaign)
+    dmp, psc = campaign.simulator("dmp"), campaign.simulator("psc")
+    exchanges = [e for e in dmp.snapshot(state.opened.marks.t) if e.kind in ("ITI-18", "ITI-43")]
+    if campaign.sut.trust_anchors:
+        trust = TrustMaterial(campaign.trust_anchors())
+    else:
+        trust = TrustMaterial(campaign.trust_anchors(), [campaign.pki.igc_org.cert], (POLICY_OIDS["org_auth_cli"],),
+                              (POLICY_OIDS["org_sign"],))
+    user = checks.PscUser.from_userinfo(psc.practitioner.userinfo())
+    judge(checks.dmp_consultation(exchanges, user, state.history.listed.patient_id, trust))
+
+
+@then("les requêtes WADO-RS vers la Source listée suivent les exemples ANS")
+def wado_headers(campaign, judge):
+    state = _unified(campaign)
+    listed = state.history.listed
+    _record_requests(campaign, state)
+    judge(checks.wado_request_headers(_listed_requests(campaign, state), {listed.study.study_uid: listed.kos_uid},
+                                      listed.retrieve_urls.values()))
+
+
+def _record_requests(campaign, state: ConsoState) -> None:
+    """The Sources' records of the visit, as evidence (once)."""
+    if campaign.shared.get("conso-requests-recorded"):
+        return
+    campaign.shared["conso-requests-recorded"] = True
+    for k in (state.history.listed, state.history.unlisted):
+        campaign.evidence.write_json(f"source-{k.peer}", _peer_requests(campaign, state, k.peer))
+
+
+@then("le jeton présenté à la Source est l'access token Pro Santé Connect actif du praticien")
+def token_is_psc(campaign, judge):
+    state = _unified(campaign)
+    psc = campaign.simulator("psc")
+    now = psc.now()
+    tokens = {t.fingerprint: t.to_dict(now) for t in psc.tokens()}
+    dut_sessions = {t.sid for t in psc.tokens() if t.grant == "authorization_code" and t.client_id == psc.dut_client_id}
+    judge(checks.presented_token_active(_listed_requests(campaign, state), tokens, dut_sessions,
+                                        psc.practitioner.sub))
+
+
+@when("un navigateur revient de Pro Santé Connect vers la DRIMbox avec un state qu'elle ne lui a pas remis",
+      target_fixture="forged_return")
+def forged_return(campaign):
+    state = _unified(campaign)
+    start, forged, marks = state.visit.forged_login_return(state.fields)
+    psc = campaign.simulator("psc")
+    redemptions = [r for r in psc.requests_for("token") if r["seq"] > marks.psc
+                   and (r.get("facts") or {}).get("grant_type") == "authorization_code"]
+    return forged.final, redemptions
+
+
+@then("la DRIMbox refuse ce retour sans présenter le code d'autorisation à Pro Santé Connect")
+def forged_refused(forged_return, judge):
+    judge(checks.forged_return_refused(*forged_return))
+
+
+@then("la DRIMbox avait envoyé le praticien vers Pro Santé Connect avec un state et un nonce")
+def login_with_state_and_nonce(campaign, judge):
+    state = _unified(campaign)
+    psc = campaign.simulator("psc")
+    requests = [r for r in psc.requests_for("auth") if r["seq"] > state.opened.marks.psc]
+    judge(checks.login_requested(requests, psc.dut_client_id))
+
+
+@then("la DRIMbox présente à la Source son certificat SERV_SSL (mTLS)")
+def mtls_to_source(campaign, judge):
+    state = _unified(campaign)
+    judge(checks.client_certificate_presented(_listed_requests(campaign, state), [p.db for p in campaign.sut.pacs]))
+
+
+@then("aucune requête n'arrive à la Source absente de la liste blanche")
+def unlisted_never_contacted(campaign, judge):
+    state = _unified(campaign)
+    peers = campaign.simulator("peers")
+    unlisted = state.history.unlisted.peer
+    window = campaign.sut.timeouts.quiet_s
+    left = (state.opened.page_at or time.monotonic()) + window - time.monotonic()
+    if left > 0:  # bounded observation: returns at the first request, if any
+        peers[unlisted].wait_for(lambda e: True, timeout_s=left, after=state.opened.marks.peers.get(unlisted, 0))
+    _record_requests(campaign, state)
+    requests = [{"host": fqdn, "path": r.get("path"), "time": r.get("time"), "status": r.get("status")}
+                for fqdn in (state.history.listed.peer, unlisted) for r in _peer_requests(campaign, state, fqdn)]
+    judge(checks.only_listed_sources_contacted(requests, [p.fqdn for p in peers.whitelisted], unlisted, window))
+
+
+@when("le praticien exporte vers son PACS l'étude de la Source listée")
+def export_study(campaign):
+    state = _unified(campaign)
+    if state.export is None:
+        from simulators.conso_visit import exported_study
+
+        listed = state.history.listed
+        expected = listed.study.instance_uids()
+        served = checks.served_by_source(_listed_requests(campaign, state))
+        if not expected <= served:  # nothing complete to export: the checks say why (the Source's refusal)
+            state.export = (None, "", [])
+            return
+        nav = state.visit.export(state.opened, listed.study.study_uid)
+        pacs, datasets = exported_study(campaign, listed.study.study_uid, len(expected), campaign.sut.timeouts.export_s)
+        state.export = (nav, pacs, datasets)
+        campaign.evidence.write_json("export", {"navigation": nav.to_dict() if nav else "hook", "pacs": pacs,
+                                                "instances": [str(d.SOPInstanceUID) for d in datasets]})
+
+
+def _export_facts(state: ConsoState) -> tuple[dict, dict, str]:
+    expected = dict(checks.instance_facts(ds) for ds in state.history.listed.study.datasets())
+    _, pacs, datasets = state.export
+    return expected, dict(checks.instance_facts(ds) for ds in datasets), pacs
+
+
+@then("l'étude exportée est complète et identique à celle de la Source")
+def export_identical(campaign, judge):
+    state = _unified(campaign)
+    expected, exported, pacs = _export_facts(state)
+    judge(checks.export_complete(expected, exported, _listed_requests(campaign, state), f"le PACS {pacs}"))
+
+
+@then("l'identité du patient est conservée à l'export")
+def export_keeps_identity(campaign, judge):
+    expected, exported, _ = _export_facts(_unified(campaign))
+    judge(checks.export_identity(expected, exported))
+
+
+# ------------------------------------------------------------------------------------------ Source side: access control
+
+
+@dataclass
+class AccessState:
+    """Once per campaign: studies the DUT published (their KOS), the header provider, the control exchanges."""
+
+    access: Any  # simulators.peer_conso.SourceAccess
+    studies: dict[str, Any] = field(default_factory=dict)  # "test" | "autre" -> SyntheticStudy
+    control: Any = None
+    gone: Any = None  # (instance UID, exchange before deletion)
+
+
+def source_access(campaign, *, publish: bool = False) -> AccessState:
+    """The campaign's access material towards the DUT Source (a header provider for PeerConso); with `publish`,
+    make sure the DUT published the KOS of the two studies of its first PACS the Source-side scenarios use:
+    "test" (the common test study) and "autre" (RIS ORU^R01 for both at once, bounded wait on the DMP)."""
+    if "source" not in campaign.sut.roles:
+        pytest.skip("la DRIMbox testée n'a pas le rôle Source")
+    state = campaign.shared.get("source-access")
+    if state is None:
+        from simulators.peer_conso import SourceAccess
+
+        state = campaign.shared["source-access"] = AccessState(SourceAccess(campaign.simulator("psc")))
+    if publish and not state.studies:
+        studies = {"test": campaign.seed_study("etude-de-test"),
+                   "autre": campaign.seed_study("etude-acces-autre", n_series=1, n_instances=2)}
+        _publish(campaign, state, list(studies.items()))
+        state.studies = studies
+    return state
+
+
+def _publish(campaign, state: AccessState, todo: list[tuple[str, Any]]) -> None:
+    from drimcheck.hl7 import read_ack
+    from drimcheck.kos import header_uid
+    from fixtures import hl7 as messages
+    from fixtures.cda import report_for
+    from simulators.ris import RisSimulator
+
+    dmp = campaign.simulator("dmp")
+    pacs = campaign.pacs_entry()
+    addr = campaign.dut_address("mllp")
+    t = campaign.sut.timeouts
+    ris = RisSimulator(addr.host, addr.port, campaign.evidence, timeout_s=max(t.request_s, t.publication_s))
+    since = time.monotonic()
+    for name, study in todo:
+        ex = ris.send(messages.oru_r01(report_for(study, pacs.vi)), f"cr-{name}")
+        ack = read_ack(ex.ack)
+        if not ack.accepted:
+            raise HarnessError(f"CR de l'étude « {name} » non accepté par la DRIMbox ({ex.error or ack.code or ack.problem} "
+                               f"{ack.text}) : son KOS, nécessaire aux requêtes WADO-RS, n'est pas publié")
+    for name, study in todo:
+        found = dmp.wait_for(lambda e, uid=study.study_uid: e.kind == "ITI-41" and e.success and uid in e.study_uids,
+                             since=since, deadline_s=t.publication_s)
+        data = found.kos_bytes() if found is not None else None
+        if not data:
+            raise HarnessError(f"KOS de l'étude « {name} » non publié au DMP dans les {t.publication_s:g} s : la "
+                               "DRIMbox ne peut pas être interrogée en WADO-RS comme une Source")
+        state.access.learn(study.study_uid, header_uid(data, "SOPInstanceUID"))
+
+
+@pytest.fixture
+def access_peer(campaign):
+    """drimcheck as a peer Conso listed in the whitelist (simulators.peer_conso), without the access headers:
+    each step says which ones it sends."""
+    from simulators.peer_conso import PeerConso
+
+    endpoint = campaign.sims.get("whitelist")
+    if endpoint is None:
+        raise HarnessError("simulateur de liste blanche absent de la campagne")
+    return PeerConso(campaign.client, endpoint.peers, wado_root=str(campaign.sut.dut_value("wado_root", "/api/source")))
+
+
+@given("la DRIMbox a publié au DMP les KOS de deux études de son PACS", target_fixture="access")
+def published_two(campaign):
+    return source_access(campaign, publish=True)
+
+
+def _get(campaign, access, peer, study, *, label: str, headers: dict | None = None, instance: str | None = None,
+         with_access: bool = True):
+    sent = access.access("listed", study.study_uid) if with_access else {}
+    sent.update(headers or {})
+    ident = peer.identities.get("listed")
+    return peer.fetch_series(campaign.pacs_entry().db, study.study_uid, study.series[0].series_uid, identity=ident,
+                             label=label, headers=sent, instance_uid=instance)
+
+
+@given("la DRIMbox sert une série à une DRIMbox pair listée munie d'un jeton PSC valide et du KOS")
+def control(campaign, access, access_peer):
+    if access.control is None:
+        access.control = _get(campaign, access, access_peer, access.studies["test"], label="controle-requete-valide")
+
+
+def _token_case(campaign, access, case: str) -> str | None:
+    psc = campaign.simulator("psc")
+    if case == "sans jeton":
+        return None
+    if case == "avec une chaîne qui n'est pas un jeton PSC":
+        return "drimcheck-jeton-invente-0123456789"
+    issued = psc.issue_token(client_id="drimcheck")
+    if case == "avec un jeton expiré":
+        psc.expire(issued.access_token)
+    elif case == "avec un jeton révoqué":
+        psc.revoke(issued.access_token)
+    elif case == "avec un jeton dont la session PSC est terminée":
+        psc.logout_session(issued.sid)
+    else:
+        raise HarnessError(f"cas de jeton inconnu : « {case} »")
+    return issued.access_token
+
+
+@when(parsers.parse("la DRIMbox pair listée demande la série {case}"), target_fixture="refusal")
+def request_with_case(campaign, access, access_peer, case):
+    study = access.studies["test"]
+    if case.startswith("avec le KOS d'une autre étude"):
+        headers = {"KOS-SOPInstanceUID": access.access.kos_uid(access.studies["autre"].study_uid)}
+    elif case == "sans en-tête KOS-SOPInstanceUID":
+        headers = {"KOS-SOPInstanceUID": None}
+    elif case == "avec un en-tête Accept mal formé":
+        headers = {"Accept": 'multipart/related; type="application/dicom"'}  # no transfer-syntax, q, boundary
+    else:
+        token = _token_case(campaign, access, case)
+        headers = {"Authorization": f"Bearer {token}" if token else None}
+    return case, _get(campaign, access, access_peer, study, label=f"requete-{case}", headers=headers)
+
+
+@given("une instance référencée par le KOS de la seconde étude a disparu du PACS")
+def instance_gone(campaign, access, access_peer):
+    if access.gone is None:
+        study = access.studies["autre"]
+        sop = study.series[0].instances[0].sop_uid
+        before = _get(campaign, access, access_peer, study, label="instance-avant-suppression", instance=sop)
+        campaign.orthanc(campaign.pacs_entry()).delete_instance(sop)
+        access.gone = (sop, before)
+
+
+@when("la DRIMbox pair listée demande cette instance", target_fixture="refusal")
+def request_gone(campaign, access, access_peer):
+    sop, before = access.gone
+    ex = _get(campaign, access, access_peer, access.studies["autre"], label="instance-disparue", instance=sop)
+    return "d'une instance disparue du PACS", ex, before
+
+
+@then("la DRIMbox refuse le jeton (HTTP 401)")
+def refuses_token(access, refusal, judge):
+    case, ex = refusal
+    judge(checks.token_refused(ex, case, access.control))
+
+
+@then(parsers.parse("la DRIMbox refuse la requête en HTTP {status:d}"))
+def refuses_request(access, refusal, status, judge):
+    case, ex, *before = refusal
+    judge(checks.request_refused(ex, case, status, before[0] if before else access.control))
