@@ -40,6 +40,7 @@ ACTION_PNR = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ACTION_UPDATE = "urn:ihe:iti:2010:UpdateDocumentSet"
 ACTION_QUERY = "urn:ihe:iti:2007:RegistryStoredQuery"
 ACTION_RETRIEVE = "urn:ihe:iti:2007:RetrieveDocumentSet"
+ACTION_PATIENT = "urn:hl7-org:v3:PRPA_IN201307UV02"  # DMP TD0.2 « test d'existence de dossier » (service /patients)
 
 DOCUMENT_ENTRY_TYPE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"
 SUBMISSION_SET_NODE = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
@@ -361,7 +362,11 @@ def read_vihf(assertion: etree._Element | None) -> Vihf | None:
                 assertion.find("ds:Signature", NS))
 
 
-KINDS = {ACTION_PNR: "ITI-41", ACTION_UPDATE: "ITI-57", ACTION_QUERY: "ITI-18", ACTION_RETRIEVE: "ITI-43"}
+KINDS = {ACTION_PNR: "ITI-41", ACTION_UPDATE: "ITI-57", ACTION_QUERY: "ITI-18", ACTION_RETRIEVE: "ITI-43",
+         ACTION_PATIENT: "TD0.2"}
+HL7V3 = "urn:hl7-org:v3"
+RESOURCE_ID = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"  # VIHF attribute: the patient concerned
+EXISTENCE_REASON = ("TEST_EXST", "1.2.250.1.213.1.1.4.11")  # reasonCode of the DMP existence test
 
 
 def query_values(raw: str) -> list[str]:
@@ -442,6 +447,39 @@ def parse_retrieve_request(body_child: etree._Element) -> list[tuple[str, str]]:
     return out
 
 
+@dataclass(frozen=True)
+class PatientQuery:
+    """A DMP TD0.2 request (HL7v3 PRPA_IN201307UV02): reasonCode and the patient identifier asked about."""
+
+    reason_code: str
+    reason_system: str
+    root: str  # patientIdentifier/value/@root: the INS OID
+    extension: str  # the INS
+
+    @property
+    def patient_id(self) -> str:
+        return f"{self.extension}^^^&{self.root}&ISO^NH"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"reasonCode": self.reason_code, "codeSystem": self.reason_system, "root": self.root,
+                "extension": self.extension}
+
+
+def parse_patient_query(body_child: etree._Element) -> PatientQuery:
+    """The PRPA_IN201307UV02 of a TD0.2 (shape of the ANS PoC VerifyAuthorizationRequest)."""
+    if etree.QName(body_child).localname != "PRPA_IN201307UV02":
+        raise XdsParseError(f"action PRPA_IN201307UV02 mais Body {etree.QName(body_child).localname}")
+    ns = {"v3": HL7V3}
+    reason = body_child.find("v3:controlActProcess/v3:reasonCode", ns)
+    value = body_child.find("v3:controlActProcess/v3:queryByParameter/v3:parameterList/v3:patientIdentifier/v3:value",
+                            ns)
+    if value is None or not value.get("extension"):
+        raise XdsParseError("PRPA_IN201307UV02 sans patientIdentifier/value/@extension (INS du patient)")
+    return PatientQuery(reason.get("code", "") if reason is not None else "",
+                        reason.get("codeSystem", "") if reason is not None else "",
+                        value.get("root", ""), value.get("extension", ""))
+
+
 @dataclass
 class XdsRequest:
     """One parsed DMP request: ITI-41 (submission) or ITI-57 (update), with its raw parts."""
@@ -454,6 +492,7 @@ class XdsRequest:
     problems: list[str] = field(default_factory=list)
     query: StoredQuery | None = None  # ITI-18
     document_requests: list[tuple[str, str]] = field(default_factory=list)  # ITI-43: (repository, document) uniqueIds
+    patient_query: PatientQuery | None = None  # TD0.2
 
     @property
     def kind(self) -> str:
@@ -505,6 +544,8 @@ class XdsRequest:
         extra: dict[str, Any] = {}
         if self.query is not None:
             extra["query"] = self.query.to_dict()
+        if self.patient_query is not None:
+            extra["patient_query"] = self.patient_query.to_dict()
         if self.document_requests:
             extra["document_requests"] = [{"repository": r, "document": d} for r, d in self.document_requests]
         return {"action": self.action, "message_id": self.soap.message_id, "to": self.soap.to, **extra,
@@ -555,6 +596,9 @@ def parse_request(content_type: str, body: bytes) -> XdsRequest:
     elif action == ACTION_RETRIEVE:
         return XdsRequest(action, soap, [], {}, read_vihf(soap.assertion), problems,
                           document_requests=parse_retrieve_request(soap.body_child))
+    elif action == ACTION_PATIENT:
+        return XdsRequest(action, soap, [], {}, read_vihf(soap.assertion), problems,
+                          patient_query=parse_patient_query(soap.body_child))
     else:
         raise XdsParseError(f"action WS-Addressing « {action or 'absente'} » non prise en charge "
                             f"(attendu {', '.join(KINDS)})")

@@ -286,6 +286,75 @@ def unlisted_never_contacted(campaign, judge):
     judge(checks.only_listed_sources_contacted(requests, [p.fqdn for p in peers.whitelisted], unlisted, window))
 
 
+@then("la DRIMbox a testé l'existence du DMP du patient et l'autorisation d'accès avant d'y chercher des documents")
+def dmp_access_tested(campaign, judge):
+    state = _unified(campaign)
+    exchanges = campaign.simulator("dmp").snapshot(state.opened.marks.t)
+    judge(checks.dmp_access_tested(exchanges, state.history.listed.patient_id))
+
+
+RECORD_STATES = {"inexistant": "inexistant", "fermé": "ferme", "interdit": "interdit"}
+
+
+@dataclass
+class RecordCase:
+    """A patient whose DMP record the simulated DMP reports absent, closed or forbidden, and the visit."""
+
+    label: str
+    state: str
+    patient: Any
+    visit: Any = None
+
+
+def _record_cases(campaign) -> dict[str, RecordCase]:
+    """The three patients with a record not open, each visited once per campaign, one after the other, so that
+    a single observation window (`quiet_s` after the last page) covers them all."""
+    state = _conso(campaign)
+    cases = campaign.shared.get("conso-records")
+    if cases is None:
+        from simulators.conso_visit import contextual_call_fields
+        from simulators.pacs import make_patient
+
+        dmp = campaign.simulator("dmp")
+        cases = {label: RecordCase(label, code, make_patient(f"conso-dossier-{code}"))
+                 for label, code in RECORD_STATES.items()}
+        for case in cases.values():
+            dmp.set_record(case.patient.ins, case.state)
+        for case in cases.values():
+            case.visit = state.visit.open_record(contextual_call_fields(case.patient),
+                                                 label=f"appel-contextuel-dossier-{case.state}")
+            campaign.evidence.write_json(f"navigation-dossier-{case.state}", case.visit.call.to_dict())
+        campaign.shared["conso-records"] = cases
+    return cases
+
+
+@given(parsers.parse("le DMP répond pour un autre patient que son dossier est « {label} »"), target_fixture="record_case")
+def record_case(campaign, label):
+    if label not in RECORD_STATES:
+        raise HarnessError(f"défaut du scénario : état de dossier « {label} » inconnu ({', '.join(RECORD_STATES)})")
+    return label
+
+
+@when("un praticien ouvre le dossier de cet autre patient depuis le RIS par appel contextuel", target_fixture="record_case")
+def open_other_record(campaign, record_case):
+    return _record_cases(campaign)[record_case]
+
+
+@then("la DRIMbox a testé le dossier au DMP puis n'y a cherché aucun document ni demandé aucune image")
+def dmp_access_respected(campaign, record_case, judge):
+    visit, dmp, p = record_case.visit, campaign.simulator("dmp"), record_case.patient
+    patient_id = f"{p.ins}^^^&{p.ins_oid}&ISO^NH"
+    last = max(c.visit.page_at or c.visit.marks.t for c in _record_cases(campaign).values())
+    left = last + campaign.sut.timeouts.quiet_s - time.monotonic()
+    if left > 0:  # bounded observation window after the last page: returns at the first search, if any
+        dmp.wait_for(lambda e: e.kind in ("ITI-18", "ITI-43"), since=visit.marks.t, deadline_s=left)
+    peers = campaign.simulator("peers")
+    requests = [{"host": fqdn, "path": r.get("path"), "status": r.get("status")}
+                for fqdn, peer in peers.peers.items() for r in peer.requests if r["seq"] > visit.marks.peers.get(fqdn, 0)]
+    judge(checks.dmp_access_respected(dmp.snapshot(visit.marks.t), patient_id, record_case.label, requests,
+                                      visit.call.final))
+
+
 @when("le praticien exporte vers son PACS l'étude de la Source listée")
 def export_study(campaign):
     state = _unified(campaign)

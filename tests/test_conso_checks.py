@@ -232,3 +232,73 @@ def test_psc03_login_and_forged_return() -> None:
     redeemed = [{"facts": {"grant_type": "authorization_code", "outcome": "invalid_grant"}}]
     assert verdicts(c.forged_return_refused(ex(401), redeemed)) == [Verdict.FAIL]  # refused, but the code was used
     assert verdicts(c.forged_return_refused(ex(None, error="refused"), [])) == [Verdict.ERROR]
+
+
+# ------------------------------------------------------------------------------------------- CON-08
+
+
+@pytest.fixture(scope="module")
+def dmp_client(tmp_path_factory):
+    """The reference Conso's DMP request builders (no network: the requests go straight to DmpSimulator.handle)."""
+    from types import SimpleNamespace
+
+    from fixtures.pki import TestPKI
+    from simulators.drimbox import conso_dmp
+
+    pki = TestPKI(tmp_path_factory.mktemp("pki") / "pki")
+
+    def creds(i):
+        return {"cert": str(i.cert_path), "key": str(i.key_path), "chain": str(i.chain_path)}
+
+    config = SimpleNamespace(peers={"dmp": {"registry_url": "https://dmp/r", "repository_url": "https://dmp/p"}},
+                             certs={"org_auth_cli": creds(pki.org_auth_cli()), "org_sign": creds(pki.org_sign())},
+                             trust={"igc_chain": str(pki.igc_chain_pem)}, hosts={})
+    who = conso_dmp.Practitioner("899700990349", "CLAIRE", "RADIOLOGUE", "10", "SM44", "300000009990349", "SA07", "X")
+    return conso_dmp.DmpConsultation(config), who
+
+
+def _exchanges(dmp_client, steps: list[str], pid: str = "1840499000001^^^&1.2.250.1.213.1.4.10&ISO^NH",
+               record: str = "ouvert"):
+    """Send the reference client's requests, in this order, to a fresh DMP simulator; its exchanges."""
+    from lxml import etree
+
+    from simulators.dmp import DmpSimulator
+
+    client, who = dmp_client
+    sim = DmpSimulator()
+    sim.set_record(pid, record)
+    for step in steps:
+        env, service = {"td02": (lambda: client.existence_request(who, pid), "patients"),
+                        "td02-registry": (lambda: client.existence_request(who, pid), "registry"),
+                        "iti18": (lambda: client.query_request(who, pid), "registry"),
+                        "autre": (lambda: client.existence_request(who, "2990199000002^^^&1.2.250.1.213.1.4.10&ISO^NH"),
+                                  "patients")}[step]
+        sim.handle(f"/x/{service}", "application/soap+xml", etree.tostring(env(), xml_declaration=True), b"cert")
+    return sim.snapshot(), pid
+
+
+def test_con08_access_tested_before_search(dmp_client) -> None:
+    assert verdicts(c.dmp_access_tested(*_exchanges(dmp_client, ["td02", "iti18"]))) == [Verdict.PASS]
+    for steps in (["iti18"], ["iti18", "td02"], ["autre", "iti18"], ["td02-registry", "iti18"]):
+        findings = c.dmp_access_tested(*_exchanges(dmp_client, steps))
+        assert verdicts(findings) == [Verdict.FAIL], steps
+    assert "avant le test" in c.dmp_access_tested(*_exchanges(dmp_client, ["iti18", "td02"]))[0].message
+    assert "/patients" in c.dmp_access_tested(*_exchanges(dmp_client, ["td02-registry", "iti18"]))[0].message
+
+
+def test_con08_denied_record_respected(dmp_client) -> None:
+    page = ex(200, b"<p>le patient n'a pas de DMP</p>")
+    exchanges, pid = _exchanges(dmp_client, ["td02"], record="interdit")
+    assert verdicts(c.dmp_access_respected(exchanges, pid, "interdit", [], page)) == [Verdict.PASS]
+    searched, _ = _exchanges(dmp_client, ["td02", "iti18"], record="interdit")
+    assert verdicts(c.dmp_access_respected(searched, pid, "interdit", [], page)) == [Verdict.FAIL]
+    untested, _ = _exchanges(dmp_client, ["iti18"], record="ferme")
+    assert verdicts(c.dmp_access_respected(untested, pid, "fermé", [], page)) == [Verdict.FAIL]
+    images = [{"host": "db7.350.mesimagesmedicales.fr", "path": "/studies/1", "status": 200}]
+    assert verdicts(c.dmp_access_respected(exchanges, pid, "interdit", images, page)) == [Verdict.FAIL]
+    for broken in (ex(502, b"Bad gateway"), ex(None, error="timeout"), None):
+        assert verdicts(c.dmp_access_respected(exchanges, pid, "interdit", [], broken)) == [Verdict.FAIL]
+    assert searched[-1].status == "Failure"  # the simulated DMP refuses the search of a forbidden record
+    # another patient's requests are not this patient's
+    other, _ = _exchanges(dmp_client, ["td02", "autre"], record="inexistant")
+    assert verdicts(c.dmp_access_respected(other, pid, "inexistant", [], page)) == [Verdict.PASS]

@@ -255,3 +255,82 @@ def test_consultation_over_mtls_with_the_reference_client(loaded, pki) -> None:
         assert query.client_certificate().subject == pki.org_auth_cli().cert.subject
     finally:
         sim.stop()
+
+
+# ------------------------------------------------------------------------------------------ TD0.2 (/patients)
+
+
+def _send(sim: DmpSimulator, envelope, service: str):
+    sim.handle(f"/si-dmp-server/v2/services/{service}", "application/soap+xml",
+               etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"), b"cert")
+    return sim.exchanges[-1]
+
+
+def test_td02_request_is_read_and_answered_per_record_state(pki) -> None:
+    sim, client = DmpSimulator(), conso_dmp.DmpConsultation(client_config(pki))
+    states = {s: make_patient(f"td02-{s}") for s in ("ouvert", "inexistant", "ferme", "interdit")}
+    for state, p in states.items():
+        if state != "ouvert":
+            sim.set_record(p.ins, state)
+    expected = {"ouvert": ("OK", "OUVERT", "VALIDE"), "inexistant": ("NF", None, None),
+                "ferme": ("OK", "FERME", "VALIDE"), "interdit": ("OK", "OUVERT", "INTERDIT")}
+    for state, p in states.items():
+        ex = _send(sim, client.existence_request(PRACTITIONER, patient_id(p)), "patients")
+        assert ex.kind == "TD0.2" and ex.status == "Success", ex.describe()
+        q = ex.request.patient_query
+        assert (q.reason_code, q.reason_system, q.root, q.extension) == ("TEST_EXST", "1.2.250.1.213.1.1.4.11",
+                                                                          p.ins_oid, p.ins)
+        assert q.patient_id == patient_id(p) and ex.consultation["record"] == state
+        assert ex.request.vihf is not None and ex.request.vihf.first(xds.RESOURCE_ID) == patient_id(p)
+        answer = conso_dmp.parse_existence_response(ex.answer.body)
+        code, dossier, autorisation = expected[state]
+        assert answer.get("queryResponseCode") == code
+        assert answer.get("DOSSIER") == dossier and answer.get("AUTORISATION") == autorisation
+    # the PoC's reading of the answer: the first code after the word AUTORISATION
+    body = sim.exchanges[-1].answer.body.decode()
+    assert body.split("AUTORISATION")[1].split('code="')[1].split('"')[0] == "INTERDIT"
+    with pytest.raises(ValueError):
+        sim.set_record("123", "archivé")
+
+
+def test_td02_wrong_reason_or_service_is_an_error(pki) -> None:
+    sim, client = DmpSimulator(), conso_dmp.DmpConsultation(client_config(pki))
+    p = make_patient("td02-erreur")
+    env = client.existence_request(PRACTITIONER, patient_id(p))
+    on_registry = _send(sim, env, "registry")
+    assert on_registry.status == "Failure" and "/patients" in on_registry.errors[0][1]
+    reason = env.find(f".//{{{xds.HL7V3}}}reasonCode")
+    reason.set("code", "TEST_AUTRE")
+    wrong = _send(sim, env, "patients")
+    assert wrong.status == "Failure" and "TEST_AUTRE" in wrong.errors[0][1]
+    assert conso_dmp.parse_existence_response(wrong.answer.body)["queryResponseCode"] == "AE"
+    env.find(f".//{{{xds.HL7V3}}}patientIdentifier/{{{xds.HL7V3}}}value").attrib.pop("extension")
+    unreadable = _send(sim, env, "patients")
+    assert unreadable.request is None and "patientIdentifier" in unreadable.parse_error
+
+
+def test_registry_follows_the_record_state_over_mtls(loaded, pki) -> None:
+    """Real sockets: the reference client's TD0.2 verdicts, and ITI-18 / ITI-43 refused for a record not open."""
+    from simulators.procutil import free_port
+
+    sim, patient, docs = loaded
+    server = pki.serv_ssl("dmp.drimcheck.test")
+    sim.start("127.0.0.1", free_port(), cert_chain=str(server.chain_path), key=str(server.key_path),
+              client_ca=str(pki.igc_chain_pem))
+    try:
+        client = conso_dmp.DmpConsultation(client_config(pki, sim))
+        assert client.patients_url.endswith("/si-dmp-server/v2/services/patients")
+        assert client.check_access(PRACTITIONER, patient_id(patient))["AUTORISATION"] == "VALIDE"
+        refs = client.find_documents(PRACTITIONER, patient_id(patient), modalities=["CT"])
+        for state, message in (("inexistant", "pas de DMP"), ("ferme", "fermé"), ("interdit", "INTERDIT")):
+            sim.set_record(patient.ins, state)
+            with pytest.raises(conso_dmp.AccessDenied, match=message):
+                client.check_access(PRACTITIONER, patient_id(patient))
+            with pytest.raises(conso_dmp.ConsultationError, match="ITI-18 en échec"):
+                client.find_documents(PRACTITIONER, patient_id(patient))
+            with pytest.raises(conso_dmp.ConsultationError, match="ITI-43 en échec"):
+                client.retrieve(PRACTITIONER, patient_id(patient), refs)
+        sim.set_record(patient.ins, "ouvert")
+        assert client.retrieve(PRACTITIONER, patient_id(patient), refs) == {docs["ct"][0].unique_id: docs["ct"][1].data}
+    finally:
+        sim.stop()

@@ -7,7 +7,8 @@ in the ANS samples, CON-05/CON-07 exported study identical to the source (instan
 patient identity), CON-06 KPI "ModelStat" line, PSC-02 the token presented is an active PSC access
 token of the practitioner's session, PSC-03 login by the code flow with state and nonce and a forged
 return refused, MTLS-02 the DUT presents its SERV_SSL to the Source, WL-06 only
-whitelisted Sources contacted.
+whitelisted Sources contacted, CON-08 the record's existence and the access tested (TD0.2) before any
+search, and respected when the record is absent, closed or forbidden.
 
 Source side, over drimcheck's own requests as a calling peer: PSC-01 (401 without an active PSC token),
 WADO-01 (400/404/410). "Served" means DICOM objects returned (checks.whitelist.served_instances); each
@@ -34,7 +35,7 @@ from drimcheck.verdicts import Finding, errored, failed, passed, skipped
 from drimcheck.wado import AcceptError, check_drimbox_accept, parse_accept
 
 MODE_PSC = "INDIRECTE_RENFORCEE"
-RESOURCE_ID = "urn:oasis:names:tc:xacml:2.0:resource:resource-id"
+RESOURCE_ID = xds.RESOURCE_ID
 ROLE = "urn:oasis:names:tc:xacml:2.0:subject:role"
 
 
@@ -239,6 +240,100 @@ def dmp_consultation(exchanges: list[xds.DmpExchange], user: PscUser, patient_id
                        evidence=queries[0].evidence)]
     return [passed("CON-03", f"{len(queries)} ITI-18 et {len(retrieves)} ITI-43 pour {patient_id}, VIHF signé au nom "
                    f"du praticien PSC {user.name_id} ({MODE_PSC})", evidence=queries[0].evidence)]
+
+
+# ------------------------------------------------------------------------------------------- CON-08
+
+
+def _same_patient(a: str, b: str) -> bool:
+    """Two patient identifiers (CX ``INS^^^&OID&ISO^NH``) name the same INS with the same OID."""
+    ida, oida, _ = xds.parse_cx(a)
+    idb, oidb, _ = xds.parse_cx(b)
+    return bool(ida) and ida == idb and oida == oidb
+
+
+def _about(ex: xds.DmpExchange, patient_id: str) -> bool:
+    """The request concerns the patient: TD0.2 identifier, ITI-18 $XDSDocumentEntryPatientId, or the VIHF
+    resource-id (ITI-43 carries the patient only there)."""
+    req = ex.request
+    if req is None:
+        return False
+    if req.patient_query is not None:
+        return _same_patient(req.patient_query.patient_id, patient_id)
+    if req.query is not None and any(_same_patient(p, patient_id)
+                                     for p in req.query.values("$XDSDocumentEntryPatientId")):
+        return True
+    return req.vihf is not None and _same_patient(req.vihf.first(RESOURCE_ID), patient_id)
+
+
+def _access_tests(exchanges: list[xds.DmpExchange], patient_id: str) -> tuple[list[xds.DmpExchange], list[str]]:
+    """The TD0.2 requests about the patient, and what is wrong with them (reasonCode, service, readability)."""
+    tests, problems = [], []
+    for ex in exchanges:
+        if ex.kind != "TD0.2":
+            continue
+        if ex.request is None:
+            problems.append(f"{ex.describe()} : requête illisible — {ex.parse_error}")
+            continue
+        if not _about(ex, patient_id):
+            continue
+        q = ex.request.patient_query
+        if (q.reason_code, q.reason_system) != xds.EXISTENCE_REASON:
+            problems.append(f"{ex.describe()} : reasonCode « {q.reason_code} » ({q.reason_system or 'sans système'}) "
+                            f"au lieu de {xds.EXISTENCE_REASON[0]} ({xds.EXISTENCE_REASON[1]})")
+        elif not ex.path.endswith("/patients"):
+            problems.append(f"{ex.describe()} : envoyé à {ex.path} au lieu du service /patients")
+        else:
+            tests.append(ex)
+    return tests, problems
+
+
+@check("CON-08")
+def dmp_access_tested(exchanges: list[xds.DmpExchange], patient_id: str) -> list[Finding]:
+    """Open record, authorised practitioner: the DUT tested the existence of the record and the access (TD0.2,
+    PRPA_IN201307UV02 TEST_EXST on /patients) for that patient before its first document search (ITI-18)."""
+    tests, problems = _access_tests(exchanges, patient_id)
+    searches = [e for e in exchanges if e.kind == "ITI-18" and _about(e, patient_id)]
+    if problems and not tests:
+        return [failed("CON-08", problems[0], evidence=[p for e in exchanges for p in e.evidence][:4])]
+    if not tests:
+        return [failed("CON-08", f"aucun test d'existence du DMP ni de l'autorisation d'accès (TD0.2, "
+                       f"PRPA_IN201307UV02 TEST_EXST) pour {patient_id} avant la consultation",
+                       details={"requests": [e.describe() for e in exchanges]},
+                       evidence=searches[0].evidence if searches else [])]
+    if searches and searches[0].seq < tests[0].seq:
+        return [failed("CON-08", f"{searches[0].describe()} envoyée avant le test d'existence et d'autorisation "
+                       f"({tests[0].describe()})", evidence=searches[0].evidence + tests[0].evidence)]
+    answer = tests[0].consultation.get("record", "?")
+    return [passed("CON-08", f"{tests[0].describe()} pour {patient_id} (dossier {answer}) avant "
+                   f"{'la première recherche ITI-18' if searches else 'toute recherche'}", evidence=tests[0].evidence)]
+
+
+@check("CON-08")
+def dmp_access_respected(exchanges: list[xds.DmpExchange], patient_id: str, record: str,
+                         source_requests: list[dict], page: Exchange | None) -> list[Finding]:
+    """Record absent, closed or forbidden: the DUT tested it (TD0.2), then searched no document and retrieved no KOS
+    for that patient (ITI-18, ITI-43) and asked no Source for images; it answered the practitioner (no 5xx)."""
+    tests, problems = _access_tests(exchanges, patient_id)
+    if not tests:
+        return [failed("CON-08", problems[0] if problems else
+                       f"aucun test d'existence du DMP (TD0.2) pour {patient_id}, dossier « {record} »",
+                       details={"requests": [e.describe() for e in exchanges]})]
+    after = [e for e in exchanges if e.kind in ("ITI-18", "ITI-43") and e.seq > tests[0].seq and _about(e, patient_id)]
+    if after:
+        return [failed("CON-08", f"dossier « {record} » signalé par le DMP ({tests[0].describe()}), la DRIMbox a "
+                       f"pourtant envoyé {', '.join(e.describe() for e in after)}",
+                       evidence=tests[0].evidence + after[0].evidence)]
+    if source_requests:
+        hosts = sorted({str(r.get("host", "?")) for r in source_requests})
+        return [failed("CON-08", f"dossier « {record} » : {len(source_requests)} requête(s) d'images envoyée(s) à "
+                       f"{', '.join(hosts)}", evidence=tests[0].evidence)]
+    if page is None or page.status is None or page.status >= 500:
+        what = "aucune réponse" if page is None or page.status is None else f"HTTP {page.status}"
+        return [failed("CON-08", f"dossier « {record} » : le praticien n'obtient pas de page de la DRIMbox ({what}"
+                       f"{' : ' + page.error if page is not None and page.error else ''})", evidence=tests[0].evidence)]
+    return [passed("CON-08", f"dossier « {record} » ({tests[0].describe()}) : aucune recherche ni récupération au DMP, "
+                   f"aucune Source contactée, page HTTP {page.status}", evidence=tests[0].evidence)]
 
 
 # ------------------------------------------------------------------------------------------- CON-04 / PSC-02 / MTLS-02

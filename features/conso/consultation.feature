@@ -52,3 +52,7 @@ Fonctionnalité: DRIMbox Conso — consultation du dossier d'imagerie d'un patie
   @req:WL-06
   Scénario: La Source absente de la liste blanche n'est jamais contactée
     Alors aucune requête n'arrive à la Source absente de la liste blanche
+
+  @req:CON-08
+  Scénario: L'existence du DMP et l'autorisation d'accès sont testées avant la recherche de documents
+    Alors la DRIMbox a testé l'existence du DMP du patient et l'autorisation d'accès avant d'y chercher des documents

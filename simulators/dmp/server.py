@@ -23,6 +23,7 @@ from typing import Any, Callable
 from xml.sax.saxutils import escape
 
 from drimcheck import xds
+from simulators.dmp import patients
 from simulators.dmp.consultation import ConsultationData, QueryError, retrieve_response, stored_query_response
 from simulators.dmp.registry import Registry, RegistryError
 
@@ -70,7 +71,9 @@ class DmpSimulator:
             xds.ACTION_UPDATE: self._update_document_set,
             xds.ACTION_QUERY: self._stored_query,
             xds.ACTION_RETRIEVE: self._retrieve_document_set,
+            xds.ACTION_PATIENT: self._patient_existence,
         }
+        self._records: dict[str, str] = {}  # INS -> state of the patient's record (patients.STATES); default open
         self._study_resolver = study_resolver or _studies_of
         self._cond = threading.Condition()
         self._failures: list[tuple[str, str]] = []  # queued scenario failures for the next ITI-41s
@@ -83,6 +86,19 @@ class DmpSimulator:
                   context: str = "Échec simulé du DMP (demandé par le scénario)") -> None:
         with self._cond:
             self._failures.extend([(code, context)] * count)
+
+    def set_record(self, ins: str, state: str) -> None:
+        """The state of a patient's DMP record from now on: ouvert, inexistant, ferme or interdit (patients.py);
+        the patient is given by its INS or a CX ``INS^^^&OID&ISO^NH``."""
+        if state not in patients.STATES:
+            raise ValueError(f"état de dossier inconnu {state!r} (attendu : {', '.join(patients.STATES)})")
+        with self._cond:
+            self._records[xds.parse_cx(ins)[0]] = state
+
+    def record_state(self, patient_id: str) -> str:
+        """State of the record of a patient given as an INS or a CX ``INS^^^&OID&ISO^NH``."""
+        with self._cond:
+            return self._records.get(xds.parse_cx(patient_id)[0], patients.OPEN)
 
     def clear_failures(self) -> None:
         with self._cond:
@@ -170,6 +186,10 @@ class DmpSimulator:
         """ITI-18: run the stored query on the registry (consultation.py), answer AdhocQueryResponse."""
         query = ex.request.query
         try:
+            for pid in query.values("$XDSDocumentEntryPatientId"):
+                refusal = patients.REGISTRY_REFUSALS.get(self.record_state(pid))
+                if refusal:
+                    raise QueryError(*refusal)
             entries = self.consultation.run(query)
             ex.status = "Success"
         except QueryError as err:
@@ -181,13 +201,35 @@ class DmpSimulator:
 
     def _retrieve_document_set(self, ex: xds.DmpExchange) -> None:
         """ITI-43: the requested documents from the repository, MTOM; unknown ones are errors."""
-        found, ex.errors = self.consultation.retrieve(ex.request.document_requests)
+        vihf = ex.request.vihf
+        refusal = patients.REGISTRY_REFUSALS.get(self.record_state(vihf.first(xds.RESOURCE_ID) or "")) if vihf else None
+        if refusal:
+            found, ex.errors = [], [refusal] * len(ex.request.document_requests)
+        else:
+            found, ex.errors = self.consultation.retrieve(ex.request.document_requests)
         ctype, body, status = retrieve_response(ex.request.soap.message_id, found, ex.errors)
         ex.status = {xds.RESPONSE_SUCCESS: "Success", xds.RESPONSE_PARTIAL: "PartialSuccess"}.get(status, "Failure")
         ex.consultation = {"requested": [{"repository": r, "document": d} for r, d in ex.request.document_requests],
                            "returned": [e.brief() for e in found]}
         ex.study_uids = set()  # a consultation is about no publication: the Source checks must not see it
         ex.answer = Response(200, body, ctype)
+
+    def _patient_existence(self, ex: xds.DmpExchange) -> None:
+        """TD0.2 on /patients: whether the patient has a DMP record, its state, the practitioner's access."""
+        query = ex.request.patient_query
+        error = None
+        if not ex.path.endswith("/patients"):
+            error = f"TD0.2 attendu sur le service /patients, reçu sur {ex.path}"
+        elif (query.reason_code, query.reason_system) != xds.EXISTENCE_REASON:
+            error = (f"reasonCode « {query.reason_code}@{query.reason_system} » au lieu de "
+                     f"{xds.EXISTENCE_REASON[0]}@{xds.EXISTENCE_REASON[1]}")
+        state = self.record_state(query.extension)
+        ex.status = "Failure" if error else "Success"
+        if error:
+            ex.errors = [("XDSRegistryError", error)]
+        ex.consultation = {"patient_query": query.to_dict(), "record": state, "answer": patients.STATES[state][:3]}
+        ex.answer = Response(200, patients.existence_response(ex.request.soap.message_id, query, state, error),
+                             "application/soap+xml; charset=UTF-8")
 
     def _finish(self, ex: xds.DmpExchange, response: Response) -> Response:
         self._record_evidence(ex, response)
@@ -265,7 +307,8 @@ class DmpSimulator:
 
     def urls(self, fqdn: str = DMP_FQDN) -> dict[str, str]:
         base = f"https://{fqdn}:{self.port}{BASE_PATH}"
-        return {"repository_url": f"{base}/repository", "registry_url": f"{base}/registry"}
+        return {"repository_url": f"{base}/repository", "registry_url": f"{base}/registry",
+                "patients_url": f"{base}/patients"}
 
 
 def _soap_text(response: Response) -> str:

@@ -403,6 +403,12 @@ class Function:
         trust = self.box.function("trust")
         try:
             who = conso_dmp.Practitioner.from_userinfo(login.userinfo, call.params.get("Situation"))
+            if not self.mutant("conso-no-dmp-access-test"):
+                try:
+                    self.dmp.check_access(who, call.patient_id)
+                except conso_dmp.AccessDenied:
+                    if not self.mutant("conso-dmp-access-ignored"):
+                        raise
             modalities = [call.params["Modality"]] if call.params.get("Modality") else None
             docs = self.dmp.find_documents(who, call.patient_id, modalities=modalities,
                                            accession=call.params.get("AccessionNumber"))

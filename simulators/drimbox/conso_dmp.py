@@ -1,6 +1,9 @@
-"""DMP consultation of the reference DRIMbox Conso: ITI-18 FindDocuments, ITI-43 Retrieve, VIHF of the PSC user.
+"""DMP consultation of the reference DRIMbox Conso: TD0.2, ITI-18 FindDocuments, ITI-43 Retrieve, VIHF of the PSC user.
 
-Shapes follow the ANS PoC (drimbox-spec §5.2): FindDocuments (or FindDocumentsByReferenceId when the
+Shapes follow the ANS PoC (drimbox-spec §5.2): first the TD0.2 test of existence of the patient's record and
+of the practitioner's access (HL7v3 PRPA_IN201307UV02, reasonCode TEST_EXST, on ``/patients``; the PoC's
+VerifyAuthorizationRequest), and nothing more when there is no record, the record is closed or access is
+not VALIDE; then FindDocuments (or FindDocumentsByReferenceId when the
 contextual call gives an accession number) for ``INS^^^&OID&ISO^NH``, status Approved, optional event
 codes (modality, JDV 1.2.250.1.213.1.1.5.618), LeafClass; then one ITI-43 for the KOS entries found
 (typeCode IMG-KOS or formatCode KOS), whose answer is MTOM. Every request carries a VIHF built from the
@@ -11,6 +14,7 @@ with the ORG AUTH_CLI certificate (source_xds helpers). The reference's own code
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +26,10 @@ from simulators.drimbox import source_xds as xds
 QUERY = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
 ACTION_QUERY = "urn:ihe:iti:2007:RegistryStoredQuery"
 ACTION_RETRIEVE = "urn:ihe:iti:2007:RetrieveDocumentSet"
+ACTION_PATIENT = "urn:hl7-org:v3:PRPA_IN201307UV02"
+HL7V3 = "urn:hl7-org:v3"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+INS_OID = "1.2.250.1.213.1.4.10"
 FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
 FIND_BY_REFERENCE_ID = "urn:uuid:12941a89-e02e-4be5-967c-ce4bfc8fe492"
 APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
@@ -32,6 +40,10 @@ KOS_FORMAT_CODE = "1.2.840.10008.5.1.4.1.1.88.59"
 
 class ConsultationError(RuntimeError):
     """The DMP could not be consulted (one French line, shown to the user)."""
+
+
+class AccessDenied(ConsultationError):
+    """TD0.2 said no: no record, record closed, or access not granted to this practitioner."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class DmpConsultation:
         if not dmp.get("registry_url"):
             raise ConsultationError("aucun DMP configuré (peers.dmp)")
         self.registry_url, self.repository_url = dmp["registry_url"], dmp["repository_url"]
+        self.patients_url = dmp.get("patients_url") or self.registry_url.rsplit("/", 1)[0] + "/patients"
         self.creds = xds.Credentials(**config.certs["org_auth_cli"])
         self.ctx = xds.client_context(self.creds, dmp.get("server_ca") or config.trust["igc_chain"])
         self.signer = xds.Credentials(**config.certs["org_sign"])
@@ -123,9 +136,59 @@ class DmpConsultation:
             raise ConsultationError(f"DMP : HTTP {response.status_code} pour {action.rsplit(':', 1)[-1]}")
         return response.headers.get("content-type", ""), response.content
 
+    # -- TD0.2 -------------------------------------------------------------------------------------
+    def check_access(self, who: Practitioner, patient_id: str) -> dict[str, str]:
+        """Test of existence of the record and of the access (TD0.2); AccessDenied unless open and VALIDE."""
+        ctype, content = self._post(self.patients_url, ACTION_PATIENT, self.existence_request(who, patient_id))
+        answer = parse_existence_response(xds.soap_part(ctype, content))
+        if answer["queryResponseCode"] == "NF":
+            raise AccessDenied("le patient n'a pas de DMP")
+        if answer["queryResponseCode"] != "OK":
+            raise ConsultationError(f"test d'existence du DMP en échec ({answer['queryResponseCode'] or '?'})")
+        if answer.get("DOSSIER") not in (None, "OUVERT"):
+            raise AccessDenied(f"DMP du patient {'fermé' if answer['DOSSIER'] == 'FERME' else answer['DOSSIER']}")
+        if answer.get("AUTORISATION") != "VALIDE":
+            raise AccessDenied(f"accès au DMP non autorisé ({answer.get('AUTORISATION') or 'autorisation absente'})")
+        return answer
+
+    def existence_request(self, who: Practitioner, patient_id: str) -> etree._Element:
+        """The SOAP envelope of a TD0.2 (PRPA_IN201307UV02, reasonCode TEST_EXST) for the patient."""
+        ins, _, rest = patient_id.partition("^")
+        oid = rest.split("&")[1] if "&" in rest else INS_OID
+        env, body = xds._envelope(ACTION_PATIENT, self.patients_url, self.vihf(who, patient_id))
+        msg = xds._el(body, HL7V3, "PRPA_IN201307UV02", {"ITSVersion": "XML_1.0"}, nsmap={None: HL7V3, "xsi": XSI})
+        xds._el(msg, HL7V3, "id", {"root": "1.3.6.1.4.1.48364.1.1", "extension": xds.urn_uuid()[9:]})
+        xds._el(msg, HL7V3, "creationTime", {"value": time.strftime("%Y%m%d%H%M%S", time.gmtime())})
+        xds._el(msg, HL7V3, "interactionId", {"root": "2.16.840.1.113883.1.6", "extension": "PRPA_IN201307UV02"})
+        for tag, code in (("processingCode", "P"), ("processingModeCode", "T"), ("acceptAckCode", "AL")):
+            xds._el(msg, HL7V3, tag, {"code": code})
+        for tag, type_code, root, name in (("receiver", "RCV", "1.2.250.1.213.4.1.1.1", "DMP"),
+                                           ("sender", "SND", "1.3.6.1.4.1.48364", "DRIMbox")):
+            device = xds._el(xds._el(msg, HL7V3, tag, {"typeCode": type_code}), HL7V3, "device",
+                             {"classCode": "DEV", "determinerCode": "INSTANCE"})
+            xds._el(device, HL7V3, "id", {"root": root})
+            xds._el(device, HL7V3, "softwareName", text=name)
+        act = xds._el(msg, HL7V3, "controlActProcess", {"classCode": "CACT", "moodCode": "EVN"})
+        xds._el(act, HL7V3, "reasonCode", {"code": "TEST_EXST", "codeSystem": "1.2.250.1.213.1.1.4.11",
+                                           "displayName": "Test d'existence de dossier"})
+        qbp = xds._el(act, HL7V3, "queryByParameter")
+        xds._el(qbp, HL7V3, "queryId", {"root": "1.3.6.1.4.1.48364.2", "extension": xds.urn_uuid()[9:]})
+        xds._el(qbp, HL7V3, "statusCode", {"code": "new"})
+        pid = xds._el(xds._el(qbp, HL7V3, "parameterList"), HL7V3, "patientIdentifier")
+        xds._el(pid, HL7V3, "value", {"root": oid, "extension": ins})
+        xds._el(pid, HL7V3, "semanticsText", text="Patient.id")
+        return env
+
     # -- ITI-18 ------------------------------------------------------------------------------------
     def find_documents(self, who: Practitioner, patient_id: str, *, modalities: list[str] | None = None,
                        accession: str | None = None) -> list[DocumentRef]:
+        env = self.query_request(who, patient_id, modalities=modalities, accession=accession)
+        ctype, content = self._post(self.registry_url, ACTION_QUERY, env)
+        return parse_query_response(xds.soap_part(ctype, content))
+
+    def query_request(self, who: Practitioner, patient_id: str, *, modalities: list[str] | None = None,
+                      accession: str | None = None) -> etree._Element:
+        """The SOAP envelope of an ITI-18 FindDocuments (or FindDocumentsByReferenceId) for the patient."""
         env, body = xds._envelope(ACTION_QUERY, self.registry_url, self.vihf(who, patient_id))
         request = xds._el(body, QUERY, "AdhocQueryRequest", nsmap={"query": QUERY, None: xds.RIM})
         xds._el(request, QUERY, "ResponseOption", {"returnComposedObjects": "true", "returnType": "LeafClass"})
@@ -138,8 +201,7 @@ class DmpConsultation:
             xds._slot(query, "$XDSDocumentEntryReferenceIdList",
                       f"('{accession}^^^&1.2.3.4.5.6&ISO^urn:ihe:iti:xds:2013:accession')")
         xds._slot(query, "$XDSDocumentEntryStatus", f"('{APPROVED}')")
-        ctype, content = self._post(self.registry_url, ACTION_QUERY, env)
-        return parse_query_response(xds.soap_part(ctype, content))
+        return env
 
     # -- ITI-43 ------------------------------------------------------------------------------------
     def retrieve(self, who: Practitioner, patient_id: str, docs: list[DocumentRef]) -> dict[str, bytes]:
@@ -153,6 +215,22 @@ class DmpConsultation:
             xds._el(dr, xds.XDSB, "DocumentUniqueId", text=d.unique_id)
         ctype, content = self._post(self.repository_url, ACTION_RETRIEVE, env)
         return parse_retrieve_response(ctype, content)
+
+
+def parse_existence_response(xml: bytes) -> dict[str, str]:
+    """queryResponseCode and the DOSSIER / AUTORISATION observations of a PRPA_IN201306UV02."""
+    try:
+        root = etree.fromstring(xml, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError as exc:
+        raise ConsultationError(f"réponse TD0.2 illisible : {exc}") from None
+    ns = {"v3": HL7V3}
+    code = root.find(".//v3:queryAck/v3:queryResponseCode", ns)
+    out = {"queryResponseCode": code.get("code", "") if code is not None else ""}
+    for obs in root.iterfind(".//v3:observation", ns):
+        name, value = obs.find("v3:code", ns), obs.find("v3:value", ns)
+        if name is not None and value is not None:
+            out[name.get("code", "")] = value.get("code", "")
+    return out
 
 
 def _registry_errors(root: etree._Element) -> list[str]:
