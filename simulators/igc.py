@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from fixtures.pki import TestPKI
+from fixtures.pki import PublicationUnavailable, TestPKI
 
 __all__ = ["IGCPublicationServer"]
 
@@ -130,6 +130,9 @@ class IGCPublicationServer:
                 path = urlsplit(self.path).path
                 try:
                     body = sim._lookup(path)
+                except PublicationUnavailable:  # a CRL that must not be obtainable (fixtures.pki.CRL_FAULTS)
+                    body, status = b"service unavailable\n", 503
+                    ctype = "text/plain"
                 except Exception:  # a PKI failure must surface as 500, not kill the handler silently
                     body, status = b"internal error\n", 500
                     ctype = "text/plain"

@@ -34,7 +34,7 @@ DOWNLOAD_TIMEOUT_S = 1.0  # what the embedded reference is configured with for i
 class Vector:
     id: str
     title: str  # French
-    kind: str  # "valide" | "signature" | "signataire" | "telechargement" | "analyseur"
+    kind: str  # "valide" | "signature" | "signataire" | "revocation" | "telechargement" | "analyseur"
     build: Callable[[], bytes] | None = None  # None: a download failure (no list served)
     status: int = 200
     mode: str = "full"  # "full" | "truncated" | "stall"
@@ -107,6 +107,10 @@ class WhitelistVectors:
                              not_before=now + timedelta(days=2), not_after=now + timedelta(days=400))
         if kind == "revoked":
             return pki.issue("whitelist_signer_revoked", subject=SIGNER_DN, profile="org_sign", revoked=True)
+        if kind in ("crl_unavailable", "crl_expired"):  # WL-9: issued by the intermediate without a valid CRL
+            fault = kind.removeprefix("crl_")
+            return pki.issue(f"whitelist_signer_{kind}", subject=SIGNER_DN, profile="org_sign",
+                             issuer="igc_org_standard", crl_fault=fault)
         raise ValueError(kind)
 
     def preissue(self) -> None:
@@ -200,6 +204,12 @@ class WhitelistVectors:
                    "encore valide", "signataire", lambda: self._sign(with_unlisted(), self.signer("not_yet_valid"))),
             Vector("signataire-revoque", "liste ajoutant db903 signée par un certificat signataire révoqué (CRL)",
                    "signataire", lambda: self._sign(with_unlisted(), self.signer("revoked"))),
+            Vector("crl-injoignable", "liste ajoutant db903 signée par un certificat signataire d'une autre AC "
+                   "intermédiaire IGC-Santé dont la CRL est injoignable (HTTP 503) : révocation inconnue", "revocation",
+                   lambda: self._sign(with_unlisted(), self.signer("crl_unavailable"))),
+            Vector("crl-perimee", "liste ajoutant db903 signée par un certificat signataire d'une autre AC "
+                   "intermédiaire IGC-Santé dont la seule CRL publiée est périmée (nextUpdate dépassé d'un jour) : "
+                   "révocation inconnue", "revocation", lambda: self._sign(with_unlisted(), self.signer("crl_expired"))),
             Vector("doctype-xxe", "liste nominale signée précédée d'une DTD à entité externe (XXE) pointant vers "
                    "un témoin", "analyseur", lambda: wl.add_doctype(self.get(NOMINAL), wl.xxe_doctype(self.canary_url))),
             Vector("expansion-entites", "liste nominale signée précédée d'une DTD d'expansion d'entités (« billion "

@@ -122,7 +122,7 @@ def observe_before(campaign, peer, study, served, refused):
 
 @then("la DRIMbox pair que seule cette liste ajoute n'est pas servie")
 def injected_peer_not_served(campaign, peer, study, vector, before, judge):
-    requirement = "WL-03" if vector.kind == "signataire" else "WL-02"
+    requirement = {"signataire": "WL-03", "revocation": "WL-09"}.get(vector.kind, "WL-02")
     ex = _fetch(campaign, peer, study, "unlisted", f"pair-absente-{vector.id}")
     judge(whitelist.list_not_applied(requirement, ex, _who(peer, "unlisted"), vector.id, before.get("unlisted")))
 

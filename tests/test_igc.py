@@ -151,3 +151,29 @@ def test_url_is_only_available_while_running(pki: TestPKI) -> None:
         assert server.url.startswith("http://127.0.0.1:")
         with pytest.raises(RuntimeError):
             server.start()
+
+
+def test_the_second_intermediate_never_publishes_a_valid_crl(pki: TestPKI, server: IGCPublicationServer) -> None:
+    """WL-9: certificates of igc_org_standard point at a CRL that answers 503, or at one past its nextUpdate."""
+    from fixtures.pki import org_name
+
+    subject = org_name("Liste Blanche DRIM-M", "318751275100020", "AGENCE DU NUMERIQUE EN SANTE")
+    unavailable = pki.issue("wl9-unavailable", subject=subject, profile="org_sign", issuer="igc_org_standard",
+                            crl_fault="unavailable")
+    expired = pki.issue("wl9-expired", subject=subject, profile="org_sign", issuer="igc_org_standard",
+                        crl_fault="expired")
+    assert get(server.url_for(crl_url(unavailable.cert)))[0] == 503
+    status, _, body = get(server.url_for(crl_url(expired.cert)))
+    crl = x509.load_der_x509_crl(body)
+    assert status == 200 and crl.is_signature_valid(pki._ca("igc_org_standard").cert.public_key())
+    assert crl.next_update_utc < datetime.now(timezone.utc)
+    status, _, body = get(server.url_for(ca_issuers_url(expired.cert)))
+    assert status == 200 and x509.load_der_x509_certificate(body).subject == expired.cert.issuer
+    assert crl_url(unavailable.cert) != crl_url(expired.cert) != crl_url(pki.serv_ssl(FQDN).cert)
+    published = {p: b for p, b in pki.publication().items() if "ACI-ST-ORG" in p and p.endswith(".crl")}
+    assert list(published) == [urlsplit(crl_url(expired.cert)).path]  # the 503 one is not published at all
+    assert all(x509.load_der_x509_crl(b).next_update_utc < datetime.now(timezone.utc) for b in published.values())
+    with pytest.raises(ValueError):
+        pki.issue("wl9-none", subject=subject, profile="org_sign", issuer="igc_org_standard")
+    with pytest.raises(ValueError):
+        pki.issue("wl9-org", subject=subject, profile="org_sign", crl_fault="expired")

@@ -21,7 +21,7 @@ from simulators.whitelist import NOMINAL, WhitelistEndpoint, WhitelistVectors
 INVALID = ["non-signee", "contenu-altere", "espace-modifie", "proprietes-alterees", "proprietes-non-signees",
            "enveloppe-deplacee", "identifiants-dupliques", "signataire-cn", "signataire-ou", "signataire-autre-ac",
            "signataire-expire", "signataire-pas-encore-valide", "signataire-revoque", "doctype-xxe",
-           "expansion-entites", "http-404", "http-500", "tronquee", "delai-depasse"]
+           "expansion-entites", "http-404", "http-500", "tronquee", "delai-depasse", "crl-injoignable", "crl-perimee"]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,9 @@ def test_allows_client(bed, key, allowed, reason):
     ("wl-no-signature-check", "non-signee"), ("wl-sigprops-unchecked", "proprietes-alterees"),
     ("wl-sigprops-unchecked", "proprietes-non-signees"), ("wl-signer-dn-unchecked", "signataire-ou"),
     ("wl-chain-unchecked", "signataire-autre-ac"), ("wl-expiry-ignored", "signataire-expire"),
-    ("wl-revocation-ignored", "signataire-revoque"), ("wl-wrapping", "enveloppe-deplacee")])
+    ("wl-revocation-ignored", "signataire-revoque"), ("wl-wrapping", "enveloppe-deplacee"),
+    ("wl-revocation-ignored", "crl-injoignable"), ("wl-crl-soft-fail", "crl-injoignable"),
+    ("wl-crl-soft-fail", "crl-perimee")])
 def test_each_verification_mutant_applies_the_list_it_should_refuse(bed, mutant, vector):
     f = function(bed, mutant)
     assert applied(bed, f, vector)["resultat"] == "succès"
@@ -226,3 +228,15 @@ def test_endpoint_records_downloads_and_serves_failures(bed):
     assert {"http-500", "tronquee", NOMINAL, "delai-depasse"} <= set(seen)
     with pytest.raises(KeyError):
         bed.endpoint.publish("no-such-vector")
+
+
+@pytest.mark.parametrize("vector,why", [("crl-injoignable", "CRL injoignable"), ("crl-perimee", "CRL périmée")])
+def test_revocation_unknown_is_the_reason_and_soft_fail_still_checks_revoked(bed, vector, why):
+    f = function(bed)
+    f.refresh("test")
+    attempt = applied(bed, f, vector)
+    assert attempt["resultat"] == "échec" and why in str(attempt), attempt
+    crl_paths = [r["path"] for r in bed.igc.requests if "ACI-ST-ORG" in (r["path"] or "")]
+    assert crl_paths, "the reference fetched the signer's CRL distribution point"
+    soft = function(bed, "wl-crl-soft-fail")
+    assert applied(bed, soft, "signataire-revoque")["resultat"] == "échec"  # a known revocation still counts

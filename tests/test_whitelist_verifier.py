@@ -130,6 +130,8 @@ EXPECTED = {
     "signataire-expire": {"certificat-expire"},
     "signataire-pas-encore-valide": {"pas-encore-valide", "signingtime"},
     "signataire-revoque": {"certificat-revoque"},
+    "crl-injoignable": {"revocation-inconnue"},
+    "crl-perimee": {"revocation-inconnue"},
     "doctype-xxe": {"doctype"},
     "expansion-entites": {"doctype"},
 }
@@ -325,3 +327,18 @@ def test_cli_unusable_input_or_arguments_exit_2_in_one_line(args):
     proc = run_cli(*args)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_wl9_vectors_fail_on_revocation_only(pki, vectors):
+    """The WL-9 signers chain to the IGC root through the second intermediate: with a valid CRL of that
+    intermediate the list is valid (so the vectors isolate revocation), with the expired one it is not."""
+    for vector in ("crl-injoignable", "crl-perimee"):
+        data = vectors.get(vector)
+        good = v.verify_whitelist(data, trust_anchors=[pki.igc_root.cert, pki.igc_org.cert],
+                                  crls=[pki.crl(), pki.crl("igc_root"), pki.crl("igc_org_standard")])
+        assert good.valid, [p.message for p in good.problems]
+        stale = v.verify_whitelist(data, trust_anchors=[pki.igc_root.cert, pki.igc_org.cert],
+                                   crls=[pki.crl(), pki.crl("igc_root"), pki.crl("igc_org_standard", expired=True)])
+        assert codes(stale) == {"revocation-inconnue"}
+        assert v.verify_whitelist(data, trust_anchors=[pki.igc_root.cert, pki.igc_org.cert],
+                                  check_revocation=False).valid

@@ -125,7 +125,7 @@ def _inconclusive(requirement: str, before: Exchange | None, served_before: bool
     return None
 
 
-@check("WL-02", "WL-03")
+@check("WL-02", "WL-03", "WL-09")
 def list_not_applied(requirement: str, ex: Exchange | None, who: str, vector: str,
                      before: Exchange | None = None) -> list[Finding]:
     """After the DUT downloaded an invalid list, the peer that only this list adds is not served.

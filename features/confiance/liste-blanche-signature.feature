@@ -52,3 +52,18 @@ Fonctionnalité: Liste blanche — signature XAdES vérifiée à chaque téléch
       | signataire-expire            |
       | signataire-pas-encore-valide |
       | signataire-revoque           |
+
+  @req:WL-09 @req:WL-04
+  Plan du scénario: Liste dont la révocation du signataire ne peut être établie refusée, la liste précédente reste en vigueur
+    Étant donné la DRIMbox sert la DRIMbox pair « listée » mais pas la DRIMbox pair « absente de la liste »
+    Quand le point de publication ANS sert la liste « <liste> »
+    Et la DRIMbox met à jour sa liste blanche
+    Alors la DRIMbox pair que seule cette liste ajoute n'est pas servie
+    Et la DRIMbox pair listée auparavant est toujours servie
+    # WL-9 : le signataire (bon DN) est émis par une autre AC intermédiaire de l'IGC-Santé, dont aucune CRL
+    # valide n'est jamais publiée : son point de distribution répond 503, ou sert une CRL périmée. Sans CRL
+    # valide, la révocation est inconnue et la liste n'est pas valide (règles eSignSanté de l'ANS).
+    Exemples:
+      | liste           |
+      | crl-injoignable |
+      | crl-perimee     |

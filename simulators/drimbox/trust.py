@@ -45,6 +45,10 @@ class Rejected(Exception):
     """The downloaded list is not applied; the message says why (French, shown in the HealthCheck)."""
 
 
+class RevocationUnknown(Rejected):
+    """No valid CRL could be had for a certificate: its revocation status is unknown (a rejection too)."""
+
+
 @dataclass(frozen=True)
 class ListInForce:
     domains: tuple[dict[str, str], ...]
@@ -419,7 +423,11 @@ class Function:
             if cn != [self.expected_cn] or self.expected_ou not in ou:
                 raise Rejected(f"signataire inattendu : {leaf.subject.rfc4514_string()}")
         if not self.mutant("wl-revocation-ignored"):
-            self._check_not_revoked(leaf, [*presented, *self.anchors])
+            try:
+                self._check_not_revoked(leaf, [*presented, *self.anchors])
+            except RevocationUnknown:
+                if not self.mutant("wl-crl-soft-fail"):
+                    raise
 
     @staticmethod
     def _verify_path(leaf, presented, anchors, now, *, ignore_time: bool) -> None:
@@ -460,7 +468,7 @@ class Function:
             resp.raise_for_status()
             crl = x509.load_der_x509_crl(resp.content)
         except (httpx.HTTPError, ValueError) as exc:
-            raise Rejected(f"CRL injoignable ou illisible ({urls[0]}) : révocation inconnue ({exc})") from None
+            raise RevocationUnknown(f"CRL injoignable ou illisible ({urls[0]}) : révocation inconnue ({exc})") from None
         with self._crl_lock:
             self._crls[urls[0]] = crl
         return crl
@@ -471,9 +479,9 @@ class Function:
             issuer = next((c for c in pool if c.subject == cert.issuer and crl.issuer == c.subject
                            and crl.is_signature_valid(c.public_key())), None)
             if issuer is None:
-                raise Rejected("CRL non signée par l'émetteur du certificat : révocation inconnue")
+                raise RevocationUnknown("CRL non signée par l'émetteur du certificat : révocation inconnue")
             if crl.next_update_utc is not None and crl.next_update_utc < datetime.now(timezone.utc):
-                raise Rejected("CRL périmée : révocation inconnue")
+                raise RevocationUnknown("CRL périmée : révocation inconnue")
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise Rejected(f"certificat « {cert.subject.rfc4514_string()} » révoqué")
 
