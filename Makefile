@@ -29,11 +29,11 @@ test: setup
 selftest: setup
 	@$(VENV)/bin/drimcheck selftest --jobs 3 --out runs/selftest
 
-## bench: measurements (not tests): a campaign's wall time, image retrieval on a 1,300-instance study (direct, via a peer, by the reference Conso)
+## bench: measurements (not tests): whitelist verification at national scale (vs xmlsec1), a campaign's wall
+## time, image retrieval on a 1,300-instance study (direct, via a peer, by the reference Conso), Source publication
+## of a 3,000-instance study
 bench: setup
-	@$(PY) bench/campaign.py
-	@$(PY) bench/retrieval.py
-	@$(PY) bench/conso_retrieval.py
+	@$(PY) bench/run_all.py
 
 clean:
 	rm -rf runs build *.egg-info

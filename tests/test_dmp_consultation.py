@@ -6,6 +6,7 @@ the filters it never sends, by hand; the answers are read back by that client (b
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -232,15 +233,24 @@ def test_preload_peer_study_points_the_kos_at_the_peer() -> None:
     assert sim.registry.retrieve(REPOSITORY_UNIQUE_ID, pre.kos_uid).document == pre.data
 
 
-def test_consultation_over_mtls_with_the_reference_client(loaded, pki) -> None:
-    """Real sockets and TLS: the reference Conso client (ORG AUTH_CLI, VIHF signed by ORG SIGN) against the DMP."""
+@contextmanager
+def serving(sim: DmpSimulator, pki: TestPKI):
+    """The simulator on a real HTTPS socket (SERV_SSL of the run PKI, client certificates of IGC-Santé)."""
     from simulators.procutil import free_port
 
-    sim, patient, docs = loaded
     server = pki.serv_ssl("dmp.drimcheck.test")
     sim.start("127.0.0.1", free_port(), cert_chain=str(server.chain_path), key=str(server.key_path),
               client_ca=str(pki.igc_chain_pem))
     try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def test_consultation_over_mtls_with_the_reference_client(loaded, pki) -> None:
+    """Real sockets and TLS: the reference Conso client (ORG AUTH_CLI, VIHF signed by ORG SIGN) against the DMP."""
+    sim, patient, docs = loaded
+    with serving(sim, pki):
         client = conso_dmp.DmpConsultation(client_config(pki, sim))
         refs = client.find_documents(PRACTITIONER, patient_id(patient), modalities=["CT"])
         assert [r.unique_id for r in refs] == [docs["ct"][0].unique_id]
@@ -253,8 +263,6 @@ def test_consultation_over_mtls_with_the_reference_client(loaded, pki) -> None:
         assert xds.verify_xmldsig(v.signature).ok
         assert query.request.query.values("$XDSDocumentEntryPatientId") == [patient_id(patient)]
         assert query.client_certificate().subject == pki.org_auth_cli().cert.subject
-    finally:
-        sim.stop()
 
 
 # ------------------------------------------------------------------------------------------ TD0.2 (/patients)
@@ -311,13 +319,8 @@ def test_td02_wrong_reason_or_service_is_an_error(pki) -> None:
 
 def test_registry_follows_the_record_state_over_mtls(loaded, pki) -> None:
     """Real sockets: the reference client's TD0.2 verdicts, and ITI-18 / ITI-43 refused for a record not open."""
-    from simulators.procutil import free_port
-
     sim, patient, docs = loaded
-    server = pki.serv_ssl("dmp.drimcheck.test")
-    sim.start("127.0.0.1", free_port(), cert_chain=str(server.chain_path), key=str(server.key_path),
-              client_ca=str(pki.igc_chain_pem))
-    try:
+    with serving(sim, pki):
         client = conso_dmp.DmpConsultation(client_config(pki, sim))
         assert client.patients_url.endswith("/si-dmp-server/v2/services/patients")
         assert client.check_access(PRACTITIONER, patient_id(patient))["AUTORISATION"] == "VALIDE"
@@ -332,5 +335,3 @@ def test_registry_follows_the_record_state_over_mtls(loaded, pki) -> None:
                 client.retrieve(PRACTITIONER, patient_id(patient), refs)
         sim.set_record(patient.ins, "ouvert")
         assert client.retrieve(PRACTITIONER, patient_id(patient), refs) == {docs["ct"][0].unique_id: docs["ct"][1].data}
-    finally:
-        sim.stop()
