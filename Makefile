@@ -24,10 +24,10 @@ demo: setup
 ## test: the project's own test suite, then the selftest (golden reference + every mutant)
 test: setup
 	@$(VENV)/bin/pytest -q -n 2 tests; rc=$$?; if [ $$rc -ne 0 ]; then echo "pytest exit code $$rc (5 = no test collected) -> failure"; exit 1; fi
-	@$(VENV)/bin/drimcheck selftest --jobs 3 --out runs/selftest
+	@$(VENV)/bin/drimcheck selftest --jobs 4 --out runs/selftest
 
 selftest: setup
-	@$(VENV)/bin/drimcheck selftest --jobs 3 --out runs/selftest
+	@$(VENV)/bin/drimcheck selftest --jobs 4 --out runs/selftest
 
 ## bench: measurements (not tests): whitelist verification at national scale (vs xmlsec1), a campaign's wall
 ## time, image retrieval on a 1,300-instance study (direct, via a peer, by the reference Conso), Source publication
