@@ -122,11 +122,19 @@ class ConsoVisit:
         """The RIS posts a contextual call; the answer is not followed (its status and Location are the point)."""
         return self.browser.submit(self.entry_url, fields, label=label, follow=False)
 
-    def open_record(self, fields: list[tuple[str, str]], label: str = "appel-contextuel") -> Visit:
-        """Contextual call, then the practitioner's browser follows everything up to the patient page."""
+    def open_record(self, fields: list[tuple[str, str]], label: str = "appel-contextuel", *,
+                    fresh_browser: bool = False) -> Visit:
+        """Contextual call, then the practitioner's browser follows everything up to the patient page;
+        ``fresh_browser``: from a new browser (no DUT session yet, hence a new PSC login)."""
         marks = self.marks()
         deadline = self.timeout_s * 6  # call, page, PSC, callback, page, consultation
-        nav = self.browser.submit(self.entry_url, fields, label=label, follow=True, deadline_s=deadline)
+        browser = Browser(self.runtime.sut, self.runtime.extra_hosts(), self.runtime.evidence,
+                          timeout_s=self.timeout_s) if fresh_browser else self.browser
+        try:
+            nav = browser.submit(self.entry_url, fields, label=label, follow=True, deadline_s=deadline)
+        finally:
+            if fresh_browser:
+                browser.close()
         visit = Visit(marks, nav)
         if visit.page is not None:
             visit.page_at = time.monotonic()

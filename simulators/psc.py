@@ -397,6 +397,7 @@ class PscSimulator(HttpsSimulator):
         self._faults: dict[str, _Fault] = {}
         self._next_login: Practitioner | None = None
         self._refuse_login: str | None = None
+        self._forge_nonce = False  # the next session's tokens carry another nonce than the request's
         self.dut_client_id: str | None = None  # set by start_for_campaign
         self.recorder = Recorder("psc")
         self.events = Recorder("psc-scenario")  # scenario actions (revoke, expire, faults...), for the timeline
@@ -450,6 +451,13 @@ class PscSimulator(HttpsSimulator):
         with self._lock:
             self._refuse_login = error
         self.events.add({"action": "refuse_next_login", "error": error})
+
+    def forge_next_nonce(self) -> None:
+        """The next login's ID token (and tokens) carry a nonce other than the one of the authorization request,
+        as with a code obtained for another login and injected into the client's redirect (OIDC Core §15.5.2)."""
+        with self._lock:
+            self._forge_nonce = True
+        self.events.add({"action": "forge_next_nonce"})
 
     def set_unavailable(self, unavailable: bool = True, *, status: int = 503,
                         endpoints: Iterable[str] | None = None) -> None:
@@ -908,7 +916,12 @@ class PscSimulator(HttpsSimulator):
             code, self._refuse_login = self._refuse_login, None
             return error(code, "authentication refused")
         practitioner = self._next_login or self.practitioner
-        session = self._new_session(practitioner, client_id, params.get("nonce"), params["scope"])
+        nonce = params.get("nonce")
+        if self._forge_nonce:
+            self._forge_nonce = False
+            nonce = f"drimcheck-autre-demande-{secrets.token_urlsafe(12)}"
+            facts["nonce_forged"] = True
+        session = self._new_session(practitioner, client_id, nonce, params["scope"])
         code = secrets.token_urlsafe(32)
         self._codes[code] = _AuthCode(code, client_id, redirect_uri, session.sid, params["scope"],
                                       params.get("nonce"), challenge, (method or "plain") if challenge else None,

@@ -265,6 +265,36 @@ def login_with_state_and_nonce(campaign, judge):
     judge(checks.login_requested(requests, psc.dut_client_id))
 
 
+@when("le praticien se reconnecte et que Pro Santé Connect rend un ID token au nonce d'une autre demande",
+      target_fixture="replayed_login")
+def replayed_login(campaign):
+    from simulators.conso_visit import contextual_call_fields
+    from simulators.pacs import make_patient
+
+    state = _conso(campaign)
+    psc = campaign.simulator("psc")
+    patient = make_patient("conso-nonce")  # a patient of its own: its DMP requests belong to this login only
+    psc.forge_next_nonce()
+    visit = state.visit.open_record(contextual_call_fields(patient), label="connexion-nonce-autre-demande",
+                                    fresh_browser=True)
+    campaign.evidence.write_json("navigation-nonce", visit.call.to_dict())
+    logins = [r for r in psc.requests_for("auth") if r["seq"] > visit.marks.psc and (r.get("facts") or {}).get("nonce_forged")]
+    redemptions = [r for r in psc.requests_for("token") if r["seq"] > visit.marks.psc
+                   and (r.get("facts") or {}).get("grant_type") == "authorization_code"]
+    return {"visit": visit, "patient_id": f"{patient.ins}^^^&{patient.ins_oid}&ISO^NH", "forged": bool(logins),
+            "redemptions": redemptions}
+
+
+@then("la DRIMbox n'ouvre pas de session avec ce jeton : le DMP n'est pas consulté pour le patient")
+def replayed_login_refused(campaign, replayed_login, judge):
+    r = replayed_login
+    dmp = campaign.simulator("dmp")
+    window = max(0.0, (r["visit"].page_at or time.monotonic()) + campaign.sut.timeouts.quiet_s - time.monotonic())
+    dmp.wait_for(lambda e: True, since=r["visit"].marks.t, deadline_s=window)  # bounded: any DMP request ends it
+    judge(checks.forged_nonce_refused(r["forged"], r["redemptions"], dmp.snapshot(r["visit"].marks.t), r["patient_id"],
+                                      r["visit"].call.final))
+
+
 @then("la DRIMbox présente à la Source son certificat SERV_SSL (mTLS)")
 def mtls_to_source(campaign, judge):
     state = _unified(campaign)

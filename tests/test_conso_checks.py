@@ -234,6 +234,18 @@ def test_psc03_login_and_forged_return() -> None:
     assert verdicts(c.forged_return_refused(ex(None, error="refused"), [])) == [Verdict.ERROR]
 
 
+def test_psc03_forged_nonce(dmp_client) -> None:
+    redeemed = [{"facts": {"grant_type": "authorization_code", "outcome": "ok"}}]
+    exchanges, pid = _exchanges(dmp_client, ["td02", "iti18"])
+    refused_page = ex(401, b"connexion refusee")
+    assert verdicts(c.forged_nonce_refused(True, redeemed, [], pid, refused_page)) == [Verdict.PASS]
+    assert verdicts(c.forged_nonce_refused(True, redeemed, exchanges, pid, ex(200))) == [Verdict.FAIL]
+    other, _ = _exchanges(dmp_client, ["autre"])  # another patient's request is not this login's doing
+    assert verdicts(c.forged_nonce_refused(True, redeemed, other, pid, refused_page)) == [Verdict.PASS]
+    assert verdicts(c.forged_nonce_refused(True, [], [], pid, refused_page)) == [Verdict.SKIP]
+    assert verdicts(c.forged_nonce_refused(False, [], [], pid, None)) == [Verdict.ERROR]
+
+
 # ------------------------------------------------------------------------------------------- CON-08
 
 

@@ -167,6 +167,19 @@ def test_psc_login_verifies_the_id_token(psc) -> None:
         forged = login.id_token.rsplit(".", 1)[0] + ".c2lnbmF0dXJl"
         with pytest.raises(PscError, match="signature"):
             rp.verify_id_token(forged, request.nonce)
+        # PSC issues the next login's tokens with another request's nonce: refused, unless the check is skipped
+        for skip in (False, True):
+            sim.forge_next_nonce()
+            request = rp.authorization("http://127.0.0.1:1/cb")
+            with mapped(sim.hosts(), [pki.market_trust_pem]) as h:
+                code = parse_qs(urlsplit(h.get(request.url).headers["location"]).query)["code"][0]
+            assert sim.requests_for("auth")[-1]["facts"]["nonce_forged"] is True
+            rp.skip_nonce = skip
+            if skip:  # the conso-nonce-unchecked mutant
+                assert rp.complete(code, "http://127.0.0.1:1/cb", request.nonce).access_token
+            else:
+                with pytest.raises(PscError, match="nonce"):
+                    rp.complete(code, "http://127.0.0.1:1/cb", request.nonce)
     finally:
         rp.close()
 

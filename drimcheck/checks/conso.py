@@ -445,6 +445,25 @@ def forged_return_refused(forged: Exchange | None, code_redemptions: list[dict])
                    evidence=_ev(forged))]
 
 
+@check("PSC-03")
+def forged_nonce_refused(forged: bool, code_redemptions: list[dict], dmp_exchanges: list[xds.DmpExchange],
+                         patient_id: str, final: Exchange | None) -> list[Finding]:
+    """A login whose ID token carries the nonce of another authorization request (a code injected from another
+    login) is refused: the DUT redeemed the code, then consulted nothing for the patient of that call."""
+    if not forged:
+        return [errored("PSC-03", "Pro Santé Connect n'a reçu aucune demande d'authentification de la DRIMbox pendant "
+                        "cette connexion : rien à juger", evidence=_ev(final))]
+    if not code_redemptions:
+        return [skipped("PSC-03", f"non jugeable : la DRIMbox n'a pas échangé le code auprès de PSC (fin de la navigation "
+                        f"{_how(final)})", evidence=_ev(final))]
+    used = [e for e in dmp_exchanges if _about(e, patient_id)]
+    if used:
+        return [failed("PSC-03", f"ID token au nonce d'une autre demande accepté : la DRIMbox a consulté le DMP au nom "
+                       f"du praticien ({', '.join(e.describe() for e in used)})", evidence=_ev(final) + used[0].evidence)]
+    return [passed("PSC-03", f"ID token au nonce d'une autre demande refusé : code échangé, aucune requête au DMP pour "
+                   f"le patient (navigation terminée {_how(final)})", evidence=_ev(final))]
+
+
 @check("MTLS-02")
 def client_certificate_presented(requests: list[dict], dut_fqdns: Iterable[str]) -> list[Finding]:
     """The DUT presents to the Source its IGC-Santé SERV_SSL certificate (CN = one of its dbN FQDNs, client

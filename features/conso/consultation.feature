@@ -35,6 +35,11 @@ Fonctionnalité: DRIMbox Conso — consultation du dossier d'imagerie d'un patie
     Alors la DRIMbox refuse ce retour sans présenter le code d'autorisation à Pro Santé Connect
     Et la DRIMbox avait envoyé le praticien vers Pro Santé Connect avec un state et un nonce
 
+  @req:PSC-03
+  Scénario: Un ID token Pro Santé Connect au nonce d'une autre demande est refusé
+    Quand le praticien se reconnecte et que Pro Santé Connect rend un ID token au nonce d'une autre demande
+    Alors la DRIMbox n'ouvre pas de session avec ce jeton : le DMP n'est pas consulté pour le patient
+
   @req:MTLS-02
   Scénario: La DRIMbox s'authentifie auprès de la Source en mTLS
     Alors la DRIMbox présente à la Source son certificat SERV_SSL (mTLS)

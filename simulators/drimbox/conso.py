@@ -247,7 +247,7 @@ class Function:
     @property
     def psc(self) -> PscClient:
         if self._psc is None:
-            self._psc = PscClient(self.config)
+            self._psc = PscClient(self.config, skip_nonce=self.mutant("conso-nonce-unchecked"))
         return self._psc
 
     @property

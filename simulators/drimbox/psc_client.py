@@ -76,7 +76,8 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
 class PscClient:
     """OIDC relying party and introspection client, configured from the DRIMbox's ``peers`` settings."""
 
-    def __init__(self, config: Any, *, timeout_s: float = 5.0):
+    def __init__(self, config: Any, *, timeout_s: float = 5.0, skip_nonce: bool = False):
+        self.skip_nonce = skip_nonce  # mutant conso-nonce-unchecked only
         psc = config.peers.get("psc") or {}
         if not psc.get("authorization_endpoint"):
             raise PscError("Pro Santé Connect non configuré (peers.psc)")
@@ -152,7 +153,7 @@ class PscClient:
             raise PscError("ID token destiné à un autre client")
         if float(claims.get("exp") or 0) < time.time() - 30:
             raise PscError("ID token expiré")
-        if not nonce or claims.get("nonce") != nonce:
+        if not self.skip_nonce and (not nonce or claims.get("nonce") != nonce):
             raise PscError("nonce de l'ID token différent de celui de la demande (rejeu ?)")
         return claims
 
