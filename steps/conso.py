@@ -281,7 +281,7 @@ def replayed_login(campaign):
     logins = [r for r in psc.requests_for("auth") if r["seq"] > visit.marks.psc and (r.get("facts") or {}).get("nonce_forged")]
     redemptions = [r for r in psc.requests_for("token") if r["seq"] > visit.marks.psc
                    and (r.get("facts") or {}).get("grant_type") == "authorization_code"]
-    return {"visit": visit, "patient_id": f"{patient.ins}^^^&{patient.ins_oid}&ISO^NH", "forged": bool(logins),
+    return {"visit": visit, "patient_id": patient.xds_id, "forged": bool(logins),
             "redemptions": redemptions}
 
 
@@ -372,8 +372,7 @@ def open_other_record(campaign, record_case):
 
 @then("la DRIMbox a testé le dossier au DMP puis n'y a cherché aucun document ni demandé aucune image")
 def dmp_access_respected(campaign, record_case, judge):
-    visit, dmp, p = record_case.visit, campaign.simulator("dmp"), record_case.patient
-    patient_id = f"{p.ins}^^^&{p.ins_oid}&ISO^NH"
+    visit, dmp, patient_id = record_case.visit, campaign.simulator("dmp"), record_case.patient.xds_id
     last = max(c.visit.page_at or c.visit.marks.t for c in _record_cases(campaign).values())
     left = last + campaign.sut.timeouts.quiet_s - time.monotonic()
     if left > 0:  # bounded observation window after the last page: returns at the first search, if any

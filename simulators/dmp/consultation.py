@@ -222,7 +222,7 @@ def preload_peer_study(dmp: Any, peer: Any, study: Any, *, kos_uid: str | None =
     kos = build_kos(study, peer.wado_base, sop_uid=uid, institution=f"DRIMBOX {peer.fqdn}")
     p = study.patient
     data = dmp.consultation.preload_kos(
-        kos.data, patient_id=f"{p.ins}^^^&{p.ins_oid}&ISO^NH", creation_time=creation_time,
+        kos.data, patient_id=p.xds_id, creation_time=creation_time,
         event_codes=[(m, MODALITY_SCHEME, m) for m in kos.modalities],
         accession=(study.accession_number, study.accession_issuer_oid))
     return PreloadedKos(peer.fqdn, study, uid, data, kos.data, kos.retrieve_urls)

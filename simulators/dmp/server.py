@@ -227,7 +227,7 @@ class DmpSimulator:
         ex.status = "Failure" if error else "Success"
         if error:
             ex.errors = [("XDSRegistryError", error)]
-        ex.consultation = {"patient_query": query.to_dict(), "record": state, "answer": patients.STATES[state][:3]}
+        ex.consultation = {"patient_query": query.to_dict(), "record": state, "answer": patients.STATES[state]}
         ex.answer = Response(200, patients.existence_response(ex.request.soap.message_id, query, state, error),
                              "application/soap+xml; charset=UTF-8")
 

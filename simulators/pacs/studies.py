@@ -80,6 +80,11 @@ class Patient:
     birthplace_insee: str  # 5 chars, INSEE code of the birth commune (consistent with the NIR)
 
     @property
+    def xds_id(self) -> str:
+        """The patient as the DMP names it: ``INS^^^&OID&ISO^NH`` (XDS patientId)."""
+        return f"{self.ins}^^^&{self.ins_oid}&ISO^NH"
+
+    @property
     def dicom_name(self) -> str:
         return f"{self.family}^{self.given}"
 
