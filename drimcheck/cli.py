@@ -1,12 +1,17 @@
 """The drimcheck command line: one entry point, subcommands, strict exit codes.
 
 Exit codes: 0 conformant, 1 non-conformant, 2 usage or configuration error, 3 DUT unreachable or
-infrastructure error. Bad input is reported in one line on stderr, never as a traceback.
+infrastructure error. Bad input is reported in one line on stderr, never as a traceback: any
+UsageError, ConfigError or OSError on a named file gives exit 2; a standard output that cannot be
+written (full disk, /dev/full) gives one line and exit 2; a closed pipe (`| head`) ends quietly with
+the command's own code; anything unexpected gives one line « erreur interne » and exit 3
+(DRIMCHECK_DEBUG=1 adds the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -71,21 +76,136 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+class _GuardedStdout:
+    """sys.stdout during main(): a closed pipe or a full disk never raises out of a print.
+
+    A broken pipe (`drimcheck requirements | head -1`) silences the rest of the output and the command
+    ends normally; any other write error (ENOSPC on /dev/full, EIO...) is remembered, the rest of the
+    output is dropped, and main() reports it in one line with exit 2 once the command is done (a
+    campaign still writes its reports). The file descriptor is pointed at /dev/null so that the final
+    flush at interpreter exit cannot fail again.
+    """
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.broken = False
+        self.error: OSError | None = None
+
+    def _silence(self, exc: OSError) -> None:
+        if isinstance(exc, BrokenPipeError):
+            self.broken = True
+        elif self.error is None:
+            self.error = exc
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._inner.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    @property
+    def silenced(self) -> bool:
+        return self.broken or self.error is not None
+
+    def write(self, text: str) -> int:
+        if self.silenced:
+            return len(text)
+        try:
+            return self._inner.write(text)
+        except UnicodeEncodeError:  # lone surrogates, or a terminal that is not UTF-8
+            encoding = getattr(self._inner, "encoding", None) or "utf-8"
+            return self.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        except OSError as exc:
+            self._silence(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        if self.silenced:
+            try:
+                self._inner.flush()  # now to /dev/null: empties the buffer
+            except (OSError, ValueError):
+                pass
+            return
+        try:
+            self._inner.flush()
+        except OSError as exc:
+            self._silence(exc)
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    """A message as one printable line (whitespace runs folded, control characters escaped)."""
+    from drimcheck.config import printable
+
+    return printable(" ".join(str(text).split()), limit)
+
+
+def _error(message: str, code: int, prefix: str = "drimcheck: error: ") -> int:
     try:
-        args = build_parser().parse_args(argv)
+        print(prefix + _one_line(message), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return int(code)
+
+
+def _internal(exc: BaseException) -> int:
+    """Anything unexpected: one line and exit 3; DRIMCHECK_DEBUG=1 also prints the traceback."""
+    if os.environ.get("DRIMCHECK_DEBUG") == "1":
+        import traceback
+
+        try:
+            traceback.print_exception(exc, file=sys.stderr)
+        except (OSError, ValueError):
+            pass
+    detail = str(exc) if not isinstance(exc, RecursionError) else "structure imbriquée trop profondément"
+    return _error(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__, ExitCode.INFRASTRUCTURE,
+                  prefix="drimcheck: erreur interne : ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line. Never a traceback: exit 2 and one line for bad input, 3 and one line otherwise."""
+    saved = sys.stdout
+    out = _GuardedStdout(saved)
+    sys.stdout = out
+    try:
+        code = _main(argv)
+        out.flush()
+        if out.error is not None:
+            reason = "plus d'espace disponible" if out.error.errno == errno.ENOSPC else (out.error.strerror or out.error)
+            return _error(f"sortie standard impossible à écrire : {reason}", ExitCode.USAGE)
+        return code
+    finally:
+        sys.stdout = saved
+
+
+def _main(argv: list[str] | None) -> int:
+    from drimcheck.config import ConfigError
+
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version
+            return exc.code if isinstance(exc.code, int) else 0
         if args.command is None:
-            raise UsageError("a command is required: run, selftest, requirements, mutants, init (see 'drimcheck --help')")
+            raise UsageError("a command is required: run, selftest, requirements, mutants, init, check-sut, "
+                             "check-kos, check-whitelist (see 'drimcheck --help')")
         handler = getattr(args, "handler", None) or {
             "run": cmd_run, "selftest": cmd_selftest, "requirements": cmd_requirements,
             "mutants": cmd_mutants, "init": cmd_init}[args.command]
         return int(handler(args))
-    except UsageError as exc:
-        print(f"drimcheck: error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
+    except (UsageError, ConfigError) as exc:
+        return _error(str(exc), ExitCode.USAGE)
     except KeyboardInterrupt:
         print("drimcheck: interrupted", file=sys.stderr)
         return ExitCode.INFRASTRUCTURE
+    except OSError as exc:
+        if exc.filename is not None:  # a file named on the command line (or in sut.toml) cannot be used
+            return _error(f"{exc.filename} : {exc.strerror or exc}", ExitCode.USAGE)
+        return _internal(exc)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the exit-code contract
+        return _internal(exc)
 
 
 def _load_sut(path: Path | None):

@@ -1,10 +1,18 @@
-"""SUT description (`sut.toml`): what the DRIMbox under test is, where it listens, how to drive it."""
+"""SUT description (`sut.toml`): what the DRIMbox under test is, where it listens, how to drive it.
+
+Parsing is strict: an unknown section or key, a value of the wrong type or out of range, two
+listeners on the same address... each gives one ConfigError line in French that names the
+section and key (and, for a misspelt name, the closest valid one). The CLI turns it into exit 2.
+"""
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import math
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,6 +21,12 @@ from urllib.parse import urlsplit
 FQDN_RE = re.compile(r"^(db|vi)(\d+)\.([a-z0-9-]+)\.mesimagesmedicales\.fr$")
 ROLES = ("source", "conso")
 AUTO = "auto"
+MAX_FILE_BYTES = 1024 * 1024  # a sut.toml is a few kilobytes; anything larger is not one (/dev/zero...)
+MAX_TIMEOUT_S = 3600.0  # upper bound of every [timeouts] value (inf, nan, 1e308 are refused)
+AET_RE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # DICOM AE title: default repertoire, no backslash, ≤ 16
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+_PATH_RE = re.compile(r"/[\x21-\x7e]*")  # an absolute URL path without spaces or control characters
+_WILDCARD_HOSTS = {"0.0.0.0", "::", "*"}
 
 
 class ConfigError(ValueError):
@@ -47,6 +61,8 @@ class Pacs:
     aet: str = "DRIMCHECK_PACS"
     dicom_port: int = 0
     http_port: int = 0
+    dicomweb_user: str | None = None  # stable DICOMweb credentials of the simulated PACS (None: chosen per run)
+    dicomweb_password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,10 @@ class Timeouts:
     whitelist_s: float = 10.0  # bound on the DUT to download the whitelist after start or after the refresh trigger
     whitelist_settle_s: float = 1.0  # after a refresh hook returns, time left to the DUT to apply what it downloaded
     export_s: float = 10.0  # bound on the DUT's export of a study to its PACS after the user's action
+
+
+#: timeouts that may be 0 (every other one must be > 0)
+ZERO_TIMEOUTS = frozenset({"whitelist_settle_s"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,7 @@ class Sut:
     hooks: dict[str, str] = field(default_factory=dict)
     simulators: dict[str, Address] = field(default_factory=dict)  # where drimcheck's simulators listen
     dut: dict[str, Any] = field(default_factory=dict)  # other DUT endpoints and settings ([dut])
+    pki_kit: Path | None = None  # [pki] kit: the stable test kit directory (resolved), None = per-run PKI
     source_file: str = "<embedded>"
 
     def simulator_address(self, name: str) -> Address | None:
@@ -96,7 +117,7 @@ class Sut:
         try:
             return self.network[fqdn]
         except KeyError:
-            raise ConfigError(f"{self.source_file}: no [network] entry for {fqdn}") from None
+            raise ConfigError(f"{self.source_file} : aucune entrée [network] pour {fqdn}") from None
 
     @property
     def health_fqdn(self) -> str:
@@ -125,158 +146,441 @@ class Sut:
             "description_file": self.source_file,
         }
 
+    def effective(self) -> dict[str, Any]:
+        """The whole configuration once defaults are applied (JSON-ready; secrets masked, port 0 = "auto")."""
 
-def _addr(value: Any, where: str, *, allow_auto: bool) -> Address:
-    if value == AUTO:
-        if not allow_auto:
-            raise ConfigError(f"{where}: 'auto' is only allowed with embedded = \"reference\"")
-        return Address("127.0.0.1", 0)
-    if not isinstance(value, str) or ":" not in value:
-        raise ConfigError(f"{where}: expected \"host:port\", got {value!r}")
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{where}: expected \"host:port\" with a port in 1..65535, got {value!r}")
-    return Address(host.strip("[]"), int(port))
+        def addr(a: Address | None) -> str | None:
+            return None if a is None else (AUTO if a.port == 0 else str(a))
 
+        def secret(v: str | None) -> str | None:
+            return None if v is None else "***"
 
-def _str(table: dict, key: str, where: str, *, default: str | None = None) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: '{key}' is required and must be a non-empty string")
-    return value
-
-
-def _port(table: dict, key: str, where: str, *, allow_auto: bool) -> int:
-    value = table.get(key, 0 if allow_auto else None)
-    if not isinstance(value, int) or not (0 if allow_auto else 1) <= value < 65536:
-        raise ConfigError(f"{where}: '{key}' must be a port number" + (" (0 = free port)" if allow_auto else ""))
-    return value
-
-
-def _positive(table: dict, key: str, where: str, default: float, *, zero: bool = False) -> float:
-    value = table.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not zero):
-        raise ConfigError(f"{where}: '{key}' must be a {'non-negative' if zero else 'positive'} number of seconds")
-    return float(value)
+        return {
+            "file": self.source_file,
+            "sut": {"name": self.name, "editor": self.editor, "version": self.version, "roles": list(self.roles),
+                    "registry": self.registry, "embedded": self.embedded},
+            "pacs": [{"name": p.name, "db": p.db, "vi": p.vi, "aet": p.aet,
+                      "dicom_port": p.dicom_port or AUTO, "http_port": p.http_port or AUTO,
+                      "dicomweb_user": p.dicomweb_user, "dicomweb_password": secret(p.dicomweb_password)}
+                     for p in self.pacs],
+            "network": {fqdn: {"https": addr(ep.https), "http": addr(ep.http)} for fqdn, ep in self.network.items()},
+            "health": {"url": self.health_url},
+            "tls": {"trust_anchors": [str(p) for p in self.trust_anchors],
+                    "market_trust_anchors": [str(p) for p in self.market_trust_anchors]},
+            "pki": {"kit": str(self.pki_kit) if self.pki_kit else None},
+            "timeouts": {f.name: getattr(self.timeouts, f.name) for f in fields(Timeouts)},
+            "hooks": dict(self.hooks),
+            "simulators": {name: addr(a) for name, a in self.simulators.items()},
+            "dut": {name: addr(v) if isinstance(v, Address) else (secret(v) if name in SECRET_DUT_KEYS else v)
+                    for name, v in self.dut.items()},
+        }
 
 
-def _pem_paths(tls: dict, key: str, source_file: str, base_dir: Path | None) -> tuple[Path, ...]:
-    value = tls.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-        raise ConfigError(f"{source_file} [tls]: '{key}' must be a list of PEM file paths")
-    paths = tuple(((base_dir or Path.cwd()) / a).resolve() for a in value)
-    for a in paths:
-        if not a.is_file():
-            raise ConfigError(f"{source_file} [tls]: trust anchor file not found: {a}")
-    return paths
+# ------------------------------------------------------------------------------------------- schema
 
+SECTIONS = ("sut", "pacs", "network", "health", "tls", "timeouts", "hooks", "simulators", "dut", "pki")
+SUT_KEYS = ("name", "editor", "version", "roles", "registry", "embedded")
+PACS_KEYS = ("name", "db", "vi", "aet", "dicom_port", "http_port", "dicomweb_user", "dicomweb_password")
+NETWORK_KEYS = ("https", "http")
+HEALTH_KEYS = ("url",)
+TLS_KEYS = ("trust_anchors", "market_trust_anchors")
+PKI_KEYS = ("kit",)
+TIMEOUT_KEYS = tuple(f.name for f in fields(Timeouts))
+HOOK_KEYS = ("before_campaign", "after_campaign", "refresh_whitelist", "kpi", "export")
+#: drimcheck's simulators (drimcheck.campaign.SIMULATORS), plus peers2, peers3... for further peer DRIMboxes
+SIMULATOR_KEYS = ("igc", "whitelist", "dmp", "psc", "proxy", "peers")
+_PEERS_N = re.compile(r"peers([2-9]|[1-9][0-9])")
+#: [dut] keys that are "host:port" addresses of the DUT's own listeners
+DUT_ADDRESS_KEYS = ("mllp", "iocm", "conso", "admin")
+#: [dut] keys that are plain settings
+DUT_VALUE_KEYS = ("iocm_aet", "conso_path", "wado_root", "psc_client_id", "psc_client_secret", "psc_redirect_uri")
+SECRET_DUT_KEYS = frozenset({"psc_client_secret"})
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+def printable(text: str, limit: int = 120) -> str:
+    """`text` safe for one line of a terminal: control characters, lone surrogates... escaped; truncated."""
+    out = "".join(c if c.isprintable() else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+                  for c in text[:limit])
+    return out + ("…" if len(text) > limit else "")
+
+
+def _key(key: str) -> str:
+    """A TOML key as written in a message (quoted when it is not a bare key)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else f"\"{printable(key, 80)}\""
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "un booléen"
+    if isinstance(value, int):
+        return "un entier"
+    if isinstance(value, float):
+        return "un nombre décimal"
+    if isinstance(value, str):
+        return "une chaîne"
+    if isinstance(value, list):
+        return "une liste"
+    if isinstance(value, dict):
+        return "une table"
+    return "une date ou une heure"
+
+
+def _show(value: Any) -> str:
+    """A value as quoted in a message, without ever walking a nested structure."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return printable(repr(value), 40)
+    if isinstance(value, str):
+        return f"« {printable(value, 80)} »"
+    return _kind(value)
+
+
+def _closest(word: str, valid: list[str] | tuple[str, ...]) -> str | None:
+    lower = {v.lower(): v for v in valid}
+    if word.lower() in lower:
+        return lower[word.lower()]
+    match = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _suggest(word: str, valid: list[str] | tuple[str, ...], fmt: str = "{}") -> str:
+    """' (vouliez-vous dire X ?)' for the valid name closest to a misspelt one, '' when none is close."""
+    match = _closest(word, valid)
+    return f" (vouliez-vous dire {fmt.format(match)} ?)" if match else ""
+
+
+class _Reader:
+    """Builds the messages of one parse: every problem is '<file> : [section] key : what is wrong'."""
+
+    def __init__(self, source_file: str):
+        self.src = printable(source_file, 200)
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.src} : {where} : {message}" if where else f"{self.src} : {message}")
+
+    def table(self, value: Any, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"une table est attendue, pas {_kind(value)} ({_show(value)})")
+        return value
+
+    def known(self, table: dict, valid: tuple[str, ...], where: str, *, extra: re.Pattern[str] | None = None) -> None:
+        for k in table:
+            if k not in valid and not (extra is not None and extra.fullmatch(k)):
+                raise ConfigError(f"{self.src} : clé inconnue {where} {_key(k)}{_suggest(k, valid)}")
+
+    def string(self, table: dict, key: str, where: str, *, default: str | None = None, empty: bool = False) -> str:
+        value = table.get(key, default)
+        if value is None:
+            raise self.fail(f"{where} {key}", "valeur obligatoire manquante (une chaîne)")
+        if not isinstance(value, str):
+            raise self.fail(f"{where} {key}", f"une chaîne est attendue, pas {_kind(value)} ({_show(value)})")
+        if not value and not empty:
+            raise self.fail(f"{where} {key}", "la chaîne ne doit pas être vide")
+        if "\x00" in value:
+            raise self.fail(f"{where} {key}", "caractère NUL interdit")
+        return value
+
+    def port(self, table: dict, key: str, where: str, *, allow_auto: bool) -> int:
+        if key not in table and not allow_auto:
+            raise self.fail(f"{where} {key}", "numéro de port obligatoire (1 à 65535)")
+        value = table.get(key, 0)
+        low = 0 if allow_auto else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+            raise self.fail(f"{where} {key}", f"un numéro de port de {low} à 65535 est attendu"
+                                              + (" (0 = port libre)" if allow_auto else "") + f", pas {_show(value)}")
+        return value
+
+    def address(self, value: Any, where: str, *, allow_auto: bool) -> Address:
+        if value == AUTO:
+            if not allow_auto:
+                raise self.fail(where, "« auto » n'est permis qu'avec embedded = \"reference\" : donnez \"hôte:port\"")
+            return Address("127.0.0.1", 0)
+        if not isinstance(value, str):
+            raise self.fail(where, f"\"hôte:port\" est attendu, pas {_kind(value)} ({_show(value)})")
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise self.fail(where, f"\"hôte:port\" est attendu, pas {_show(value)}")
+        if not re.fullmatch(r"[0-9]{1,5}", port) or not 0 < int(port) <= 65535:
+            raise self.fail(where, f"\"hôte:port\" avec un port de 1 à 65535 est attendu, pas {_show(value)}")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise self.fail(where, f"adresse IPv6 invalide dans {_show(value)}") from None
+        elif not _HOST_RE.fullmatch(host) or ".." in host:
+            raise self.fail(where, f"nom d'hôte ou adresse IP invalide dans {_show(value)}")
+        return Address(host, int(port))
+
+    def seconds(self, table: dict, key: str, where: str, default: float, *, zero: bool) -> float:
+        value = table.get(key, default)
+        bad = isinstance(value, bool) or not isinstance(value, (int, float))
+        if not bad and isinstance(value, float) and not math.isfinite(value):
+            bad = True
+        if bad or value < 0 or (value == 0 and not zero) or value > MAX_TIMEOUT_S:
+            raise self.fail(f"{where} {key}", f"une durée en secondes {'≥ 0' if zero else '> 0'} et "
+                                              f"≤ {MAX_TIMEOUT_S:g} est attendue, pas {_show(value)}")
+        return float(value)
+
+    def aet(self, value: str, where: str) -> str:
+        if not AET_RE.fullmatch(value) or not value.strip():
+            raise self.fail(where, f"titre AE DICOM invalide {_show(value)} : 1 à 16 caractères ASCII imprimables, "
+                                   "sans barre oblique inverse, pas uniquement des espaces")
+        return value
+
+    def url(self, value: str, where: str, schemes: tuple[str, ...]) -> str:
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise self.fail(where, f"URL invalide {_show(value)} : espaces ou caractères de contrôle")
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise self.fail(where, f"URL invalide {_show(value)}") from None
+        if parts.scheme not in schemes or not parts.hostname or port == 0:
+            raise self.fail(where, f"URL {' ou '.join(schemes)} avec un nom d'hôte attendue, pas {_show(value)}")
+        return value
+
+    def paths(self, table: dict, key: str, where: str, base_dir: Path | None) -> tuple[Path, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(a, str) and a and "\x00" not in a for a in value):
+            raise self.fail(f"{where} {key}", f"une liste de chemins de fichiers PEM est attendue, pas {_show(value)}")
+        out = []
+        for a in value:
+            p = (base_dir or Path.cwd()) / a
+            try:
+                found = p.is_file()
+                p = p.resolve()
+            except (OSError, RuntimeError):
+                found = False
+            if not found:
+                raise self.fail(f"{where} {key}", f"fichier d'ancre de confiance introuvable : {printable(str(p), 200)}")
+            out.append(p)
+        return tuple(out)
+
+
+def _same_host(a: str, b: str) -> bool:
+    def norm(h: str) -> str:
+        h = h.lower().rstrip(".")
+        return "127.0.0.1" if h == "localhost" else h
+
+    a, b = norm(a), norm(b)
+    return a == b or a in _WILDCARD_HOSTS or b in _WILDCARD_HOSTS
+
+
+def _collisions(claims: list[tuple[str, str, Address]], r: _Reader) -> None:
+    """Two listeners on one address (same port, same host or a wildcard host) cannot both work.
+
+    claims: (label, group, address). Claims of one group may share an address: the FQDNs of [network]
+    served on one port by one HTTPS (or HTTP) server, told apart by SNI and Host.
+    """
+    for i, (label, group, a) in enumerate(claims):
+        if a.port == 0:
+            continue
+        for label2, group2, b in claims[:i]:
+            if b.port == a.port and _same_host(a.host, b.host) and not (group == group2 and group.startswith("network")):
+                raise r.fail("", f"conflit d'adresses : {label2} ({b}) et {label} ({a}) écoutent sur le même "
+                                 "port de la même machine")
+
+
+# ------------------------------------------------------------------------------------------- parse
 
 def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None) -> Sut:
     """Parse and validate a SUT description; every problem is one ConfigError line naming the field."""
+    r = _Reader(source_file)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source_file}: not valid TOML: {exc}") from None
-    known = {"sut", "pacs", "network", "health", "tls", "timeouts", "hooks", "simulators", "dut"}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{source_file}: unknown section(s) {', '.join(sorted(unknown))}")
-    sut = data.get("sut")
-    if not isinstance(sut, dict):
-        raise ConfigError(f"{source_file}: missing [sut] section")
-    where = f"{source_file} [sut]"
+        raise ConfigError(f"{r.src} : TOML invalide : {printable(str(exc), 200)}") from None
+    except RecursionError:
+        raise ConfigError(f"{r.src} : TOML invalide : structure imbriquée trop profondément") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{r.src} : TOML invalide : {printable(str(exc), 120)}") from None
+    for k in data:
+        if k not in SECTIONS:
+            raise ConfigError(f"{r.src} : section inconnue [{_key(k)}]{_suggest(k, SECTIONS, '[{}]')}")
+    if "sut" not in data:
+        raise ConfigError(f"{r.src} : section [sut] manquante")
+    sut = r.table(data["sut"], "[sut]")
+    r.known(sut, SUT_KEYS, "[sut]")
+    where = "[sut]"
     embedded = sut.get("embedded")
     if embedded not in (None, "reference"):
-        raise ConfigError(f"{where}: 'embedded' can only be \"reference\"")
+        raise r.fail("[sut] embedded", f"seule la valeur \"reference\" est permise, pas {_show(embedded)}")
     allow_auto = embedded is not None
     roles = sut.get("roles")
-    if not isinstance(roles, list) or not roles or any(r not in ROLES for r in roles):
-        raise ConfigError(f"{where}: 'roles' must be a non-empty list of {', '.join(ROLES)}")
-    registry = _str(sut, "registry", where)
+    if (not isinstance(roles, list) or not roles or any(not isinstance(x, str) or x not in ROLES for x in roles)
+            or len(set(roles)) != len(roles)):
+        raise r.fail("[sut] roles", f"une liste non vide et sans doublon de {', '.join(ROLES)} est attendue, "
+                                    f"pas {_show(roles) if roles is not None else 'rien'}")
+    sut_name = r.string(sut, "name", where)
+    editor = r.string(sut, "editor", where, default="", empty=True)
+    version = r.string(sut, "version", where, default="", empty=True)
+    registry = r.string(sut, "registry", where)
     if not re.fullmatch(r"[a-z0-9-]+", registry):
-        raise ConfigError(f"{where}: 'registry' must be the ID_Registre (digits, or 'test'), got {registry!r}")
+        raise r.fail("[sut] registry", f"l'ID_Registre (chiffres, ou « test ») est attendu, pas {_show(registry)}")
 
     pacs_list = data.get("pacs")
     if not isinstance(pacs_list, list) or not pacs_list:
-        raise ConfigError(f"{source_file}: at least one [[pacs]] entry is required")
+        raise r.fail("", "au moins une entrée [[pacs]] est obligatoire"
+                     + (f" ([[pacs]] est {_kind(pacs_list)})" if pacs_list is not None else ""))
     pacs: list[Pacs] = []
-    for i, p in enumerate(pacs_list):
-        pw = f"{source_file} [[pacs]] #{i + 1}"
-        db, vi = _str(p, "db", pw), _str(p, "vi", pw)
+    for i, entry in enumerate(pacs_list):
+        pw = f"[[pacs]] n°{i + 1}"
+        p = r.table(entry, pw)
+        r.known(p, PACS_KEYS, pw)
+        db, vi = r.string(p, "db", pw), r.string(p, "vi", pw)
         for key, fqdn in (("db", db), ("vi", vi)):
             m = FQDN_RE.match(fqdn)
             if not m or m.group(1) != key or m.group(3) != registry:
-                raise ConfigError(f"{pw}: '{key}' must be {key}N.{registry}.mesimagesmedicales.fr, got {fqdn!r}")
+                raise r.fail(f"{pw} {key}", f"{key}N.{registry}.mesimagesmedicales.fr est attendu, pas {_show(fqdn)}")
         if FQDN_RE.match(db).group(2) != FQDN_RE.match(vi).group(2):
-            raise ConfigError(f"{pw}: db and vi must carry the same number N (one FQDN pair per PACS)")
+            raise r.fail(pw, "db et vi doivent porter le même numéro N (une paire de FQDN par PACS)")
+        user = r.string(p, "dicomweb_user", pw, default="", empty=True) or None
+        password = r.string(p, "dicomweb_password", pw, default="", empty=True) or None
+        if (user is None) != (password is None):
+            raise r.fail(pw, "dicomweb_user et dicomweb_password se déclarent ensemble (ou aucun des deux)")
+        if user is not None and (":" in user or not user.isprintable()):
+            raise r.fail(f"{pw} dicomweb_user", "le nom d'utilisateur ne doit contenir ni « : » ni caractère de contrôle")
+        if password is not None and not password.isprintable():
+            raise r.fail(f"{pw} dicomweb_password", "le mot de passe ne doit pas contenir de caractère de contrôle")
         pacs.append(Pacs(
-            name=_str(p, "name", pw, default=db), db=db, vi=vi, aet=_str(p, "aet", pw, default="DRIMCHECK_PACS"),
-            dicom_port=_port(p, "dicom_port", pw, allow_auto=allow_auto),
-            http_port=_port(p, "http_port", pw, allow_auto=allow_auto),
+            name=r.string(p, "name", pw, default=db), db=db, vi=vi,
+            aet=r.aet(r.string(p, "aet", pw, default="DRIMCHECK_PACS"), f"{pw} aet"),
+            dicom_port=r.port(p, "dicom_port", pw, allow_auto=allow_auto),
+            http_port=r.port(p, "http_port", pw, allow_auto=allow_auto),
+            dicomweb_user=user, dicomweb_password=password,
         ))
     if len({p.db for p in pacs}) != len(pacs):
-        raise ConfigError(f"{source_file}: two [[pacs]] entries share a db FQDN")
+        raise r.fail("", "deux entrées [[pacs]] ont le même FQDN db")
+    if len({p.name for p in pacs}) != len(pacs):
+        raise r.fail("", "deux entrées [[pacs]] ont le même nom (name)")
+    declared = [f for p in pacs for f in (p.db, p.vi)]
 
     network: dict[str, Endpoint] = {}
-    for fqdn, entry in (data.get("network") or {}).items():
-        nw = f"{source_file} [network] {fqdn}"
-        if not isinstance(entry, dict) or not set(entry) <= {"https", "http"} or not entry:
-            raise ConfigError(f"{nw}: expected {{ https = \"host:port\", http = \"host:port\" }}")
+    for fqdn, entry in r.table(data.get("network", {}), "[network]").items():
+        nw = f"[network] {_key(fqdn)}"
+        if fqdn not in declared:
+            raise r.fail(nw, f"FQDN non déclaré par un [[pacs]]{_suggest(fqdn, declared)}")
+        e = r.table(entry, nw)
+        if not e:
+            raise r.fail(nw, "{ https = \"hôte:port\", http = \"hôte:port\" } est attendu")
+        r.known(e, NETWORK_KEYS, nw)
         network[fqdn] = Endpoint(
             fqdn,
-            https=_addr(entry["https"], nw + " https", allow_auto=allow_auto) if "https" in entry else None,
-            http=_addr(entry["http"], nw + " http", allow_auto=allow_auto) if "http" in entry else None,
+            https=r.address(e["https"], f"{nw} https", allow_auto=allow_auto) if "https" in e else None,
+            http=r.address(e["http"], f"{nw} http", allow_auto=allow_auto) if "http" in e else None,
         )
     for p in pacs:
         if p.db not in network or network[p.db].https is None:
-            raise ConfigError(f"{source_file}: [network] needs an https address for {p.db}")
+            raise r.fail("[network]", f"une adresse https est obligatoire pour {p.db}")
 
-    health = data.get("health") or {}
-    health_url = _str(health, "url", f"{source_file} [health]", default=f"https://{pacs[0].db}/q/health")
-    parts = urlsplit(health_url)
-    if parts.scheme != "https" or parts.hostname not in {p.db for p in pacs}:
-        raise ConfigError(f"{source_file} [health]: 'url' must be an https URL on a declared db FQDN, got {health_url!r}")
+    health = r.table(data.get("health", {}), "[health]")
+    r.known(health, HEALTH_KEYS, "[health]")
+    health_url = r.url(r.string(health, "url", "[health]", default=f"https://{pacs[0].db}/q/health"),
+                       "[health] url", ("https",))
+    if urlsplit(health_url).hostname not in {p.db for p in pacs}:
+        raise r.fail("[health] url", f"une URL https sur un FQDN db déclaré est attendue, pas {_show(health_url)}")
 
-    tls = data.get("tls") or {}
-    anchor_paths = _pem_paths(tls, "trust_anchors", source_file, base_dir)
-    market_paths = _pem_paths(tls, "market_trust_anchors", source_file, base_dir)
+    tls = r.table(data.get("tls", {}), "[tls]")
+    r.known(tls, TLS_KEYS, "[tls]")
+    anchor_paths = r.paths(tls, "trust_anchors", "[tls]", base_dir)
+    market_paths = r.paths(tls, "market_trust_anchors", "[tls]", base_dir)
 
-    t = data.get("timeouts") or {}
-    tw = f"{source_file} [timeouts]"
-    timeouts = Timeouts(
-        request_s=_positive(t, "request_s", tw, 5.0),
-        health_down_s=_positive(t, "health_down_s", tw, 10.0),
-        health_up_s=_positive(t, "health_up_s", tw, 10.0),
-        health_budget_s=_positive(t, "health_budget_s", tw, 2.0),
-        publication_s=_positive(t, "publication_s", tw, 10.0),
-        quiet_s=_positive(t, "quiet_s", tw, 1.5),
-        whitelist_s=_positive(t, "whitelist_s", tw, 10.0),
-        whitelist_settle_s=_positive(t, "whitelist_settle_s", tw, 1.0, zero=True),
-        export_s=_positive(t, "export_s", tw, 10.0),
-    )
-    hooks = data.get("hooks") or {}
-    if not all(isinstance(v, str) for v in hooks.values()):
-        raise ConfigError(f"{source_file} [hooks]: every hook must be a shell command string")
+    pki = r.table(data.get("pki", {}), "[pki]")
+    r.known(pki, PKI_KEYS, "[pki]")
+    pki_kit = None
+    if "kit" in pki:
+        kit = r.string(pki, "kit", "[pki]")
+        try:
+            pki_kit = ((base_dir or Path.cwd()) / kit).resolve()
+        except (OSError, RuntimeError, ValueError):
+            raise r.fail("[pki] kit", f"chemin inutilisable {_show(kit)}") from None
+
+    t = r.table(data.get("timeouts", {}), "[timeouts]")
+    r.known(t, TIMEOUT_KEYS, "[timeouts]")
+    defaults = Timeouts()
+    timeouts = Timeouts(**{k: r.seconds(t, k, "[timeouts]", getattr(defaults, k), zero=k in ZERO_TIMEOUTS)
+                           for k in TIMEOUT_KEYS})
+
+    hooks = r.table(data.get("hooks", {}), "[hooks]")
+    r.known(hooks, HOOK_KEYS, "[hooks]")
+    for k in hooks:
+        r.string(hooks, k, "[hooks]", empty=True)  # a shell command; "" = not used
 
     simulators: dict[str, Address] = {}
-    for name, value in (data.get("simulators") or {}).items():
-        simulators[name] = _addr(value, f"{source_file} [simulators] {name}", allow_auto=allow_auto)
+    for name, value in r.table(data.get("simulators", {}), "[simulators]").items():
+        if name not in SIMULATOR_KEYS and not _PEERS_N.fullmatch(name):
+            raise ConfigError(f"{r.src} : clé inconnue [simulators] {_key(name)}{_suggest(name, SIMULATOR_KEYS)}")
+        simulators[name] = r.address(value, f"[simulators] {name}", allow_auto=allow_auto)
+
     dut: dict[str, Any] = {}
-    for name, value in (data.get("dut") or {}).items():
-        dw = f"{source_file} [dut] {name}"
-        if isinstance(value, str) and (value == AUTO or re.fullmatch(r"[^\s:]+:\d+", value)):
-            dut[name] = _addr(value, dw, allow_auto=allow_auto)
-        elif isinstance(value, (str, int, float, bool)):
-            dut[name] = value
-        else:
-            raise ConfigError(f"{dw}: expected a \"host:port\" address or a plain value")
+    dut_table = r.table(data.get("dut", {}), "[dut]")
+    r.known(dut_table, DUT_ADDRESS_KEYS + DUT_VALUE_KEYS, "[dut]")
+    for name, value in dut_table.items():
+        dw = f"[dut] {name}"
+        if name in DUT_ADDRESS_KEYS:
+            dut[name] = r.address(value, dw, allow_auto=allow_auto)
+            continue
+        s = r.string(dut_table, name, "[dut]", empty=name == "psc_client_secret")
+        if name == "iocm_aet":
+            r.aet(s, dw)
+        elif name in ("conso_path", "wado_root") and not _PATH_RE.fullmatch(s):
+            raise r.fail(dw, f"un chemin d'URL commençant par « / », sans espace, est attendu, pas {_show(s)}")
+        elif name == "psc_redirect_uri":
+            r.url(s, dw, ("https", "http"))
+        elif name == "psc_client_id" and not s.isprintable():
+            raise r.fail(dw, "caractère de contrôle interdit")
+        dut[name] = s
+
+    claims: list[tuple[str, str, Address]] = []
+    for fqdn, ep in network.items():
+        for scheme in ("https", "http"):
+            if getattr(ep, scheme) is not None:
+                claims.append((f"[network] {fqdn} {scheme}", f"network-{scheme}", getattr(ep, scheme)))
+    for name, a in dut.items():
+        if isinstance(a, Address):
+            claims.append((f"[dut] {name}", "dut", a))
+    for name, a in simulators.items():
+        claims.append((f"[simulators] {name}", "simulators", a))
+    for i, p in enumerate(pacs):  # the simulated PACS (Orthanc) may listen on every interface
+        for key in ("dicom_port", "http_port"):
+            claims.append((f"[[pacs]] n°{i + 1} {key}", "pacs", Address("0.0.0.0", getattr(p, key))))
+    _collisions(claims, r)
 
     return Sut(
-        name=_str(sut, "name", where), roles=tuple(roles), registry=registry, pacs=tuple(pacs),
-        network=network, health_url=health_url, editor=sut.get("editor", ""), version=sut.get("version", ""),
+        name=sut_name, roles=tuple(roles), registry=registry, pacs=tuple(pacs),
+        network=network, health_url=health_url, editor=editor, version=version,
         embedded=embedded, trust_anchors=anchor_paths, market_trust_anchors=market_paths, timeouts=timeouts,
-        hooks={k: v for k, v in hooks.items() if v}, simulators=simulators, dut=dut, source_file=source_file,
+        hooks={k: v for k, v in hooks.items() if v}, simulators=simulators, dut=dut, pki_kit=pki_kit,
+        source_file=source_file,
     )
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a sut.toml, read with a size cap; one ConfigError line for any problem."""
+    p = Path(path)
+    shown = printable(str(p), 200)
+    try:
+        with open(p, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"description du SUT introuvable : {shown} (« drimcheck init » écrit un modèle)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown} : est un répertoire, pas une description du SUT (sut.toml)") from None
+    except PermissionError:
+        raise ConfigError(f"{shown} : lecture refusée (permissions)") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{shown} : lecture impossible : {printable(getattr(exc, 'strerror', None) or str(exc))}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{shown} : fichier trop volumineux pour une description du SUT "
+                          f"(plus de {MAX_FILE_BYTES // 1024} Kio)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown} : n'est pas encodé en UTF-8 (octet invalide à la position {exc.start})") from None
 
 
 def load(path: str | Path | None) -> Sut:
@@ -284,13 +588,7 @@ def load(path: str | Path | None) -> Sut:
     if path is None:
         return parse(reference_text(), "<embedded reference sut.toml>")
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"SUT description not found: {p} (run 'drimcheck init' to write a template)")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read SUT description {p}: {exc}") from None
-    return parse(text, str(p), base_dir=p.parent)
+    return parse(read_text(p), str(p), base_dir=p.parent)
 
 
 def reference_text() -> str:
