@@ -33,6 +33,35 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def read_input(path: Path, limit: int, what: str = "fichier") -> bytes:
+    """The bytes of an input file, at most `limit` of them: UsageError (one French line) otherwise.
+
+    Reads at most limit + 1 bytes whatever the file is (/dev/zero, a FIFO, a huge file), so memory stays
+    bounded before any parser sees the data.
+    """
+    from drimcheck.config import printable
+
+    shown = printable(str(path), 200)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {shown} : fichier introuvable") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {shown} : est un répertoire, pas un fichier") from None
+    except PermissionError:
+        raise UsageError(f"{what} {shown} : lecture refusée (permissions)") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{what} {shown} : lecture impossible : {getattr(exc, 'strerror', None) or exc}") from None
+    if len(data) > limit:
+        raise UsageError(f"{what} {shown} : fichier trop volumineux (plus de {_size(limit)})")
+    return data
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} Mio" if n >= 1024 * 1024 else f"{n // 1024} Kio"
+
+
 def _paint(verdict: str) -> str:
     text = f"{verdict:<5}"
     return f"\033[{COLORS[verdict]}m{text}\033[0m" if USE_COLOR and verdict in COLORS else text

@@ -411,10 +411,16 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         raise r.fail("[sut] embedded", f"seule la valeur \"reference\" est permise, pas {_show(embedded)}")
     allow_auto = embedded is not None
     roles = sut.get("roles")
-    if (not isinstance(roles, list) or not roles or any(not isinstance(x, str) or x not in ROLES for x in roles)
-            or len(set(roles)) != len(roles)):
-        raise r.fail("[sut] roles", f"une liste non vide et sans doublon de {', '.join(ROLES)} est attendue, "
+    if not isinstance(roles, list) or not roles:
+        raise r.fail("[sut] roles", f"une liste non vide de rôles ({', '.join(ROLES)}) est attendue, "
                                     f"pas {_show(roles) if roles is not None else 'rien'}")
+    for role in roles:
+        if not isinstance(role, str) or role not in ROLES:
+            raise r.fail("[sut] roles", f"rôle inconnu {_show(role)}"
+                                        + (_suggest(role, ROLES) if isinstance(role, str) else "")
+                                        + f" : rôles possibles {', '.join(ROLES)}")
+    if len(set(roles)) != len(roles):
+        raise r.fail("[sut] roles", "un rôle figure deux fois")
     sut_name = r.string(sut, "name", where)
     editor = r.string(sut, "editor", where, default="", empty=True)
     version = r.string(sut, "version", where, default="", empty=True)

@@ -3,14 +3,24 @@
 Judges one KOS file offline on every check that needs no PACS (KOS-01 IOD via dciodvfy, KOS-02
 template, KOS-04 identity, KOS-05 retrieve location, FQDN-01 RetrieveURL). Exit codes: 0 conformant,
 1 not conformant, 2 bad arguments or unreadable file (one line), 3 dciodvfy could not run.
+
+The input is read with a size cap (MAX_KOS_BYTES) and fully decoded once before any check sees it:
+a truncated file, an element that cannot be decoded, sequences nested deeper than MAX_DEPTH or a
+dataset without SOPClassUID are unusable input (exit 2, one French line), never a verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
+
+MAX_KOS_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 32  # nesting of sequences; a KOS uses 3 or 4 levels
 
 
 def register(subparsers) -> None:
@@ -23,14 +33,14 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run)
 
 
-def judge(path: Path, fqdn: str | None, *, strict: bool = False) -> list:
+def judge(path: Path, fqdn: str | None, *, strict: bool = False, data: bytes | None = None) -> list:
     """Findings of every offline KOS check on one file (strength policy applied)."""
     from drimcheck import catalogue
     from drimcheck.checks import fqdn as fqdn_checks
     from drimcheck.checks import kos as kos_checks
     from drimcheck.kos import KosDocument
 
-    doc = KosDocument.from_bytes(path.read_bytes(), label=path.name, evidence=[str(path)])
+    doc = KosDocument.from_bytes(path.read_bytes() if data is None else data, label=path.name, evidence=[str(path)])
     findings = [
         *kos_checks.iod_valid(doc),
         *kos_checks.manifest_template(doc),
@@ -44,9 +54,67 @@ def judge(path: Path, fqdn: str | None, *, strict: bool = False) -> list:
     return findings
 
 
-def run(args: argparse.Namespace) -> int:
+class _Truncated(Exception):
+    def __init__(self, position: int):
+        self.position = position
+
+
+class _StrictReader(io.BytesIO):
+    """A file whose short reads are errors: pydicom silently accepts an element cut by the end of the file."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        position = self.tell()
+        data = super().read(size)
+        if size is not None and size > 0 and 0 < len(data) < size:
+            raise _Truncated(position)
+        return data
+
+
+def decode_fully(data: bytes) -> None:
+    """Decode every element of a DICOM file once; UsageError (one French line) if it cannot be a KOS."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
     from drimcheck.cli import UsageError
-    from drimcheck.config import FQDN_RE
+
+    if not data:
+        raise UsageError("pas un fichier DICOM lisible : fichier vide")
+    reader = _StrictReader(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(reader, force=True)
+            stack: list[tuple[Dataset, int]] = [(ds, 0)]
+            while stack:
+                current, depth = stack.pop()
+                for elem in current:  # iterating converts each raw element (and reads nested sequences)
+                    if elem.VR == "SQ":
+                        if depth + 1 > MAX_DEPTH:
+                            raise UsageError(f"fichier DICOM inexploitable : séquences imbriquées sur plus de "
+                                             f"{MAX_DEPTH} niveaux")
+                        stack.extend((item, depth + 1) for item in elem.value)
+                    else:
+                        elem.value  # noqa: B018 - decodes the value
+    except UsageError:
+        raise
+    except _Truncated as exc:
+        if exc.position == 0:
+            raise UsageError("pas un fichier DICOM lisible : fichier trop court") from None
+        raise UsageError(f"pas un fichier DICOM lisible : fichier tronqué (élément incomplet à l'octet "
+                         f"{exc.position})") from None
+    except RecursionError:
+        raise UsageError("fichier DICOM inexploitable : séquences imbriquées trop profondément") from None
+    except Exception:  # noqa: BLE001 - pydicom raises many types on garbage; none is a verdict
+        raise UsageError(f"pas un fichier DICOM lisible : élément mal encodé (près de l'octet {reader.tell()})") from None
+    if len(ds) == 0:
+        raise UsageError("pas un fichier DICOM lisible : aucun élément")
+    if "SOPClassUID" not in ds:
+        raise UsageError("fichier DICOM sans SOPClassUID : ce n'est pas un KOS")
+
+
+def run(args: argparse.Namespace) -> int:
+    from drimcheck.cli import UsageError, read_input
+    from drimcheck.config import FQDN_RE, printable
     from drimcheck.kos import KosError, load
     from drimcheck.verdicts import exit_code_for
 
@@ -54,14 +122,27 @@ def run(args: argparse.Namespace) -> int:
     if fqdn is not None:
         m = FQDN_RE.match(fqdn)
         if not m or m.group(1) != "db":
-            raise UsageError(f"--fqdn must be dbN.<registry>.mesimagesmedicales.fr, got {args.fqdn!r}")
-    if not args.file.is_file():
-        raise UsageError(f"{args.file}: no such file")
+            raise UsageError(f"--fqdn : dbN.<registre>.mesimagesmedicales.fr est attendu, pas « {printable(args.fqdn)} »")
+    shown = printable(str(args.file), 200)
+    data = read_input(args.file, MAX_KOS_BYTES, "KOS")
     try:
-        load(args.file)
+        decode_fully(data)
+    except UsageError as exc:
+        raise UsageError(f"{shown} : {exc}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load(data)
+            findings = judge(args.file, fqdn, strict=args.strict, data=data)
     except KosError as exc:
-        raise UsageError(f"{args.file}: {exc}") from None
-    findings = judge(args.file, fqdn, strict=args.strict)
+        raise UsageError(f"{shown} : {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{shown} : fichier DICOM inexploitable : séquences imbriquées trop profondément") from None
+    except Exception as exc:  # noqa: BLE001 - content the checks cannot read is unusable input, not a verdict
+        if os.environ.get("DRIMCHECK_DEBUG") == "1":
+            raise
+        raise UsageError(f"{shown} : fichier DICOM inexploitable par les vérifications "
+                         f"(contenu inattendu : {type(exc).__name__})") from None
     code = exit_code_for([f.verdict for f in findings])
     if args.json:
         print(json.dumps({"file": str(args.file), "fqdn": fqdn, "strict": args.strict, "exit_code": int(code),

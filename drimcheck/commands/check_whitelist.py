@@ -2,6 +2,10 @@
 
 Exit codes: 0 valid, 1 not valid (every reason printed, or in --json), 2 unusable input or
 arguments (unreadable file, not XML, bad date, unreadable trust anchor or CRL).
+
+Every input is read with a size cap before it is parsed (the whitelist: drimcheck.whitelist.MAX_SIZE;
+a CRL or a trust anchor file: MAX_PKI_BYTES), so /dev/zero or a huge file ends in exit 2 with
+bounded memory.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from drimcheck.verdicts import ExitCode
+
+MAX_PKI_BYTES = 16 * 1024 * 1024  # a CRL or a certificate bundle
 
 
 def register(subparsers) -> None:
@@ -42,44 +48,58 @@ def _at(value: str | None) -> datetime:
     try:
         t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--at: not an ISO-8601 date or date-time: {value!r}") from None
+        raise UsageError(f"--at : date ou date-heure ISO 8601 attendue, pas « {value} »") from None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def _read(path: Path, what: str) -> bytes:
-    from drimcheck.cli import UsageError
+def _certificates(path: Path) -> list:
+    """PEM (one or more) or DER certificates, read with a size cap; one UsageError line otherwise."""
+    from cryptography import x509
 
+    from drimcheck.cli import UsageError, read_input
+    from drimcheck.config import printable
+
+    data = read_input(path, MAX_PKI_BYTES, "ancre de confiance")
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror or exc}") from None
+        return x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise UsageError(f"ancre de confiance {printable(str(path), 200)} : aucun certificat X.509 lisible "
+                         "(PEM ou DER attendu)") from None
 
 
-def _load(path: Path, loader, what: str):
-    """Read and decode one input file; one UsageError line when it cannot be."""
-    from drimcheck.cli import UsageError
+def _crl(path: Path):
+    """One CRL (PEM or DER), read with a size cap; one UsageError line otherwise."""
+    from cryptography import x509
 
-    _read(path, f"cannot read {what}")
+    from drimcheck.cli import UsageError, read_input
+    from drimcheck.config import printable
+
+    data = read_input(path, MAX_PKI_BYTES, "CRL")
     try:
-        return loader(path)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        return x509.load_pem_x509_crl(data) if b"-----BEGIN" in data else x509.load_der_x509_crl(data)
+    except ValueError:
+        raise UsageError(f"CRL {printable(str(path), 200)} : illisible (PEM ou DER attendu)") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from drimcheck import whitelist as wl
     from drimcheck.cli import UsageError
 
+    from drimcheck.cli import read_input
+    from drimcheck.config import printable
+
     at = _at(args.at)
-    data = _read(args.file, "cannot read")
-    anchors = [c for path in args.trust_anchor for c in _load(path, wl.load_certificates, "trust anchor")] \
-        if args.trust_anchor else None
-    crls = [_load(path, wl.load_crl, "CRL") for path in args.crl]
+    data = read_input(args.file, wl.MAX_SIZE, "liste blanche")
+    anchors = [c for path in args.trust_anchor for c in _certificates(path)] if args.trust_anchor else None
+    crls = [_crl(path) for path in args.crl]
     try:
         report = wl.verify_whitelist(data, trust_anchors=anchors, crls=crls, check_revocation=not args.no_revocation,
                                      at=at)
     except wl.UnusableInput as exc:
-        raise UsageError(f"{args.file}: unusable input: {exc}") from None
+        raise UsageError(f"{printable(str(args.file), 200)} : entrée inutilisable : {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{printable(str(args.file), 200)} : entrée inutilisable : XML imbriqué trop "
+                         "profondément") from None
     if args.json:
         print(json.dumps({"file": str(args.file), **report.to_dict()}, ensure_ascii=False, indent=2))
     else:

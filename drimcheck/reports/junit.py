@@ -39,5 +39,16 @@ def render_junit(result: RunResult) -> bytes:
         elif s.verdict is Verdict.SKIP:
             ET.SubElement(case, "skipped", {"message": s.findings[0].message[:500] if s.findings else ""})
         ET.SubElement(case, "system-out").text = "\n".join(lines)
+    _make_safe(suite)
     ET.indent(suite)
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+def _make_safe(root: ET.Element) -> None:
+    """Every attribute value and text of the tree made legal XML (SUT names, DUT messages may hold anything)."""
+    from drimcheck.reports import safe_text
+
+    for el in root.iter():
+        el.attrib.update({k: safe_text(v) for k, v in el.attrib.items()})
+        if el.text:
+            el.text = safe_text(el.text)
