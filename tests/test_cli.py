@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -33,7 +34,10 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     ([], "a command is required"),
     (["run", "--bogus"], "unrecognized arguments: --bogus"),
     (["frobnicate"], "invalid choice"),
-    (["run", "--sut", "/nonexistent/sut.toml"], "SUT description not found"),
+    (["run", "--sut", "/nonexistent/sut.toml"], "description du SUT introuvable"),
+    (["run", "--sut", "/dev/zero"], "fichier trop volumineux"),
+    (["run", "--sut", "/tmp"], "est un répertoire"),
+    (["check-sut", "/nonexistent/sut.toml"], "description du SUT introuvable"),
     (["run", "--req", "NOPE-99"], "unknown requirement(s): NOPE-99"),
     (["run", "--mutant", "no-such-mutant"], "unknown mutant"),
     (["selftest", "--jobs", "0"], "--jobs must be at least 1"),
@@ -48,7 +52,49 @@ def test_malformed_sut_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "sut.toml"
     bad.write_text(config.template_text().replace('roles = ["source"]', "roles = 3"))
     proc = drimcheck("run", "--sut", str(bad), "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2 and "'roles' must be" in one_line_error(proc)
+    assert proc.returncode == 2 and "[sut] roles : une liste non vide" in one_line_error(proc)
+
+
+@pytest.mark.parametrize("old, new, fragment", [
+    ('before_campaign = ""', 'before_campain = "true"', "clé inconnue [hooks] before_campain (vouliez-vous dire before_campaign ?)"),
+    ("request_s = 5", "request_s = inf", "[timeouts] request_s : une durée en secondes > 0 et ≤ 3600"),
+    ("health_up_s = 10", "health_up_s = inf", "[timeouts] health_up_s"),
+    ('dmp = "127.0.0.1:19443"', 'dmp = "127.0.0.1:9443"', "conflit d'adresses"),
+])
+def test_sut_mistakes_stop_the_run_before_anything_starts(tmp_path, old, new, fragment):
+    """Before: a hook typo surfaced 15 s later as "DUT injoignable", request_s = inf as an OverflowError (exit 3)."""
+    bad = tmp_path / "sut.toml"
+    text = config.template_text()
+    assert old in text
+    bad.write_text(text.replace(old, new))
+    proc = drimcheck("run", "--sut", str(bad), "--out", str(tmp_path / "out"), timeout=60)
+    assert proc.returncode == 2 and fragment in one_line_error(proc)
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_check_sut_prints_the_effective_configuration(tmp_path):
+    sut = tmp_path / "sut.toml"
+    sut.write_text(config.template_text().replace("request_s = 5", "request_s = 7"))
+    proc = drimcheck("check-sut", str(sut))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "description du SUT valide" in proc.stdout and "[timeouts]" in proc.stdout
+    assert re.search(r"request_s\s+7 s", proc.stdout) and re.search(r"quiet_s\s+1.5 s", proc.stdout)
+    assert re.search(r"dmp\s+127.0.0.1:19443", proc.stdout) and "[[pacs]] n°1" in proc.stdout
+    data = json.loads(drimcheck("check-sut", str(sut), "--json").stdout)
+    assert data["valid"] is True and data["timeouts"]["request_s"] == 7.0 and data["timeouts"]["export_s"] == 10.0
+    assert data["simulators"]["dmp"] == "127.0.0.1:19443" and data["network"]["db1.349.mesimagesmedicales.fr"]["https"] == "127.0.0.1:8443"
+    assert data["hooks"] == {} and data["dut"]["mllp"] == "127.0.0.1:2575"
+    embedded = json.loads(drimcheck("check-sut", "--json").stdout)
+    assert embedded["sut"]["embedded"] == "reference" and embedded["simulators"]["dmp"] == "auto"
+
+
+def test_check_sut_refuses_an_invalid_description_in_one_line(tmp_path):
+    sut = tmp_path / "sut.toml"
+    sut.write_text(config.template_text().replace('igc = "127.0.0.1:18080"', 'pcs = "127.0.0.1:18080"'))
+    for extra in ([], ["--json"]):
+        proc = drimcheck("check-sut", str(sut), *extra)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert "clé inconnue [simulators] pcs (vouliez-vous dire psc ?)" in one_line_error(proc)
 
 
 def test_mutant_only_applies_to_the_embedded_reference(tmp_path):

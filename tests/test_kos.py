@@ -245,9 +245,9 @@ def test_check_kos_on_our_kos_and_on_a_kos_that_is_not_a_manifest(tmp_path: Path
 
 
 @pytest.mark.parametrize("args, words", [
-    (["/nonexistent.dcm"], "no such file"),
+    (["/nonexistent.dcm"], "fichier introuvable"),
     (["/etc/hostname"], "pas un fichier DICOM"),
-    (["{ours}", "--fqdn", "vi1.349.mesimagesmedicales.fr"], "--fqdn must be"),
+    (["{ours}", "--fqdn", "vi1.349.mesimagesmedicales.fr"], "--fqdn : dbN"),
 ])
 def test_check_kos_usage_errors(tmp_path: Path, args, words) -> None:
     data, _ = reference_kos()

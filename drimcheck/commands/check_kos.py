@@ -65,7 +65,8 @@ class _StrictReader(io.BytesIO):
     def read(self, size: int | None = -1) -> bytes:
         position = self.tell()
         data = super().read(size)
-        if size is not None and size > 0 and 0 < len(data) < size:
+        preamble_probe = (position, size) in ((0, 128), (128, 4))  # a bare dataset has no 128-byte preamble + DICM
+        if size is not None and size > 0 and 0 < len(data) < size and not preamble_probe:
             raise _Truncated(position)
         return data
 
