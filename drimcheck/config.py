@@ -361,28 +361,40 @@ class _Reader:
         return tuple(out)
 
 
-def _same_host(a: str, b: str) -> bool:
-    def norm(h: str) -> str:
-        h = h.lower().rstrip(".")
-        return "127.0.0.1" if h == "localhost" else h
-
-    a, b = norm(a), norm(b)
-    return a == b or a in _WILDCARD_HOSTS or b in _WILDCARD_HOSTS
+def _host_key(host: str) -> str:
+    h = host.lower().rstrip(".")
+    return "127.0.0.1" if h == "localhost" else h
 
 
 def _collisions(claims: list[tuple[str, str, Address]], r: _Reader) -> None:
     """Two listeners on one address (same port, same host or a wildcard host) cannot both work.
 
     claims: (label, group, address). Claims of one group may share an address: the FQDNs of [network]
-    served on one port by one HTTPS (or HTTP) server, told apart by SNI and Host.
+    served on one port by one HTTPS (or HTTP) server, told apart by SNI and Host. Linear in the number
+    of claims (one representative per group and address is enough to find a conflict).
     """
-    for i, (label, group, a) in enumerate(claims):
-        if a.port == 0:
-            continue
-        for label2, group2, b in claims[:i]:
-            if b.port == a.port and _same_host(a.host, b.host) and not (group == group2 and group.startswith("network")):
+    on_address: dict[tuple[int, str], dict[str, tuple[str, Address]]] = {}
+    on_port: dict[int, dict[str, tuple[str, Address]]] = {}
+    wildcard: dict[int, dict[str, tuple[str, Address]]] = {}
+
+    def clash(label: str, group: str, a: Address, seen: dict[str, tuple[str, Address]]) -> None:
+        for group2, (label2, b) in seen.items():
+            if not (group == group2 and group.startswith("network")):
                 raise r.fail("", f"conflit d'adresses : {label2} ({b}) et {label} ({a}) écoutent sur le même "
                                  "port de la même machine")
+
+    for label, group, a in claims:
+        if a.port == 0:
+            continue
+        host = _host_key(a.host)
+        if host in _WILDCARD_HOSTS:
+            clash(label, group, a, on_port.get(a.port, {}))
+            wildcard.setdefault(a.port, {}).setdefault(group, (label, a))
+        else:
+            clash(label, group, a, on_address.get((a.port, host), {}))
+            clash(label, group, a, wildcard.get(a.port, {}))
+        on_address.setdefault((a.port, host), {}).setdefault(group, (label, a))
+        on_port.setdefault(a.port, {}).setdefault(group, (label, a))
 
 
 # ------------------------------------------------------------------------------------------- parse
@@ -464,11 +476,12 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     if len({p.name for p in pacs}) != len(pacs):
         raise r.fail("", "deux entrées [[pacs]] ont le même nom (name)")
     declared = [f for p in pacs for f in (p.db, p.vi)]
+    declared_set = set(declared)
 
     network: dict[str, Endpoint] = {}
     for fqdn, entry in r.table(data.get("network", {}), "[network]").items():
         nw = f"[network] {_key(fqdn)}"
-        if fqdn not in declared:
+        if fqdn not in declared_set:
             raise r.fail(nw, f"FQDN non déclaré par un [[pacs]]{_suggest(fqdn, declared)}")
         e = r.table(entry, nw)
         if not e:
