@@ -142,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - content the checks cannot read is unusable input, not a verdict
         if os.environ.get("DRIMCHECK_DEBUG") == "1":
             raise
-        raise UsageError(f"{shown} : fichier DICOM inexploitable par les vérifications "
-                         f"(contenu inattendu : {type(exc).__name__})") from None
+        raise UsageError(f"{shown} : fichier DICOM inexploitable par les vérifications (contenu inattendu ; "
+                         "DRIMCHECK_DEBUG=1 pour le détail)") from None
     code = exit_code_for([f.verdict for f in findings])
     if args.json:
         print(json.dumps({"file": str(args.file), "fqdn": fqdn, "strict": args.strict, "exit_code": int(code),
