@@ -341,12 +341,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     from drimcheck.config import template_text
 
     if args.out.exists() and not args.force:
-        raise UsageError(f"{args.out} already exists (use --force to overwrite)")
+        raise UsageError(f"{args.out} existe déjà (--force pour l'écraser)")
     try:
         args.out.write_text(template_text(), encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
-    print(f"{args.out} written: describe your DRIMbox there, then run 'drimcheck run --sut {args.out}'")
+        raise UsageError(f"écriture de {args.out} impossible : {exc.strerror or exc}") from None
+    print(f"{args.out} écrit : décrivez-y votre DRIMbox, vérifiez-le avec « drimcheck check-sut {args.out} », "
+          f"puis lancez « drimcheck run --sut {args.out} »")
     return 0
 
 

@@ -109,7 +109,10 @@ def test_init_writes_a_valid_template_and_refuses_to_overwrite(tmp_path):
     assert proc.returncode == 0
     config.load(tmp_path / "sut.toml")
     again = drimcheck("init", "--out", str(tmp_path / "sut.toml"))
-    assert again.returncode == 2 and "already exists" in one_line_error(again)
+    assert again.returncode == 2 and "existe déjà" in one_line_error(again)
+    nowhere = drimcheck("init", "--out", str(tmp_path / "missing-dir" / "sut.toml"))
+    assert nowhere.returncode == 2 and "écriture de" in one_line_error(nowhere)
+    assert drimcheck("check-sut", str(tmp_path / "sut.toml")).returncode == 0
 
 
 def test_requirements_lists_coverage():
