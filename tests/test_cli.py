@@ -183,3 +183,20 @@ def test_dut_that_accepts_tcp_and_never_answers_ends_in_error_within_the_request
     assert accepted, "the harness never connected"
     assert all(s["verdict"] == "ERROR" for s in data["scenarios"])
     assert "within 1 s" in data["scenarios"][0]["error"]
+
+
+def test_run_printing_into_a_closed_pipe_keeps_its_exit_code_and_writes_its_reports(tmp_path):
+    """`drimcheck run | head -1`: the campaign goes on quietly; its exit code and reports are unchanged."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    out = tmp_path / "out"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "drimcheck", "run", "--sut", str(external_sut(tmp_path, free_port())),
+                               "--out", str(out)], stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                              timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 3 and proc.stderr == "", proc.stderr
+    assert assert_reports_written(out)["run"]["exit_code"] == 3
