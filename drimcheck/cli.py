@@ -34,32 +34,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def read_input(path: Path, limit: int, what: str = "fichier") -> bytes:
-    """The bytes of an input file, at most `limit` of them: UsageError (one French line) otherwise.
+    """The bytes of an input file, read with a size cap (config.read_capped); UsageError otherwise."""
+    from drimcheck.config import InputError, read_capped
 
-    Reads at most limit + 1 bytes whatever the file is (/dev/zero, a FIFO, a huge file), so memory stays
-    bounded before any parser sees the data.
-    """
-    from drimcheck.config import printable
-
-    shown = printable(str(path), 200)
     try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise UsageError(f"{what} {shown} : fichier introuvable") from None
-    except IsADirectoryError:
-        raise UsageError(f"{what} {shown} : est un répertoire, pas un fichier") from None
-    except PermissionError:
-        raise UsageError(f"{what} {shown} : lecture refusée (permissions)") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{what} {shown} : lecture impossible : {getattr(exc, 'strerror', None) or exc}") from None
-    if len(data) > limit:
-        raise UsageError(f"{what} {shown} : fichier trop volumineux (plus de {_size(limit)})")
-    return data
-
-
-def _size(n: int) -> str:
-    return f"{n // (1024 * 1024)} Mio" if n >= 1024 * 1024 else f"{n // 1024} Kio"
+        return read_capped(path, limit, what)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _paint(verdict: str) -> str:
@@ -210,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from drimcheck.config import ConfigError
+    from drimcheck.config import InputError
 
     try:
         try:
@@ -224,7 +205,7 @@ def _main(argv: list[str] | None) -> int:
             "run": cmd_run, "selftest": cmd_selftest, "requirements": cmd_requirements,
             "mutants": cmd_mutants, "init": cmd_init}[args.command]
         return int(handler(args))
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, InputError) as exc:  # InputError includes ConfigError (sut.toml)
         return _error(str(exc), ExitCode.USAGE)
     except KeyboardInterrupt:
         print("drimcheck: interrupted", file=sys.stderr)

@@ -29,7 +29,11 @@ _PATH_RE = re.compile(r"/[\x21-\x7e]*")  # an absolute URL path without spaces o
 _WILDCARD_HOSTS = {"0.0.0.0", "::", "*"}
 
 
-class ConfigError(ValueError):
+class InputError(ValueError):
+    """An input file cannot be used (missing, a directory, too large...): one clear line, exit code 2."""
+
+
+class ConfigError(InputError):
     """The SUT description is missing or wrong: one clear line, exit code 2."""
 
 
@@ -578,28 +582,42 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     )
 
 
+def read_capped(path: str | Path, limit: int, what: str, *, missing_hint: str = "") -> bytes:
+    """The bytes of an input file, at most `limit` of them; InputError (one French line) otherwise.
+
+    Reads at most limit + 1 bytes whatever the file is (/dev/zero, a FIFO, a huge file), so memory stays
+    bounded before any parser sees the data.
+    """
+    shown = f"{what} {printable(str(path), 200)}"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise InputError(f"{shown} : fichier introuvable{missing_hint}") from None
+    except IsADirectoryError:
+        raise InputError(f"{shown} : est un répertoire, pas un fichier") from None
+    except PermissionError:
+        raise InputError(f"{shown} : lecture refusée (permissions)") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{shown} : lecture impossible : {printable(getattr(exc, 'strerror', None) or str(exc))}") from None
+    if len(data) > limit:
+        size = f"{limit // (1024 * 1024)} Mio" if limit >= 1024 * 1024 else f"{limit // 1024} Kio"
+        raise InputError(f"{shown} : fichier trop volumineux (plus de {size})")
+    return data
+
+
 def read_text(path: str | Path) -> str:
     """The text of a sut.toml, read with a size cap; one ConfigError line for any problem."""
-    p = Path(path)
-    shown = printable(str(p), 200)
     try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"description du SUT introuvable : {shown} (« drimcheck init » écrit un modèle)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{shown} : est un répertoire, pas une description du SUT (sut.toml)") from None
-    except PermissionError:
-        raise ConfigError(f"{shown} : lecture refusée (permissions)") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{shown} : lecture impossible : {printable(getattr(exc, 'strerror', None) or str(exc))}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{shown} : fichier trop volumineux pour une description du SUT "
-                          f"(plus de {MAX_FILE_BYTES // 1024} Kio)")
+        data = read_capped(path, MAX_FILE_BYTES, "description du SUT",
+                           missing_hint=" (« drimcheck init » écrit un modèle)")
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{shown} : n'est pas encodé en UTF-8 (octet invalide à la position {exc.start})") from None
+        raise ConfigError(f"description du SUT {printable(str(path), 200)} : n'est pas encodée en UTF-8 "
+                          f"(octet invalide à la position {exc.start})") from None
 
 
 def load(path: str | Path | None) -> Sut:

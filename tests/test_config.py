@@ -217,7 +217,7 @@ def test_unreadable_files(tmp_path):
     assert "trop volumineux" in load_error("/dev/zero")
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes(config.template_text().encode("utf-8").replace("É".encode(), "É".encode("latin-1")))
-    assert "n'est pas encodé en UTF-8" in load_error(latin1)
+    assert "n'est pas encodée en UTF-8" in load_error(latin1)
     assert "TOML invalide" in error_of("[sut")
     assert "section [sut] manquante" in error_of("[health]\nurl='x'")
 

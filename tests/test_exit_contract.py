@@ -262,7 +262,7 @@ PEAK = ("import resource, sys\nfrom drimcheck.cli import main\ncode = main(sys.a
     (["check-whitelist", str(WHITELIST), "--crl", "/dev/zero"], "CRL /dev/zero : fichier trop volumineux (plus de 16 Mio)"),
     (["check-whitelist", str(WHITELIST), "--trust-anchor", "/dev/zero"], "ancre de confiance /dev/zero : fichier trop"),
     (["check-kos", "/dev/zero"], "KOS /dev/zero : fichier trop volumineux (plus de 64 Mio)"),
-    (["check-sut", "/dev/zero"], "/dev/zero : fichier trop volumineux pour une description du SUT"),
+    (["check-sut", "/dev/zero"], "description du SUT /dev/zero : fichier trop volumineux (plus de 1 Mio)"),
 ])
 def test_endless_inputs_end_in_exit_2_with_bounded_memory(args, fragment):
     proc = subprocess.run([sys.executable, "-c", PEAK, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
