@@ -318,10 +318,10 @@ class CampaignRuntime:
         return started
 
     def market_trust_anchors(self) -> list[x509.Certificate]:
-        """Roots a viN (market OV) certificate must chain to: from sut.toml, else the per-run market CA (embedded
-        reference) or the public web PKI (certifi bundle) for an external DRIMbox."""
+        """Roots a viN (market OV) certificate must chain to: from sut.toml, else the run's market CA (embedded
+        reference, or the kit's with [pki] kit) or the public web PKI (certifi bundle) for an external DRIMbox."""
         paths = list(self.sut.market_trust_anchors)
-        if not paths and self.sut.embedded:
+        if not paths and (self.sut.embedded or self.sut.pki_kit is not None):  # the kit's market CA is stable
             return [self.pki.market_ca.cert]
         if not paths:
             import certifi
