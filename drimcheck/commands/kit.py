@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if create:
             sut = _load_sut(args.sut)
-            document = kit.create_kit(sut, args.out, days=args.days or kit.DEFAULT_DAYS, force=args.force)
+            document = kit.create_kit(sut, args.out, days=kit.DEFAULT_DAYS if args.days is None else args.days, force=args.force)
             target = args.out
             if args.show is None:
                 print(f"Kit de test créé dans {target.resolve()} (valide jusqu'au {document['valid_until']}).")
