@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -122,8 +123,6 @@ def _check_sut(sut: Sut) -> None:
 def create_kit(sut: Sut, out: Path, *, days: int = DEFAULT_DAYS, now: datetime | None = None,
                force: bool = False) -> dict[str, Any]:
     """Create the kit for `sut` in `out` (must be absent or empty, or `force`); returns the dut-settings document."""
-    from fixtures.pki import TestPKI
-
     _check_sut(sut)
     if days < 1 or days > 3650:
         raise KitError(f"--days : durée de validité entre 1 et 3650 jours, reçu {days}")
@@ -131,10 +130,20 @@ def create_kit(sut: Sut, out: Path, *, days: int = DEFAULT_DAYS, now: datetime |
     if out.exists() and any(out.iterdir()):
         if not force:
             raise KitError(f"{out} n'est pas vide : choisissez un autre répertoire ou ajoutez --force (il sera vidé)")
-        if not (manifest_path(out).is_file() or not any(out.iterdir())):
+        if not manifest_path(out).is_file():
             raise KitError(f"{out} n'est pas un kit drimcheck : --force refuse de le vider")
         shutil.rmtree(out)
     publication_url = _publication_url(sut)
+    try:
+        return _create(sut, out, days, publication_url, now)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # never leave a half-made kit behind
+        raise
+
+
+def _create(sut: Sut, out: Path, days: int, publication_url: str, now: datetime | None) -> dict[str, Any]:
+    from fixtures.pki import TestPKI
+
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     _mkdir(out, 0o755)
     harness, dut = _mkdir(harness_dir(out), 0o700), _mkdir(dut_dir(out), 0o700)
@@ -361,6 +370,8 @@ class _SettingsRuntime:
             except OSError as exc:
                 raise KitError(f"simulateur {name} : adresse de [simulators] indisponible ({exc.strerror or exc}) ; "
                                "arrêtez la campagne en cours ou changez l'adresse") from None
+            except Exception as exc:  # noqa: BLE001 - one line for the user, as a campaign does
+                raise KitError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
             if handle is not None:
                 rt.sims[name] = handle
         return rt
@@ -424,14 +435,30 @@ def table_rows(document: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+#: French titles of the document's sections in `drimcheck kit --show`
+SECTION_TITLES = {
+    "schema_version": "Fichier", "sut": "DRIMbox testée", "listeners": "Ses FQDN et où elle écoute",
+    "endpoints": "Ses autres points d'écoute", "settings": "Ses réglages simples ([dut])",
+    "pacs": "PACS simulé à interroger (DICOM, DICOMweb)", "certificates": "Ses certificats et clés",
+    "trust": "Magasins de confiance à charger", "psc_client": "Son client Pro Santé Connect",
+    "simulators": "URL et réglages des simulateurs qu'elle appelle", "hosts": "Noms d'hôtes à résoudre (adresse, port)",
+}
+
+
 def show_text(document: dict[str, Any], kit: Path | None = None) -> str:
     rows = table_rows(document)
     width = max(len(k) for k, _ in rows)
-    head = ["Réglages de la DRIMbox testée (dut-settings.json"
-            + (f", kit {kit}" if kit else "") + ")",
-            "Chemins de fichiers : relatifs au répertoire dut/ du kit.", "",
-            f"{'Réglage'.ljust(width)}  Valeur", f"{'-' * width}  {'-' * 6}"]
-    return "\n".join(head + [f"{k.ljust(width)}  {v}" for k, v in rows]) + "\n"
+    lines = ["Réglages de la DRIMbox testée (dut-settings.json" + (f", kit {kit}" if kit else "") + ")",
+             "Chemins de fichiers : relatifs au répertoire dut/ du kit.", "",
+             f"{'Réglage'.ljust(width)}  Valeur", f"{'-' * width}  {'-' * 6}"]
+    shown: set[str] = set()
+    for key, value in rows:
+        section = re.split(r"[.\[]", key, maxsplit=1)[0]
+        if section in SECTION_TITLES and section not in shown:
+            shown.add(section)
+            lines += ["", f"# {SECTION_TITLES[section]}"]
+        lines.append(f"{key.ljust(width)}  {value}")
+    return "\n".join(lines) + "\n"
 
 
 README = """Kit de test drimcheck — {name} (registre {registry})

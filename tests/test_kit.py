@@ -258,3 +258,29 @@ def test_reference_configuration_from_the_kit_uses_only_dut_files(made, tmp_path
         assert Path(f).is_relative_to(dut) and Path(f).is_file(), f
     assert [p["password"] for p in cfg["pacs"]] == [p["dicomweb_password"] for p in doc["pacs"]]
     assert cfg["peers"]["psc"]["client_secret"] == doc["psc_client"]["client_secret"]
+
+
+def test_a_busy_simulator_address_leaves_no_half_made_kit(tmp_path):
+    sut_file = tmp_path / "sut.toml"
+    text = re.sub(r"\b246(\d\d)\b", r"248\1", EXAMPLE.read_text(encoding="utf-8"))
+    sut_file.write_text(text, encoding="utf-8")
+    whitelist = parse(text, "x").simulator_address("whitelist")
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind((whitelist.host, whitelist.port))
+        busy.listen()
+        proc = subprocess.run([sys.executable, "-m", "drimcheck", "kit", "--sut", str(sut_file), "--out",
+                               str(tmp_path / "kit")], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "whitelist" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+    assert not (tmp_path / "kit").exists()
+
+
+def test_show_with_sut_and_out_shows_an_existing_kit_without_remaking_it(made):
+    out, _ = made
+    before = kit.manifest_path(out).read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "drimcheck", "kit", "--sut", str(EXAMPLE), "--out", str(out), "--show"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "# Ses certificats et clés" in proc.stdout
+    assert kit.manifest_path(out).read_bytes() == before
