@@ -35,13 +35,16 @@ def python() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """The recorded process still runs and is still our DRIMbox (a stale PID file never kills another process)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True  # no /proc: trust the PID file
+    return b"simulators.drimbox" in cmdline and str(STATE).encode() in cmdline
 
 
 def stop() -> int:
