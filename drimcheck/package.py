@@ -126,7 +126,8 @@ def tool_versions() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             out[dist] = None
     orthanc = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
-    out["orthanc"] = _command_version([orthanc, "--version"]) if orthanc else None
+    version = _command_version([orthanc, "--version"]) if orthanc else None
+    out["orthanc"] = version.replace(orthanc, "Orthanc", 1) if version else None
     dciodvfy = dciodvfy_path()
     out["dciodvfy"] = _command_version([dciodvfy, "-version"]) if dciodvfy else None
     out["openssl"] = _command_version(["openssl", "version"])
