@@ -161,7 +161,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                           command=["drimcheck", *(sys.argv[1:] if sys.argv[1:] else [])], campaign=campaign)
     paths = write_all(result, run_dir)
     if args.referencement:
-        paths["package"] = package.build_package(run_dir, result, sut, sut_bytes=sut_bytes, signer=signer)
+        try:
+            paths["package"] = package.build_package(run_dir, result, sut, sut_bytes=sut_bytes, signer=signer)
+        except OSError as exc:
+            print(f"drimcheck: error: paquet de référencement non écrit : {exc.strerror or exc}", file=sys.stderr)
+            return ExitCode.INFRASTRUCTURE
     if not args.quiet:
         summary = result.summary()
         scen = ", ".join(f"{n} {k}" for k, n in summary["scenarios"].items()) or "aucun"
