@@ -77,9 +77,10 @@ def safe_name(name: str) -> bool:
     return all(p not in ("..", ".", "") for p in parts)
 
 
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int]) -> bytes | None:
-    """Read one member within its declared size and the total budget; None if it overflows (bomb)."""
-    chunks, size = [], 0
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], *, keep: bool = True):
+    """Read one member within its declared size and the total budget (zip bombs): its bytes (keep) or its
+    SHA-256 hex digest; None if it overflows."""
+    chunks, size, digest = [], 0, hashlib.sha256()
     with zf.open(info) as fh:
         while True:
             chunk = fh.read(1024 * 1024)
@@ -89,8 +90,10 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int]) 
             budget[0] -= len(chunk)
             if size > info.file_size or size > MAX_ENTRY_BYTES or budget[0] < 0:
                 return None
-            chunks.append(chunk)
-    return b"".join(chunks)
+            digest.update(chunk)
+            if keep:
+                chunks.append(chunk)
+    return b"".join(chunks) if keep else digest.hexdigest()
 
 
 def verify(path: Path, expect_signer: bytes | None = None) -> Report:
@@ -155,14 +158,14 @@ def verify(path: Path, expect_signer: bytes | None = None) -> Report:
                 if name not in expected:
                     problems.append(f"fichier absent du manifeste (ajouté ?) : {name}")
                     continue
-                data = _read_member(zf, info, budget)
+                data = _read_member(zf, info, budget, keep=name == "results.json")
                 if data is None:
                     problems.append(f"membre refusé (taille réelle supérieure à l'annonce ou au plafond) : {name}")
                     return report
-                if hashlib.sha256(data).hexdigest() != expected[name]:
+                if isinstance(data, bytes):
+                    contents[name], data = data, hashlib.sha256(data).hexdigest()
+                if data != expected[name]:
                     problems.append(f"empreinte SHA-256 différente du manifeste (fichier modifié) : {name}")
-                if name == "results.json":
-                    contents[name] = data
             for name in sorted(set(expected) - set(members)):
                 problems.append(f"fichier du manifeste absent de l'archive (supprimé ?) : {name}")
             report.files = len(expected)
