@@ -227,8 +227,9 @@ def build_package(run_dir: Path, result, sut, *, sut_bytes: bytes, signer: Signe
                                              indent=2).encode("utf-8")
     files["versions.json"] = json.dumps(tool_versions(), ensure_ascii=False, indent=2).encode("utf-8")
     kit = getattr(sut, "pki_kit", None)
-    if kit and (Path(kit) / "dut-settings.json").is_file():
-        files["dut-settings.json"] = (Path(kit) / "dut-settings.json").read_bytes()
+    settings = Path(kit) / "dut" / "dut-settings.json" if kit else None
+    if settings is not None and settings.is_file():  # layout of `drimcheck kit` (drimcheck/kit.py)
+        files["dut-settings.json"] = settings.read_bytes()
     manifest = manifest_text(files)
     target = run_dir / package_name(result)
     tmp = target.with_suffix(".zip.part")
