@@ -8,17 +8,19 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from drimcheck import bounds
 from drimcheck import catalogue as catalogue_mod
 from drimcheck.campaign import CampaignRuntime
 from drimcheck.config import Sut
 from drimcheck.plugin import DrimcheckPlugin
-from drimcheck.results import RunResult, ScenarioResult
+from drimcheck.results import CampaignInfo, RunResult, ScenarioResult
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_MODULE = REPO_ROOT / "steps" / "test_scenarios.py"
@@ -43,9 +45,18 @@ def _sigterm_as_interrupt():
 def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str | None = None,
                  requirements: set[str] | None = None, keep_workdir: bool = False,
                  on_scenario_done: Callable[[ScenarioResult, int, int], None] | None = None,
-                 command: list[str] | None = None) -> RunResult:
-    """Run the campaign and return its results; never raises for DUT or infrastructure problems."""
+                 command: list[str] | None = None, campaign: CampaignInfo | None = None) -> RunResult:
+    """Run the campaign and return its results; never raises for DUT or infrastructure problems.
+
+    `campaign` carries what the reports must say about the run (referencing mode, sut.toml digest); the
+    mutant, the requirement filter and the effective timeouts (drimcheck.bounds) are filled in here.
+    """
     catalogue = catalogue_mod.load()
+    effective = bounds.effective(sut.timeouts, catalogue)
+    sut = replace(sut, timeouts=effective.timeouts)
+    campaign = replace(campaign or CampaignInfo(), mutant=mutant,
+                       requirements_selected=sorted(requirements) if requirements else None,
+                       timeouts=effective.to_list(), loosened=effective.reasons_fr())
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
@@ -90,4 +101,4 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
         strict=strict, sut={**runtime.sut.describe(), **({"mutant": mutant} if mutant else {})},
         catalogue=catalogue, scenarios=plugin.results, automated_ids=plugin.collected_requirements,
-        infrastructure_error=infra_error, command=command or sys.argv)
+        infrastructure_error=infra_error, command=command or sys.argv, campaign=campaign)
