@@ -182,6 +182,19 @@ def test_pathological_sut_via_the_real_command(tmp_path, content):
     assert_contract(proc.returncode, proc.stderr, {2})
 
 
+arguments = st.lists(st.one_of(st.text(max_size=12), st.sampled_from(
+    ["--json", "--strict", "--fqdn", "--at", "--crl", "--trust-anchor", "--no-revocation", "--help", "-", "--", ".",
+     "/", "/dev/null", "db1.349.mesimagesmedicales.fr", "2025-13-45", str(KOS), str(WHITELIST)])), max_size=5)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(command=st.sampled_from(["check-sut", "check-kos", "check-whitelist", "requirements", "mutants", "nope"]),
+       args=arguments)
+def test_any_arguments_to_the_offline_commands_follow_the_contract(command, args):
+    code, _, err = run_main(command, *args)
+    assert_contract(code, err, {0, 1, 2})
+
+
 # ------------------------------------------------------------------------------------------- offline checkers
 
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
