@@ -21,6 +21,9 @@ from urllib.parse import unquote
 from cryptography import x509
 from lxml import etree
 
+from drimcheck import safexml
+from drimcheck.limits import MAX_MULTIPART_PARTS
+
 NS = {
     "soap": "http://www.w3.org/2003/05/soap-envelope",
     "wsa": "http://www.w3.org/2005/08/addressing",
@@ -128,7 +131,11 @@ def parse_mime(content_type: str, body: bytes) -> Mime:
     if (_param(content_type, "type") or "").lower() != "application/xop+xml":
         problems.append(f"paramètre type « {_param(content_type, 'type')} » au lieu de application/xop+xml (MTOM)")
     delimiter = re.compile(rb"^[ \t]*--" + re.escape(boundary.encode()) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
-    marks = list(delimiter.finditer(body))
+    marks = []
+    for mark in delimiter.finditer(body):
+        marks.append(mark)
+        if len(marks) > MAX_MULTIPART_PARTS + 1:
+            raise XdsParseError(f"corps multipart de plus de {MAX_MULTIPART_PARTS} parties")
     if len(marks) < 2:
         raise XdsParseError(f"corps multipart sans délimiteurs « --{boundary} »")
     if any(body[m.start():m.start() + 1] in (b" ", b"\t") for m in marks):
@@ -180,14 +187,12 @@ class Soap:
     problems: list[str] = field(default_factory=list)
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_blank_text=False)
-
-
 def parse_xml(data: bytes, what: str) -> etree._Element:
+    """Parse XML written by the DUT within drimcheck.safexml's caps (size, nodes, depth; no entities)."""
     try:
-        return etree.fromstring(data.strip(), _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise XdsParseError(f"{what} : XML invalide ({exc})") from None
+        return safexml.fromstring(data.strip(), what)
+    except safexml.XmlRejected as exc:
+        raise XdsParseError(str(exc)) from None
 
 
 def parse_soap(root_xml: bytes) -> Soap:
@@ -726,7 +731,7 @@ def verify_xmldsig(signature: etree._Element) -> SignatureCheck:
         return SignatureCheck(False, "aucun certificat X.509 lisible dans KeyInfo", None, refs, algorithm)
     root = signature.getroottree().getroot()
     # Work on a copy so the registered IDs do not leak into the caller's tree.
-    copy_root = etree.fromstring(etree.tostring(root), _PARSER)
+    copy_root = etree.fromstring(etree.tostring(root), safexml.parser())  # already within the caps
     tag = f"{{{NS['ds']}}}Signature"
     index = list(root.iter(tag)).index(signature)
     copy_sig = list(copy_root.iter(tag))[index]
