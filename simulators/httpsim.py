@@ -248,7 +248,9 @@ class BoundedApp:
         if declared is not None and declared.strip().isdigit() and int(declared) > srv.max_body:
             return await self._answer(scope, send, 413, too_large("corps de requête trop volumineux", srv.max_body)
                                       + f" (Content-Length: {int(declared)})", srv.max_body, 0, t0)
-        state = {"received": 0, "body_done": False, "rejected": False, "started": False}
+        has_body = declared is not None and declared.strip() not in (b"", b"0") or \
+            any(k == b"transfer-encoding" for k, _ in headers)
+        state = {"received": 0, "body_done": not has_body, "rejected": False, "started": False}
         deadline = t0 + srv.body_timeout_s
 
         async def reject(status: int, reason: str, limit: int) -> None:
@@ -287,6 +289,10 @@ class BoundedApp:
         async def guarded_send(message: dict) -> None:
             if state["rejected"]:
                 return  # we answered already
+            if message.get("type") == "http.response.start" and not state["body_done"]:
+                # answered before the whole body was read (405, 404, an early refusal): close after the answer
+                # rather than let the client stream the rest of its body into a kept-alive connection
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             state["started"] = True
             await send(message)
 
@@ -442,7 +448,8 @@ class SimServer:
         client = getattr(protocol, "client", None)
         scope = {"type": "http", "method": None, "path": None, "headers": [], "client": client,
                  "state": getattr(protocol, "app_state", {}) or {}}
-        self._record_rejection(scope, status, reason, self.max_header_bytes, received, time.monotonic())
+        limit = int(self.head_timeout_s) if status == 408 else self.max_header_bytes
+        self._record_rejection(scope, status, reason, limit, received, time.monotonic())
 
     def stop(self, timeout: float = 5.0) -> None:
         server, thread = self._server, self._thread
