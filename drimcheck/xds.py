@@ -22,7 +22,7 @@ from cryptography import x509
 from lxml import etree
 
 from drimcheck import safexml
-from drimcheck.limits import MAX_MULTIPART_PARTS
+from drimcheck.limits import MAX_MULTIPART_PARTS, MAX_PART_HEADER_BYTES
 
 NS = {
     "soap": "http://www.w3.org/2003/05/soap-envelope",
@@ -117,6 +117,9 @@ def _param(header: str, name: str) -> str | None:
     return m.group(2) if m.group(2) is not None else m.group(1)
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
 def parse_mime(content_type: str, body: bytes) -> Mime:
     """Split an MTOM/XOP multipart/related body; a plain SOAP body is its own root."""
     ctype = (content_type or "").split(";")[0].strip().lower()
@@ -144,11 +147,16 @@ def parse_mime(content_type: str, body: bytes) -> Mime:
     for i, m in enumerate(marks[:-1]):
         if m.group(1):
             break
-        chunk = body[m.end():marks[i + 1].start()]
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk[1:] if chunk.startswith(b"\n") else chunk
-        sep = re.search(rb"\r?\n\r?\n", chunk)
-        head, data = (chunk[:sep.start()], chunk[sep.end():]) if sep else (chunk, b"")
-        data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
+        # offsets into body, one copy per part (a part may be most of a 32 MiB request)
+        begin, stop = m.end(), marks[i + 1].start()
+        begin += 2 if body.startswith(b"\r\n", begin, stop) else 1 if body.startswith(b"\n", begin, stop) else 0
+        sep = _BLANK_LINE.search(body, begin, min(stop, begin + MAX_PART_HEADER_BYTES + 4))
+        if sep is None and stop - begin > MAX_PART_HEADER_BYTES:
+            raise XdsParseError(f"partie MIME sans fin d'en-têtes dans ses {MAX_PART_HEADER_BYTES} premiers octets")
+        head_end, data_begin = (sep.start(), sep.end()) if sep else (stop, stop)
+        if sep is not None:
+            stop -= 2 if body.endswith(b"\r\n", data_begin, stop) else 1 if body.endswith(b"\n", data_begin, stop) else 0
+        head, data = body[begin:head_end], body[data_begin:stop]
         headers = {}
         for line in head.decode("latin-1").splitlines():
             if ":" in line:

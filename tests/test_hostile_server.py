@@ -117,6 +117,15 @@ def read_answer(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     return bytes(out)
 
 
+def send_quietly(sock: socket.socket, data: bytes) -> bool:
+    """sendall; False when the server closed first (it may refuse a head before the client finished sending)."""
+    try:
+        sock.sendall(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        return False
+
+
 def status_of(answer: bytes) -> int | None:
     if not answer.startswith(b"HTTP/1.1 "):
         return None
@@ -185,10 +194,12 @@ def test_dmp_refuses_ten_thousand_headers(dmp) -> None:
     headers = b"".join(b"X-Hostile-%d: v\r\n" % i for i in range(10_000))
     for block in (headers, b"".join(b"X-H%d: v\r\n" % i for i in range(MAX_HEADERS + 1))):
         with dmp.connect() as sock:
-            sock.sendall(b"GET " + DMP_PATH.encode() + b" HTTP/1.1\r\nHost: " + DMP_FQDN.encode() + b"\r\n" + block
-                         + b"\r\n")
+            sent = send_quietly(sock, b"GET " + DMP_PATH.encode() + b" HTTP/1.1\r\nHost: " + DMP_FQDN.encode()
+                                + b"\r\n" + block + b"\r\n")
             answer = read_answer(sock)
-        assert status_of(answer) == 431, answer[:200]
+        # 431; or, when the server refused while 150 kB of headers were still being sent, the reset may eat the
+        # answer (the refusal is recorded all the same: see test_dmp_records_every_refusal_and_stays_small)
+        assert status_of(answer) == 431 or not sent and answer == b"", answer[:200]
     assert_still_serving(dmp)
 
 
@@ -297,13 +308,11 @@ def test_https_simulators_refuse_oversized_requests_and_keep_serving(pki, make) 
         def exchange(head: bytes, body_chunks=()) -> tuple[bytes, int]:
             sent = 0
             with ctx.wrap_socket(socket.create_connection(("127.0.0.1", sim.port), timeout=10)) as sock:
-                sock.sendall(head)
-                try:
+                if send_quietly(sock, head):
                     for c in body_chunks:
-                        sock.sendall(c)
+                        if not send_quietly(sock, c):
+                            break
                         sent += len(c)
-                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-                    pass
                 return read_answer(sock), sent
 
         host = b"Host: x\r\n"
@@ -312,7 +321,7 @@ def test_https_simulators_refuse_oversized_requests_and_keep_serving(pki, make) 
         assert status_of(answer) == 413 and "trop volumineux".encode() in answer
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
         answer, _ = exchange(b"GET " + path.encode() + b" HTTP/1.1\r\n" + host + many + b"\r\n")
-        assert status_of(answer) == 431
+        assert status_of(answer) in (431, None)  # None: refused while the headers were still being sent (reset)
         chunk = b"%x\r\n%s\r\n" % (1 << 16, b"A" * (1 << 16))
         answer, sent = exchange(b"POST " + path.encode() + b" HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n",
                                 (chunk for _ in range(4 * MAX_REQUEST_BODY >> 16)))
@@ -545,3 +554,43 @@ def test_no_thread_left_behind() -> None:
     names = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
     assert not [n for n in names if n.startswith(("psc:", "proxy:", "peer:", "dmp-simulator:"))], names
     assert os.getpid() > 0
+
+
+# --------------------------------------------------------------------------- SimServer's bounds, in-process
+
+
+def test_simserver_bounds_bodies_in_flight_and_closes_early_answers() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from simulators.httpsim import SimServer
+
+    async def echo(request):
+        return Response(f"{len(await request.body())}")
+
+    async def refuse(request):  # answers without reading the body
+        return Response("non", status_code=403)
+
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/refuse", refuse, methods=["POST"])])
+    with SimServer(app, max_body=1 << 20, name="bounded") as server:
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+        head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\nConnection: close\r\n\r\n"
+        with connect() as first, connect() as second:
+            first.sendall(head + b"a" * 600_000)  # in flight, not finished
+            time.sleep(0.3)
+            second.sendall(head + b"b" * 600_000)  # 1.2 MB in flight together: over the 1 MiB budget
+            answer = read_answer(second)
+            assert status_of(answer) == 503 and b"simultan" in answer
+            first.sendall(b"a" * 300_000)
+            assert read_answer(first, 4096).split(b"\r\n\r\n", 1)[-1] == b"900000"  # the first one completes
+        with connect() as sock:
+            sock.sendall(b"POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\n")
+            answer = read_answer(sock)  # without sending the body: answered and closed, not kept alive
+        assert status_of(answer) == 403 and b"connection: close" in answer.lower()
+        assert [r["status"] for r in server.rejections.snapshot()] == [503]
+        with connect() as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+            assert read_answer(sock).endswith(b"\r\n\r\n5")
