@@ -127,7 +127,7 @@ def send_quietly(sock: socket.socket, data: bytes) -> bool:
 
 
 def status_of(answer: bytes) -> int | None:
-    if not answer.startswith(b"HTTP/1.1 "):
+    if not answer.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")):
         return None
     return int(answer[9:12])
 
@@ -334,6 +334,48 @@ def test_https_simulators_refuse_oversized_requests_and_keep_serving(pki, make) 
         assert [r["rejected"]["status"] for r in logged] == [r["status"] for r in refused]
         answer, _ = exchange(b"GET " + path.encode() + b" HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n")
         assert status_of(answer) not in (None, 413, 431, 500)
+
+
+def test_igc_publication_point_bounds_heads_connections_and_time(pki) -> None:
+    from simulators.igc import IGCPublicationServer
+
+    server = IGCPublicationServer(pki)
+    server.connection_deadline = 1.5
+    with server:
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+        with connect() as sock:
+            sent = send_quietly(sock, b"GET /x HTTP/1.1\r\nHost: x\r\n"
+                                + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000)) + b"\r\n")
+            answer = read_answer(sock)
+        assert status_of(answer) == 431 or not sent and answer == b""
+        t0 = time.monotonic()
+        with connect() as sock:  # a request line trickled byte by byte, each within the 5 s silence timeout
+            for byte in b"GET /x":
+                if not send_quietly(sock, bytes([byte])):
+                    break
+                time.sleep(0.4)
+            read_answer(sock)
+        assert time.monotonic() - t0 < 5  # cut at the 1.5 s deadline, not at the end of the trickle
+        held = [connect() for _ in range(server._httpd.max_connections + 10)]  # noqa: SLF001 - silent clients
+        try:
+            time.sleep(0.5)
+            assert server._httpd.refused_connections >= 10  # noqa: SLF001
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 10
+        while True:  # the held connections are released (closed by the clients) and the server serves again
+            with connect() as sock:
+                sock.sendall(b"GET /nothing HTTP/1.0\r\n\r\n")
+                answer = read_answer(sock)
+            if status_of(answer) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            break
+        assert answer.startswith(b"HTTP/1.0 404")
+        assert 431 in [r["status"] for r in server.requests]
 
 
 # --------------------------------------------------------------------------- XML parsers (in-process)
