@@ -298,7 +298,7 @@ class BoundedApp:
 
         try:
             await self.app(scope, bounded_receive, guarded_send)
-        except BaseException:
+        except Exception:  # noqa: BLE001 - once refused, what the app raises (our _Limited, Starlette's 500) is moot
             if not state["rejected"]:
                 raise
         finally:
@@ -333,6 +333,8 @@ class SimServer:
     body_timeout_s = 120.0
     #: concurrent connections (uvicorn ``limit_concurrency``: over it, 503)
     max_connections = 200
+    #: refusals kept as evidence (and handed to ``on_rejected``); later ones are only counted
+    max_recorded_rejections = 1000
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0,
                  ssl_context: ssl.SSLContext | None = None, name: str = "simulator", lifespan: str = "off",
@@ -352,6 +354,7 @@ class SimServer:
         self.on_rejected = on_rejected
         #: every request refused for a bound, as evidence (status, reason, limit, method, path, headers...)
         self.rejections = Recorder(f"{name}:limites")
+        self.rejected_total = 0  # every refusal, also those past max_recorded_rejections
         self._inflight = 0  # bytes of request bodies being received (event-loop thread only)
         self.interface = interface  # "asgi3" for a bare ASGI callable uvicorn's auto-detection misreads
         self.lifespan = lifespan  # "on" when the app closes resources at shutdown (Starlette lifespan)
@@ -428,6 +431,9 @@ class SimServer:
     def _record_rejection(self, scope: dict, status: int, reason: str, limit: int, received: int,
                           t0: float) -> tuple[str, bytes] | None:
         """Record a request refused for a bound; the simulator's ``on_rejected`` may shape the answer."""
+        self.rejected_total += 1
+        if len(self.rejections) >= self.max_recorded_rejections:  # a flood is counted, not kept
+            return None
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in (scope.get("headers") or [])[:MAX_HEADERS]]
         state = scope.get("state") or {}
         client = scope.get("client")
