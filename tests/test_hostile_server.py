@@ -636,3 +636,28 @@ def test_simserver_bounds_bodies_in_flight_and_closes_early_answers() -> None:
         with connect() as sock:
             sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
             assert read_answer(sock).endswith(b"\r\n\r\n5")
+
+
+def test_dmp_refusal_is_written_to_the_evidence_store(pki, tmp_path) -> None:
+    from drimcheck.evidence import EvidenceStore
+    from simulators.dmp import DmpSimulator
+
+    server = pki.serv_ssl(DMP_FQDN)
+    sim = DmpSimulator(EvidenceStore(tmp_path))
+    sim.start("127.0.0.1", 0, cert_chain=str(server.chain_path), key=str(server.key_path),
+              client_ca=str(pki.igc_chain_pem))
+    try:
+        ctx = pki.org_auth_cli().client_context([pki.igc_trust_pem])
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", sim.port), timeout=10),
+                             server_hostname=DMP_FQDN) as sock:
+            sock.sendall(b"POST " + DMP_PATH.encode() + b" HTTP/1.1\r\nHost: " + DMP_FQDN.encode()
+                         + b"\r\nContent-Type: application/soap+xml\r\nContent-Length: 99999999999\r\n\r\n")
+            answer = read_answer(sock)
+    finally:
+        sim.stop()
+    assert status_of(answer) == 413
+    ex = sim.exchanges[-1]
+    assert ex.status == "Fault" and "trop volumineux" in ex.parse_error and ex.client_cert_der
+    summaries = [json.loads((tmp_path / p).read_text()) for p in ex.evidence if p.endswith(".json")]
+    assert summaries and "trop volumineux" in summaries[0]["parse_error"]
+    assert summaries[0]["response"]["http_status"] == 413
