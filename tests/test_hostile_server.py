@@ -323,8 +323,15 @@ def test_https_simulators_refuse_oversized_requests_and_keep_serving(pki, make) 
         answer, _ = exchange(b"GET " + path.encode() + b" HTTP/1.1\r\n" + host + many + b"\r\n")
         assert status_of(answer) in (431, None)  # None: refused while the headers were still being sent (reset)
         chunk = b"%x\r\n%s\r\n" % (1 << 16, b"A" * (1 << 16))
-        answer, sent = exchange(b"POST " + path.encode() + b" HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n",
-                                (chunk for _ in range(4 * MAX_REQUEST_BODY >> 16)))
+        tracemalloc.start()  # traces the server's thread too (same process)
+        try:
+            answer, sent = exchange(b"POST " + path.encode() + b" HTTP/1.1\r\n" + host
+                                    + b"Transfer-Encoding: chunked\r\n\r\n",
+                                    (chunk for _ in range(4 * MAX_REQUEST_BODY >> 16)))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 3 * MAX_REQUEST_BODY, f"{peak >> 20} MiB allocated while refusing a body streamed forever"
         # refused at the cap (413), or answered without reading the body (405/404) and closed: never read to the end
         assert sent < 2 * MAX_REQUEST_BODY and (answer == b"" or b"connection: close" in answer.lower())
         assert time.monotonic() - t0 < 60
