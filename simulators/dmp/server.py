@@ -23,7 +23,7 @@ from typing import Any, Callable
 from xml.sax.saxutils import escape
 
 from drimcheck import xds
-from drimcheck.limits import MAX_REQUEST_BODY
+from drimcheck.limits import MAX_HEADERS, MAX_REQUEST_BODY
 from simulators.dmp import patients
 from simulators.dmp.consultation import ConsultationData, QueryError, retrieve_response, stored_query_response
 from simulators.dmp.registry import Registry, RegistryError
@@ -156,7 +156,7 @@ class DmpSimulator:
     def _rejected(self, entry: dict[str, Any], scope: dict[str, Any]) -> tuple[str, bytes]:
         """A request the HTTP layer refused for a bound (simulators.httpsim.BoundedApp: body, headers, time):
         recorded as a Fault exchange (its body is not kept), answered with a SOAP Fault."""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in (scope.get("headers") or [])[:100]}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in (scope.get("headers") or [])[:MAX_HEADERS]}
         content_type = headers.get("content-type", "")
         with self._cond:
             seq = len(self.exchanges) + 1
