@@ -25,6 +25,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from drimcheck.limits import MAX_REQUEST_BODY, human_bytes
+
+#: A KOS reaches drimcheck inside a DMP request (or as a file for check-kos): never larger than a request
+#: body. A 3 000-instance manifest is ~833 kB.
+MAX_KOS_BYTES = MAX_REQUEST_BODY
+
 KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
 INS_OIDS = {
     "1.2.250.1.213.1.4.8": "INS-NIR",
@@ -168,18 +174,40 @@ def _refs(ds: Dataset) -> list[tuple[str, str]]:
     return [(_s(r, "ReferencedSOPClassUID"), _s(r, "ReferencedSOPInstanceUID")) for r in _seq(ds, "ReferencedSOPSequence")]
 
 
-def load(data: bytes | str | Path) -> Dataset:
-    """Read a DICOM file (Part 10, or a bare dataset); KosError with one line when it is not DICOM."""
+def read_capped(path: str | Path, limit: int = MAX_KOS_BYTES) -> bytes:
+    """The bytes of a file, read in chunks and never more than ``limit`` (/dev/zero, a FIFO: KosError)."""
+    chunks, total = [], 0
     try:
-        if isinstance(data, (str, Path)):
-            data = Path(data).read_bytes()
+        with open(path, "rb") as fh:
+            while True:
+                chunk = fh.read(min(1 << 20, limit + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    raise KosError(f"fichier trop volumineux : plus de {human_bytes(limit)} ({limit} octets)")
     except OSError as exc:
         raise KosError(f"fichier illisible : {exc.strerror or exc}") from None
+    return b"".join(chunks)
+
+
+def load(data: bytes | str | Path) -> Dataset:
+    """Read a DICOM file (Part 10, or a bare dataset); KosError with one line when it is not DICOM.
+
+    Bounded: a file is read up to MAX_KOS_BYTES, and a dataset nested deeper than Python's recursion
+    allows (sequences in sequences) is refused as unreadable instead of raising RecursionError."""
+    if isinstance(data, (str, Path)):
+        data = read_capped(data)
     if not data:
         raise KosError("fichier vide")
+    if len(data) > MAX_KOS_BYTES:
+        raise KosError(f"fichier trop volumineux : plus de {human_bytes(MAX_KOS_BYTES)} ({MAX_KOS_BYTES} octets)")
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         ds.SOPClassUID  # noqa: B018 - forces parsing of the first elements
+    except RecursionError:
+        raise KosError("pas un fichier DICOM lisible : séquences imbriquées trop profondément") from None
     except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError, KeyError, IndexError) as exc:
         raise KosError(f"pas un fichier DICOM lisible : {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     if len(ds) == 0:
@@ -188,7 +216,13 @@ def load(data: bytes | str | Path) -> Dataset:
 
 
 def read_kos(data: bytes | str | Path) -> KosView:
-    ds = load(data)
+    try:
+        return _read_kos(load(data))
+    except RecursionError:  # values are converted lazily: a deep nesting can surface only now
+        raise KosError("pas un fichier DICOM lisible : séquences imbriquées trop profondément") from None
+
+
+def _read_kos(ds: Dataset) -> KosView:
     problems: list[str] = []  # text values are decoded with SpecificCharacterSet as they are read
     meta = getattr(ds, "file_meta", None)
     evidence = []

@@ -44,6 +44,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from drimcheck import safexml
+from drimcheck.limits import MAX_XML_BYTES
+
 NS_2025 = "https://github.com/ansforge/DRIM-M_DATA"
 NS_2024 = "https://listeblanche.mesimagesmedicales.fr/schema"
 KNOWN_NAMESPACES = (NS_2025, NS_2024)
@@ -71,7 +74,7 @@ DIGESTS = {
 SIGNED_PROPERTIES_TYPE = "http://uri.etsi.org/01903#SignedProperties"
 EXPECTED_CN = "Liste Blanche DRIM-M"
 EXPECTED_OU = "318751275100020"
-MAX_SIZE = 50 * 1024 * 1024
+MAX_SIZE = MAX_XML_BYTES  # drimcheck/limits.py
 DEFAULT_ANCHOR_FILES = ("igc-sante-test-racine.pem", "igc-sante-test-organisations.pem")
 
 
@@ -152,8 +155,7 @@ def load_crl(path: Path) -> x509.CertificateRevocationList:
 
 def secure_parser() -> etree.XMLParser:
     """No DTD, no entity resolution, no network, default size limits: XXE and billion laughs are inert."""
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_blank_text=False, collect_ids=False)
+    return safexml.parser(collect_ids=False)
 
 
 # Linear by construction: each alternative stops at its own terminator (no backtracking into the document).
@@ -171,9 +173,9 @@ def parse(data: bytes) -> etree._ElementTree:
     if len(data) > MAX_SIZE:
         raise UnusableInput(f"fichier trop volumineux ({len(data)} octets)")
     try:
-        return etree.ElementTree(etree.fromstring(data, secure_parser()))
-    except etree.XMLSyntaxError as exc:
-        raise UnusableInput(f"XML mal formé : {exc}") from None
+        return etree.ElementTree(safexml.fromstring(data, "liste blanche", collect_ids=False))
+    except safexml.XmlRejected as exc:
+        raise UnusableInput(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------- helpers

@@ -21,6 +21,9 @@ from urllib.parse import unquote
 from cryptography import x509
 from lxml import etree
 
+from drimcheck import safexml
+from drimcheck.limits import MAX_MULTIPART_PARTS, MAX_PART_HEADER_BYTES
+
 NS = {
     "soap": "http://www.w3.org/2003/05/soap-envelope",
     "wsa": "http://www.w3.org/2005/08/addressing",
@@ -114,6 +117,9 @@ def _param(header: str, name: str) -> str | None:
     return m.group(2) if m.group(2) is not None else m.group(1)
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
 def parse_mime(content_type: str, body: bytes) -> Mime:
     """Split an MTOM/XOP multipart/related body; a plain SOAP body is its own root."""
     ctype = (content_type or "").split(";")[0].strip().lower()
@@ -128,7 +134,11 @@ def parse_mime(content_type: str, body: bytes) -> Mime:
     if (_param(content_type, "type") or "").lower() != "application/xop+xml":
         problems.append(f"paramètre type « {_param(content_type, 'type')} » au lieu de application/xop+xml (MTOM)")
     delimiter = re.compile(rb"^[ \t]*--" + re.escape(boundary.encode()) + rb"(--)?[ \t]*\r?$", re.MULTILINE)
-    marks = list(delimiter.finditer(body))
+    marks = []
+    for mark in delimiter.finditer(body):
+        marks.append(mark)
+        if len(marks) > MAX_MULTIPART_PARTS + 1:
+            raise XdsParseError(f"corps multipart de plus de {MAX_MULTIPART_PARTS} parties")
     if len(marks) < 2:
         raise XdsParseError(f"corps multipart sans délimiteurs « --{boundary} »")
     if any(body[m.start():m.start() + 1] in (b" ", b"\t") for m in marks):
@@ -137,11 +147,16 @@ def parse_mime(content_type: str, body: bytes) -> Mime:
     for i, m in enumerate(marks[:-1]):
         if m.group(1):
             break
-        chunk = body[m.end():marks[i + 1].start()]
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk[1:] if chunk.startswith(b"\n") else chunk
-        sep = re.search(rb"\r?\n\r?\n", chunk)
-        head, data = (chunk[:sep.start()], chunk[sep.end():]) if sep else (chunk, b"")
-        data = data[:-2] if data.endswith(b"\r\n") else data[:-1] if data.endswith(b"\n") else data
+        # offsets into body, one copy per part (a part may be most of a 32 MiB request)
+        begin, stop = m.end(), marks[i + 1].start()
+        begin += 2 if body.startswith(b"\r\n", begin, stop) else 1 if body.startswith(b"\n", begin, stop) else 0
+        sep = _BLANK_LINE.search(body, begin, min(stop, begin + MAX_PART_HEADER_BYTES + 4))
+        if sep is None and stop - begin > MAX_PART_HEADER_BYTES:
+            raise XdsParseError(f"partie MIME sans fin d'en-têtes dans ses {MAX_PART_HEADER_BYTES} premiers octets")
+        head_end, data_begin = (sep.start(), sep.end()) if sep else (stop, stop)
+        if sep is not None:
+            stop -= 2 if body.endswith(b"\r\n", data_begin, stop) else 1 if body.endswith(b"\n", data_begin, stop) else 0
+        head, data = body[begin:head_end], body[data_begin:stop]
         headers = {}
         for line in head.decode("latin-1").splitlines():
             if ":" in line:
@@ -180,14 +195,12 @@ class Soap:
     problems: list[str] = field(default_factory=list)
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_blank_text=False)
-
-
 def parse_xml(data: bytes, what: str) -> etree._Element:
+    """Parse XML written by the DUT within drimcheck.safexml's caps (size, nodes, depth; no entities)."""
     try:
-        return etree.fromstring(data.strip(), _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise XdsParseError(f"{what} : XML invalide ({exc})") from None
+        return safexml.fromstring(data.strip(), what)
+    except safexml.XmlRejected as exc:
+        raise XdsParseError(str(exc)) from None
 
 
 def parse_soap(root_xml: bytes) -> Soap:
@@ -726,7 +739,7 @@ def verify_xmldsig(signature: etree._Element) -> SignatureCheck:
         return SignatureCheck(False, "aucun certificat X.509 lisible dans KeyInfo", None, refs, algorithm)
     root = signature.getroottree().getroot()
     # Work on a copy so the registered IDs do not leak into the caller's tree.
-    copy_root = etree.fromstring(etree.tostring(root), _PARSER)
+    copy_root = etree.fromstring(etree.tostring(root), safexml.parser())  # already within the caps
     tag = f"{{{NS['ds']}}}Signature"
     index = list(root.iter(tag)).index(signature)
     copy_sig = list(copy_root.iter(tag))[index]

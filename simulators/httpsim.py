@@ -4,6 +4,10 @@
   ``ssl.SSLContext`` (so mTLS contexts from ``fixtures.pki.Issued.server_context`` work as they are);
   the client certificate and TLS parameters of each connection reach the app
   (:func:`client_certificate`, :func:`tls_summary`), which uvicorn alone does not provide.
+* :class:`BoundedApp` — what a client (the DUT) can make a simulator read is bounded: header count and
+  size, body size (declared or streamed), time to send the head and the body, bodies in flight; a request
+  over a bound gets 413/431/408/400/503 in French, is recorded in ``SimServer.rejections`` (and handed to
+  the simulator's ``on_rejected``), and the simulator keeps serving. Caps: ``drimcheck/limits.py``.
 * :class:`Recorder` — the thread-safe request log every simulator keeps: evidence-friendly dicts
   (headers with credentials redacted, bodies as ``drimcheck.evidence.body_for_evidence`` views, tokens
   reduced to non-secret facts), sequence-numbered, with a bounded :meth:`Recorder.wait_for`.
@@ -32,13 +36,14 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from drimcheck.evidence import body_for_evidence, redact_headers, redact_text
+from drimcheck.limits import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_BODY, too_large
 from drimcheck.jose import JoseError, b64url, decode_unverified, fingerprint
 
 __all__ = [
     "HttpsSimulator", "SimServer", "ClientCert", "client_certificate", "tls_summary", "Recorder",
     "request_headers_view", "response_headers_view", "redact_url", "body_view", "token_facts", "bearer_token",
     "mapped_client", "mapped_async_client", "MappedTransport", "AsyncMappedTransport", "public_url", "utc_now",
-    "client_ssl_context", "closing_lifespan",
+    "client_ssl_context", "closing_lifespan", "BoundedApp",
 ]
 
 #: Claims of a JWT worth recording (identify the token and its holder; none is a secret).
@@ -115,8 +120,23 @@ def tls_summary(request: Any) -> dict[str, Any] | None:
             "client_cert": cert.to_dict() if cert else None}
 
 
-def _tls_protocol():
-    """uvicorn's h11 protocol, extended to hand the TLS facts of the connection to the app (in scope state)."""
+_STATUS_TEXT = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+                431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+
+
+def _raw_response(status: int, text: str) -> bytes:
+    """A complete HTTP/1.1 answer written straight to the transport (no h11 state needed), closing."""
+    body = (text + "\n").encode("utf-8")
+    return (f"HTTP/1.1 {status} {_STATUS_TEXT.get(status, 'Error')}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode("ascii") + body
+
+
+def _tls_protocol(server: "SimServer | None" = None):
+    """uvicorn's h11 protocol, extended to hand the TLS facts of the connection to the app (in scope state)
+    and, with a ``server``, to bound the request head: a head that does not arrive within
+    ``server.head_timeout_s`` gets 408, a head over ``server.max_header_bytes`` (h11's
+    ``max_incomplete_event_size``) gets 431, any other unreadable head 400; each is recorded in
+    ``server.rejections`` and the connection is closed."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class TlsFactsH11(H11Protocol):
@@ -129,8 +149,169 @@ def _tls_protocol():
                                   "tls_cipher": cipher[0] if cipher else None,
                                   "tls_sni": getattr(sslobj, "drimcheck_sni", None),
                                   "peercert_der": sslobj.getpeercert(binary_form=True)}
+            self._head_timer = None
+            self._head_scope = None
+            self._head_bytes = 0
+            if server is not None:
+                self._arm_head()  # a connection that never sends a request is not kept forever
+
+        # -- bounded request head (server given) --------------------------------------------
+        def _arm_head(self) -> None:
+            if self._head_timer is None:
+                self._head_scope, self._head_bytes = self.scope, 0
+                self._head_timer = self.loop.call_later(server.head_timeout_s, self._head_expired)
+
+        def _disarm_head(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_expired(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing() or self.scope is not self._head_scope:
+                return
+            if self._head_bytes:  # a silent idle connection is simply closed; a trickled head is answered
+                reason = f"en-tête de requête HTTP non reçu en {server.head_timeout_s:g} s"
+                server._protocol_rejection(self, 408, reason, self._head_bytes)
+                self.transport.write(_raw_response(408, reason))
+            self.transport.close()
+
+        def data_received(self, data: bytes) -> None:  # type: ignore[override]
+            if server is not None and (self.cycle is None or self.cycle.response_complete):
+                self._arm_head()
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if self._head_timer is not None and self.scope is not self._head_scope:
+                self._disarm_head()
+
+        def send_400_response(self, msg: str) -> None:  # type: ignore[override]
+            if server is None:
+                return super().send_400_response(msg)
+            self._disarm_head()
+            if self._head_bytes > server.max_header_bytes:
+                status = 431
+                reason = too_large("en-têtes de requête trop volumineux", server.max_header_bytes)
+            else:
+                status, reason = 400, "requête HTTP illisible (ligne de requête ou en-têtes invalides)"
+            server._protocol_rejection(self, status, reason, self._head_bytes)
+            self.transport.write(_raw_response(status, reason))
+            self.transport.close()
+
+        def connection_lost(self, exc):  # type: ignore[override]
+            self._disarm_head()
+            super().connection_lost(exc)
 
     return TlsFactsH11
+
+
+# --------------------------------------------------------------------------- bounded requests
+
+
+class _Limited(Exception):
+    """Raised into the app once the middleware has answered a request that exceeded a bound."""
+
+
+class BoundedApp:
+    """ASGI middleware bounding what a client can make a simulator read (uvicorn bounds none of it).
+
+    * more than ``server.max_headers`` header fields or ``server.max_header_bytes`` bytes of them: 431;
+    * a declared ``Content-Length`` over ``server.max_body``: 413 before reading a byte of the body;
+    * a body (chunked or not) growing past ``server.max_body`` while the app reads it: 413;
+    * a body not complete within ``server.body_timeout_s`` of the request head: 408;
+    * more than ``server.max_inflight_body`` bytes of bodies being received by concurrent requests: 503.
+
+    No simulator inflates a request body (``Content-Encoding`` is left to the app, which sees the bytes as
+    sent), so the wire size is the size kept. The answer is plain text in French (or what the server's
+    ``on_rejected`` returns), sent with ``connection: close``; the app's own answer, if it tries one, is
+    dropped. Each rejection is recorded in ``server.rejections`` and handed to ``server.on_rejected``.
+    """
+
+    def __init__(self, app: Any, server: "SimServer") -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope.get("type") != "http":
+            return await self.app(scope, receive, send)
+        import asyncio
+
+        srv = self.server
+        t0 = time.monotonic()
+        headers = scope.get("headers") or []
+        if len(headers) > srv.max_headers:
+            return await self._answer(scope, send, 431, too_large("trop d'en-têtes de requête", srv.max_headers,
+                                                                 "en-têtes"), srv.max_headers, 0, t0)
+        if sum(len(k) + len(v) for k, v in headers) > srv.max_header_bytes:
+            return await self._answer(scope, send, 431, too_large("en-têtes de requête trop volumineux",
+                                                                 srv.max_header_bytes), srv.max_header_bytes, 0, t0)
+        declared = next((v for k, v in headers if k == b"content-length"), None)
+        if declared is not None and declared.strip().isdigit() and int(declared) > srv.max_body:
+            return await self._answer(scope, send, 413, too_large("corps de requête trop volumineux", srv.max_body)
+                                      + f" (Content-Length: {int(declared)})", srv.max_body, 0, t0)
+        has_body = declared is not None and declared.strip() not in (b"", b"0") or \
+            any(k == b"transfer-encoding" for k, _ in headers)
+        state = {"received": 0, "body_done": not has_body, "rejected": False, "started": False}
+        deadline = t0 + srv.body_timeout_s
+
+        async def reject(status: int, reason: str, limit: int) -> None:
+            state["rejected"] = True
+            if not state["started"]:
+                await self._answer(scope, send, status, reason, limit, state["received"], t0)
+            else:
+                srv._record_rejection(scope, status, reason, limit, state["received"], t0)
+            raise _Limited(reason)
+
+        async def bounded_receive() -> dict:
+            if state["rejected"]:
+                raise _Limited("request already rejected")
+            if state["body_done"]:
+                return await receive()  # waiting for the disconnect: the app's own business
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                await reject(408, f"corps de requête non reçu en entier en {srv.body_timeout_s:g} s",
+                             int(srv.body_timeout_s))
+            if message.get("type") == "http.request":
+                size = len(message.get("body") or b"")
+                state["received"] += size
+                srv._inflight += size
+                if not message.get("more_body", False):
+                    state["body_done"] = True
+                if state["received"] > srv.max_body:
+                    await reject(413, too_large("corps de requête trop volumineux", srv.max_body), srv.max_body)
+                if srv._inflight > srv.max_inflight_body:
+                    await reject(503, too_large("corps de requêtes simultanées trop volumineux",
+                                                srv.max_inflight_body), srv.max_inflight_body)
+            else:
+                state["body_done"] = True
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if state["rejected"]:
+                return  # we answered already
+            if message.get("type") == "http.response.start" and not state["body_done"]:
+                # answered before the whole body was read (405, 404, an early refusal): close after the answer
+                # rather than let the client stream the rest of its body into a kept-alive connection
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except Exception:  # noqa: BLE001 - once refused, what the app raises (our _Limited, Starlette's 500) is moot
+            if not state["rejected"]:
+                raise
+        finally:
+            srv._inflight -= state["received"]
+
+    async def _answer(self, scope: dict, send: Callable, status: int, reason: str, limit: int, received: int,
+                      t0: float) -> None:
+        custom = self.server._record_rejection(scope, status, reason, limit, received, t0)
+        ctype, body = custom if custom else ("text/plain; charset=utf-8", (reason + "\n").encode("utf-8"))
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", ctype.encode("latin-1")),
+                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 # --------------------------------------------------------------------------- server
@@ -146,11 +327,35 @@ class SimServer:
 
     start_timeout = 10.0
     graceful_shutdown_s = 0.5
+    #: a request head (request line + headers) must arrive within this time of its first byte
+    head_timeout_s = 30.0
+    #: a request body must arrive within this time of its head
+    body_timeout_s = 120.0
+    #: concurrent connections (uvicorn ``limit_concurrency``: over it, 503)
+    max_connections = 200
+    #: refusals kept as evidence (and handed to ``on_rejected``); later ones are only counted
+    max_recorded_rejections = 1000
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0,
                  ssl_context: ssl.SSLContext | None = None, name: str = "simulator", lifespan: str = "off",
-                 interface: str = "auto") -> None:
+                 interface: str = "auto", max_body: int = MAX_REQUEST_BODY,
+                 on_rejected: Callable[[dict[str, Any], dict], tuple[str, bytes] | None] | None = None) -> None:
+        """``max_body``: bytes of one request body (drimcheck/limits.py); ``on_rejected(entry, scope)`` is
+        called for every request refused for a bound (413, 431, 408, 400, 503), with the entry recorded in
+        :attr:`rejections`; it may return ``(content_type, body)`` to answer in the simulator's own format
+        (a SOAP Fault for the DMP). It runs in the server's event loop: keep it short."""
         self.app = app
+        self.max_body = max_body
+        self.max_headers = MAX_HEADERS
+        self.max_header_bytes = MAX_HEADER_BYTES
+        # bodies being received at once, all requests together: one request at the cap, not two (a request
+        # body costs ~3 times its size while a simulator reads and parses it: measured 95 MB for 31 MiB)
+        self.max_inflight_body = max_body
+        self.on_rejected = on_rejected
+        #: every request refused for a bound, as evidence (status, reason, limit, method, path, headers...)
+        self.rejections = Recorder(f"{name}:limites")
+        self.rejected_total = 0  # every refusal, also those past max_recorded_rejections
+        self._inflight = 0  # bytes of request bodies being received (event-loop thread only)
         self.interface = interface  # "asgi3" for a bare ASGI callable uvicorn's auto-detection misreads
         self.lifespan = lifespan  # "on" when the app closes resources at shutdown (Starlette lifespan)
         self.host = host
@@ -204,9 +409,12 @@ class SimServer:
             if ctx.sni_callback is None:
                 ctx.sni_callback = _remember_sni
             kwargs["ssl_context_factory"] = lambda _config, _default: ctx
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="error", access_log=False,
-                                lifespan=self.lifespan, http=_tls_protocol(), timeout_keep_alive=5, interface=self.interface,
-                                timeout_graceful_shutdown=self.graceful_shutdown_s, **kwargs)
+        # every simulator app is ASGI 3 (Starlette, or a bare callable with interface="asgi3")
+        config = uvicorn.Config(BoundedApp(self.app, self), host=self.host, port=self.port, log_level="error",
+                                access_log=False, lifespan=self.lifespan, http=_tls_protocol(self), timeout_keep_alive=5,
+                                interface="asgi3", timeout_graceful_shutdown=self.graceful_shutdown_s,
+                                h11_max_incomplete_event_size=self.max_header_bytes,
+                                limit_concurrency=self.max_connections, **kwargs)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"{self.name}:{self.port}", daemon=True)
@@ -218,6 +426,38 @@ class SimServer:
                 raise RuntimeError(f"{self.name}: server did not start on {self.address}")
             time.sleep(0.005)
         return self
+
+    # -- rejections (called in the server's event loop) ---------------------------------------
+    def _record_rejection(self, scope: dict, status: int, reason: str, limit: int, received: int,
+                          t0: float) -> tuple[str, bytes] | None:
+        """Record a request refused for a bound; the simulator's ``on_rejected`` may shape the answer."""
+        self.rejected_total += 1
+        if len(self.rejections) >= self.max_recorded_rejections:  # a flood is counted, not kept
+            return None
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in (scope.get("headers") or [])[:MAX_HEADERS]]
+        state = scope.get("state") or {}
+        client = scope.get("client")
+        entry = self.rejections.add({
+            "status": status, "reason": reason, "limit": limit, "received_bytes": received,
+            "elapsed_s": round(time.monotonic() - t0, 3), "method": scope.get("method"), "path": scope.get("path"),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+            "header_count": len(scope.get("headers") or []), "headers": request_headers_view(headers),
+            "tls": {"version": state.get("tls_version"), "sni": state.get("tls_sni")} if state.get("tls_version") else None,
+        })
+        if self.on_rejected is None:
+            return None
+        try:
+            return self.on_rejected(dict(entry), scope)
+        except Exception:  # noqa: BLE001 - the refusal itself must go out; the entry is in self.rejections
+            return None
+
+    def _protocol_rejection(self, protocol: Any, status: int, reason: str, received: int) -> None:
+        """A request head refused by the protocol (before any ASGI scope): recorded like the others."""
+        client = getattr(protocol, "client", None)
+        scope = {"type": "http", "method": None, "path": None, "headers": [], "client": client,
+                 "state": getattr(protocol, "app_state", {}) or {}}
+        limit = int(self.head_timeout_s) if status == 408 else self.max_header_bytes
+        self._record_rejection(scope, status, reason, limit, received, time.monotonic())
 
     def stop(self, timeout: float = 5.0) -> None:
         server, thread = self._server, self._thread
@@ -406,6 +646,26 @@ class HttpsSimulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _on_rejected(self, entry: dict[str, Any], scope: dict[str, Any]) -> None:
+        """``SimServer(on_rejected=...)``: a request refused for a bound goes to this simulator's log too, with
+        ``rejected`` saying why (its body was not kept). Answered with the plain-text refusal."""
+        host = next((v for k, v in entry.get("headers") or [] if k.lower() == "host"), None)
+        self.recorder.add({
+            "endpoint": "rejected", "method": entry.get("method"), "path": entry.get("path"), "query": "",
+            "client": entry.get("client"), "host_header": host, "tls": entry.get("tls"),
+            "headers": entry.get("headers"), "token": None, "complete": True,
+            "request": {"headers": entry.get("headers"), "body": None},
+            "response": {"status": entry.get("status"), "headers": [], "body": None},
+            "rejected": {k: entry.get(k) for k in ("status", "reason", "limit", "received_bytes", "header_count",
+                                                   "elapsed_s")},
+        })
+        return None
+
+    @property
+    def rejections(self) -> list[dict[str, Any]]:
+        """Requests refused for a bound (SimServer.rejections), oldest first."""
+        return self._server.rejections.snapshot()
 
     @property
     def address(self) -> str:

@@ -6,6 +6,7 @@ on the next download. Every request is recorded so tests can assert what a DUT f
 
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,9 +20,45 @@ _CONTENT_TYPES = {".crl": "application/pkix-crl", ".cer": "application/pkix-cert
 
 
 class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once (more are closed unanswered).
+
+    The stdlib already bounds what a client makes it read: request line and header lines of 64 KiB,
+    100 header fields (431), no request body is read (only GET/HEAD are served).
+    """
+
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    max_connections = 64
+    request_queue_size = 128  # listen backlog: a burst of connections is accepted, then counted
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self.refused_connections = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        with self._active_lock:
+            full = self._active >= self.max_connections
+            if full:
+                self.refused_connections += 1
+            else:
+                self._active += 1
+        if full:
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that breaks its connection is its own problem; the request log has what was seen
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
 
 class IGCPublicationServer:
@@ -32,6 +69,7 @@ class IGCPublicationServer:
     """
 
     request_timeout = 5.0  # seconds a connection may stay silent before the handler gives up
+    connection_deadline = 30.0  # seconds a connection may last in all (a client trickling bytes is cut off)
     stop_timeout = 5.0
 
     def __init__(self, pki: TestPKI, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -125,6 +163,23 @@ class IGCPublicationServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "drimcheck-igc/1"
             timeout = sim.request_timeout  # socket timeout: a silent client cannot hold a thread forever
+
+            def setup(self) -> None:
+                super().setup()
+                # nor can a client trickling one byte at a time: the socket is shut down at the deadline
+                self._deadline = threading.Timer(sim.connection_deadline, self._expire)
+                self._deadline.daemon = True
+                self._deadline.start()
+
+            def _expire(self) -> None:
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+            def finish(self) -> None:
+                self._deadline.cancel()
+                super().finish()
 
             def _serve(self, send_body: bool) -> None:
                 path = urlsplit(self.path).path

@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from drimcheck.limits import MAX_DICOM_PDU, too_large
 from simulators.pacs import NODELAY_HANDLER
 from simulators.pacs.studies import UID_PREFIX, SyntheticStudy
 
@@ -95,25 +96,96 @@ class StoreResult:
         return self.status == 0x0000
 
 
+#: PDU length we advertise to the DUT (A-ASSOCIATE-RQ Maximum Length); pynetdicom's default.
+ADVERTISED_MAX_PDU = 16382
+#: Bytes the DUT may send on one association in all (A-ASSOCIATE-AC, a C-STORE-RSP, A-RELEASE-RP are
+#: well under a kilobyte): four maximal PDUs.
+MAX_ASSOCIATION_BYTES = 4 * MAX_DICOM_PDU
+
+
+def bounded_ae(ae_title: str, *, deadline_s: float, max_pdu: int = MAX_DICOM_PDU,
+               max_total: int = MAX_ASSOCIATION_BYTES) -> Any:
+    """A pynetdicom AE whose associations read what the peer sends within bounds.
+
+    pynetdicom reads a PDU of whatever length its header announces (up to 4 GiB, into memory) and a peer
+    trickling bytes never trips ``network_timeout`` (each recv succeeds). Here every association has a
+    deadline for all its reads (``deadline_s`` from the socket's creation), a PDU longer than ``max_pdu``
+    and more than ``max_total`` bytes in all are refused before being read: the read fails, pynetdicom
+    aborts the association (Evt17). What went wrong is in ``ae.violations`` (French lines).
+    """
+    import socket
+    import time
+
+    from pynetdicom import AE
+    from pynetdicom.transport import AssociationSocket
+
+    class BoundedSocket(AssociationSocket):
+        def recv(self, nr_bytes: int) -> bytearray:  # type: ignore[override]
+            if nr_bytes > max_pdu:
+                ae.violations.append(too_large(f"PDU DICOM de {nr_bytes} octets annoncée par le pair, refusée", max_pdu))
+                raise OSError("PDU too large")
+            self.drimcheck_received = getattr(self, "drimcheck_received", 0) + nr_bytes
+            if self.drimcheck_received > max_total:
+                ae.violations.append(too_large("association DICOM : le pair envoie trop de données", max_total))
+                raise OSError("too much data on the association")
+            out = bytearray()
+            while len(out) < nr_bytes:
+                left = self.drimcheck_deadline - time.monotonic()
+                if left <= 0:
+                    ae.violations.append(f"association DICOM : délai de {deadline_s:g} s dépassé en lecture")
+                    raise TimeoutError("association deadline")
+                sock = self.socket
+                if sock is None:
+                    return out
+                sock.settimeout(min(left, self.assoc.network_timeout or left))
+                try:
+                    data = sock.recv(min(65536, nr_bytes - len(out)))
+                except socket.timeout:
+                    continue  # loop: the deadline decides
+                if not data:
+                    return out
+                out += data
+            return out
+
+    class BoundedAE(AE):
+        def _create_socket(self, assoc: Any, address: Any, tls_args: Any) -> Any:  # type: ignore[override]
+            sock = BoundedSocket(assoc, address=address)
+            sock.tls_args = tls_args
+            sock.drimcheck_deadline = time.monotonic() + deadline_s
+            return sock
+
+    ae = BoundedAE(ae_title=ae_title)
+    ae.violations = []
+    ae.maximum_pdu_size = ADVERTISED_MAX_PDU
+    return ae
+
+
 def send(ds: Dataset, host: str, port: int, called_aet: str, *, calling_aet: str = "DRIMCHECK_PACS",
          timeout_s: float = 10.0, evidence: Any = None) -> StoreResult:
-    """C-STORE the note to the DUT's IOCM SCP; never raises."""
-    from pynetdicom import AE
+    """C-STORE the note to the DUT's IOCM SCP; never raises.
 
+    Bounded: each step (connection, association, C-STORE response, release) waits at most ``timeout_s``,
+    the whole association at most 3 x ``timeout_s``, and what the DUT sends is capped (:func:`bounded_ae`).
+    """
     paths = []
     if evidence is not None:
         from simulators.pacs.orthanc import encode_dataset
 
         paths.append(evidence.write_bytes("iocm-note-de-rejet", encode_dataset(ds), ".dcm"))
-    ae = AE(ae_title=calling_aet)
+    ae = bounded_ae(calling_aet, deadline_s=3 * timeout_s)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout_s
     ae.add_requested_context(KOS_SOP_CLASS, [ExplicitVRLittleEndian, "1.2.840.10008.1.2"])
+
+    def because(message: str) -> str:
+        return f"{message} ({'; '.join(dict.fromkeys(ae.violations))})" if ae.violations else message
+
     assoc = ae.associate(host, port, ae_title=called_aet, evt_handlers=[NODELAY_HANDLER])
     if not assoc.is_established:
-        return StoreResult(None, f"association DICOM avec {called_aet}@{host}:{port} refusée ou impossible", paths)
+        return StoreResult(None, because(f"association DICOM avec {called_aet}@{host}:{port} refusée ou impossible"),
+                           paths)
     try:
         status = assoc.send_c_store(ds)
         code = getattr(status, "Status", None)
-        return StoreResult(code, None if code == 0 else f"statut C-STORE {code!r}", paths)
+        return StoreResult(code, None if code == 0 and not ae.violations else because(f"statut C-STORE {code!r}"), paths)
     finally:
         assoc.release()

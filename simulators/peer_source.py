@@ -160,7 +160,7 @@ class PeerSource(HttpsSimulator):
         self.recorder = Recorder(f"peer:{fqdn}")
         ctx = self.cert.server_context(client_cas=[pki.igc_chain_pem])
         self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name=f"peer:{fqdn}",
-                                 lifespan="on")
+                                 lifespan="on", on_rejected=self._on_rejected)
 
     # lifecycle, address, hosts(), base_url, requests, clear_requests, wait_for: see HttpsSimulator
 

@@ -136,7 +136,8 @@ class ProxySimulator(HttpsSimulator):
         self.events = Recorder("proxy-scenario")
         ctx = self.server_cert.server_context(client_cas=client_cas or [pki.igc_chain_pem],
                                               require_client_cert=tls_require_client_cert)
-        self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name="proxy", lifespan="on")
+        self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name="proxy", lifespan="on",
+                                 on_rejected=self._on_rejected)
 
     # lifecycle, address, hosts(), base_url, requests, clear_requests, wait_for: see HttpsSimulator
 

@@ -402,7 +402,8 @@ class PscSimulator(HttpsSimulator):
         self.recorder = Recorder("psc")
         self.events = Recorder("psc-scenario")  # scenario actions (revoke, expire, faults...), for the timeline
         ctx = self.server_cert.server_context(client_cas=self._client_cas)
-        self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name="psc")
+        self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name="psc",
+                                 on_rejected=self._on_rejected)
         self.register_client("drimcheck")
 
     # ------------------------------------------------------------------ URLs (lifecycle, address, hosts(),

@@ -1,6 +1,8 @@
 """RIS simulator: sends HL7 v2 messages over MLLP to the DUT and records each message with its ACK.
 
-One TCP connection per message (as many RIS do); the wait for the ACK is bounded. Nothing is
+One TCP connection per message (as many RIS do); the wait for the ACK is bounded in time (``timeout_s``,
+for the whole acknowledgement) and in size (``limits.MAX_MLLP_FRAME``: a DUT streaming bytes without an
+end of frame is cut off, the exchange recorded with an error). Nothing is
 judged here: the exchange (bytes sent, bytes received, timings, transport error) is recorded as
 evidence and handed to the checks.
 """
@@ -12,7 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from drimcheck.limits import MAX_MLLP_FRAME, too_large
+
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+
+
+class FrameTooLarge(Exception):
+    """The DUT sent more than MAX_MLLP_FRAME bytes without ending its frame (str(): French message)."""
 
 
 @dataclass
@@ -35,10 +43,12 @@ class MllpExchange:
 class RisSimulator:
     """MLLP client towards the DUT's listener ([dut] mllp)."""
 
-    def __init__(self, host: str, port: int, evidence: Any = None, *, timeout_s: float = 10.0):
+    def __init__(self, host: str, port: int, evidence: Any = None, *, timeout_s: float = 10.0,
+                 max_frame: int = MAX_MLLP_FRAME):
         self.host, self.port = host, port
         self.evidence = evidence
         self.timeout_s = timeout_s
+        self.max_frame = max_frame  # bytes of the DUT's acknowledgement frame (drimcheck/limits.py)
         self.history: list[MllpExchange] = []
 
     def send(self, message: Any, label: str = "") -> MllpExchange:
@@ -52,22 +62,30 @@ class RisSimulator:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.sendall(SB + data + EB + CR)
                 deadline = time.monotonic() + self.timeout_s
-                buffer = b""
-                while EB + CR not in buffer:
+                buffer = bytearray()
+                end = -1
+                while end < 0:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError(f"aucun acquittement dans les {self.timeout_s:g} s")
                     sock.settimeout(left)
                     try:
-                        chunk = sock.recv(65536)
+                        chunk = sock.recv(min(65536, self.max_frame + 2 - len(buffer)))
                     except socket.timeout:
                         raise TimeoutError(f"aucun acquittement dans les {self.timeout_s:g} s") from None
                     if not chunk:
                         raise ConnectionError("connexion fermée par la DRIMbox sans acquittement complet")
+                    seen = max(0, len(buffer) - 1)  # the end marker may straddle two reads
                     buffer += chunk
-                frame = buffer.split(EB + CR, 1)[0]
+                    end = buffer.find(EB + CR, seen)
+                    if end < 0 and len(buffer) > self.max_frame:
+                        raise FrameTooLarge(too_large("acquittement MLLP trop volumineux", self.max_frame)
+                                            + " sans fin de trame (0x1C 0x0D)")
+                frame = bytes(buffer[:end])
                 ex.ack = frame[frame.find(SB) + 1:] if SB in frame else frame
                 ex.acked_at = time.monotonic()
+        except FrameTooLarge as exc:
+            ex.error = str(exc)
         except TimeoutError as exc:
             ex.error = str(exc) if "acquittement" in str(exc) else f"connexion impossible en {self.timeout_s:g} s"
         except OSError as exc:

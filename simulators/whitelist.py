@@ -319,6 +319,13 @@ class WhitelistEndpoint:
             self._log.append(entry)
         return entry
 
+    def _rejected(self, entry: dict[str, Any], scope: dict[str, Any]) -> None:
+        """SimServer.on_rejected: a request refused for a bound (headers, body, time) is a failed download."""
+        self._record(Download(time.monotonic(), datetime.now(timezone.utc).isoformat(), entry.get("client") or "?",
+                              entry.get("path") or "", None, int(entry.get("status") or 0),
+                              extra={"rejected": entry.get("reason")}))
+        return None
+
     async def _app(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
@@ -380,7 +387,8 @@ class WhitelistEndpoint:
         ctx.load_cert_chain(str(self.server_cert.chain_path), str(self.server_cert.key_path))
         try:
             self._server = SimServer(self._app, host=self.host, port=self.port, ssl_context=ctx,
-                                     name="whitelist-endpoint", interface="asgi3").start()
+                                     name="whitelist-endpoint", interface="asgi3",
+                                     on_rejected=self._rejected).start()
         except (OSError, RuntimeError) as exc:
             raise RuntimeError(f"whitelist endpoint did not start on {self.host}:{self.port} ({exc})") from None
         self.port = self._server.port

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from xml.sax.saxutils import escape
 
 from drimcheck import xds
+from drimcheck.limits import MAX_HEADERS, MAX_REQUEST_BODY
 from simulators.dmp import patients
 from simulators.dmp.consultation import ConsultationData, QueryError, retrieve_response, stored_query_response
 from simulators.dmp.registry import Registry, RegistryError
@@ -151,6 +152,21 @@ class DmpSimulator:
             ex.status = "Fault"
             ex.parse_error = f"défaut du DMP simulé : {type(exc).__name__}: {exc}"
             return self._finish(ex, Response(500, soap_fault(ex.parse_error, "soap:Receiver"), "application/soap+xml"))
+
+    def _rejected(self, entry: dict[str, Any], scope: dict[str, Any]) -> tuple[str, bytes]:
+        """A request the HTTP layer refused for a bound (simulators.httpsim.BoundedApp: body, headers, time):
+        recorded as a Fault exchange (its body is not kept), answered with a SOAP Fault."""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in (scope.get("headers") or [])[:MAX_HEADERS]}
+        content_type = headers.get("content-type", "")
+        with self._cond:
+            seq = len(self.exchanges) + 1
+        ex = xds.DmpExchange(seq, time.monotonic(), entry.get("path") or "", content_type, b"",
+                             (scope.get("state") or {}).get("peercert_der"))
+        ex.status, ex.parse_error = "Fault", f"requête refusée par le DMP simulé : {entry['reason']}"
+        ex.action = xds._param(content_type, "action") or ""
+        fault = soap_fault(ex.parse_error)
+        self._finish(ex, Response(entry["status"], fault, "application/soap+xml"))
+        return "application/soap+xml; charset=UTF-8", fault
 
     def _answer(self, ex: xds.DmpExchange, relates_to: str) -> Response:
         return Response(200, registry_response(ex.action or xds.ACTION_PNR, relates_to, ex.errors),
@@ -295,7 +311,8 @@ class DmpSimulator:
         ctx.load_verify_locations(client_ca)
         ctx.verify_mode = ssl.CERT_OPTIONAL  # judged by the checks (XDS-02), recorded here
         try:
-            self._server = SimServer(self.app(), host=host, port=port, ssl_context=ctx, name="dmp-simulator").start()
+            self._server = SimServer(self.app(), host=host, port=port, ssl_context=ctx, name="dmp-simulator",
+                                     max_body=MAX_REQUEST_BODY, on_rejected=self._rejected).start()
         except (OSError, RuntimeError) as exc:
             raise RuntimeError(f"DMP simulé : écoute impossible sur {host}:{port} ({exc})") from None
         self.host, self.port = host, self._server.port
