@@ -9,13 +9,23 @@ Client side (drimcheck reading the DUT's answers: ``drimcheck.net``, ``drimcheck
 ``drimcheck.wado``):
 
 ``MAX_RESPONSE_BODY``
-    Bytes of one HTTP response body *after* decoding (gzip/deflate/br are inflated transparently by
-    httpx: the decoded bytes are counted as they stream). 64 MiB: a WADO-RS series answer in the
-    campaigns is a few MB (synthetic studies of a few instances); a real CT series can be larger, but
-    the harness never needs more than this to judge, and 64 MiB keeps a campaign far below 300 MB.
+    Ceiling of one HTTP response body *after* content decoding (gzip/deflate are inflated by
+    drimcheck itself, piece by piece, and the decoded bytes counted as they stream): 64 MiB. This is
+    the cap of answers that carry images (WADO-RS series/instances asked as a peer DRIMbox, with an
+    Accept of ``multipart/related``/``application/dicom``): a series answer in the campaigns is a few
+    MB (synthetic studies of a few instances); 64 MiB leaves a wide margin and keeps a campaign far
+    below 300 MB.
+``MAX_DOCUMENT_BODY``
+    Cap of every other answer (HealthCheck JSON, HTML pages of the Conso, TLS and plain-HTTP probes,
+    error pages): 1 MiB, the default of ``DutClient`` and ``Browser``. Such answers are a few KiB;
+    the lower cap also bounds what a poller retains (the Météo keeps each poll's answer).
 ``MAX_RESPONSE_WIRE``
-    Bytes of one HTTP response body as received on the wire (before decoding): the same 64 MiB. Both
-    are checked; a compression bomb trips ``MAX_RESPONSE_BODY`` long before its wire size matters.
+    Bytes of one HTTP response body as received on the wire (before content decoding): 64 MiB; a
+    ``Content-Length`` above the applicable cap is refused before the body is read. A compression
+    bomb trips the decoded cap long before its wire size matters.
+``MAX_KEPT_ON_ERROR``
+    When an answer is cut (cap exceeded, deadline passed), the prefix received so far is kept as
+    evidence, up to 1 MiB (enough to show the DICOM objects it started to serve).
 ``MAX_HEADERS`` / ``MAX_HEADER_BYTES``
     Count and total size (names + values) of the header fields of one HTTP message: 100 fields, 64 KiB.
     (h11 already refuses a header block over 64 KiB while reading; these caps also bound what is kept.)
@@ -25,6 +35,9 @@ Client side (drimcheck reading the DUT's answers: ``drimcheck.net``, ``drimcheck
 ``MAX_MULTIPART_PARTS`` / ``MAX_PART_HEADER_BYTES``
     Parts of one multipart body (WADO-RS answer: one part per instance): 10 000; header block of one
     part: 64 KiB.
+
+Every blocking operation of an exchange (connect, TLS handshake, each write and read) gets the time
+left until the exchange's deadline, so ``request_s`` bounds the whole exchange, body included.
 
 Server side (simulators reading what the DUT sends them; imported by ``simulators/*``):
 
@@ -53,7 +66,10 @@ MIB = 1024 * KIB
 
 # -- client side: answers from the DUT ---------------------------------------------------------
 MAX_RESPONSE_BODY = 64 * MIB
+MAX_DOCUMENT_BODY = 1 * MIB
 MAX_RESPONSE_WIRE = 64 * MIB
+MAX_KEPT_ON_ERROR = 1 * MIB
+MAX_CONTENT_CODINGS = 3  # "gzip, gzip, gzip, ..." beyond this is refused
 MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * KIB
 MAX_REDIRECTS = 10
