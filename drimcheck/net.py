@@ -326,7 +326,7 @@ def describe_error(exc: BaseException, timeout: float, *, answered: bool = False
     if isinstance(exc, limits.LimitExceeded):
         return str(exc)
     if isinstance(exc, httpx.TimeoutException) and answered:
-        return f"response not complete within {timeout:g} s (réponse incomplète : corps non terminé dans le délai)"
+        return f"response not complete within {timeout:g} s (status line received, body unfinished)"
     if isinstance(exc, httpx.ConnectTimeout):
         return f"connection or TLS handshake not completed within {timeout:g} s"
     if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):

@@ -447,6 +447,14 @@ def test_multipart_part_count_is_capped():
         reader.feed(body)
 
 
+def test_multipart_part_without_end_is_capped():
+    reader = MultipartReader("b", max_part_bytes=1024)
+    reader.feed(b"--b\r\nContent-Type: application/dicom\r\n\r\n")
+    with pytest.raises(MultipartError, match="partie trop volumineuse : plus de 1 Kio"):
+        for _ in range(100):
+            reader.feed(bytes(1024))
+
+
 @pytest.mark.slow
 def test_wado_retrieve_is_bounded_against_a_bomb():
     with HostileServer(compression_bomb(b"multipart/related; boundary=x")) as server:
