@@ -90,7 +90,7 @@ def run_one(kind: str, tls, work: Path, reqs: list[str], request_s: float) -> di
     with hostile.HostileServer(AfterPreflight(behaviour, tls, raw)) as server:
         sut = work / f"{kind}.toml"
         sut.write_text(sut_text(server.port, request_s))
-        out = work / f"out-{kind}"
+        out = REPO / "runs" / "bench" / "hostile_dut" / kind
         cmd = [sys.executable, "-m", "drimcheck", "run", "--sut", str(sut), "--out", str(out), "--quiet"]
         for r in reqs:
             cmd += ["--req", r]
@@ -109,6 +109,7 @@ def run_one(kind: str, tls, work: Path, reqs: list[str], request_s: float) -> di
             verdicts[s["verdict"]] = verdicts.get(s["verdict"], 0) + 1
             if s.get("error"):
                 errors.append(s["error"])
+            errors += [f["message"] for f in s.get("findings") or [] if f.get("verdict") not in ("PASS", "SKIP")]
     except (OSError, ValueError):
         pass
     reports = all((out / n).is_file() for n in ("results.json", "junit.xml", "report.html"))

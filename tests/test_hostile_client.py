@@ -346,6 +346,39 @@ def test_garbage_or_silent_tls_ends_in_a_recorded_error(tmp_path, behaviour, fra
     assert ex.status is None and elapsed < BOUND_S and peak < 16 * limits.MIB
 
 
+def _compressed(coding: str, data: bytes) -> bytes:
+    if coding == "gzip":
+        z = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    elif coding == "deflate-raw":
+        z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    else:
+        z = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS)
+    return z.compress(data) + z.flush()
+
+
+@pytest.mark.parametrize("coding, header", [("gzip", "gzip"), ("deflate", "deflate"), ("deflate-raw", "deflate"),
+                                            ("gzip-twice", "gzip, gzip"), ("identity", "br")])
+def test_honest_compressed_answers_are_still_decoded(tmp_path, coding, header):
+    """The decoding drimcheck now does itself (bounded) gives what httpx gave: gzip, deflate (zlib or raw),
+    stacked codings; an unknown coding is left as it is."""
+    doc = json.dumps({"status": "UP", "checks": [{"name": f"PACS-{i}", "status": "UP"} for i in range(2000)]}).encode()
+    if coding == "gzip-twice":
+        body = _compressed("gzip", _compressed("gzip", doc))
+    elif coding == "identity":
+        body = doc
+    else:
+        body = _compressed(coding, doc)
+    with HostileServer(answer(200, [("Content-Type", "application/json"), ("Content-Encoding", header)], body)) as s:
+        ex, _, _ = dut_get(s, tmp_path)
+    assert ex.ok and ex.response_body == doc and ex.json()["status"] == "UP"
+
+
+def test_corrupt_compressed_answer_is_a_recorded_error(tmp_path):
+    with HostileServer(answer(200, [("Content-Encoding", "gzip")], b"\x1f\x8b" + bytes(range(200)))) as s:
+        ex, _, _ = dut_get(s, tmp_path)
+    assert_recorded(ex, tmp_path, "réponse compressée illisible")
+
+
 def test_dut_client_contacts_only_the_dut_fqdns(tmp_path):
     with HostileServer(answer(200, [], b"canary")) as canary:
         client = DutClient(sut_for(http_port=canary.port), EvidenceStore(tmp_path))
