@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -131,6 +132,18 @@ def send_forever(conn: socket.socket, server: HostileServer, chunk: bytes) -> No
     server.hung_up.set()
 
 
+def wait_for_hang_up(conn: socket.socket, server: HostileServer) -> None:
+    """After the last byte: the harness hangs up when the read of EOF (or a reset) says so."""
+    conn.settimeout(0.1)
+    while not server.stop.is_set():
+        try:
+            if conn.recv(65536) == b"":
+                server.hung_up.set()
+                return
+        except socket.timeout:
+            continue
+
+
 def never_answers(conn, server):
     server.read_head(conn)
     server.stop.wait(60)
@@ -149,14 +162,24 @@ def huge_content_length(conn, server):
     send_forever(conn, server, ZEROS)
 
 
+CRC32_OF_2_GIB_OF_ZEROS = 0x4DBDF21C  # zlib.crc32 over 2048 x 1 MiB of zeros
+
+
 def gzip_bomb_stream() -> Iterator[bytes]:
-    """A gzip stream of 2 GiB of zeros (about 2 MB compressed), produced as it is consumed."""
+    """A valid gzip stream of 2 GiB of zeros, about 2 MB on the wire, produced as it is consumed.
+
+    After a full flush deflate restarts from an empty window, so compressing 1 MiB of zeros then
+    flushing always gives the same block: it is compressed once and repeated (the server costs no CPU,
+    whatever the pace of the client)."""
     z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-    for _ in range(2048):
-        out = z.compress(ZEROS)
-        if out:
-            yield out
-    yield z.flush()
+    first = z.compress(ZEROS) + z.flush(zlib.Z_FULL_FLUSH)
+    block = z.compress(ZEROS) + z.flush(zlib.Z_FULL_FLUSH)
+    end = z.flush()[:-8] + struct.pack("<II", CRC32_OF_2_GIB_OF_ZEROS, (2 * GIB) & 0xFFFFFFFF)
+    yield first
+    for _ in range(2047 // 64):
+        yield block * 64
+    yield block * (2047 % 64)
+    yield end
 
 
 def compression_bomb(content_type: bytes = b"application/json"):
@@ -169,7 +192,7 @@ def compression_bomb(content_type: bytes = b"application/json"):
             if server.stop.is_set():
                 return
             conn.sendall(piece)
-        server.stop.wait(30)
+        wait_for_hang_up(conn, server)  # all 2 MB may fit in the socket buffers
     return behaviour
 
 
@@ -354,6 +377,14 @@ def _compressed(coding: str, data: bytes) -> bytes:
     else:
         z = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS)
     return z.compress(data) + z.flush()
+
+
+def test_the_bomb_is_a_valid_2gib_gzip_stream():
+    """What the bomb server sends is really 2 MB of gzip that inflates to 2 GiB (checked on its head and size)."""
+    wire = b"".join(gzip_bomb_stream())
+    assert 1.5e6 < len(wire) < 2.5e6 and struct.unpack("<I", wire[-4:])[0] == (2 * GIB) & 0xFFFFFFFF
+    head = zlib.decompressobj(zlib.MAX_WBITS | 16).decompress(wire[:20_000], 8 * limits.MIB)
+    assert head == bytes(len(head)) and len(head) == 8 * limits.MIB
 
 
 @pytest.mark.parametrize("coding, header", [("gzip", "gzip"), ("deflate", "deflate"), ("deflate-raw", "deflate"),
