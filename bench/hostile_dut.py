@@ -74,22 +74,11 @@ class AfterPreflight:
         (healthy if first else self.behaviour)(conn, server)
 
 
-def sut_text(https_port: int, request_s: float) -> str:
-    from drimcheck import config
-    from simulators.procutil import free_port
-
-    return (config.template_text()
-            .replace("dicom_port = 14242", f"dicom_port = {free_port()}")
-            .replace("http_port = 18042", f"http_port = {free_port()}")
-            .replace('https = "127.0.0.1:8443"', f'https = "127.0.0.1:{https_port}"')
-            .replace("request_s = 5", f"request_s = {request_s:g}"))
-
-
 def run_one(kind: str, tls, work: Path, reqs: list[str], request_s: float) -> dict:
     behaviour, raw = KINDS[kind]
     with hostile.HostileServer(AfterPreflight(behaviour, tls, raw)) as server:
         sut = work / f"{kind}.toml"
-        sut.write_text(sut_text(server.port, request_s))
+        sut.write_text(hostile.external_sut_text(server.port, request_s))
         out = REPO / "runs" / "bench" / "hostile_dut" / kind
         cmd = [sys.executable, "-m", "drimcheck", "run", "--sut", str(sut), "--out", str(out), "--quiet"]
         for r in reqs:

@@ -532,6 +532,20 @@ def test_wado_retrieve_is_bounded_against_a_bomb():
 # ------------------------------------------------------------------------------------------- a whole campaign
 
 
+def external_sut_text(https_port: int, request_s: float) -> str:
+    """The `drimcheck init` template for a DUT whose db1 HTTPS is on `https_port`; every other address of
+    the template (simulators, PACS, [dut]) on a free loopback port, so that runs on one machine do not clash."""
+    import re
+
+    from drimcheck import config
+    from simulators.procutil import free_port
+
+    text = re.sub(r"127\.0\.0\.1:\d+", lambda m: f"127.0.0.1:{free_port()}", config.template_text())
+    text = re.sub(r"(dicom_port|http_port) = \d+", lambda m: f"{m.group(1)} = {free_port()}", text)
+    text = re.sub(r'("db1\.349\.mesimagesmedicales\.fr" = \{ https = )"[^"]+"', rf'\1"127.0.0.1:{https_port}"', text)
+    return text.replace("request_s = 5", f"request_s = {request_s:g}")
+
+
 def _peak_rss_of(proc: subprocess.Popen) -> tuple[int, int]:
     """Wait for the process, sampling VmHWM (peak RSS, kB) from /proc; (exit code, peak in bytes)."""
     peak = 0
@@ -551,18 +565,11 @@ def _peak_rss_of(proc: subprocess.Popen) -> tuple[int, int]:
 def test_campaign_against_a_2gb_healthcheck_ends_bounded_with_reports(tmp_path):
     """Exit code 3: the preflight's HealthCheck answer exceeds the cap, so the DUT is not usable
     (the same contract as an unreachable DUT); every report is written, memory stays bounded."""
-    from drimcheck import config
-    from simulators.procutil import free_port
-
     from fixtures.pki import TestPKI
 
     tls = TestPKI(tmp_path / "pki").serv_ssl(FQDN).server_context()
     with HostileServer(huge_content_length, tls=tls) as dut:
-        text = (config.template_text()
-                .replace("dicom_port = 14242", f"dicom_port = {free_port()}")
-                .replace("http_port = 18042", f"http_port = {free_port()}")
-                .replace('https = "127.0.0.1:8443"', f'https = "127.0.0.1:{dut.port}"')
-                .replace("request_s = 5", "request_s = 2"))
+        text = external_sut_text(dut.port, request_s=2)
         sut = tmp_path / "sut.toml"
         sut.write_text(text)
         out = tmp_path / "out"
