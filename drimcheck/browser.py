@@ -7,27 +7,34 @@ clicks. :class:`Browser` does that with bounded waits: each hop at most ``reques
 with the error recorded (never an exception, never a hang).
 
 Names resolve without DNS: the DUT's FQDNs through ``[network]`` (scheme-specific address, SNI and
-``Host`` = FQDN), the simulators' FQDNs through the campaign's hosts map, anything else (an IP
-address such as ``[dut] conso``) directly. Certificates are recorded, not verified (judged elsewhere).
+``Host`` = FQDN), the simulators' FQDNs through the campaign's hosts map, and the addresses of the
+test bed given as ``bed`` (``host:port``, such as ``[dut] conso``) directly. Nothing else is
+contacted: a redirect, a form action or a link to any other host is recorded as an Exchange with the
+error « redirection hors du banc de test : <url> non contactée » and ends the navigation (the DUT
+cannot send the practitioner's browser, its cookies or its tokens anywhere else). Each exchange is
+bounded as a whole by ``request_s`` and in size (drimcheck.limits, as drimcheck.net).
+Certificates are recorded, not verified (judged elsewhere).
 Cookies are kept per host (name=value; ``Max-Age=0`` or a past ``Expires`` deletes), as a browser
 would send them back; they are redacted in evidence like every credential.
 """
 
 from __future__ import annotations
 
+import io
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import httpx
-
-from drimcheck.config import Sut
+from drimcheck import limits
+from drimcheck.config import Address, Sut
 from drimcheck.evidence import EvidenceStore
-from drimcheck.net import Exchange, TlsInfo, _capture_tls, describe_error
+from drimcheck.net import (Deadline, Exchange, TlsInfo, _capture_tls, bounded_client, check_headers, describe_error,
+                           kept_prefix, read_body)
 
 REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -60,17 +67,23 @@ class Browser:
     """A cookie-keeping, redirect-following HTTP client for one user session."""
 
     def __init__(self, sut: Sut, hosts: dict[str, str], evidence: EvidenceStore | None, *,
-                 timeout_s: float | None = None, max_redirects: int = 10):
+                 timeout_s: float | None = None, max_redirects: int = limits.MAX_REDIRECTS,
+                 bed: Iterable[str | Address] = (), max_body: int = limits.MAX_DOCUMENT_BODY):
+        """hosts: FQDN -> "ip:port" of drimcheck's simulators; bed: other addresses of the test bed
+        reachable directly ("ip:port" or Address: the DUT's [dut] endpoints such as conso)."""
         self.sut = sut
         self.hosts = {k.lower(): v for k, v in hosts.items()}
         self.evidence = evidence
         self.timeout_s = timeout_s if timeout_s is not None else sut.timeouts.request_s
-        self.max_redirects = max_redirects
+        self.max_redirects = min(max_redirects, limits.MAX_REDIRECTS)
+        self.max_body = max_body
         self.cookies: dict[str, dict[str, str]] = {}  # host -> {name: value}
+        self.bed = _bed_addresses(sut, self.hosts, bed)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        self._client = httpx.Client(verify=ctx, trust_env=False, follow_redirects=False)
+        self._deadline = Deadline()
+        self._client = bounded_client(ctx, self._deadline, self.timeout_s, follow_redirects=False)
 
     def close(self) -> None:
         self._client.close()
@@ -83,17 +96,21 @@ class Browser:
 
     # -- navigation -----------------------------------------------------------------------------
     def submit(self, url: str, fields: list[tuple[str, str]] | dict[str, str] | str, *, label: str,
-               follow: bool = True, deadline_s: float | None = None) -> Navigation:
-        """POST an urlencoded form (a raw string is sent as given), then follow the redirects."""
+               follow: bool = True, deadline_s: float | None = None, origin: str = "adresse") -> Navigation:
+        """POST an urlencoded form (a raw string is sent as given), then follow the redirects.
+
+        origin names where the URL comes from in the error recorded if it is off the bed (e.g.
+        "action de formulaire" for a form the DUT's page carries)."""
         body = fields if isinstance(fields, str) else urlencode(fields)
         return self._navigate("POST", url, body.encode("utf-8"), label, follow, deadline_s,
-                              {"Content-Type": "application/x-www-form-urlencoded"})
+                              {"Content-Type": "application/x-www-form-urlencoded"}, origin)
 
-    def open(self, url: str, *, label: str, follow: bool = True, deadline_s: float | None = None) -> Navigation:
-        return self._navigate("GET", url, None, label, follow, deadline_s, {})
+    def open(self, url: str, *, label: str, follow: bool = True, deadline_s: float | None = None,
+             origin: str = "adresse") -> Navigation:
+        return self._navigate("GET", url, None, label, follow, deadline_s, {}, origin)
 
     def _navigate(self, method: str, url: str, body: bytes | None, label: str, follow: bool,
-                  deadline_s: float | None, headers: dict[str, str]) -> Navigation:
+                  deadline_s: float | None, headers: dict[str, str], origin: str = "adresse") -> Navigation:
         nav = Navigation()
         deadline = time.monotonic() + (deadline_s if deadline_s is not None else self.timeout_s * (self.max_redirects + 1))
         for hop in range(self.max_redirects + 1):
@@ -102,7 +119,8 @@ class Browser:
                 nav.error = "navigation non terminée dans le délai imparti"
                 return nav
             ex = self.request(method, url, label=f"{label}-{hop + 1}" if hop else label, content=body,
-                              headers=headers, timeout=min(self.timeout_s, left))
+                              headers=headers, timeout=min(self.timeout_s, left),
+                              origin="redirection" if hop else origin)
             nav.hops.append(ex)
             if not ex.ok:
                 nav.error = ex.error
@@ -117,31 +135,49 @@ class Browser:
         return nav
 
     # -- one request ----------------------------------------------------------------------------
-    def _target(self, url: str) -> tuple[str, str | None, str]:
-        """(URL to connect to, SNI, Host header) for a URL of the test bed."""
+    def _target(self, url: str) -> tuple[str, str | None, str] | None:
+        """(URL to connect to, SNI, Host header) for a URL of the test bed; None when it is off the bed."""
         parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            return None
         host = (parts.hostname or "").lower()
         default = 443 if parts.scheme == "https" else 80
-        port = parts.port or default
+        try:
+            port = parts.port or default
+        except ValueError:
+            return None
         host_header = host if port == default else f"{host}:{port}"
-        address = None
-        ep = self.sut.network.get(host)
+        ep = self.sut.network.get(host) or next((e for k, e in self.sut.network.items() if k.lower() == host), None)
         if ep is not None:
             addr = ep.https if parts.scheme == "https" else ep.http
-            address = str(addr) if addr is not None else None
+            if addr is None:
+                return None
+            address = str(addr)
         elif host in self.hosts:
             address = self.hosts[host]
-        if address is None:
+        elif (host.strip("[]"), port) in self.bed:
             return url, None, host_header
+        else:
+            return None
         rest = parts.path or "/"
         return f"{parts.scheme}://{address}{rest}" + (f"?{parts.query}" if parts.query else ""), \
             (host if parts.scheme == "https" else None), host_header
 
     def request(self, method: str, url: str, *, label: str, content: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float | None = None) -> Exchange:
+                headers: dict[str, str] | None = None, timeout: float | None = None,
+                origin: str = "adresse") -> Exchange:
+        """One exchange, bounded as a whole by `timeout` and in size; a URL off the test bed is recorded, not fetched."""
         timeout = timeout if timeout is not None else self.timeout_s
-        target, sni, host_header = self._target(url)
+        resolved = self._target(url)
         host = (urlsplit(url).hostname or "").lower()
+        if resolved is None:
+            ex = Exchange(label=label, method=method, url=url, connect_to="",
+                          started_at=datetime.now(timezone.utc).isoformat(), request_headers=[], request_body=content,
+                          error=f"{origin} hors du banc de test : {url} non contactée")
+            if self.evidence is not None:
+                ex.evidence = self.evidence.write_json(label, ex.to_evidence())
+            return ex
+        target, sni, host_header = resolved
         req_headers = {"Host": host_header, "User-Agent": "drimcheck (navigateur du praticien)",
                        "Accept": "text/html,application/xhtml+xml,*/*;q=0.8", **(headers or {})}
         jar = self.cookies.get(host)
@@ -153,22 +189,22 @@ class Browser:
         if urlsplit(url).scheme == "https":
             ex.tls = TlsInfo(sni=sni or host)
         t0 = time.monotonic()
+        self._deadline.at = t0 + timeout
+        body = io.BytesIO()
         try:
             with self._client.stream(method, target, headers=req_headers, content=content, timeout=timeout,
                                      extensions={"sni_hostname": sni} if sni else {}) as resp:
                 if ex.tls:
                     _capture_tls(resp, ex.tls)
                 ex.status = resp.status_code
-                ex.response_headers = list(resp.headers.multi_items())
-                chunks = []
-                for chunk in resp.iter_bytes():
-                    chunks.append(chunk)
-                    if time.monotonic() - t0 > timeout:
-                        raise httpx.ReadTimeout("body not complete within the deadline")
-                ex.response_body = b"".join(chunks)
+                ex.response_headers = list(resp.headers.multi_items())[:limits.MAX_HEADERS]
+                check_headers(resp)
+                ex.response_body = read_body(resp, max_body=self.max_body, deadline=self._deadline.at, into=body)
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes evidence
-            ex.error = describe_error(exc, timeout)
+            ex.error = describe_error(exc, timeout, answered=ex.status is not None)
+            ex.response_body = kept_prefix(body)
         finally:
+            self._deadline.at = None
             self._client.cookies.clear()  # cookies are ours to keep, per original host
         ex.elapsed_s = time.monotonic() - t0
         self._store_cookies(host, ex.response_headers)
@@ -199,3 +235,25 @@ class Browser:
                 jar.pop(key.strip(), None)
             else:
                 jar[key.strip()] = val.strip()
+
+
+def _bed_addresses(sut: Sut, hosts: dict[str, str], extra: Iterable[str | Address]) -> set[tuple[str, int]]:
+    """(host, port) pairs of the test bed reachable directly: the given ones, the DUT's [network] and
+    [dut] addresses, drimcheck's simulators ([simulators] and the hosts map)."""
+    out: set[tuple[str, int]] = set()
+
+    def add(value: Any) -> None:
+        if isinstance(value, Address):
+            if value.port:
+                out.add((value.host.lower().strip("[]"), value.port))
+        elif isinstance(value, str) and ":" in value:
+            host, _, port = value.rpartition(":")
+            if port.isdigit():
+                out.add((host.lower().strip("[]"), int(port)))
+
+    for ep in sut.network.values():
+        add(ep.https)
+        add(ep.http)
+    for value in list(sut.dut.values()) + list(sut.simulators.values()) + list(hosts.values()) + list(extra):
+        add(value)
+    return out

@@ -3,22 +3,34 @@
 The client does not abort on certificate problems: it records the TLS handshake (version, cipher,
 the chain the server presented) as evidence, and the TLS checks judge it. Content checks can then
 run even against a DUT whose certificate is wrong, so that one defect fails one requirement.
+
+A DUT is hostile by assumption: every exchange is bounded in time as a whole (connect, handshake,
+each read and write get the time left until one deadline, see :class:`BoundedTransport`) and in size
+(headers, body on the wire, body after content decoding, done here piece by piece: see
+:func:`read_body` and :mod:`drimcheck.limits`). A cap exceeded ends the exchange with a recorded
+error (French, it reaches the reports); the prefix received is kept. Only the DUT's declared FQDNs
+(``[network]``) are contacted: any other host is recorded as not contacted.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import ssl
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
 import _ssl
+import httpcore
 import httpx
 
+from drimcheck import limits
 from drimcheck.config import Address, Sut
 from drimcheck.evidence import EvidenceStore, body_for_evidence, redact_headers
 
@@ -103,8 +115,218 @@ class Exchange:
         }
 
 
-def describe_error(exc: BaseException, timeout: float) -> str:
-    """One readable line for a transport failure (what a report reader needs, not a traceback)."""
+# ----------------------------------------------------------------------------- bounded exchanges
+
+_H11_INCOMPLETE_EVENT = 100 * 1024  # httpcore's h11 refuses a header block (or chunk header) larger than this
+_PIECE = 64 * 1024  # content decoding yields at most this many bytes at a time
+ACCEPT_ENCODING = "gzip, deflate"  # what read_body can decode under its caps (never br/zstd)
+
+
+class Deadline:
+    """The instant (monotonic) an exchange must be over; ``None``: only the per-operation timeouts apply."""
+
+    def __init__(self, at: float | None = None):
+        self.at = at
+
+    def left(self, timeout: float | None, exc: type[Exception]) -> float | None:
+        """The timeout of one blocking operation: the smaller of its own and the time left; raises `exc` when none is."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise exc("deadline of the exchange passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every read, write and TLS handshake ends by the deadline of the exchange."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: Deadline):
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._deadline.left(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, deadline: Deadline):
+        self._inner = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, self._deadline.left(timeout, httpcore.ConnectTimeout),
+                                         local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("unix sockets are not part of the test bed")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class BoundedTransport(httpx.HTTPTransport):
+    """httpx transport whose connections obey ``deadline``: set ``deadline.at`` before a request, and the
+    connect, the TLS handshake and every read and write of that exchange end by then (a server that
+    trickles one byte a second cannot stretch an exchange past its bound)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, deadline: Deadline, **pool: Any):
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool.close()
+        # httpx.HTTPTransport has no network_backend argument: the pool it would use, with ours
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=_DeadlineBackend(deadline), **pool)
+
+
+def bounded_client(ssl_context: ssl.SSLContext, deadline: Deadline, timeout: float, **kw: Any) -> httpx.Client:
+    """An httpx client over :class:`BoundedTransport`, no environment proxies, asking only for decodable codings."""
+    return httpx.Client(transport=BoundedTransport(ssl_context, deadline), timeout=httpx.Timeout(timeout),
+                        trust_env=False, headers={"Accept-Encoding": ACCEPT_ENCODING}, **kw)
+
+
+class _Inflater:
+    """One content coding (gzip or deflate), inflated at most ``_PIECE`` bytes per step (zlib max_length)."""
+
+    def __init__(self, coding: str):
+        self.coding = coding
+        self._raw_fallback = coding == "deflate"  # "deflate" is zlib-wrapped by the RFC, raw by some servers
+        self._z = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding in ("gzip", "x-gzip") else zlib.MAX_WBITS)
+        self._produced = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while True:
+            try:
+                out = self._z.decompress(data, _PIECE)
+            except zlib.error as exc:
+                if self._raw_fallback and not self._produced:
+                    self._raw_fallback = False
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise httpx.DecodingError(f"{self.coding} : {exc}") from None
+            self._raw_fallback = self._raw_fallback and not out
+            self._produced = self._produced or bool(out)
+            if out:
+                yield out
+            data = self._z.unconsumed_tail
+            if self._z.eof or (not data and len(out) < _PIECE):
+                return
+
+    def flush(self) -> Iterator[bytes]:
+        yield from self.feed(b"")
+
+
+def _codings(header: str | None) -> list[_Inflater]:
+    """Decoders for a Content-Encoding value, in decoding order; unknown codings are left as they are (as httpx)."""
+    names = [c.strip().lower() for c in (header or "").split(",") if c.strip()]
+    if len(names) > limits.MAX_CONTENT_CODINGS:
+        raise limits.LimitExceeded(limits.too_large("trop de codages de contenu", limits.MAX_CONTENT_CODINGS, "codages"),
+                                   limit=limits.MAX_CONTENT_CODINGS, what="content-codings")
+    return [_Inflater(n) for n in reversed(names) if n in ("gzip", "x-gzip", "deflate")]
+
+
+def _through(decoders: list[_Inflater], data: bytes, final: bool = False) -> Iterator[bytes]:
+    if not decoders:
+        if data:
+            yield data
+        return
+    head, rest = decoders[0], decoders[1:]
+    for piece in head.feed(data):
+        yield from _through(rest, piece)
+    if final:
+        for piece in head.flush():
+            yield from _through(rest, piece)
+        yield from _through(rest, b"", final=True)
+
+
+def check_headers(resp: httpx.Response) -> None:
+    """Count and size of the response's header fields within MAX_HEADERS / MAX_HEADER_BYTES."""
+    items = resp.headers.raw
+    if len(items) > limits.MAX_HEADERS:
+        raise limits.LimitExceeded(limits.too_large("trop d'en-têtes", limits.MAX_HEADERS, "en-têtes"),
+                                   limit=limits.MAX_HEADERS, what="headers")
+    if sum(len(k) + len(v) for k, v in items) > limits.MAX_HEADER_BYTES:
+        raise limits.LimitExceeded(limits.too_large("en-têtes trop volumineux", limits.MAX_HEADER_BYTES),
+                                   limit=limits.MAX_HEADER_BYTES, what="header-bytes")
+
+
+def iter_body(resp: httpx.Response, *, max_body: int, max_wire: int = limits.MAX_RESPONSE_WIRE,
+              deadline: float | None = None) -> Iterator[bytes]:
+    """The decoded body, piece by piece (at most 64 KiB each), within the caps and the deadline.
+
+    Raises limits.LimitExceeded past ``max_body`` decoded bytes or ``max_wire`` bytes on the wire (a
+    Content-Length above either is refused before reading), httpx.ReadTimeout past ``deadline``
+    (monotonic), httpx.DecodingError on corrupt compressed data."""
+    length = resp.headers.get("content-length", "")
+    wire_cap = min(max_wire, max_body) if not resp.headers.get("content-encoding") else max_wire
+    if length.strip().isdigit() and int(length) > wire_cap:
+        raise _too_large(wire_cap)
+    decoders = _codings(resp.headers.get("content-encoding"))
+    wire = decoded = 0
+    raw_iter = resp.iter_raw()
+    while True:
+        raw = next(raw_iter, None)
+        final = raw is None
+        if not final:
+            wire += len(raw)
+            if wire > max_wire:
+                raise _too_large(max_wire)
+        for piece in _through(decoders, raw or b"", final=final):
+            decoded += len(piece)
+            if decoded > max_body:
+                raise _too_large(max_body)
+            if deadline is not None and time.monotonic() > deadline:
+                raise httpx.ReadTimeout("body not complete within the deadline")
+            yield piece
+        if final:
+            return
+
+
+def _too_large(cap: int) -> limits.LimitExceeded:
+    return limits.LimitExceeded(limits.too_large("réponse trop volumineuse", cap), limit=cap, what="body")
+
+
+def read_body(resp: httpx.Response, *, max_body: int, deadline: float | None, into: io.BytesIO) -> bytes:
+    """The whole decoded body (see iter_body), written to ``into`` as it arrives, so that the caller
+    keeps what was received when a cap or the deadline cuts it."""
+    for piece in iter_body(resp, max_body=max_body, deadline=deadline):
+        into.write(piece)
+    return into.getvalue()
+
+
+def kept_prefix(buf: io.BytesIO) -> bytes:
+    """What to keep of a body cut short: its first MAX_KEPT_ON_ERROR bytes."""
+    return buf.getbuffer()[:limits.MAX_KEPT_ON_ERROR].tobytes()
+
+
+def expects_images(headers: dict[str, str] | None) -> bool:
+    """Whether a request asks for DICOM (WADO-RS): its answer gets MAX_RESPONSE_BODY, others MAX_DOCUMENT_BODY."""
+    accept = next((v for k, v in (headers or {}).items() if k.lower() == "accept"), "") or ""
+    return "multipart/related" in accept.lower() or "application/dicom" in accept.lower()
+
+
+def describe_error(exc: BaseException, timeout: float, *, answered: bool = False) -> str:
+    """One readable line for a transport failure (what a report reader needs, not a traceback).
+
+    answered: the status line and headers had arrived (a timeout then means the body was not complete)."""
+    if isinstance(exc, limits.LimitExceeded):
+        return str(exc)
+    if isinstance(exc, httpx.TimeoutException) and answered:
+        return f"response not complete within {timeout:g} s (status line received, body unfinished)"
     if isinstance(exc, httpx.ConnectTimeout):
         return f"connection or TLS handshake not completed within {timeout:g} s"
     if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
@@ -117,7 +339,11 @@ def describe_error(exc: BaseException, timeout: float) -> str:
             return "TLS handshake failed: the server did not answer with TLS (plain HTTP?)"
         return f"connection failed: {cause}"
     if isinstance(exc, httpx.RemoteProtocolError):
+        if "too long" in str(exc).lower() or "buffer" in str(exc).lower():
+            return limits.too_large("en-têtes trop volumineux", _H11_INCOMPLETE_EVENT)
         return f"protocol error: {exc}"
+    if isinstance(exc, httpx.DecodingError):
+        return f"réponse compressée illisible : {exc}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
     return f"{type(exc).__name__}: {exc}"
@@ -162,14 +388,29 @@ class DutClient:
         return cache[(str(chain), str(key))]
 
     def request(self, method: str, url: str, *, label: str, headers: dict[str, str] | None = None,
-                content: bytes | None = None, timeout: float | None = None, client_cert: Any = None) -> Exchange:
+                content: bytes | None = None, timeout: float | None = None, client_cert: Any = None,
+                max_body: int | None = None) -> Exchange:
         """Send one request; never raises on transport problems: the Exchange carries the error.
 
         client_cert: an object with chain_path/key_path (fixtures.pki.Issued) or a (chain PEM, key PEM)
         tuple, presented as TLS client certificate (a fresh connection per request, as every request here).
+        timeout bounds the whole exchange, body included. max_body: cap of the decoded body (default:
+        MAX_RESPONSE_BODY when the request asks for DICOM, MAX_DOCUMENT_BODY otherwise).
+        A URL whose host is not one of the DUT's declared FQDNs is recorded as not contacted.
         """
         timeout = timeout if timeout is not None else self.timeout
+        if max_body is None:
+            max_body = limits.MAX_RESPONSE_BODY if expects_images(headers) else limits.MAX_DOCUMENT_BODY
         parts = urlsplit(url)
+        fqdn = (parts.hostname or "").lower()
+        if fqdn not in {k.lower() for k in self.sut.network} or parts.scheme not in ("http", "https"):
+            ex = Exchange(label=label, method=method, url=url, connect_to="", request_headers=list((headers or {}).items()),
+                          started_at=datetime.now(timezone.utc).isoformat(), request_body=content,
+                          error=f"adresse hors du banc de test : {url} non contactée (ni FQDN déclaré de la DRIMbox "
+                                "testée, ni simulateur de drimcheck)")
+            if self.evidence is not None:
+                ex.evidence = self.evidence.write_json(label, ex.to_evidence())
+            return ex
         fqdn, addr = self.address_for(url)
         target = f"{parts.scheme}://{addr.host}:{addr.port}{parts.path or '/'}" + (f"?{parts.query}" if parts.query else "")
         default_port = 443 if parts.scheme == "https" else 80
@@ -181,17 +422,21 @@ class DutClient:
         if parts.scheme == "https":
             ex.tls = TlsInfo(sni=fqdn)
         t0 = time.monotonic()
+        deadline = Deadline(t0 + timeout)
+        body = io.BytesIO()
         try:
-            with httpx.Client(verify=self._context(client_cert), timeout=httpx.Timeout(timeout), trust_env=False) as client:
+            with bounded_client(self._context(client_cert), deadline, timeout) as client:
                 with client.stream(method, target, headers=req_headers, content=content,
                                    extensions={"sni_hostname": fqdn} if ex.tls else {}) as resp:
                     if ex.tls:
                         _capture_tls(resp, ex.tls)
                     ex.status = resp.status_code
-                    ex.response_headers = list(resp.headers.multi_items())
-                    ex.response_body = _read_bounded(resp, t0, timeout)
+                    ex.response_headers = list(resp.headers.multi_items())[:limits.MAX_HEADERS]
+                    check_headers(resp)
+                    ex.response_body = read_body(resp, max_body=max_body, deadline=deadline.at, into=body)
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes evidence, not a traceback
-            ex.error = describe_error(exc, timeout)
+            ex.error = describe_error(exc, timeout, answered=ex.status is not None)
+            ex.response_body = kept_prefix(body)
         ex.elapsed_s = time.monotonic() - t0
         if client_cert is not None:
             ex.client_certificate = _subject_of(client_cert)
@@ -222,16 +467,6 @@ def _capture_tls(resp: httpx.Response, info: TlsInfo) -> None:
     except (AttributeError, ssl.SSLError):
         der = sslobj.getpeercert(True)
         info.chain_der = [der] if der else []
-
-
-def _read_bounded(resp: httpx.Response, t0: float, timeout: float) -> bytes:
-    """Read the body with an overall deadline, so a DUT that trickles bytes cannot hang the run."""
-    chunks = []
-    for chunk in resp.iter_bytes():
-        chunks.append(chunk)
-        if time.monotonic() - t0 > timeout:
-            raise httpx.ReadTimeout("body not complete within the deadline")
-    return b"".join(chunks)
 
 
 def tcp_reachable(addr: Address, timeout: float = 2.0) -> bool:

@@ -19,6 +19,10 @@ Multipart: :class:`MultipartReader` splits a ``multipart/related`` body incremen
 ``Content-Length`` when present, scans for the delimiter otherwise), so a client can time the first
 instance and a server can re-frame a stream without buffering it. :func:`retrieve` performs one timed
 streaming GET and returns a :class:`Retrieval`.
+
+Bounds (drimcheck.limits): at most MAX_MULTIPART_PARTS parts, part headers of MAX_PART_HEADER_BYTES,
+a body of ``max_bytes`` decoded bytes (MAX_RESPONSE_BODY; content codings are inflated piece by
+piece), the whole exchange within ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from drimcheck import limits
 
 __all__ = [
     "TS_NAMES", "EXPLICIT_VR_LE", "IMPLICIT_VR_LE", "ANS_SAMPLE_ACCEPT", "AcceptError", "MediaRange",
@@ -255,9 +261,12 @@ class MultipartReader:
     plus one chunk.
     """
 
-    def __init__(self, boundary: str) -> None:
+    def __init__(self, boundary: str, *, max_parts: int = limits.MAX_MULTIPART_PARTS,
+                 max_part_bytes: int = limits.MAX_RESPONSE_BODY) -> None:
         if not boundary:
             raise MultipartError("empty boundary")
+        self.max_parts = max_parts
+        self.max_part_bytes = max_part_bytes  # one part (or a preamble) still incomplete may not grow past this
         self.boundary = boundary
         self._delim = b"--" + boundary.encode("latin-1")
         self._body_delim = b"\r\n" + self._delim
@@ -272,11 +281,17 @@ class MultipartReader:
         if self.finished:
             return []
         self._buf += data
+        if len(self._buf) > self.max_part_bytes + limits.MAX_PART_HEADER_BYTES and self._state in ("preamble", "body"):
+            self._parts_within_buffer_or_raise()
         out: list[Part] = []
         while True:
             if self._state == "preamble":
-                idx = self._buf.find(self._delim)
-                if idx < 0 or len(self._buf) < idx + len(self._delim) + 2:
+                idx = self._buf.find(self._delim, self._scan_from)
+                if idx < 0:  # next time, scan only what may hold a delimiter (no quadratic rescans)
+                    self._scan_from = max(0, len(self._buf) - len(self._delim) - 2)
+                    return out
+                if len(self._buf) < idx + len(self._delim) + 2:
+                    self._scan_from = max(0, idx - 2)
                     return out
                 if idx > 0 and self._buf[idx - 2:idx] != b"\r\n":
                     raise MultipartError("delimiter not at the start of a line")
@@ -302,8 +317,9 @@ class MultipartReader:
                 else:
                     end = self._buf.find(b"\r\n\r\n")
                     if end < 0:
-                        if len(self._buf) > 64 * 1024:
-                            raise MultipartError("part headers larger than 64 KiB")
+                        if len(self._buf) > limits.MAX_PART_HEADER_BYTES:
+                            raise MultipartError(limits.too_large("en-têtes de partie trop volumineux",
+                                                                  limits.MAX_PART_HEADER_BYTES))
                         return out
                     block, consumed = bytes(self._buf[:end]), end + 4
                 self._headers = _parse_part_headers(block)
@@ -319,6 +335,14 @@ class MultipartReader:
                 out.append(Part(self._headers, body))
                 self.count += 1
                 self._state = "after-delim"
+                if self.count > self.max_parts:
+                    raise MultipartError(limits.too_large("trop de parties", self.max_parts, "parties"))
+
+    def _parts_within_buffer_or_raise(self) -> None:
+        """The buffer is past the cap of one part: fine only if it already holds the next delimiter."""
+        delim = self._delim if self._state == "preamble" else self._body_delim
+        if self._buf.find(delim, 0, self.max_part_bytes + limits.MAX_PART_HEADER_BYTES + len(delim)) < 0:
+            raise MultipartError(limits.too_large("partie trop volumineuse", self.max_part_bytes))
 
     def _body_end(self) -> int | None:
         length = self._headers.get("content-length")
@@ -411,12 +435,18 @@ class Retrieval:
 
 def retrieve(client: httpx.Client, url: str, *, headers: dict[str, str] | None = None,
              keep_parts: bool = True, on_part: Callable[[Part], None] | None = None,
-             timeout_s: float = 60.0, extensions: dict[str, Any] | None = None) -> Retrieval:
+             timeout_s: float = 60.0, extensions: dict[str, Any] | None = None,
+             max_bytes: int | None = None) -> Retrieval:
     """GET ``url`` streaming and split the multipart answer as it arrives; never raises on transport errors.
 
-    The whole exchange is bounded by ``timeout_s`` (checked between chunks). A non-multipart answer
+    The whole exchange is bounded by ``timeout_s`` (checked as the body arrives; each read is also
+    bounded by the client's timeout, or by its deadline with a drimcheck.net.BoundedTransport) and
+    by ``max_bytes`` of decoded body (default: MAX_RESPONSE_BODY when the parts are kept; a streaming
+    consumer, keep_parts=False, is bounded by time and by the size of one part). A non-multipart answer
     (an error) keeps its first 64 KiB in ``error_body``.
     """
+    from drimcheck.net import check_headers, iter_body
+
     result = Retrieval(url=url)
     t0 = time.monotonic()
     try:
@@ -432,7 +462,9 @@ def retrieve(client: httpx.Client, url: str, *, headers: dict[str, str] | None =
             reader = None
             if result.media_type.startswith("multipart/") and result.media_params.get("boundary"):
                 reader = MultipartReader(result.media_params["boundary"])
-            for chunk in resp.iter_bytes():
+            check_headers(resp)
+            cap = max_bytes if max_bytes is not None else (limits.MAX_RESPONSE_BODY if keep_parts else 1 << 62)
+            for chunk in iter_body(resp, max_body=cap, max_wire=cap, deadline=t0 + timeout_s):
                 result.body_bytes += len(chunk)
                 if reader is not None:
                     for part in reader.feed(chunk):
@@ -451,6 +483,8 @@ def retrieve(client: httpx.Client, url: str, *, headers: dict[str, str] | None =
                 reader.close()
     except MultipartError as exc:
         result.error = f"multipart: {exc}"
+    except limits.LimitExceeded as exc:
+        result.error = str(exc)
     except httpx.HTTPError as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.t_total_s = time.monotonic() - t0

@@ -106,7 +106,19 @@ class ConsoVisit:
         path = str(runtime.sut.dut_value("conso_path", DEFAULT_CALL_PATH))
         self.entry_url = f"http://{addr.host}:{addr.port}/{path.lstrip('/')}"
         self.timeout_s = timeout_s if timeout_s is not None else runtime.sut.timeouts.request_s
-        self.browser = Browser(runtime.sut, runtime.extra_hosts(), runtime.evidence, timeout_s=self.timeout_s)
+        self.browser = self._browser()
+
+    def _browser(self, **kw: Any) -> Browser:
+        """A practitioner's browser confined to the test bed: the DUT's FQDNs and [dut] endpoints, the simulators."""
+        rt = self.runtime
+        return Browser(rt.sut, rt.extra_hosts(), rt.evidence, timeout_s=kw.pop("timeout_s", self.timeout_s),
+                       bed=list(rt.dut_addresses().values()), **kw)
+
+    def own_interface(self) -> list[str]:
+        """Where the DUT's own user interface may be (CON-01): its contextual-call entry point ("host:port")
+        and its declared FQDNs."""
+        addr = self.runtime.dut_address("conso")
+        return [f"{addr.host}:{addr.port}", *self.runtime.sut.network]
 
     def close(self) -> None:
         self.browser.close()
@@ -128,8 +140,7 @@ class ConsoVisit:
         ``fresh_browser``: from a new browser (no DUT session yet, hence a new PSC login)."""
         marks = self.marks()
         deadline = self.timeout_s * 6  # call, page, PSC, callback, page, consultation
-        browser = Browser(self.runtime.sut, self.runtime.extra_hosts(), self.runtime.evidence,
-                          timeout_s=self.timeout_s) if fresh_browser else self.browser
+        browser = self._browser() if fresh_browser else self.browser
         try:
             nav = browser.submit(self.entry_url, fields, label=label, follow=True, deadline_s=deadline)
         finally:
@@ -144,11 +155,12 @@ class ConsoVisit:
         """A fresh browser session that starts a login (contextual call, then the DUT's redirection to PSC, not
         followed), then comes back to the DUT's redirect_uri with a state the DUT never issued and a made-up
         code, as a forged link would (CSRF). Returns (the start, the forged return, marks before the return)."""
-        browser = Browser(self.runtime.sut, self.runtime.extra_hosts(), self.runtime.evidence)
+        browser = self._browser(timeout_s=self.runtime.sut.timeouts.request_s)
         try:
             call = browser.submit(self.entry_url, fields, label="connexion-appel", follow=False)
             page = call.final.header("location") if call.final is not None else None
-            start = browser.open(urljoin(self.entry_url, page), label="connexion-debut", follow=False) if page else call
+            start = browser.open(urljoin(self.entry_url, page), label="connexion-debut", follow=False,
+                                 origin="redirection") if page else call
             location = start.final.header("location") if start.final is not None else None
             redirect_uri = parse_qs(urlsplit(location or "").query).get("redirect_uri", [""])[0]
             marks = self.marks()
@@ -156,7 +168,8 @@ class ConsoVisit:
                 return start, Navigation(error="aucune redirection vers Pro Santé Connect (redirect_uri inconnu)"), marks
             forged = f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}state=drimcheck-state-forge&" \
                      "session_state=drimcheck&code=drimcheck-code-forge"
-            return start, browser.open(forged, label="connexion-retour-forge", follow=False), marks
+            return start, browser.open(forged, label="connexion-retour-forge", follow=False,
+                                       origin="adresse de retour (redirect_uri)"), marks
         finally:
             browser.close()
 
@@ -167,7 +180,7 @@ class ConsoVisit:
         form = export_form(page.text(), study_uid) if page is not None else None
         if form is not None:
             action, fields = form
-            return self.browser.submit(urljoin(page.url, action), fields, label=label,
+            return self.browser.submit(urljoin(page.url, action), fields, label=label, origin="action de formulaire",
                                        deadline_s=self.runtime.sut.timeouts.export_s + self.runtime.sut.timeouts.request_s)
         if self.runtime.sut.hooks.get("export"):
             self.runtime.run_hook("export", {"DRIMCHECK_STUDY_UID": study_uid})

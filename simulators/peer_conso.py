@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable
 
+from drimcheck import limits
 from drimcheck.net import DutClient, Exchange
 from fixtures.pki import TestPKI
 from fixtures.whitelist import Domain
@@ -175,4 +176,6 @@ class PeerConso:
         sent.update(headers or {})
         url = self.series_url(db_fqdn, study_uid, series_uid) + (f"/instances/{instance_uid}" if instance_uid else "")
         return self.client.get(url, headers={k: v for k, v in sent.items() if v is not None},
-                               client_cert=ident.issued, label=label or f"pair-{ident.key}")
+                               client_cert=ident.issued, label=label or f"pair-{ident.key}",
+                               max_body=limits.MAX_RESPONSE_BODY)  # a series answer: images
+

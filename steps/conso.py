@@ -79,8 +79,8 @@ def valid_call(campaign, call_fields):
 
 
 @then("la DRIMbox redirige le navigateur vers son interface (302 ou 303)")
-def redirected(call_answer, judge):
-    judge(checks.contextual_call_redirects(call_answer))
+def redirected(campaign, call_answer, judge):
+    judge(checks.contextual_call_redirects(call_answer, _conso(campaign).visit.own_interface()))
 
 
 @when(parsers.parse("le RIS envoie un appel contextuel mal formé : {defect}"), target_fixture="bad_call")

@@ -212,7 +212,8 @@ def test_browser_follows_redirects_keeps_cookies_and_is_bounded(tmp_path) -> Non
                             Route("/loop", loop)])
     with SimServer(app) as server:
         evidence = EvidenceStore(tmp_path)
-        with Browser(sut_config.load(None), {}, evidence, timeout_s=2, max_redirects=3) as browser:
+        with Browser(sut_config.load(None), {}, evidence, timeout_s=2, max_redirects=3,
+                     bed=[f"127.0.0.1:{server.port}", "127.0.0.1:9"]) as browser:
             nav = browser.submit(f"{server.url}/start", [("a", "b")], label="t")
             assert [h.status for h in nav.hops] == [303, 200] and nav.final.text() == "cookie=abc method=GET"
             assert all(Path(tmp_path, h.evidence).exists() for h in nav.hops)

@@ -44,13 +44,46 @@ ROLE = "urn:oasis:names:tc:xacml:2.0:subject:role"
 # ------------------------------------------------------------------------------------------- CON-01
 
 
+def _on_interface(location: str, base: str, interface: Iterable[str]) -> tuple[bool, str]:
+    """Whether a Location (resolved against the URL it answered) leads to the DUT's own interface: the
+    origin of the contextual call, or one of the given "host:port" entry points or host names (the DUT's
+    FQDNs). Returns (verdict, absolute URL)."""
+    from urllib.parse import urljoin, urlsplit
+
+    target = urljoin(base, location)
+    try:
+        parts, call = urlsplit(target), urlsplit(base)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        call_port = call.port or (443 if call.scheme == "https" else 80)
+    except ValueError:
+        return False, location
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False, target
+    host = parts.hostname.lower()
+    if (host, port) == ((call.hostname or "").lower(), call_port):
+        return True, target
+    for entry in interface:
+        name, colon, entry_port = str(entry).lower().rpartition(":") if ":" in str(entry) else (str(entry).lower(), "", "")
+        if (colon and entry_port.isdigit() and (host, port) == (name.strip("[]"), int(entry_port))) or \
+                (not colon and host == name):
+            return True, target
+    return False, target
+
+
 @check("CON-01")
-def contextual_call_redirects(ex: Exchange | None) -> list[Finding]:
-    """A valid contextual call is answered 302 or 303 towards the Conso's user interface."""
+def contextual_call_redirects(ex: Exchange | None, interface: Iterable[str] = ()) -> list[Finding]:
+    """A valid contextual call is answered 302 or 303 towards the Conso's user interface: the Location
+    leads to the DUT itself (the origin of the call, ``interface``: its other entry points "host:port"
+    and its FQDNs), never to a host off the test bed."""
     if ex is None or not ex.ok:
         return [errored("CON-01", f"appel contextuel valide sans réponse ({_how(ex)})", evidence=_ev(ex))]
     location = ex.header("location")
     if ex.status in (302, 303) and location:
+        own, target = _on_interface(location, ex.url, interface)
+        if not own:
+            return [failed("CON-01", f"appel contextuel valide : HTTP {ex.status} vers {target.split('?')[0]}, qui n'est "
+                           "pas l'interface de la DRIMbox testée (hors de ses FQDN et de son point d'entrée)",
+                           evidence=_ev(ex))]
         uuid = "uuid=" in location
         return [passed("CON-01", f"appel contextuel valide : HTTP {ex.status} vers {location.split('?')[0]}"
                        + (" (identifiant d'appel uuid)" if uuid else ""), evidence=_ev(ex))]

@@ -30,8 +30,9 @@ def _boundary(content_type: str) -> bytes | None:
 
 
 def dicom_parts(ex: Exchange | None) -> list[bytes]:
-    """The DICOM objects (Part 10, 'DICM' at offset 128) a response carried, multipart/related or single."""
-    if ex is None or not ex.ok or not ex.status or not 200 <= ex.status < 300 or not ex.response_body:
+    """The DICOM objects (Part 10, 'DICM' at offset 128) a response carried, multipart/related or single.
+    An answer cut short (cap exceeded, deadline) counts by the prefix received: serving too much is serving."""
+    if ex is None or not ex.status or not 200 <= ex.status < 300 or not ex.response_body:
         return []
     body = ex.response_body
     boundary = _boundary(ex.header("content-type") or "")
