@@ -187,9 +187,10 @@ def free_port(host: str = "127.0.0.1") -> int:
     Falls back to a kernel-chosen port if none is found.
     """
     high = min(32767, _ephemeral_low() - 1)
+    low = 20000 if high - 20000 >= 1000 else max(1024, high - 4000)  # a wide ephemeral range (e.g. from 10000)
     rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randint(20000, high)
+    for _ in range(200 if high - low >= 100 else 0):
+        port = rng.randint(low, high)
         if not _reserve(port):
             continue
         try:

@@ -138,3 +138,12 @@ def test_a_claim_holds_against_another_process_and_dies_with_its_owner(fresh):
         holder.wait(10)
     assert procutil._reserve(port) is True
     procutil.release_port(port)
+
+
+@pytest.mark.parametrize("ephemeral_low", [32768, 20500, 10000, 1024])
+def test_ports_stay_below_any_ephemeral_range(fresh, monkeypatch, ephemeral_low):
+    monkeypatch.setattr(procutil, "_ephemeral_low", lambda: ephemeral_low)
+    port = procutil.free_port()
+    assert _bindable(port)
+    if ephemeral_low > 2048:
+        assert 1024 <= port < ephemeral_low
