@@ -125,7 +125,8 @@ sys.stdin.read()
 
 
 def test_a_claim_holds_against_another_process_and_dies_with_its_owner(fresh):
-    port = 20000 + os.getpid() % 10000
+    port = procutil.free_port()  # a port no drimcheck process of ours holds right now
+    procutil.release_port(port)
     env = {**os.environ, "TMPDIR": str(fresh), "PYTHONPATH": str(REPO)}
     env.pop("XDG_RUNTIME_DIR", None)
     holder = subprocess.Popen([sys.executable, "-c", CLAIM_AND_HOLD, str(port)], env=env, cwd=REPO,
