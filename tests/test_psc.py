@@ -443,7 +443,7 @@ def test_wait_for_is_bounded(psc, http) -> None:
     after = psc.recorder.last_seq
     t0 = time.monotonic()
     assert psc.wait_for(lambda e: e["endpoint"] == "logout", timeout_s=0.2, after=after) is None
-    assert 0.2 <= time.monotonic() - t0 < 1.0
+    assert 0.2 <= time.monotonic() - t0 < 0.2 + 5  # bounded (not hanging); the slack absorbs a loaded host
     http.get(psc.endpoint("certs"))
     assert psc.wait_for(lambda e: e["endpoint"] == "certs", timeout_s=2, after=after)["response"]["status"] == 200
 

@@ -23,7 +23,11 @@ def pki(tmp_path_factory) -> TestPKI:
 
 
 class TlsServer:
-    """Minimal TLS echo of the client certificate subject (HTTP/1.0), in a thread."""
+    """Minimal TLS echo of the client certificate subject (HTTP/1.0), in a thread.
+
+    The server thread records what it saw after the client may already have returned: read `negotiated`
+    only after `wait_handled(n)`, which waits for the thread to finish with the first n connections.
+    """
 
     def __init__(self, ctx: ssl.SSLContext):
         self.ctx = ctx
@@ -32,6 +36,8 @@ class TlsServer:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.negotiated: list[str] = []
+        self.handled = 0  # connections the thread is done with (handshake refused or exchange finished)
+        self._done = threading.Condition()
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self):
@@ -50,6 +56,16 @@ class TlsServer:
                     tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             except (ssl.SSLError, OSError, ValueError):  # probes hang up right after the handshake
                 pass
+            finally:
+                with self._done:
+                    self.handled += 1
+                    self._done.notify_all()
+
+    def wait_handled(self, count: int, timeout: float = 30.0) -> None:
+        """Block until the server thread has finished with `count` connections (bounded wait, not a timing)."""
+        with self._done:
+            assert self._done.wait_for(lambda: self.handled >= count, timeout), \
+                f"server thread handled {self.handled} of {count} connections"
 
     def close(self):
         self.sock.close()
@@ -89,6 +105,7 @@ def test_legacy_probe_refused_by_a_modern_server_and_accepted_by_a_legacy_one(pk
             assert refused.outcome == "refused" and refused.negotiated is None, refused.detail
             accepted = probe_tls_version(Address("127.0.0.1", legacy.port), FQDN, version, timeout=3)
             assert accepted.outcome == "accepted" and accepted.negotiated in ("TLSv1", "TLSv1.1"), accepted.detail
+        legacy.wait_handled(2)  # the thread appends the version after the handshake the client already saw
         assert set(legacy.negotiated) == {"TLSv1", "TLSv1.1"}
     finally:
         modern.close()

@@ -89,9 +89,19 @@ class PacsProbe:
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
         ae.connection_timeout = self.timeout_s
         ae.add_requested_context(Verification)
+        started = time.monotonic()
         assoc = ae.associate(pacs.host, port or pacs.dicom_port, ae_title=pacs.aet)
         if not assoc.is_established:
-            return False, "association DICOM refusée ou impossible"
+            # why, so that a DOWN in the evidence tells a refused connection from a PACS too slow to answer
+            elapsed = time.monotonic() - started
+            if assoc.is_rejected:
+                why = "rejetée par le PACS"
+            elif elapsed >= self.timeout_s * 0.9:
+                why = f"sans réponse en {self.timeout_s:g} s"
+            else:
+                why = "connexion refusée ou interrompue"
+            # no address in the text: HLT-05 looks for patient numbers (5-digit INSEE codes) in every answer
+            return False, f"association DICOM {why} après {elapsed:.2f} s"
         try:
             status = assoc.send_c_echo()
             ok = bool(status) and status.Status == 0x0000

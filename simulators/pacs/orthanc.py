@@ -157,10 +157,15 @@ def _kill_all_at_exit() -> None:
 
 
 def _free_port() -> int:
-    """A port that is free right now on every interface (Orthanc binds 0.0.0.0); start() retries on a race."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
+    """A port free on every interface (Orthanc binds 0.0.0.0), claimed for this process (procutil.free_port).
+
+    Not a kernel-chosen port: those come from the ephemeral range, where every outgoing socket of the machine
+    (pynetdicom binds ("", 0) before connecting) and every other campaign's Orthanc draw theirs, so the port
+    could be taken while this Orthanc is down for a simulated outage and must come back on it.
+    """
+    from simulators.procutil import free_port
+
+    return free_port("0.0.0.0")
 
 
 def _poke(port: int) -> None:
