@@ -1,7 +1,9 @@
 """The drimcheck command line: one entry point, subcommands, strict exit codes.
 
 Exit codes: 0 conformant, 1 non-conformant, 2 usage or configuration error, 3 DUT unreachable or
-infrastructure error. Bad input is reported in one line on stderr, never as a traceback.
+infrastructure error (a failing hook included), 130 / 143 campaign or selftest interrupted by SIGINT /
+SIGTERM (128 + signal number, as a shell reports it; the reports of what ran are written). Bad input is
+reported in one line on stderr, never as a traceback.
 """
 
 from __future__ import annotations
@@ -99,8 +101,7 @@ def _load_sut(path: Path | None):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from drimcheck import catalogue
-    from drimcheck.reports import write_all
-    from drimcheck.runner import default_run_dir, run_campaign
+    from drimcheck.runner import InterruptGuard, default_run_dir, run_campaign
 
     sut = _load_sut(args.sut)
     if args.mutant:
@@ -139,10 +140,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         label = sut.name + (f" (mutant {args.mutant})" if args.mutant else "")
         print(f"drimcheck {__version__} — campagne contre « {label} »{' — mode strict' if args.strict else ''}", flush=True)
-    result = run_campaign(sut, run_dir, strict=args.strict, mutant=args.mutant, requirements=reqs,
-                          keep_workdir=args.keep_workdir, on_scenario_done=progress,
-                          command=["drimcheck", *(sys.argv[1:] if sys.argv[1:] else [])])
-    paths = write_all(result, run_dir)
+    with InterruptGuard() as guard:  # SIGINT/SIGTERM: reports of what ran, cleanup, exit 130/143 within 10 s
+        result = run_campaign(sut, run_dir, strict=args.strict, mutant=args.mutant, requirements=reqs,
+                              keep_workdir=args.keep_workdir, on_scenario_done=progress,
+                              command=["drimcheck", *(sys.argv[1:] if sys.argv[1:] else [])], guard=guard)
+        paths = guard.write_reports(result, run_dir)
     if not args.quiet:
         summary = result.summary()
         scen = ", ".join(f"{n} {k}" for k, n in summary["scenarios"].items()) or "aucun"

@@ -36,6 +36,7 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM: verdict ERROR, not a bench defect
 
     @property
     def verdict(self) -> Verdict:
@@ -45,7 +46,7 @@ class ScenarioResult:
         return {
             "id": self.id, "feature": self.feature, "feature_file": self.feature_file, "name": self.name,
             "tags": self.tags, "requirements": self.requirements, "verdict": self.verdict.value,
-            "duration_s": round(self.duration_s, 3), "error": self.error,
+            "duration_s": round(self.duration_s, 3), "error": self.error, "interrupted": self.interrupted,
             "steps": [s.to_dict() for s in self.steps],
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -82,9 +83,13 @@ class RunResult:
     automated_ids: set[str]  # requirements some scenario of the campaign is tagged with
     infrastructure_error: str | None = None
     command: list[str] = field(default_factory=list)
+    interrupted_by: int | None = None  # signal number (SIGINT, SIGTERM) that stopped the campaign
+    not_run: list[str] = field(default_factory=list)  # selected scenarios an interruption left unrun
 
     @property
-    def exit_code(self) -> ExitCode:
+    def exit_code(self) -> int:
+        if self.interrupted_by:  # what a shell reports for a process stopped by that signal: 130, 143
+            return 128 + int(self.interrupted_by)
         if self.infrastructure_error and not self.scenarios:
             return ExitCode.INFRASTRUCTURE
         return exit_code_for([f.verdict for s in self.scenarios for f in s.findings])
@@ -92,7 +97,8 @@ class RunResult:
     @property
     def verdict_fr(self) -> str:
         return {ExitCode.CONFORMANT: "CONFORME", ExitCode.NON_CONFORMANT: "NON CONFORME",
-                ExitCode.INFRASTRUCTURE: "INDÉTERMINÉ (erreur d'exécution)"}.get(self.exit_code, "INDÉTERMINÉ")
+                ExitCode.INFRASTRUCTURE: "INDÉTERMINÉ (erreur d'exécution)"}.get(
+                    self.exit_code, "INTERROMPU (campagne incomplète)" if self.interrupted_by else "INDÉTERMINÉ")
 
     def requirement_results(self) -> list[RequirementResult]:
         out = []
@@ -132,9 +138,20 @@ class RunResult:
             "run": {"id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
                     "duration_s": round(self.duration_s, 3), "strict": self.strict, "command": self.command,
                     "exit_code": int(self.exit_code), "verdict": self.verdict_fr,
-                    "infrastructure_error": self.infrastructure_error},
+                    "infrastructure_error": self.infrastructure_error,
+                    "interrupted": {"signal": _signal_name(self.interrupted_by), "scenarios_not_run": self.not_run}
+                    if self.interrupted_by else None},
             "sut": self.sut,
             "summary": self.summary(),
             "scenarios": [s.to_dict() for s in self.scenarios],
             "requirements": [r.to_dict() for r in self.requirement_results()],
         }
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
