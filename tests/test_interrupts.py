@@ -152,7 +152,7 @@ def reports(out: Path) -> dict:
     suite = ET.parse(out / "junit.xml").getroot()
     assert len(suite.findall(".//testcase")) == len(data["scenarios"])
     html = (out / "report.html").read_text()
-    assert "</html>" in html and data["run"]["verdict"] in html
+    assert "</html>" in html and data["run"]["verdict"].split()[0] in html
     return data
 
 
@@ -359,3 +359,39 @@ def test_interrupted_selftest_stops_its_campaigns_and_exits_143(tmp_path):
     assert "selftest interrompu (SIGTERM)" in run.log.read_text()
     assert not list(Path(tempfile.gettempdir()).glob(f"drimcheck-keys-{run.proc.pid}-*")), "key pool left"
     assert not group_alive(run.proc.pid)
+
+
+def test_watchdog_forces_the_exit_when_cleanup_hangs_after_removing_what_it_must(tmp_path):
+    """Something that ignores the interruption (here: a loop swallowing KeyboardInterrupt) cannot keep the
+    process alive: HARD_LIMIT_S after the first signal the emergency cleanup runs and the process exits 143."""
+    script = tmp_path / "hang.py"
+    script.write_text(f"""
+import pathlib, time
+from drimcheck.runner import InterruptGuard
+marker = pathlib.Path({str(tmp_path)!r})
+with InterruptGuard() as guard:
+    guard.on_emergency(lambda: (marker / "emergency").write_text("done"))
+    (marker / "ready").touch()
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            (marker / "swallowed").touch()
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 30
+    while not (tmp_path / "ready").exists():
+        assert proc.poll() is None and time.monotonic() < end, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(30)
+    took = time.monotonic() - t0
+    from drimcheck.runner import HARD_LIMIT_S
+
+    assert code == 143 and HARD_LIMIT_S - 0.5 <= took < BOUND_S, (code, took)
+    assert (tmp_path / "swallowed").exists() and (tmp_path / "emergency").read_text() == "done"
+    assert "arrêt forcé" in proc.stderr.read()
