@@ -92,7 +92,7 @@ class CampaignRuntime:
         self.interrupt: Any = _NotInterrupted()  # runner.InterruptGuard: signum and time of the first signal
         self.phase = "la préparation du banc"  # where an interruption hit, for the reports
         self.cleanup_errors: list[str] = []  # after_campaign failures and the like, found while stopping
-        self._before_started = False  # before_campaign was launched: after_campaign is owed
+        self._before_started = False  # before_campaign was launched (or would have been): after_campaign is owed
         self._after_done = False
         self._hooks_running: set[subprocess.Popen] = set()
 
@@ -159,6 +159,7 @@ class CampaignRuntime:
                 self.dut.start()
             except LaunchError as exc:
                 raise HarnessError(f"DRIMbox de référence : {exc}") from None
+        self._before_started = True  # after_campaign is owed from here on (also when before_campaign is not declared)
         self.run_hook("before_campaign")
         self.dut_ready_at = time.monotonic()
         self._preflight()
@@ -424,8 +425,6 @@ class CampaignRuntime:
             return None
         if name != "after_campaign":
             self.check_interrupted()
-        if name == "before_campaign":
-            self._before_started = True  # from now on after_campaign is owed, whatever happens
         limit = HOOK_TIMEOUT_S if timeout is None else timeout
         env = {**os.environ, "DRIMCHECK_RUN_DIR": str(self.run_dir), "DRIMCHECK_HOOK": name,
                "DRIMCHECK_PKI_DIR": str(self.workdir / "pki") if self.workdir else "", **(extra_env or {})}

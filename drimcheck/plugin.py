@@ -100,6 +100,7 @@ class DrimcheckPlugin:
         self.current: ScenarioResult | None = None
         self._total = 0
         self._items: list[pytest.Item] = []
+        self._ran: set[str] = set()  # nodeids of the scenarios that started
         self._step_started = 0.0
         self._scenario_started = 0.0
 
@@ -152,6 +153,7 @@ class DrimcheckPlugin:
         if example:  # one result per row of a scenario outline, named and filed after its values
             values = ", ".join(str(v) for v in example.values())
             name, sid = f"{name} [{values}]", f"{sid}--{slug(values, 40)}"
+        self._ran.add(item.nodeid)
         self.current = ScenarioResult(id=sid, feature=feature, feature_file=feature_file, name=name,
                                       requirements=scenario_requirements(item),
                                       tags=sorted(scenario.tags) if scenario else [])
@@ -175,16 +177,16 @@ class DrimcheckPlugin:
 
     def not_run(self) -> list[str]:
         """Names of the selected scenarios that did not run (interrupted campaign)."""
-        done = {r.name for r in self.results}
         out = []
         for item in self._items:
+            if item.nodeid in self._ran:
+                continue
             scenario = _template_of(item)
             name = scenario.name if scenario else item.name
             example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example")
             if example:
                 name = f"{name} [{', '.join(str(v) for v in example.values())}]"
-            if name not in done:
-                out.append(name)
+            out.append(name)
         return out
 
     @pytest.hookimpl(wrapper=True)
