@@ -281,8 +281,24 @@ class CampaignRuntime:
                 pass
         self.pacs.clear()
         if self.workdir and not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            _WORKDIRS.discard(self.workdir)
+            self._seal_pki(self._cleanup_left(5.0))
+            shutil.rmtree(self.workdir, ignore_errors=True)  # and again at exit (_WORKDIRS), for a late writer
+
+    def _seal_pki(self, wait_s: float) -> None:
+        """Issue no certificate (write no key) any more: a simulator's warm-up thread may still be issuing."""
+        lock = getattr(self.pki, "_lock", None)
+        if lock is None:
+            return
+        got = lock.acquire(timeout=wait_s)  # an issuance holds it until its files are written
+
+        def sealed(*_args: Any, **_kw: Any) -> Path:
+            raise RuntimeError("campagne terminée : PKI de test fermée")
+
+        try:
+            self.pki._dir = sealed  # every file the PKI writes goes through _dir()
+        finally:
+            if got:
+                lock.release()
 
     def emergency_cleanup(self) -> None:
         """Last resort before a forced exit (runner watchdog): kill hooks and PACS, remove the workdir."""
@@ -294,6 +310,7 @@ class CampaignRuntime:
             except BaseException:  # noqa: BLE001 - the process is about to exit
                 pass
         if self.workdir and not self.keep_workdir:
+            self._seal_pki(0.5)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- evidence -------------------------------------------------------------------------------
