@@ -480,20 +480,26 @@ class CampaignRuntime:
         return out
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the shell and whatever it started in its group
+        os.killpg(proc.pid, sig)  # the shell and whatever it started in its group
     except (ProcessLookupError, PermissionError):
         pass
 
 
 def _kill_and_collect(proc: subprocess.Popen) -> tuple[str, str]:
-    _kill_group(proc)
+    """SIGTERM to the hook's process group, SIGKILL 1 s later; its output so far."""
+    _kill_group(proc, signal.SIGTERM)
     try:
-        out, err = proc.communicate(timeout=2)
-    except BaseException:  # noqa: BLE001 - a grandchild in another group keeps the pipes: give up on them
-        proc.kill()
-        return "", ""
+        out, err = proc.communicate(timeout=1)
+    except BaseException:  # noqa: BLE001 - still running, or interrupted again
+        _kill_group(proc)
+        try:
+            out, err = proc.communicate(timeout=2)
+        except BaseException:  # noqa: BLE001 - a grandchild in another group keeps the pipes: give up on them
+            proc.kill()
+            return "", ""
+    _kill_group(proc)  # what the shell left behind in its group
     return out or "", err or ""
 
 
