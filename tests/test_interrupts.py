@@ -395,3 +395,21 @@ with InterruptGuard() as guard:
     assert code == 143 and HARD_LIMIT_S - 0.5 <= took < BOUND_S, (code, took)
     assert (tmp_path / "swallowed").exists() and (tmp_path / "emergency").read_text() == "done"
     assert "arrêt forcé" in proc.stderr.read()
+
+
+def test_sigterm_during_teardown_bounds_a_hanging_after_campaign_and_keeps_the_verdicts(tmp_path):
+    before = hook_script(tmp_path, "before", "")
+    after = hook_script(tmp_path, "after", f"touch {tmp_path}/stopping\nsleep 60")
+    sut, _ = reference_with_hooks(tmp_path, {"before_campaign": before, "after_campaign": after})
+    run = Campaign(tmp_path, "run", "--sut", str(sut), "--req", "HLT-01", "--out", str(tmp_path / "out"), "--quiet")
+    run.wait_for(lambda: (tmp_path / "stopping").exists())
+    run.signal(signal.SIGTERM)
+    code, took = run.finish()
+    assert code == 143 and took < BOUND_S, (code, took, run.output())
+    data = reports(run.out)
+    assert_interrupted(data, "SIGTERM", 143)
+    error = data["run"]["infrastructure_error"]
+    assert "pendant le nettoyage" in error and "hook after_campaign en échec" in error, error
+    assert [s["verdict"] for s in data["scenarios"]] == ["PASS", "PASS"]  # both ran before the signal
+    assert data["run"]["interrupted"]["scenarios_not_run"] == []
+    assert_cleaned_up(run, Path(calls(tmp_path)[0][2]).parent)
