@@ -30,7 +30,7 @@ def default_run_dir() -> Path:
 
 
 #: From the first SIGINT/SIGTERM to the end of the process, whatever hangs (the README promises 10 s).
-HARD_LIMIT_S = 9.5
+HARD_LIMIT_S = 9.0
 
 
 def _say(text: str) -> None:
