@@ -166,7 +166,8 @@ class DrimcheckPlugin:
             signum = self._interrupted()
             if signum is not None or self.current.interrupted:  # stopped by a signal: no trustworthy verdict
                 self.current.interrupted = True
-                self.current.error = f"{INTERRUPTED_FR} ({signal_name(signum)}) : scénario arrêté avant son terme"
+                before = f" (auparavant : {self.current.error})" if self.current.error else ""
+                self.current.error = f"{INTERRUPTED_FR} ({signal_name(signum)}) : scénario arrêté avant son terme{before}"
                 item.session.shouldstop = INTERRUPTED_FR  # even if a finalizer swallowed the KeyboardInterrupt
             self._finish(self.current)
             self.current = None
