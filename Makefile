@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test selftest unit bench clean
+.PHONY: setup demo demo-external test selftest unit bench clean
 
 ## setup: Debian packages (no Orthanc service left running) + .venv with the drimcheck command
 setup: $(STAMP)
@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml scripts/setup-system.sh
 ## demo: a full campaign against the embedded reference DRIMbox
 demo: setup
 	@$(VENV)/bin/drimcheck run
+
+## demo-external: the reference DRIMbox tested as an EXTERNAL DUT, as a vendor would (examples/external-dut/):
+## its test kit (made once, then reused as a vendor does), then a campaign whose hooks start and stop it by PID
+demo-external: setup
+	@test -f examples/external-dut/kit/harness/kit.json || \
+	  $(VENV)/bin/drimcheck kit --sut examples/external-dut/sut.toml --out examples/external-dut/kit
+	@$(VENV)/bin/drimcheck run --sut examples/external-dut/sut.toml
 
 ## test: the project's own test suite, then the selftest (golden reference + every mutant)
 test: setup

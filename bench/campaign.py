@@ -27,7 +27,7 @@ def main() -> int:
     walls, per_scenario = [], {}
     for i in range(args.runs):
         out = out_root / f"run-{i + 1}"
-        cmd = [sys.executable, "-m", "drimcheck", "run", "--quiet", "--out", str(out)]
+        cmd = [sys.executable, "-m", "drimcheck", "run", "--quiet", "--force", "--out", str(out)]
         if args.mutant:
             cmd += ["--mutant", args.mutant]
         t0 = time.monotonic()

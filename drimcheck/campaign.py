@@ -126,11 +126,22 @@ class CampaignRuntime:
             self.sut = self.sut.with_network(_allocate(self.sut.network))
         # Certificates point at the IGC publication point for CRLs, so its address comes first.
         igc = f"http://{self.simulator_address('igc')}" if self.has_simulator("igc") else "http://igc-sante.drimcheck.test"
-        self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
+        if self.sut.pki_kit is not None:  # stable test kit: its CAs and the DUT's certificates (drimcheck/kit.py)
+            from drimcheck.kit import KitError, apply_to_sut, load_pki
+
+            try:
+                self.sut = apply_to_sut(self.sut, self.sut.pki_kit)
+                self.pki = load_pki(self.sut.pki_kit, self.workdir / "pki", igc)
+            except KitError as exc:
+                raise HarnessError(str(exc)) from None
+        else:
+            self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
         resolved = []
         for i, p in enumerate(self.sut.pacs):
+            creds = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
-                                            name=f"DRIMCHECK-{p.name}"[:30]), self.workdir / f"pacs-{i + 1}")
+                                            name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password, **creds),
+                              self.workdir / f"pacs-{i + 1}")
             self.pacs[p.name] = orthanc  # stopped by stop() even if start() is interrupted half-way
             try:
                 orthanc.start()
@@ -398,10 +409,10 @@ class CampaignRuntime:
         return started
 
     def market_trust_anchors(self) -> list[x509.Certificate]:
-        """Roots a viN (market OV) certificate must chain to: from sut.toml, else the per-run market CA (embedded
-        reference) or the public web PKI (certifi bundle) for an external DRIMbox."""
+        """Roots a viN (market OV) certificate must chain to: from sut.toml, else the run's market CA (embedded
+        reference, or the kit's with [pki] kit) or the public web PKI (certifi bundle) for an external DRIMbox."""
         paths = list(self.sut.market_trust_anchors)
-        if not paths and self.sut.embedded:
+        if not paths and (self.sut.embedded or self.sut.pki_kit is not None):  # the kit's market CA is stable
             return [self.pki.market_ca.cert]
         if not paths:
             import certifi

@@ -20,6 +20,14 @@ class CatalogueError(ValueError):
 
 
 @dataclass(frozen=True)
+class Bound:
+    """A deadline stated by the requirement itself: `[timeouts] <timeout>` must not exceed value_s."""
+
+    timeout: str  # a field of drimcheck.config.Timeouts
+    value_s: float
+
+
+@dataclass(frozen=True)
 class Requirement:
     id: str
     title: str
@@ -28,6 +36,7 @@ class Requirement:
     actor: str
     area: str
     not_tested: str | None = None
+    bound: Bound | None = None
 
     @property
     def inferred(self) -> bool:
@@ -75,7 +84,7 @@ def parse(text: str) -> Catalogue:
         missing = [k for k in ("id", "title", "source", "strength", "actor", "area") if not entry.get(k)]
         if missing:
             raise CatalogueError(f"requirement #{i + 1} lacks {', '.join(missing)}")
-        unknown = set(entry) - {"id", "title", "source", "strength", "actor", "area", "not_tested"}
+        unknown = set(entry) - {"id", "title", "source", "strength", "actor", "area", "not_tested", "bound"}
         if unknown:
             raise CatalogueError(f"requirement {entry['id']}: unknown field(s) {', '.join(sorted(unknown))}")
         if entry["id"] in seen:
@@ -85,10 +94,26 @@ def parse(text: str) -> Catalogue:
         if entry["actor"] not in ACTORS:
             raise CatalogueError(f"requirement {entry['id']}: actor must be one of {ACTORS}")
         seen.add(entry["id"])
-        reqs.append(Requirement(**entry))
+        reqs.append(Requirement(**{**entry, "bound": _bound(entry)}))
     if not reqs:
         raise CatalogueError("requirements catalogue is empty")
     return Catalogue(version, hashlib.sha256(text.encode()).hexdigest(), tuple(reqs))
+
+
+def _bound(entry: dict) -> Bound | None:
+    from dataclasses import fields
+
+    from drimcheck.config import Timeouts
+
+    raw = entry.get("bound")
+    if raw is None:
+        return None
+    names = {f.name for f in fields(Timeouts)}
+    if (not isinstance(raw, dict) or set(raw) != {"timeout", "value_s"} or raw["timeout"] not in names
+            or not isinstance(raw["value_s"], (int, float)) or isinstance(raw["value_s"], bool) or not raw["value_s"] > 0):
+        raise CatalogueError(f"requirement {entry['id']}: bound must be {{ timeout = <one of {', '.join(sorted(names))}>, "
+                             f"value_s = <positive number> }}")
+    return Bound(raw["timeout"], float(raw["value_s"]))
 
 
 @lru_cache(maxsize=1)

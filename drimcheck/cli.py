@@ -48,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mutant", metavar="ID", help="run the embedded reference as this mutant (see 'drimcheck mutants')")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory (PKI, Orthanc, DUT logs)")
+    run.add_argument("--force", action="store_true",
+                     help="empty --out first if it is a non-empty drimcheck report directory (otherwise refused)")
+    run.add_argument("--referencement", action="store_true",
+                     help="referencing campaign: complete, within the normative bounds, into an empty --out; "
+                          "writes a verifiable package (referencement-<run>.zip)")
+    run.add_argument("--sign-cert", type=Path, metavar="PEM",
+                     help="with --referencement: operator certificate signing the package manifest (CMS detached)")
+    run.add_argument("--sign-key", type=Path, metavar="PEM",
+                     help="its private key (password, if any, in $DRIMCHECK_SIGN_KEY_PASSWORD)")
 
     st = sub.add_parser("selftest", help="golden reference must pass, every mutant must be caught on its requirement")
     st.add_argument("--out", type=Path, default=Path("runs/selftest"), help="directory for selftest.json and each campaign")
@@ -100,7 +109,7 @@ def _load_sut(path: Path | None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from drimcheck import catalogue
+    from drimcheck import catalogue, package
     from drimcheck.runner import InterruptGuard, default_run_dir, run_campaign
 
     sut = _load_sut(args.sut)
@@ -118,11 +127,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         unknown = catalogue.unknown_ids(reqs)
         if unknown:
             raise UsageError(f"unknown requirement(s): {', '.join(unknown)} (see 'drimcheck requirements')")
+    campaign, signer, sut_bytes = _referencing_checks(args, sut)
     run_dir = args.out or default_run_dir()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if args.out is None:
+            while run_dir.exists():  # two runs in the same second
+                run_dir = run_dir.with_name(run_dir.name + "-b")
+        package.prepare_run_dir(run_dir, force=args.force)
         (run_dir / ".write-test").touch()
         (run_dir / ".write-test").unlink()
+    except package.PackageError as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot write to {run_dir}: {exc.strerror or exc}") from None
 
@@ -140,11 +155,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         label = sut.name + (f" (mutant {args.mutant})" if args.mutant else "")
         print(f"drimcheck {__version__} — campagne contre « {label} »{' — mode strict' if args.strict else ''}", flush=True)
+    for reason in campaign.loosened:
+        print(f"HORS RÉFÉRENCEMENT : {reason} — la campagne ne pourra pas être déclarée conforme", file=sys.stderr, flush=True)
     with InterruptGuard() as guard:  # SIGINT/SIGTERM: reports of what ran, cleanup, exit 130/143 within 10 s
         result = run_campaign(sut, run_dir, strict=args.strict, mutant=args.mutant, requirements=reqs,
                               keep_workdir=args.keep_workdir, on_scenario_done=progress,
-                              command=["drimcheck", *(sys.argv[1:] if sys.argv[1:] else [])], guard=guard)
+                              command=["drimcheck", *(sys.argv[1:] if sys.argv[1:] else [])], campaign=campaign,
+                              guard=guard)
         paths = guard.write_reports(result, run_dir)
+        if args.referencement and not result.interrupted_by:
+            try:
+                paths["package"] = package.build_package(run_dir, result, sut, sut_bytes=sut_bytes, signer=signer)
+            except OSError as exc:
+                print(f"drimcheck: error: paquet de référencement non écrit : {exc.strerror or exc}", file=sys.stderr)
+                return ExitCode.INFRASTRUCTURE
     if not args.quiet:
         summary = result.summary()
         scen = ", ".join(f"{n} {k}" for k, n in summary["scenarios"].items()) or "aucun"
@@ -154,7 +178,50 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Verdict : {result.verdict_fr} — scénarios : {scen} — exigences : {reqs_line} "
               f"({result.duration_s:.1f} s)")
         print(f"Rapport : {paths['html']} (et results.json, junit.xml, evidence/ dans {run_dir})")
+        if "package" in paths:
+            print(f"Paquet de référencement : {paths['package']} (SHA-256 "
+                  f"{package.sha256_hex(paths['package'].read_bytes())}"
+                  f"{', manifeste signé' if signer else ''} ; vérifier : drimcheck verify-package {paths['package']})")
+    if result.campaign.loosened:
+        print(f"HORS RÉFÉRENCEMENT : borne normative relâchée ({' ; '.join(result.campaign.loosened)}) — "
+              f"code de sortie {int(result.exit_code)}, jamais 0", file=sys.stderr)
     return int(result.exit_code)
+
+
+def _referencing_checks(args: argparse.Namespace, sut):
+    """What the reports must say about this run, the package signer, the sut.toml bytes; refusals exit 2."""
+    from drimcheck import bounds, catalogue, package
+    from drimcheck.results import CampaignInfo
+
+    try:
+        sut_bytes = package.sut_source_bytes(sut)
+    except OSError as exc:
+        raise UsageError(f"cannot read {sut.source_file}: {exc.strerror or exc}") from None
+    effective = bounds.effective(sut.timeouts, catalogue.load())
+    if args.referencement:
+        if args.req:
+            raise UsageError("--referencement refuse --req : une campagne de référencement exécute toutes les exigences")
+        if args.mutant:
+            raise UsageError("--referencement refuse --mutant : un mutant n'est pas une DRIMbox à référencer")
+        if effective.out_of_referencing:
+            raise UsageError(f"--referencement refuse une borne normative relâchée : {'; '.join(effective.reasons_fr())}")
+        if args.force:
+            raise UsageError("--referencement refuse --force : donnez un dossier --out vide ou inexistant")
+        if args.out is not None and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+            raise UsageError(f"--referencement exige un dossier --out vide ou inexistant : {args.out} ne l'est pas")
+    elif args.sign_cert or args.sign_key:
+        raise UsageError("--sign-cert et --sign-key ne s'emploient qu'avec --referencement")
+    signer = None
+    if args.sign_cert or args.sign_key:
+        if not (args.sign_cert and args.sign_key):
+            raise UsageError("--sign-cert et --sign-key vont ensemble (certificat et clé privée de l'opérateur)")
+        try:
+            signer = package.load_signer(args.sign_cert, args.sign_key)
+        except package.PackageError as exc:
+            raise UsageError(str(exc)) from None
+    campaign = CampaignInfo(referencing=bool(args.referencement), loosened=effective.reasons_fr(),
+                            sut_file=sut.source_file, sut_sha256=package.sha256_hex(sut_bytes))
+    return campaign, signer, sut_bytes
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:

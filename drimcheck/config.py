@@ -47,6 +47,8 @@ class Pacs:
     aet: str = "DRIMCHECK_PACS"
     dicom_port: int = 0
     http_port: int = 0
+    dicomweb_user: str | None = None  # stable DICOMweb credentials of the simulated PACS (else the kit's)
+    dicomweb_password: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Sut:
     simulators: dict[str, Address] = field(default_factory=dict)  # where drimcheck's simulators listen
     dut: dict[str, Any] = field(default_factory=dict)  # other DUT endpoints and settings ([dut])
     source_file: str = "<embedded>"
+    pki_kit: Path | None = None  # [pki] kit: test kit made by `drimcheck kit` (stable CAs and DUT certificates)
 
     def simulator_address(self, name: str) -> Address | None:
         """Where the simulator `name` must listen (the DUT is configured to reach it there); None if undeclared."""
@@ -177,7 +180,7 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source_file}: not valid TOML: {exc}") from None
-    known = {"sut", "pacs", "network", "health", "tls", "timeouts", "hooks", "simulators", "dut"}
+    known = {"sut", "pacs", "network", "health", "tls", "timeouts", "hooks", "simulators", "dut", "pki"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{source_file}: unknown section(s) {', '.join(sorted(unknown))}")
@@ -213,6 +216,7 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
             name=_str(p, "name", pw, default=db), db=db, vi=vi, aet=_str(p, "aet", pw, default="DRIMCHECK_PACS"),
             dicom_port=_port(p, "dicom_port", pw, allow_auto=allow_auto),
             http_port=_port(p, "http_port", pw, allow_auto=allow_auto),
+            dicomweb_user=p.get("dicomweb_user"), dicomweb_password=p.get("dicomweb_password"),
         ))
     if len({p.db for p in pacs}) != len(pacs):
         raise ConfigError(f"{source_file}: two [[pacs]] entries share a db FQDN")
@@ -271,8 +275,10 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         else:
             raise ConfigError(f"{dw}: expected a \"host:port\" address or a plain value")
 
+    kit = (data.get("pki") or {}).get("kit")
+    pki_kit = ((base_dir or Path.cwd()) / kit).resolve() if isinstance(kit, str) and kit else None
     return Sut(
-        name=_str(sut, "name", where), roles=tuple(roles), registry=registry, pacs=tuple(pacs),
+        pki_kit=pki_kit, name=_str(sut, "name", where), roles=tuple(roles), registry=registry, pacs=tuple(pacs),
         network=network, health_url=health_url, editor=sut.get("editor", ""), version=sut.get("version", ""),
         embedded=embedded, trust_anchors=anchor_paths, market_trust_anchors=market_paths, timeouts=timeouts,
         hooks={k: v for k, v in hooks.items() if v}, simulators=simulators, dut=dut, source_file=source_file,

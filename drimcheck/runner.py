@@ -9,17 +9,19 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from drimcheck import bounds
 from drimcheck import catalogue as catalogue_mod
 from drimcheck.campaign import CampaignRuntime
 from drimcheck.config import Sut
 from drimcheck.plugin import INTERRUPTED_FR, CampaignInterrupted, DrimcheckPlugin, signal_name
-from drimcheck.results import RunResult, ScenarioResult
+from drimcheck.results import CampaignInfo, RunResult, ScenarioResult
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_MODULE = REPO_ROOT / "steps" / "test_scenarios.py"
@@ -116,16 +118,27 @@ class InterruptGuard:
 def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str | None = None,
                  requirements: set[str] | None = None, keep_workdir: bool = False,
                  on_scenario_done: Callable[[ScenarioResult, int, int], None] | None = None,
-                 command: list[str] | None = None, guard: InterruptGuard | None = None) -> RunResult:
+                 command: list[str] | None = None, campaign: CampaignInfo | None = None,
+                 guard: InterruptGuard | None = None) -> RunResult:
     """Run the campaign and return its results; never raises for DUT or infrastructure problems, nor for
-    SIGINT/SIGTERM (the result then says interrupted). `guard`: the caller's InterruptGuard, entered around
-    this call and its report writing (the CLI); by default one of its own, for this call only."""
+    SIGINT/SIGTERM (the result then says interrupted).
+
+    `campaign` carries what the reports must say about the run (referencing mode, sut.toml digest); the
+    mutant, the requirement filter and the effective timeouts (drimcheck.bounds) are filled in here.
+    `guard`: the caller's InterruptGuard, entered around this call and its report writing (the CLI); by
+    default one of its own, for this call only.
+    """
     if guard is None:
         with InterruptGuard(hard_exit=False) as own:
             return run_campaign(sut, run_dir, strict=strict, mutant=mutant, requirements=requirements,
                                 keep_workdir=keep_workdir, on_scenario_done=on_scenario_done, command=command,
-                                guard=own)
+                                campaign=campaign, guard=own)
     catalogue = catalogue_mod.load()
+    effective = bounds.effective(sut.timeouts, catalogue)
+    sut = replace(sut, timeouts=effective.timeouts)
+    campaign = replace(campaign or CampaignInfo(), mutant=mutant,
+                       requirements_selected=sorted(requirements) if requirements else None,
+                       timeouts=effective.to_list(), loosened=effective.reasons_fr())
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
@@ -157,7 +170,8 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
             finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
             strict=strict, sut={**runtime.sut.describe(), **({"mutant": mutant} if mutant else {})},
             catalogue=catalogue, scenarios=list(plugin.results), automated_ids=plugin.collected_requirements,
-            infrastructure_error=error, command=command or sys.argv, interrupted_by=guard.signum,
+            infrastructure_error=error, command=command or sys.argv, campaign=campaign,
+            interrupted_by=guard.signum,
             not_run=plugin.not_run() if guard.signum is not None else [])
 
     def emergency() -> None:

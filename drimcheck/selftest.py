@@ -98,7 +98,7 @@ def _make_key_pool(directory: Path, jobs: int) -> None:
 
 
 def _run_one(label: str, out_dir: Path, mutant: str | None, env: dict[str, str]) -> CampaignOutcome:
-    cmd = [sys.executable, "-m", "drimcheck", "run", "--strict", "--quiet", "--out", str(out_dir)]
+    cmd = [sys.executable, "-m", "drimcheck", "run", "--strict", "--quiet", "--force", "--out", str(out_dir)]
     if mutant:
         cmd += ["--mutant", mutant]
     t0 = time.monotonic()

@@ -468,3 +468,39 @@ def test_lazy_and_cached(tmp_path: Path) -> None:
         pki.issue("x", subject=custom.cert.subject, profile="nope")
     with pytest.raises(ValueError):
         pki.issue("igc_root", subject=custom.cert.subject, profile="serv_ssl")
+
+
+def test_reused_directory_never_keeps_trust_bundles_of_older_cas(tmp_path: Path) -> None:
+    """Issue 15 item 5: a second PKI in the same folder rewrites every bundle from its own CAs."""
+    first = TestPKI(tmp_path / "pki")
+    old_market, old_chain = first.market_trust_pem.read_bytes(), first.igc_chain_pem.read_bytes()
+    second = TestPKI(tmp_path / "pki")
+    leaf = second.market_ov("vi1.349.mesimagesmedicales.fr")
+    assert second.market_trust_pem.read_bytes() != old_market
+    assert second.igc_chain_pem.read_bytes() != old_chain
+    trusted = x509.load_pem_x509_certificate(second.market_trust_pem.read_bytes())
+    leaf.cert.verify_directly_issued_by(trusted)
+    handshake_ok = handshake(leaf.server_context(), trust_context([second.market_trust_pem]),
+                             "vi1.349.mesimagesmedicales.fr")
+    assert handshake_ok.ok, (handshake_ok.client_error, handshake_ok.server_error)
+
+
+def test_loaded_cas_and_leaves_are_reused_and_new_leaves_do_not_outlive_them(tmp_path: Path) -> None:
+    """What a test kit relies on: CAs and the DUT's leaf loaded from files, the rest issued from them."""
+    maker = TestPKI(tmp_path / "maker", ca_lifetime=timedelta(days=30), leaf_lifetime=timedelta(days=30))
+    dut = maker.serv_ssl(FQDN)
+    run = TestPKI(tmp_path / "run")
+    for name in ("igc_root", "igc_org"):
+        ca = maker.issued()[name]
+        run.load(name, ca.cert_path, ca.key_path)
+    run.load(dut.name, dut.cert_path, dut.key_path, chain_path=dut.chain_path, profile="serv_ssl", issuer="igc_org")
+    assert run.serv_ssl(FQDN).cert == dut.cert  # the installed certificate, not a new one
+    assert run.igc_root.cert == maker.igc_root.cert
+    sim = run.serv_ssl("dmp.drimcheck.test")  # per-run leaf from the loaded CA, clamped to the CA's life
+    sim.cert.verify_directly_issued_by(maker.igc_org.cert)
+    assert sim.cert.not_valid_after_utc == maker.igc_org.cert.not_valid_after_utc
+    assert verify_igc(run, sim).returncode == 0
+    with pytest.raises(ValueError):  # a CA file that is not the expected CA
+        TestPKI(tmp_path / "other").load("igc_root", maker.igc_org.cert_path, maker.igc_org.key_path)
+    with pytest.raises(ValueError):  # an intermediate before its root
+        TestPKI(tmp_path / "other2").load("igc_org", maker.igc_org.cert_path, maker.igc_org.key_path)

@@ -22,7 +22,63 @@ th{background:#f0f0f7} .v{font-weight:600;white-space:nowrap;border-radius:3px;p
 .banner{font-size:1.3rem;padding:.8rem 1rem;margin:1rem 0;border-radius:4px} .small{color:#555;font-size:.85rem}
 details{margin:.4rem 0;border:1px solid #ddd;border-radius:4px;padding:.4rem .7rem} summary{cursor:pointer}
 code{background:#f5f5f5;padding:0 .2rem} ul{margin:.2rem 0}
+.MODE{background:#e8edff;color:#000091} .alert{border:2px solid #ce0500;color:#ce0500;padding:.6rem 1rem;font-weight:600}
 """
+
+MODE_FR = {"full": "campagne complète", "partial": "campagne partielle (--req)", "mutant": "mutant de la DRIMbox de référence"}
+TIMEOUT_STATUS_FR = {
+    "normative": "égale à la borne normative",
+    "tightened": "resserrée (autorisé)",
+    "loosened": "RELÂCHÉE : hors référencement",
+    "configurable": "attente du banc (configurable)",
+}
+
+
+def _campaign_section(data: dict[str, Any]) -> list[str]:
+    """What was run: mode, command line, sut.toml digest, versions, effective timeouts beside their bounds."""
+    from drimcheck.bounds import MEANING_FR
+
+    c, run, harness = data.get("campaign"), data["run"], data["harness"]
+    if not c:
+        return []
+    out = ["<h2>Campagne exécutée</h2>"]
+    if c.get("out_of_referencing"):
+        out.append("<p class=\"alert\">HORS RÉFÉRENCEMENT : une borne normative a été relâchée par [timeouts] "
+                   "(" + escape(" ; ".join(c.get("loosened_bounds", []))) + "). Ces résultats servent au diagnostic "
+                   "et ne valent pas verdict de conformité.</p>")
+    if c.get("mode") == "mutant":
+        out.append(f"<p class=\"alert\">Mutant {escape(c.get('mutant') or '')} de la DRIMbox de référence : "
+                   "exécution d'auto-contrôle du banc, pas un verdict de conformité.</p>")
+    rows = [("Mode", c.get("mode_fr") or MODE_FR.get(c.get("mode"), c.get("mode"))),
+            ("Campagne de référencement", "oui" if c.get("referencing") else "non"),
+            ("Ligne de commande", " ".join(run.get("command", []))),
+            ("Description de la DRIMbox (sut.toml)", c.get("sut_file")),
+            ("SHA-256 du sut.toml", c.get("sut_sha256")),
+            ("Versions", f"drimcheck {harness['version']} · catalogue {harness['catalogue_version']} "
+                         f"(SHA-256 {harness.get('catalogue_sha256', '')})")]
+    if c.get("requirements_selected"):
+        rows.append(("Exigences demandées (--req)", ", ".join(c["requirements_selected"])))
+    if c.get("requirements_not_run"):
+        rows.append((f"Exigences non exécutées ({len(c['requirements_not_run'])})", ", ".join(c["requirements_not_run"])))
+    out.append("<table>")
+    for k, v in rows:
+        out.append(f"<tr><th>{escape(k)}</th><td><code>{escape(str(v or '—'))}</code></td></tr>"
+                   if k in ("Ligne de commande", "SHA-256 du sut.toml") else
+                   f"<tr><th>{escape(k)}</th><td>{escape(str(v or '—'))}</td></tr>")
+    out.append("</table>")
+    if c.get("timeouts"):
+        out.append("<h3>Délais effectifs ([timeouts])</h3><table><tr><th>Paramètre</th><th>Rôle</th><th>Valeur</th>"
+                   "<th>Borne normative</th><th>Exigences</th><th>Statut</th></tr>")
+        for tmo in c["timeouts"]:
+            bound = tmo.get("normative_bound_s")
+            cls = " class=\"FAIL\"" if tmo.get("status") == "loosened" else ""
+            out.append(f"<tr><td><code>{escape(tmo['name'])}</code></td><td>{escape(MEANING_FR.get(tmo['name'], ''))}</td>"
+                       f"<td>{tmo['value_s']:g} s</td><td>{'—' if bound is None else f'{bound:g} s'}</td>"
+                       f"<td>{escape(', '.join(tmo.get('requirements', [])))}</td>"
+                       f"<td{cls}>{escape(TIMEOUT_STATUS_FR.get(tmo.get('status'), str(tmo.get('status'))))}</td></tr>")
+        out.append("</table>")
+    return out
+
 
 
 def _v(verdict: str) -> str:
@@ -32,6 +88,8 @@ def _v(verdict: str) -> str:
 def render_html(data: dict[str, Any]) -> str:
     run, sut, summary = data["run"], data["sut"], data["summary"]
     banner_class = {0: "PASS", 1: "FAIL", 3: "ERROR"}.get(run["exit_code"], "ERROR")
+    if (data.get("campaign") or {}).get("mode") == "mutant":
+        banner_class = "MODE"
     out: list[str] = [
         "<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\">",
         f"<title>drimcheck — {escape(sut.get('name', ''))}</title><style>{CSS}</style></head><body>",
@@ -44,6 +102,7 @@ def render_html(data: dict[str, Any]) -> str:
     ]
     if run.get("infrastructure_error"):
         out.append(f"<p><strong>Erreur d'exécution :</strong> {escape(run['infrastructure_error'])}</p>")
+    out += _campaign_section(data)
     out.append("<h2>DRIMbox testée</h2><table>")
     rows = [("Nom", sut.get("name")), ("Éditeur", sut.get("editor")), ("Version", sut.get("version")),
             ("Fonctions", ", ".join(sut.get("roles", []))), ("ID_Registre", sut.get("registry")),
@@ -72,6 +131,12 @@ def render_html(data: dict[str, Any]) -> str:
             area = r["area"]
             out.append(f"<tr><th colspan=\"6\">{escape(area)}</th></tr>")
         detail = "<br>".join(escape(m) for m in r["messages"][:3]) or escape(r.get("not_tested_reason") or "")
+        if r.get("bound"):
+            b = r["bound"]
+            effective = "—" if b.get("effective_s") is None else f"{b['effective_s']:g} s"
+            detail += (f"<div class=\"small{' FAIL' if b.get('loosened') else ''}\">Borne normative {b['normative_s']:g} s "
+                       f"(<code>{escape(b['timeout'])}</code>) ; appliquée : {effective}"
+                       f"{' — RELÂCHÉE, hors référencement' if b.get('loosened') else ''}</div>")
         if r["scenarios"]:
             detail += "".join(f"<br><a class=\"small\" href=\"#{escape(s)}\">{escape(s)}</a>" for s in r["scenarios"])
         out.append(f"<tr id=\"req-{escape(r['id'])}\"><td><strong>{escape(r['id'])}</strong></td><td>{escape(r['title'])}"

@@ -8,6 +8,28 @@ from drimcheck.results import RunResult
 from drimcheck.verdicts import Verdict
 
 
+def _campaign_properties(result: RunResult) -> list[tuple[str, str]]:
+    """What was run (mode, command, sut.toml digest, versions, effective timeouts beside their bounds)."""
+    from drimcheck import __version__
+
+    c = result.campaign
+    props = [("mode", c.mode), ("mode_fr", result.mode_fr), ("referencing", str(c.referencing).lower()),
+             ("out_of_referencing", str(bool(c.loosened)).lower()), ("command", " ".join(result.command)),
+             ("sut_file", c.sut_file or ""), ("sut_sha256", c.sut_sha256 or ""), ("harness_version", __version__),
+             ("catalogue_sha256", result.catalogue.sha256), ("raw_verdict", result.raw_verdict_fr)]
+    if c.mutant:
+        props.append(("mutant", c.mutant))
+    if c.requirements_selected:
+        props.append(("requirements_selected", " ".join(c.requirements_selected)))
+        props.append(("requirements_not_run", " ".join(result.requirements_not_run())))
+    props += [("loosened_bound", reason) for reason in c.loosened]
+    for t in c.timeouts:
+        bound = t.get("normative_bound_s")
+        props.append((f"timeout.{t['name']}", f"{t['value_s']:g}" + ("" if bound is None else
+                                                                     f" (borne normative {bound:g}, {t['status']})")))
+    return props
+
+
 def render_junit(result: RunResult) -> bytes:
     cases = result.scenarios
     suite = ET.Element("testsuite", {
@@ -19,7 +41,8 @@ def render_junit(result: RunResult) -> bytes:
     })
     props = ET.SubElement(suite, "properties")
     for k, v in (("sut", result.sut.get("name", "")), ("strict", str(result.strict).lower()),
-                 ("catalogue_version", result.catalogue.version), ("verdict", result.verdict_fr)):
+                 ("catalogue_version", result.catalogue.version), ("verdict", result.verdict_fr),
+                 *_campaign_properties(result)):
         ET.SubElement(props, "property", {"name": k, "value": v})
     for s in cases:
         case = ET.SubElement(suite, "testcase", {"classname": s.feature_file.replace("/", ".").removesuffix(".feature"),

@@ -96,47 +96,23 @@ class ReferenceDrimbox:
                 if (role is None or role in roles) and importlib.util.find_spec(f"simulators.drimbox.{name}")]
 
     def config(self) -> dict[str, Any]:
-        rt, sut, pki = self.runtime, self.runtime.sut, self.runtime.pki
-        listeners = []
-        for p in sut.pacs:
-            for role, fqdn in (("db", p.db), ("vi", p.vi)):
-                ep = sut.endpoint(fqdn)
-                if ep.https:
-                    cert = self._certificate(fqdn, role)
-                    listeners.append({"fqdn": fqdn, "role": role, "scheme": "https", "host": ep.https.host,
-                                      "port": ep.https.port, "cert": str(cert.chain_path), "key": str(cert.key_path)})
-                if ep.http:
-                    listeners.append({"fqdn": fqdn, "role": role, "scheme": "http", "host": ep.http.host,
-                                      "port": ep.http.port})
-        certs = {}
-        for p in sut.pacs:
-            c = pki.serv_ssl(p.db)  # also the client certificate between DRIMboxes (mTLS)
-            certs[f"serv_ssl:{p.db}"] = {"cert": str(c.cert_path), "key": str(c.key_path), "chain": str(c.chain_path)}
-        for name, issued in (("org_auth_cli", pki.org_auth_cli()), ("org_sign", pki.org_sign())):
-            certs[name] = {"cert": str(issued.cert_path), "key": str(issued.key_path), "chain": str(issued.chain_path)}
-        hosts = {fqdn: f"{ep.https.host}:{ep.https.port}" for fqdn, ep in sut.network.items() if ep.https}
-        return {
-            "name": sut.name,
-            "registry": sut.registry,
-            "mutant": self.mutant.id if self.mutant else None,
-            "functions": self.functions(),
-            "listeners": listeners,
-            "pacs": [{"name": p.name, "db": p.db, "vi": p.vi, "aet": p.aet, "host": "127.0.0.1",
-                      "dicom_port": p.dicom_port, "http_url": rt.orthanc(p).base_url,
-                      "username": rt.orthanc(p).auth[0], "password": rt.orthanc(p).auth[1]} for p in sut.pacs],
-            "certs": certs,
-            "trust": {"igc_chain": str(pki.igc_chain_pem), "igc_root": str(pki.igc_trust_pem),
-                      "market_root": str(pki.market_trust_pem),
-                      # deployment fault: a client truststore that also trusts a foreign hierarchy
-                      **({"client_extra": str(pki.rogue_trust_pem)}
-                         if self.deploy_faults.get("client_trust") == "rogue" else {})},
-            "endpoints": {name: str(addr) for name, addr in rt.dut_addresses().items()},
-            "settings": {name: value for name, value in sut.dut.items() if name not in rt.dut_addresses()},
-            "peers": rt.dut_settings(),
-            "hosts": {**hosts, **rt.extra_hosts()},
-            "workdir": str(self.workdir),
-            "ready_file": str(self.workdir / "drimbox.ready"),
-        }
+        """The reference's configuration, translated from the same dut-settings document an external DUT
+        gets from its kit (drimcheck/kit.py), then the mutant's deployment faults applied."""
+        from drimcheck.kit import runtime_files, settings_document
+
+        rt, pki = self.runtime, self.runtime.pki
+        document = settings_document(rt, *runtime_files(rt))
+        cfg = config_from_settings(document)
+        for listener in cfg["listeners"]:
+            if listener["scheme"] == "https":
+                cert = self._certificate(listener["fqdn"], listener["role"])
+                listener.update(cert=str(cert.chain_path), key=str(cert.key_path))
+        if self.deploy_faults.get("client_trust") == "rogue":
+            # deployment fault: a client truststore that also trusts a foreign hierarchy
+            cfg["trust"]["client_extra"] = str(pki.rogue_trust_pem)
+        cfg.update(mutant=self.mutant.id if self.mutant else None, workdir=str(self.workdir),
+                   ready_file=str(self.workdir / "drimbox.ready"))
+        return cfg
 
     def start(self, timeout: float = 20.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -177,3 +153,66 @@ class ReferenceDrimbox:
             self.process.kill()
             self.process.wait(timeout=timeout)
         self.process = None
+
+
+#: keys of the "simulators" section of dut-settings.json whose values are file paths (relative to dut/)
+PATH_KEYS = frozenset({"ca", "ca_file", "server_ca"})
+
+
+def config_from_settings(document: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
+    """Translate a dut-settings.json document (docs/dut-settings.schema.json) into the reference's own
+    configuration (simulators/drimbox/service.py DrimboxConfig), without workdir, ready_file and mutant.
+
+    `base`: the directory relative file paths of the document are relative to (the kit's dut/).
+    """
+    def path(value: str | None) -> str | None:
+        if value is None or base is None or Path(value).is_absolute():
+            return value
+        return str((base / value).resolve())
+
+    def files(entry: dict[str, str]) -> dict[str, str]:
+        return {k: path(entry[k]) for k in ("cert", "key", "chain")}
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: path(v) if k in PATH_KEYS and isinstance(v, str) else fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    certificates = document["certificates"]
+    listeners = []
+    for item in document["listeners"]:
+        kind = "serv_ssl" if item["role"] == "db" else "market_ov"
+        for scheme in ("https", "http"):
+            address = item.get(scheme)
+            if not address:
+                continue
+            host, _, port = address.rpartition(":")
+            listener = {"fqdn": item["fqdn"], "role": item["role"], "scheme": scheme, "host": host, "port": int(port)}
+            if scheme == "https":
+                chosen = files(certificates[kind][item["fqdn"]])
+                listener.update(cert=chosen["chain"], key=chosen["key"])
+            listeners.append(listener)
+    certs = {f"serv_ssl:{fqdn}": files(entry) for fqdn, entry in certificates["serv_ssl"].items()}
+    certs["org_auth_cli"] = files(certificates["org_auth_cli"])
+    certs["org_sign"] = files(certificates["org_sign"])
+    roles = set(document["sut"]["roles"])
+    hosts = {item["fqdn"]: item["https"] for item in document["listeners"] if item.get("https")}
+    hosts.update({fqdn: f"{where['address']}:{where['port']}" for fqdn, where in document["hosts"].items()})
+    return {
+        "name": document["sut"]["name"],
+        "registry": document["sut"]["registry"],
+        "functions": [name for name, role in FUNCTIONS
+                      if (role is None or role in roles) and importlib.util.find_spec(f"simulators.drimbox.{name}")],
+        "listeners": listeners,
+        "pacs": [{"name": p["name"], "db": p["db"], "vi": p["vi"], "aet": p["aet"], "host": p["host"],
+                  "dicom_port": p["dicom_port"], "http_url": p["http_url"], "username": p["dicomweb_user"],
+                  "password": p["dicomweb_password"]} for p in document["pacs"]],
+        "certs": certs,
+        "trust": {k: path(document["trust"][k]) for k in ("igc_chain", "igc_root", "market_root")},
+        "endpoints": dict(document["endpoints"]),
+        "settings": dict(document["settings"]),
+        "peers": fix(document["simulators"]),
+        "hosts": hosts,
+    }
