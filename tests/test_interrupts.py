@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from drimcheck import config
 from drimcheck.campaign import workdir_pattern
@@ -28,6 +29,8 @@ from simulators.procutil import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BOUND_S = 10.0  # README: a signal stops the run within 10 s
+
+pytestmark = pytest.mark.slow
 
 
 # ------------------------------------------------------------------------------------------ helpers
