@@ -6,8 +6,10 @@ HealthCheck) is a method here or on a simulator; everything they judge is a chec
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -21,10 +23,34 @@ from cryptography import x509
 from drimcheck.config import Address, Endpoint, Pacs, Sut
 from drimcheck.evidence import EvidenceStore
 from drimcheck.net import DutClient
-from drimcheck.plugin import DutUnreachable, HarnessError
+from drimcheck.plugin import INTERRUPTED_FR, CampaignInterrupted, DutUnreachable, HarnessError, HookFailed, signal_name
 from simulators.procutil import free_port
 
 HOOK_TIMEOUT_S = 120
+#: After SIGINT/SIGTERM, after_campaign and the embedded DUT's stop must be done within this many seconds of
+#: the signal (the whole run is bounded to 10 s by runner.InterruptGuard); a hook still running is killed.
+INTERRUPT_CLEANUP_S = 6.0
+CAMPAIGN_HOOKS = ("before_campaign", "after_campaign")  # their evidence goes to evidence/campaign/
+WORKDIR_PREFIX = "drimcheck-"  # + "<pid>-": the work directory (CA keys, Orthanc storage) of a campaign process
+
+_WORKDIRS: set[Path] = set()  # work directories of this process still to remove, whatever the exit path
+
+
+@atexit.register
+def _remove_workdirs() -> None:
+    for path in list(_WORKDIRS):
+        shutil.rmtree(path, ignore_errors=True)
+        _WORKDIRS.discard(path)
+
+
+def workdir_pattern(pid: int) -> str:
+    """Glob, in the system temporary directory, of the work directories created by process `pid`."""
+    return f"{WORKDIR_PREFIX}{pid}-*"
+
+
+class _NotInterrupted:
+    signum: int | None = None
+    first_at: float | None = None
 
 #: Simulators started for every campaign, in this order, before the DUT: (name, "module:function").
 #: function(runtime) returns a handle with stop() and optionally dut_settings() -> dict (what the
@@ -63,6 +89,12 @@ class CampaignRuntime:
         self._started = False
         self._start_error: BaseException | None = None
         self._lock = threading.Lock()
+        self.interrupt: Any = _NotInterrupted()  # runner.InterruptGuard: signum and time of the first signal
+        self.phase = "la préparation du banc"  # where an interruption hit, for the reports
+        self.cleanup_errors: list[str] = []  # after_campaign failures and the like, found while stopping
+        self._before_started = False  # before_campaign was launched (or would have been): after_campaign is owed
+        self._after_done = False
+        self._hooks_running: set[subprocess.Popen] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def ensure_started(self) -> "CampaignRuntime":
@@ -73,6 +105,9 @@ class CampaignRuntime:
                 try:
                     self._start()
                     self._started = True
+                except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: not a bench defect; the runner stops everything
+                    self._start_error = exc
+                    raise
                 except BaseException as exc:
                     self._start_error = exc if isinstance(exc, HarnessError) else HarnessError(
                         f"préparation du banc impossible : {type(exc).__name__}: {exc}")
@@ -84,8 +119,9 @@ class CampaignRuntime:
         from fixtures.pki import TestPKI
         from simulators.pacs import Orthanc, OrthancConfig, OrthancError
 
-        self.workdir = Path(tempfile.mkdtemp(prefix="drimcheck-"))
-        os.chmod(self.workdir, 0o700)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))  # 0700
+        if not self.keep_workdir:
+            _WORKDIRS.add(self.workdir)
         if self.sut.embedded:
             self.sut = self.sut.with_network(_allocate(self.sut.network))
         # Certificates point at the IGC publication point for CRLs, so its address comes first.
@@ -106,11 +142,11 @@ class CampaignRuntime:
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
                                             name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password, **creds),
                               self.workdir / f"pacs-{i + 1}")
+            self.pacs[p.name] = orthanc  # stopped by stop() even if start() is interrupted half-way
             try:
                 orthanc.start()
             except OrthancError as exc:
                 raise HarnessError(f"PACS simulé « {p.name} » : démarrage d'Orthanc impossible : {exc.message}") from None
-            self.pacs[p.name] = orthanc
             resolved.append(replace(p, dicom_port=orthanc.dicom_port, http_port=orthanc.http_port))
         self.sut = self.sut.with_pacs(tuple(resolved))
         for name, target in SIMULATORS:
@@ -134,12 +170,14 @@ class CampaignRuntime:
                 self.dut.start()
             except LaunchError as exc:
                 raise HarnessError(f"DRIMbox de référence : {exc}") from None
+        self._before_started = True  # after_campaign is owed from here on (also when before_campaign is not declared)
         self.run_hook("before_campaign")
         self.dut_ready_at = time.monotonic()
         self._preflight()
         for handle in self.sims.values():  # e.g. observe the DUT's startup downloads, then bring it to nominal
             if hasattr(handle, "after_dut_ready"):
                 handle.after_dut_ready(self)
+        self.phase = "les scénarios"
 
     # -- addresses ------------------------------------------------------------------------------
     def has_simulator(self, name: str) -> bool:
@@ -205,7 +243,23 @@ class CampaignRuntime:
         if not ex.ok:
             raise DutUnreachable(f"DUT injoignable : {self.sut.health_url} via {ex.connect_to} : {ex.error}")
 
+    def _cleanup_left(self, default: float) -> float:
+        """`default` seconds, or what is left of INTERRUPT_CLEANUP_S after a signal (at least 0.5 s)."""
+        first = self.interrupt.first_at
+        if first is None:
+            return default
+        return max(0.5, min(default, first + INTERRUPT_CLEANUP_S - time.monotonic()))
+
+    def check_interrupted(self) -> None:
+        """Raise CampaignInterrupted once a signal arrived: waits and finalizers stop at once."""
+        if self.interrupt.signum is not None:
+            raise CampaignInterrupted(self.interrupt.signum)
+
+    def interruption_message(self) -> str:
+        return f"{INTERRUPTED_FR} ({signal_name(self.interrupt.signum)}) pendant {self.phase}"
+
     def stop(self) -> None:
+        """Idempotent: after_campaign (while the simulators still run), then the DUT, simulators, PACS, workdir."""
         for value in self.shared.values():  # e.g. a browser session with keep-alive connections to simulators
             if hasattr(value, "close"):
                 try:
@@ -213,8 +267,17 @@ class CampaignRuntime:
                 except Exception:  # noqa: BLE001 - best effort
                     pass
         self.shared.clear()
+        if self._before_started and not self._after_done:  # the vendor's DUT may need the simulators to stop
+            self._after_done = True
+            try:
+                self.run_hook("after_campaign", timeout=self._cleanup_left(HOOK_TIMEOUT_S))
+            except HarnessError as exc:
+                self.cleanup_errors.append(str(exc))
         if self.dut is not None:
-            self.dut.stop()
+            try:
+                self.dut.stop(timeout=self._cleanup_left(5.0))
+            except Exception:  # noqa: BLE001 - best effort; it dies with us anyway (PDEATHSIG)
+                pass
             self.dut = None
         for handle in reversed(list(self.sims.values())):
             try:
@@ -222,11 +285,6 @@ class CampaignRuntime:
             except Exception:  # noqa: BLE001 - best effort
                 pass
         self.sims.clear()
-        if self._started:
-            try:
-                self.run_hook("after_campaign")
-            except HarnessError:
-                pass
         for orthanc in self.pacs.values():
             try:
                 orthanc.stop(graceful=False)
@@ -234,6 +292,36 @@ class CampaignRuntime:
                 pass
         self.pacs.clear()
         if self.workdir and not self.keep_workdir:
+            self._seal_pki(self._cleanup_left(5.0))
+            shutil.rmtree(self.workdir, ignore_errors=True)  # and again at exit (_WORKDIRS), for a late writer
+
+    def _seal_pki(self, wait_s: float) -> None:
+        """Issue no certificate (write no key) any more: a simulator's warm-up thread may still be issuing."""
+        lock = getattr(self.pki, "_lock", None)
+        if lock is None:
+            return
+        got = lock.acquire(timeout=wait_s)  # an issuance holds it until its files are written
+
+        def sealed(*_args: Any, **_kw: Any) -> Path:
+            raise RuntimeError("campagne terminée : PKI de test fermée")
+
+        try:
+            self.pki._dir = sealed  # every file the PKI writes goes through _dir()
+        finally:
+            if got:
+                lock.release()
+
+    def emergency_cleanup(self) -> None:
+        """Last resort before a forced exit (runner watchdog): kill hooks and PACS, remove the workdir."""
+        for proc in list(self._hooks_running):
+            _kill_group(proc)
+        for orthanc in list(self.pacs.values()):
+            try:
+                orthanc.stop(graceful=False)
+            except BaseException:  # noqa: BLE001 - the process is about to exit
+                pass
+        if self.workdir and not self.keep_workdir:
+            self._seal_pki(0.5)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- evidence -------------------------------------------------------------------------------
@@ -284,11 +372,13 @@ class CampaignRuntime:
 
     def restore_nominal(self) -> None:
         """Scenario cleanup: every PACS running and the HealthCheck UP again (bounded), whatever happened."""
+        if self.interrupt.signum is not None:
+            return  # the campaign is stopping: nothing to restore for a next scenario
         for p in self.sut.pacs:
             if not self.orthanc(p).running:
                 self.start_pacs(p)
         deadline = time.monotonic() + self.sut.timeouts.health_up_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.interrupt.signum is None:
             ex = self.client.get(self.sut.health_url, label="remise-en-etat")
             if ex.status == 200:
                 return
@@ -301,6 +391,7 @@ class CampaignRuntime:
         [timeouts] whitelist_settle_s for the DUT to apply what it downloaded. Embedded reference:
         its loopback admin endpoint, which answers once the list is downloaded and applied.
         """
+        self.check_interrupted()
         started = time.monotonic()
         self.whitelist_triggers.append(started)
         if self.sut.hooks.get("refresh_whitelist"):
@@ -350,21 +441,77 @@ class CampaignRuntime:
         raise HarnessError(f"{self.sut.source_file} : [hooks] kpi doit donner la commande qui affiche le fichier "
                            "d'indicateurs ModelStat de la DRIMbox (une ligne par appel contextuel)")
 
-    def run_hook(self, name: str, extra_env: dict[str, str] | None = None) -> str | None:
-        """Run a `[hooks]` command (bounded); returns its stdout (None when the hook is not declared)."""
+    def run_hook(self, name: str, extra_env: dict[str, str] | None = None, *, timeout: float | None = None) -> str | None:
+        """Run a `[hooks]` command (bounded); returns its stdout (None when the hook is not declared).
+
+        The command runs in its own process group, killed as a whole on timeout or interruption. A non-zero
+        exit or a timeout raises HookFailed naming the hook, with the tail of its output. Evidence of
+        before_campaign/after_campaign goes to evidence/campaign/, that of the others to the current scenario.
+        """
         command = self.sut.hooks.get(name)
         if not command:
             return None
+        if name != "after_campaign":
+            self.check_interrupted()
+        limit = HOOK_TIMEOUT_S if timeout is None else timeout
         env = {**os.environ, "DRIMCHECK_RUN_DIR": str(self.run_dir), "DRIMCHECK_HOOK": name,
                "DRIMCHECK_PKI_DIR": str(self.workdir / "pki") if self.workdir else "", **(extra_env or {})}
+        scope = "campaign" if name in CAMPAIGN_HOOKS else None
+        t0 = time.monotonic()
+        proc = subprocess.Popen(command, shell=True, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+        self._hooks_running.add(proc)
+        outcome = None
         try:
-            proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=HOOK_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise HarnessError(f"hook {name} did not finish within {HOOK_TIMEOUT_S} s") from None
-        self.evidence.write_text(f"hook-{name}", f"$ {command}\nexit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        if proc.returncode != 0:
-            raise HarnessError(f"hook {name} failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}")
-        return proc.stdout
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    deadline = t0 + limit
+                    if self.interrupt.first_at is not None:  # a signal came while this hook runs (cleanup)
+                        deadline = min(deadline, self.interrupt.first_at + INTERRUPT_CLEANUP_S)
+                    if time.monotonic() >= deadline:
+                        outcome = f"pas terminé en {time.monotonic() - t0:.0f} s, arrêté"
+                        out, err = _kill_and_collect(proc)
+                        break
+        except BaseException:  # SIGINT/SIGTERM while the hook runs: the whole group goes
+            out, err = _kill_and_collect(proc)
+            self.evidence.write_text(f"hook-{name}", f"$ {command}\n{INTERRUPTED_FR}\n{out}\n{err}", scope=scope)
+            raise
+        finally:
+            self._hooks_running.discard(proc)
+        code = proc.returncode
+        self.evidence.write_text(f"hook-{name}", f"$ {command}\nexit {code}\n{out}\n{err}", scope=scope)
+        if outcome is None and code != 0:
+            outcome = f"code {code}"
+        if outcome is not None:
+            tail = " | ".join(line.strip() for line in (err.strip() or out.strip()).splitlines()[-3:])[-300:]
+            raise HookFailed(f"hook {name} en échec ({outcome}) : {tail or 'aucune sortie'}")
+        return out
+
+
+def _kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the shell and whatever it started in its group
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_and_collect(proc: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM to the hook's process group, SIGKILL 1 s later; its output so far."""
+    _kill_group(proc, signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=1)
+    except BaseException:  # noqa: BLE001 - still running, or interrupted again
+        _kill_group(proc)
+        try:
+            out, err = proc.communicate(timeout=2)
+        except BaseException:  # noqa: BLE001 - a grandchild in another group keeps the pipes: give up on them
+            proc.kill()
+            return "", ""
+    _kill_group(proc)  # what the shell left behind in its group
+    return out or "", err or ""
 
 
 def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:

@@ -1,11 +1,12 @@
 """The drimcheck command line: one entry point, subcommands, strict exit codes.
 
 Exit codes: 0 conformant, 1 non-conformant, 2 usage or configuration error, 3 DUT unreachable or
-infrastructure error. Bad input is reported in one line on stderr, never as a traceback: any
-UsageError, ConfigError or OSError on a named file gives exit 2; a standard output that cannot be
-written (full disk, /dev/full) gives one line and exit 2; a closed pipe (`| head`) ends quietly with
-the command's own code; anything unexpected gives one line « erreur interne » and exit 3
-(DRIMCHECK_DEBUG=1 adds the traceback).
+infrastructure error (a failing hook included), 130 / 143 campaign or selftest interrupted by SIGINT /
+SIGTERM (128 + signal number, as a shell reports it; the reports of what ran are written). Bad input is
+reported in one line on stderr, never as a traceback: any UsageError, ConfigError or OSError on a named
+file gives exit 2; a standard output that cannot be written (full disk, /dev/full) gives one line and
+exit 2; a closed pipe (`| head`) ends quietly with the command's own code; anything unexpected gives one
+line « erreur interne » and exit 3 (DRIMCHECK_DEBUG=1 adds the traceback).
 """
 
 from __future__ import annotations
@@ -216,9 +217,9 @@ def _main(argv: list[str] | None) -> int:
         return int(handler(args))
     except (UsageError, InputError) as exc:  # InputError includes ConfigError (sut.toml)
         return _error(str(exc), ExitCode.USAGE)
-    except KeyboardInterrupt:
-        print("drimcheck: interrupted", file=sys.stderr)
-        return ExitCode.INFRASTRUCTURE
+    except KeyboardInterrupt:  # outside a campaign (e.g. while reading sut.toml): same code as an interrupted run
+        print("drimcheck : interrompu (SIGINT)", file=sys.stderr)
+        return 130
     except OSError as exc:
         if exc.filename is not None:  # a file named on the command line (or in sut.toml) cannot be used
             return _error(f"{exc.filename} : {exc.strerror or exc}", ExitCode.USAGE)
@@ -238,8 +239,7 @@ def _load_sut(path: Path | None):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from drimcheck import catalogue, package
-    from drimcheck.reports import write_all
-    from drimcheck.runner import default_run_dir, run_campaign
+    from drimcheck.runner import InterruptGuard, default_run_dir, run_campaign
 
     sut = _load_sut(args.sut)
     if args.mutant:
@@ -286,16 +286,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"drimcheck {__version__} — campagne contre « {label} »{' — mode strict' if args.strict else ''}", flush=True)
     for reason in campaign.loosened:
         print(f"HORS RÉFÉRENCEMENT : {reason} — la campagne ne pourra pas être déclarée conforme", file=sys.stderr, flush=True)
-    result = run_campaign(sut, run_dir, strict=args.strict, mutant=args.mutant, requirements=reqs,
-                          keep_workdir=args.keep_workdir, on_scenario_done=progress,
-                          command=["drimcheck", *(sys.argv[1:] if sys.argv[1:] else [])], campaign=campaign)
-    paths = write_all(result, run_dir)
-    if args.referencement:
-        try:
-            paths["package"] = package.build_package(run_dir, result, sut, sut_bytes=sut_bytes, signer=signer)
-        except OSError as exc:
-            print(f"drimcheck: error: paquet de référencement non écrit : {exc.strerror or exc}", file=sys.stderr)
-            return ExitCode.INFRASTRUCTURE
+    with InterruptGuard() as guard:  # SIGINT/SIGTERM: reports of what ran, cleanup, exit 130/143 within 10 s
+        result = run_campaign(sut, run_dir, strict=args.strict, mutant=args.mutant, requirements=reqs,
+                              keep_workdir=args.keep_workdir, on_scenario_done=progress,
+                              command=["drimcheck", *(sys.argv[1:] if sys.argv[1:] else [])], campaign=campaign,
+                              guard=guard)
+        paths = guard.write_reports(result, run_dir)
+        if args.referencement and not result.interrupted_by:
+            try:
+                paths["package"] = package.build_package(run_dir, result, sut, sut_bytes=sut_bytes, signer=signer)
+            except OSError as exc:
+                print(f"drimcheck: error: paquet de référencement non écrit : {exc.strerror or exc}", file=sys.stderr)
+                return ExitCode.INFRASTRUCTURE
     if not args.quiet:
         summary = result.summary()
         scen = ", ".join(f"{n} {k}" for k, n in summary["scenarios"].items()) or "aucun"

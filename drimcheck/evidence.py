@@ -75,11 +75,12 @@ class EvidenceStore:
         with self._lock:
             self._scope = re.sub(r"[^A-Za-z0-9_.-]+", "-", scope).strip("-")[:120] or "scope"
 
-    def _next_path(self, label: str, suffix: str) -> Path:
+    def _next_path(self, label: str, suffix: str, scope: str | None = None) -> Path:
         with self._lock:
-            n = self._counters.get(self._scope, 0) + 1
-            self._counters[self._scope] = n
-            directory = self.root / self._scope
+            scope = scope or self._scope  # a fixed scope (e.g. "campaign" for hooks) whatever scenario runs
+            n = self._counters.get(scope, 0) + 1
+            self._counters[scope] = n
+            directory = self.root / scope
         directory.mkdir(parents=True, exist_ok=True)
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "item"
         return directory / f"{n:03d}-{safe}{suffix}"
@@ -96,7 +97,8 @@ class EvidenceStore:
         path.write_bytes(data)
         return str(path.relative_to(self.run_dir))
 
-    def write_text(self, label: str, text: str, suffix: str = ".txt") -> str:
-        path = self._next_path(label, suffix)
+    def write_text(self, label: str, text: str, suffix: str = ".txt", *, scope: str | None = None) -> str:
+        """scope: file under evidence/<scope>/ instead of the current scenario's (e.g. "campaign")."""
+        path = self._next_path(label, suffix, scope)
         path.write_text(redact_text(text), encoding="utf-8")
         return str(path.relative_to(self.run_dir))

@@ -29,6 +29,30 @@ class DutUnreachable(HarnessError):
     """The DUT cannot be reached at all: nothing can be judged."""
 
 
+class HookFailed(HarnessError):
+    """A `[hooks]` command of sut.toml failed or timed out: named in the reports, never "DUT injoignable"."""
+
+
+class CampaignInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the campaign stops, writes the reports of what ran and cleans up (runner.InterruptGuard)."""
+
+    def __init__(self, signum: int = 2):
+        super().__init__(signum)
+        self.signum = signum
+
+
+INTERRUPTED_FR = "campagne interrompue"
+
+
+def signal_name(signum: int | None) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name if signum else "signal"
+    except ValueError:
+        return f"signal {signum}"
+
+
 def scenario_requirements(item: pytest.Item) -> list[str]:
     ids: list[str] = []
     for mark in item.iter_markers("req"):
@@ -75,6 +99,8 @@ class DrimcheckPlugin:
         self.collection_errors: list[str] = []
         self.current: ScenarioResult | None = None
         self._total = 0
+        self._items: list[pytest.Item] = []
+        self._ran: set[str] = set()  # nodeids of the scenarios that started
         self._step_started = 0.0
         self._scenario_started = 0.0
 
@@ -113,6 +139,7 @@ class DrimcheckPlugin:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
         self._total = len(items)
+        self._items = list(items)
 
     # -- execution ----------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
@@ -126,6 +153,7 @@ class DrimcheckPlugin:
         if example:  # one result per row of a scenario outline, named and filed after its values
             values = ", ".join(str(v) for v in example.values())
             name, sid = f"{name} [{values}]", f"{sid}--{slug(values, 40)}"
+        self._ran.add(item.nodeid)
         self.current = ScenarioResult(id=sid, feature=feature, feature_file=feature_file, name=name,
                                       requirements=scenario_requirements(item),
                                       tags=sorted(scenario.tags) if scenario else [])
@@ -135,14 +163,41 @@ class DrimcheckPlugin:
         try:
             return (yield)
         finally:
+            signum = self._interrupted()
+            if signum is not None or self.current.interrupted:  # stopped by a signal: no trustworthy verdict
+                self.current.interrupted = True
+                before = f" (auparavant : {self.current.error})" if self.current.error else ""
+                self.current.error = f"{INTERRUPTED_FR} ({signal_name(signum)}) : scénario arrêté avant son terme{before}"
+                item.session.shouldstop = INTERRUPTED_FR  # even if a finalizer swallowed the KeyboardInterrupt
             self._finish(self.current)
             self.current = None
+
+    def _interrupted(self) -> int | None:
+        guard = getattr(self.runtime, "interrupt", None)
+        return getattr(guard, "signum", None)
+
+    def not_run(self) -> list[str]:
+        """Names of the selected scenarios that did not run (interrupted campaign)."""
+        out = []
+        for item in self._items:
+            if item.nodeid in self._ran:
+                continue
+            scenario = _template_of(item)
+            name = scenario.name if scenario else item.name
+            example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example")
+            if example:
+                name = f"{name} [{', '.join(str(v) for v in example.values())}]"
+            out.append(name)
+        return out
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         report = yield
         if call.excinfo is not None and self.current is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
             exc = call.excinfo.value
+            if isinstance(exc, KeyboardInterrupt) or self._interrupted() is not None:
+                self.current.interrupted = True
+                return report  # the protocol wrapper labels the scenario: not a bench defect, no traceback
             message = one_line(exc)
             if not isinstance(exc, HarnessError) and hasattr(self.runtime, "write_harness_trace"):
                 self.runtime.write_harness_trace(self.current.id, "".join(
@@ -176,7 +231,9 @@ class DrimcheckPlugin:
         for req in result.requirements:
             if result.error:
                 if not any(f.requirement == req and f.verdict is Verdict.ERROR for f in result.findings):
-                    result.findings.append(errored(req, f"scénario interrompu — {result.error}", check="drimcheck.plugin"))
+                    message = result.error if result.interrupted else f"scénario en erreur — {result.error}"
+                    result.findings.append(errored(req, message, check="drimcheck.plugin",
+                                                   details={"interrupted": True} if result.interrupted else {}))
             elif not any(f.requirement == req for f in result.findings):
                 result.findings.append(errored(
                     req, "défaut du banc : aucun contrôle n'a rendu de verdict pour cette exigence", check="drimcheck.plugin"))

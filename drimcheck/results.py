@@ -36,6 +36,7 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM: verdict ERROR, not a bench defect
 
     @property
     def verdict(self) -> Verdict:
@@ -45,7 +46,7 @@ class ScenarioResult:
         return {
             "id": self.id, "feature": self.feature, "feature_file": self.feature_file, "name": self.name,
             "tags": self.tags, "requirements": self.requirements, "verdict": self.verdict.value,
-            "duration_s": round(self.duration_s, 3), "error": self.error,
+            "duration_s": round(self.duration_s, 3), "error": self.error, "interrupted": self.interrupted,
             "steps": [s.to_dict() for s in self.steps],
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -101,6 +102,8 @@ class RunResult:
     infrastructure_error: str | None = None
     command: list[str] = field(default_factory=list)
     campaign: CampaignInfo = field(default_factory=CampaignInfo)
+    interrupted_by: int | None = None  # signal number (SIGINT, SIGTERM) that stopped the campaign
+    not_run: list[str] = field(default_factory=list)  # selected scenarios an interruption left unrun
 
     def __post_init__(self) -> None:
         self._mark_loosened_passes()
@@ -128,8 +131,10 @@ class RunResult:
         return exit_code_for([f.verdict for s in self.scenarios for f in s.findings])
 
     @property
-    def exit_code(self) -> ExitCode:
-        """A loosened normative bound (« hors référencement ») never exits 0."""
+    def exit_code(self) -> int:
+        """A loosened normative bound (« hors référencement ») never exits 0; SIGINT/SIGTERM: 130/143."""
+        if self.interrupted_by:  # what a shell reports for a process stopped by that signal
+            return 128 + int(self.interrupted_by)
         code = self.raw_exit_code
         if self.campaign.loosened and code is ExitCode.CONFORMANT:
             return ExitCode.NON_CONFORMANT
@@ -166,6 +171,8 @@ class RunResult:
     @property
     def verdict_fr(self) -> str:
         """The verdict line: a plain CONFORME only for a complete campaign within the normative bounds."""
+        if self.interrupted_by:
+            return "INTERROMPU (campagne incomplète)"
         raw, c = self.raw_verdict_fr, self.campaign
         partial = (f"campagne partielle : {len(self.requirements_run())} exigences sur {len(self.catalogue.requirements)}"
                    if c.requirements_selected else None)
@@ -226,7 +233,9 @@ class RunResult:
             "run": {"id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
                     "duration_s": round(self.duration_s, 3), "strict": self.strict, "command": self.command,
                     "exit_code": int(self.exit_code), "verdict": self.verdict_fr,
-                    "raw_verdict": self.raw_verdict_fr, "infrastructure_error": self.infrastructure_error},
+                    "raw_verdict": self.raw_verdict_fr, "infrastructure_error": self.infrastructure_error,
+                    "interrupted": {"signal": _signal_name(self.interrupted_by), "scenarios_not_run": self.not_run}
+                    if self.interrupted_by else None},
             "campaign": self.campaign_dict(),
             "sut": self.sut,
             "summary": self.summary(),
@@ -244,3 +253,12 @@ class RunResult:
             "sut_file": c.sut_file, "sut_sha256": c.sut_sha256, "timeouts": c.timeouts,
             "harness_version": __version__, "catalogue_version": self.catalogue.version,
         }
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)

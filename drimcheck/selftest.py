@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +26,43 @@ from drimcheck.verdicts import ExitCode
 
 CAMPAIGN_TIMEOUT_S = 900
 KEY_POOL_SIZE = 96  # RSA keys shared by the campaigns of one selftest (a campaign uses ~30)
+STOP_GRACE_S = 11  # a campaign stops within 10 s of SIGINT/SIGTERM (runner.InterruptGuard); then SIGKILL
+
+
+class _Interrupted(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _Campaigns:
+    """The campaign processes of a selftest, so that a signal reaches every one of them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen] = set()
+        self.signum: int | None = None
+
+    def forward(self, signum: int) -> None:
+        with self.lock:
+            for proc in self.running:
+                try:
+                    proc.send_signal(signum)
+                except (ProcessLookupError, OSError):
+                    pass
+
+    def wait_all(self, grace: float) -> None:
+        end = time.monotonic() + grace
+        with self.lock:
+            procs = list(self.running)
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+_CAMPAIGNS = _Campaigns()
 
 
 @dataclass
@@ -46,9 +85,16 @@ def _make_key_pool(directory: Path, jobs: int) -> None:
 
     workers = max(1, min(jobs, os.cpu_count() or 1))
     share = -(-KEY_POOL_SIZE // workers)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
         for f in [pool.submit(make_key_pool, directory, share, 2048, i * share) for i in range(workers)]:
             f.result()
+    except BaseException:  # interrupted: the workers must not go on generating keys
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _run_one(label: str, out_dir: Path, mutant: str | None, env: dict[str, str]) -> CampaignOutcome:
@@ -56,11 +102,21 @@ def _run_one(label: str, out_dir: Path, mutant: str | None, env: dict[str, str])
     if mutant:
         cmd += ["--mutant", mutant]
     t0 = time.monotonic()
+    with _CAMPAIGNS.lock:
+        if _CAMPAIGNS.signum is not None:
+            return CampaignOutcome(label, -1, 0.0, problem="selftest interrompu")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        _CAMPAIGNS.running.add(proc)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CAMPAIGN_TIMEOUT_S, env=env)
-        code, stderr = proc.returncode, proc.stderr
+        _, stderr = proc.communicate(timeout=CAMPAIGN_TIMEOUT_S)
+        code = proc.returncode
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return CampaignOutcome(label, -1, time.monotonic() - t0, problem=f"timeout after {CAMPAIGN_TIMEOUT_S} s")
+    finally:
+        with _CAMPAIGNS.lock:
+            _CAMPAIGNS.running.discard(proc)
     outcome = CampaignOutcome(label, code, time.monotonic() - t0)
     try:
         data = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
@@ -76,6 +132,37 @@ def _run_one(label: str, out_dir: Path, mutant: str | None, env: dict[str, str])
 
 
 def run_selftest(out: Path, *, jobs: int = 2, only: list[str] | None = None) -> int:
+    """Exit 0/1 as judged; 128 + signal number (130, 143) when SIGINT/SIGTERM stops it: every campaign
+    process gets the signal, writes its own reports and cleans up; no selftest.json is written."""
+    if threading.current_thread() is not threading.main_thread():
+        return _run_selftest(out, jobs=jobs, only=only)
+
+    def handler(signum, frame):
+        first = _CAMPAIGNS.signum is None
+        with _CAMPAIGNS.lock:
+            _CAMPAIGNS.signum = _CAMPAIGNS.signum or signum
+        _CAMPAIGNS.forward(signum)  # a terminal's Ctrl-C reached them already; a CI's SIGTERM did not
+        if first:
+            raise _Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run_selftest(out, jobs=jobs, only=only)
+    except KeyboardInterrupt:
+        signum = _CAMPAIGNS.signum or signal.SIGINT
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # stopping: further signals change nothing
+        _CAMPAIGNS.wait_all(STOP_GRACE_S)
+        print(f"selftest interrompu ({signal.Signals(signum).name}) : les campagnes lancées ont écrit leurs rapports "
+              f"sous {out}", flush=True)
+        return 128 + int(signum)
+    finally:
+        for sig, h in previous.items():
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, h)
+
+
+def _run_selftest(out: Path, *, jobs: int = 2, only: list[str] | None = None) -> int:
     from simulators.drimbox import mutants as mutant_catalogue
 
     catalogue = mutant_catalogue.load()
@@ -92,7 +179,7 @@ def run_selftest(out: Path, *, jobs: int = 2, only: list[str] | None = None) -> 
     print(f"drimcheck selftest : référence + {len(selected)} mutant(s), {jobs} campagne(s) en parallèle", flush=True)
 
     plans = [("golden", out / "golden", None)] + [(m.id, out / "mutants" / m.id, m.id) for m in selected]
-    key_pool = Path(tempfile.mkdtemp(prefix="drimcheck-keys-"))  # never under the report directory
+    key_pool = Path(tempfile.mkdtemp(prefix=f"drimcheck-keys-{os.getpid()}-"))  # never under the report directory
     try:
         _make_key_pool(key_pool, jobs)
         env = {**os.environ, "DRIMCHECK_KEY_POOL": str(key_pool)}
@@ -125,13 +212,16 @@ def _as_expected(o: CampaignOutcome, mutant, automated: list[str]) -> bool:
 
 def _run_campaigns(plans: list, jobs: int, env: dict[str, str]) -> dict[str, CampaignOutcome]:
     outcomes: dict[str, CampaignOutcome] = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         futures = {label: pool.submit(_run_one, label, d, mid, env) for label, d, mid in plans}
         for label, _, _ in plans:
             outcomes[label] = futures[label].result()
             o = outcomes[label]
             print(f"  {label:<24} exit {o.exit_code}  {o.duration_s:5.1f} s  "
                   f"FAIL={','.join(sorted(o.failed)) or '-'}  ERROR={','.join(sorted(o.errored)) or '-'}", flush=True)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # interrupted: no new campaign; running ones get the signal
     return outcomes
 
 

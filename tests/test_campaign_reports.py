@@ -29,6 +29,7 @@ def test_results_json_follows_the_documented_schema(run_dir):
     data = json.loads((run_dir / "results.json").read_text())
     jsonschema.validate(data, schema)
     assert data["run"]["exit_code"] == 0 and data["sut"]["embedded"] == "reference"
+    assert data["run"]["interrupted"] is None and not any(s["interrupted"] for s in data["scenarios"])
     automated = [r for r in data["requirements"] if r["automated"]]
     assert automated and all(r["verdict"] == "PASS" for r in automated)
     assert all(r["verdict"] == "NOT_TESTED" and r["not_tested_reason"] for r in data["requirements"] if not r["automated"])
