@@ -32,12 +32,10 @@ EXAMPLE = ROOT / "examples" / "external-dut"
 #: line -> branch). The lead empties this once the branch is merged; a quote listed here is still checked
 #: against the code, it is only allowed to match nothing until then.
 PENDING_BRANCH_MESSAGES = {
-    "clé inconnue [hooks] before_campain (vouliez-vous dire before_campaign ?)": "strict-cli",
-    "conflit d'adresses : [network] vi1.349.mesimagesmedicales.fr https": "strict-cli",
     "hook before_campaign en échec (code 1)": "lifecycle",
 }
 #: Commands the guide shows that exist only on a branch not yet merged (command -> branch); same rule.
-PENDING_BRANCH_COMMANDS = {"check-sut": "strict-cli"}
+PENDING_BRANCH_COMMANDS: dict[str, str] = {}
 
 #: Where message templates are looked for
 CODE_DIRS = ("drimcheck", "simulators", "steps", "fixtures", "examples")
