@@ -563,8 +563,8 @@ def _peak_rss_of(proc: subprocess.Popen) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_campaign_against_a_2gb_healthcheck_ends_bounded_with_reports(tmp_path):
-    """Exit code 3: the preflight's HealthCheck answer exceeds the cap, so the DUT is not usable
-    (the same contract as an unreachable DUT); every report is written, memory stays bounded."""
+    """A DUT that answers its HealthCheck with 2 GB: the answer is cut at the cap, the DUT did answer, so
+    HLT-01 FAILs naming the cap (exit 1, not "unreachable"); every report is written, memory stays bounded."""
     from fixtures.pki import TestPKI
 
     tls = TestPKI(tmp_path / "pki").serv_ssl(FQDN).server_context()
@@ -583,11 +583,12 @@ def test_campaign_against_a_2gb_healthcheck_ends_bounded_with_reports(tmp_path):
         proc.stdout.close()
         proc.stderr.close()
         assert dut.accepted >= 1, stderr
-    assert code == 3, stderr
+    assert code == 1, stderr
     for name in ("results.json", "junit.xml", "report.html"):
         assert (out / name).is_file(), name
     data = json.loads((out / "results.json").read_text())
-    assert data["run"]["exit_code"] == 3 and data["scenarios"]
-    assert all(s["verdict"] == "ERROR" for s in data["scenarios"])
-    assert "réponse trop volumineuse" in data["scenarios"][0]["error"]
+    assert data["run"]["exit_code"] == 1 and data["scenarios"]
+    hlt01 = [f for s in data["scenarios"] for f in s["findings"] if f["requirement"] == "HLT-01"]
+    assert hlt01 and all(f["verdict"] == "FAIL" for f in hlt01), hlt01
+    assert any("réponse trop volumineuse" in f["message"] for f in hlt01), hlt01
     assert elapsed < 120 and peak < MEMORY_CAP, (elapsed, peak)
