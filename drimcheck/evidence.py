@@ -29,22 +29,24 @@ _KEYS = (r"access_token|refresh_token|id_token|subject_token|actor_token|client_
 SECRET_FIELDS = re.compile(rf'("(?:{_KEYS})"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
 # the same fields in a JSON document embedded in a JSON string (quotes escaped once)
 SECRET_FIELDS_ESCAPED = re.compile(rf'(\\"(?:{_KEYS})\\"\s*:\s*)\\"[^"\\]*\\"', re.IGNORECASE)
+# form fields and URL query parameters (name=value); ``code`` only after ?, & or " (not "exit code=3")
 SECRET_FORM = re.compile(
-    rf"((?:^|[&?\"])(?:{_KEYS}|code|id_token_hint)=|(?<=[\s;,])(?:{_KEYS})=)"
+    rf"(?<![A-Za-z0-9_-])((?:{_KEYS}|code|id_token_hint)=)"
     r'[^&#"\s]*',  # stops at a quote or a space too: a URL inside a JSON document stays valid JSON
-    re.IGNORECASE | re.MULTILINE,
+    re.IGNORECASE,
 )
 PRIVATE_KEY = re.compile(
     r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----(?:.*?-----END \1PRIVATE KEY-----|[A-Za-z0-9+/=\s\\]*)", re.DOTALL)
 # HTTP headers written as text ("Authorization: Basic ...") or as JSON pairs (["Authorization", "Basic ..."])
-AUTH_TEXT = re.compile(r"(?im)^(\s*(?:proxy-)?authorization\s*:\s*)([A-Za-z][\w.+-]*)[ \t]+\S[^\r\n]*")
+AUTH_TEXT = re.compile(r"(?im)^([ \t]*(?:proxy-)?authorization[ \t]*:[ \t]*)([A-Za-z][\w.+-]*)[ \t]+\S[^\r\n]*")
 AUTH_PAIR = re.compile(r'("(?:proxy-)?authorization"\s*[,:]\s*")([A-Za-z][\w.+-]*) [^"]*"', re.IGNORECASE)
-OPAQUE_TEXT = re.compile(r"(?im)^(\s*(?:cookie|set-cookie|x-api-key)\s*:\s*)\S[^\r\n]*")
+OPAQUE_TEXT = re.compile(r"(?im)^([ \t]*(?:cookie|set-cookie|x-api-key)[ \t]*:[ \t]*)\S[^\r\n]*")
 OPAQUE_PAIR = re.compile(r'("(?:cookie|x-api-key)"\s*[,:]\s*")(?!\[REDACTED\]")[^"]*"', re.IGNORECASE)
 # userinfo of a URL: scheme://user:password@host
-URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#@:\"'<>\\]*):([^\s/?#@\"'<>\\]+)@")
-# JWS/JWT compact serialisation: three base64url parts, the first one a JSON header
-JWT = re.compile(r"(?<![A-Za-z0-9_-])([A-Za-z0-9_-]{8,}+)\.([A-Za-z0-9_-]{2,}+)\.([A-Za-z0-9_-]*+)")
+URL_USERINFO = re.compile(r"(://)([^\s/?#@:\"'<>\\]*):([^\s/?#@\"'<>\\]+)@")
+# JWS/JWT compact serialisation: three base64url parts, the first one a JSON header (whose base64url
+# starts with e: "{", I: " ", C: "\n" or "\t", D: "\r")
+JWT = re.compile(r"(?<![A-Za-z0-9_-])([eICD][A-Za-z0-9_-]{7,}+)\.([A-Za-z0-9_-]{2,}+)\.([A-Za-z0-9_-]*+)")
 SAML_ASSERTION_START = re.compile(r"<(?:([A-Za-z_][\w.-]*):)?Assertion[\s>/]")
 SIGNATURE_VALUE = re.compile(r"(<(?:[A-Za-z_][\w.-]*:)?SignatureValue\b[^>]*>)([^<]*)")
 XML_PASSWORD = re.compile(r"(<(?:[A-Za-z_][\w.-]*:)?Password\b[^>]*>)([^<]*)")
@@ -127,7 +129,13 @@ def redact_text(text: str) -> str:
     text = OPAQUE_PAIR.sub(lambda m: f'{m.group(1)}{REDACTED}"', text)
     text = SECRET_FIELDS.sub(lambda m: f'{m.group(1)}"{REDACTED}"', text)
     text = SECRET_FIELDS_ESCAPED.sub(lambda m: f'{m.group(1)}\\"{REDACTED}\\"', text)
-    return SECRET_FORM.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return SECRET_FORM.sub(_redact_form, text)
+
+
+def _redact_form(m: re.Match) -> str:
+    if m.group(1).lower() == "code=" and m.start() > 0 and m.string[m.start() - 1] not in "&?\"\n":
+        return m.group(0)
+    return f"{m.group(1)}{REDACTED}"
 
 
 def redact_bytes(data: bytes) -> bytes:

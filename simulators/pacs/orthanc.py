@@ -274,7 +274,7 @@ def _kill_all_at_exit() -> None:
 
 
 def _free_port() -> int:
-    """A port that is free right now on every interface (Orthanc binds 0.0.0.0); start() retries on a race."""
+    """A port that is free right now on every interface (whatever bind_host is); start() retries on a race."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
