@@ -20,6 +20,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,9 @@ def test_orthanc_listens_on_loopback_only_and_refuses_unknown_ae_titles(tmp_path
 
     pacs = Orthanc(OrthancConfig(aet="HYGIENE_PACS"), tmp_path)
     with pacs:
+        deadline = time.monotonic() + 10  # Orthanc's DICOM thread may bind just after HTTP answers
+        while len(pacs.listening()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         sockets = pacs.listening()
         assert {port for _, port in sockets} == {pacs.http_port, pacs.dicom_port}
         assert {ip for ip, _ in sockets} == {"127.0.0.1"} and pacs.bind_enforced is True

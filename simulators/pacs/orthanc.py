@@ -607,7 +607,10 @@ class Orthanc:
         """One start attempt: 'ready', or ('port'|'failed', error) with the process already reaped."""
         assert self.scratch is not None and self.log_path is not None
         config_path = self.scratch / "orthanc.json"
-        config_path.write_text(json.dumps(self._orthanc_json(), indent=2))
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the REST password
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(self._orthanc_json(), indent=2))
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = dict(os.environ, TCP_NODELAY="1")
         env.pop("DRIMCHECK_BIND_ADDRESS", None)
