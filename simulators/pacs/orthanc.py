@@ -443,6 +443,8 @@ class Orthanc:
             slug = re.sub(r"[^A-Za-z0-9_-]", "_", self.aet)
             self.scratch = Path(tempfile.mkdtemp(prefix=f"orthanc-{slug}-", dir=self.workdir))
             (self.scratch / "db").mkdir()
+        if self.config.bind_host.strip() not in _WILDCARDS:
+            bind_shim()  # compiled once per process, outside the start timeout
         t0 = time.monotonic()
         deadline = t0 + timeout
         last: OrthancError | None = None
