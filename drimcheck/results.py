@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drimcheck import __version__
 from drimcheck.catalogue import Catalogue
+from drimcheck.evidence import redact_text, redact_value
 from drimcheck.verdicts import ExitCode, Finding, Verdict, exit_code_for, worst
 
 SCHEMA_VERSION = "1.1"  # 1.1: "campaign" (mode, sut.toml SHA-256, effective timeouts), run.raw_verdict
@@ -107,6 +108,7 @@ class RunResult:
 
     def __post_init__(self) -> None:
         self._mark_loosened_passes()
+        self._redact()
 
     def _mark_loosened_passes(self) -> None:
         """A PASS judged under a loosened normative bound is not a PASS of the requirement: WARN, said why."""
@@ -122,6 +124,14 @@ class RunResult:
                     f.verdict = Verdict.WARN
                     f.message = (f"{f.message} (jugé avec {t['name']} = {t['value_s']:g} s au lieu de la borne "
                                  f"normative de {req.bound.value_s:g} s : hors référencement)")
+
+    def _redact(self) -> None:
+        """Every report (results.json, junit.xml, report.html) renders this object: no credential may reach it
+        (e.g. ``user:pw@`` in the health URL of the SUT description, a token quoted in a finding)."""
+        self.sut = redact_value(self.sut)
+        self.infrastructure_error = redact_text(self.infrastructure_error) if self.infrastructure_error else None
+        self.command = redact_value(list(self.command))
+        self.scenarios = [_redacted(s) for s in self.scenarios]
 
     @property
     def raw_exit_code(self) -> ExitCode:
@@ -262,3 +272,8 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return str(signum)
+
+
+def _redacted(scenario: ScenarioResult) -> ScenarioResult:
+    findings = [replace(f, message=redact_text(f.message), details=redact_value(f.details)) for f in scenario.findings]
+    return replace(scenario, findings=findings, error=redact_text(scenario.error) if scenario.error else None)

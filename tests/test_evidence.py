@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 from drimcheck.evidence import EvidenceStore, body_for_evidence, redact_headers, redact_text
 
@@ -32,3 +34,16 @@ def test_store_numbers_files_per_scope_and_returns_run_relative_paths(tmp_path):
     assert p1.endswith("001-health-check.json") and p2.endswith("002-note.txt") and p3.endswith("001-kos.dcm")
     assert json.loads((tmp_path / p1).read_text())["password"] == "[REDACTED]"
     assert not p1.startswith("/")
+
+
+def test_evidence_modes_do_not_depend_on_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        store = EvidenceStore(tmp_path / "run")
+        store.set_scope("s")
+        paths = [store.write_json("a", {"x": 1}), store.write_text("b", "t"), store.write_bytes("c", b"\0", ".bin")]
+    finally:
+        os.umask(old)
+    root = tmp_path / "run" / "evidence"
+    assert stat.S_IMODE(root.stat().st_mode) == stat.S_IMODE((root / "s").stat().st_mode) == 0o700
+    assert {stat.S_IMODE((tmp_path / "run" / p).stat().st_mode) for p in paths} == {0o600}

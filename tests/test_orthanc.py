@@ -83,7 +83,7 @@ def test_start_ready_with_our_config(pacs: Orthanc) -> None:
         assert client.get(pacs.dicomweb_url + "/studies").status_code == 200
     conf = json.loads((pacs.scratch / "orthanc.json").read_text())
     assert conf["DicomWeb"]["Host"] == f"127.0.0.1:{pacs.http_port}"
-    assert conf["SslEnabled"] is False and conf["RemoteAccessAllowed"] is True
+    assert conf["SslEnabled"] is False and conf["RemoteAccessAllowed"] is False  # loopback by default
     assert "/etc/orthanc" not in json.dumps(conf)
     environ = Path(f"/proc/{pacs.pid}/environ").read_bytes().split(b"\0")
     assert b"TCP_NODELAY=1" in environ

@@ -16,9 +16,22 @@ associations and servers.
 Graceful stop: Orthanc's HTTP (civetweb) and DICOM (DCMTK) accept loops only notice SIGTERM after their
 poll timeouts (~3.5 s in total). ``stop()`` connects to both ports after SIGTERM to wake them: ~0.5 s.
 
-C-MOVE/C-GET: any AE may query and retrieve (DicomAlwaysAllow*), but Orthanc only sends to a destination
-AET it knows: declare the DUT's storage SCP with ``add_modality()`` (also needed for a C-GET caller).
-Storage and log (``orthanc.log``) live in ``scratch`` under workdir and are never deleted by this class.
+Exposure (only the test bed may reach the PACS):
+* Interface: Orthanc listens on ``OrthancConfig.bind_host`` (default 127.0.0.1, what the embedded reference
+  needs; "0.0.0.0" for a DUT on another host). Orthanc 1.10 (Debian 12) has no bind option for either
+  server (``HttpBindAddresses`` exists from 1.12.10 and is set too), so a tiny ``bind()`` wrapper
+  (LD_PRELOAD, compiled once per process with the system C compiler) rewrites the wildcard address of
+  Orthanc's listening sockets to ``bind_host``. Without a C compiler Orthanc listens on every interface
+  (``Orthanc.bind_enforced`` is False) and the restrictions below still apply: non-loopback HTTP
+  clients are refused (``RemoteAccessAllowed`` false) and DICOM associations must come from 127.0.0.1
+  (``DicomCheckModalityHost``), both when bind_host is a loopback address.
+* DICOM: only declared AE titles may associate (no ``DicomAlwaysAllow*``): the callers of
+  ``OrthancConfig.calling_aets`` (the DUT's calling AE, drimcheck's SCU) and the modalities declared with
+  ``add_modality()``; the called AE title must be Orthanc's (``DicomCheckCalledAet``).
+
+C-MOVE/C-GET: Orthanc only sends to a destination AET it knows: declare the DUT's storage SCP with
+``add_modality()`` (also needed for a C-GET caller). Storage and log (``orthanc.log``) live in ``scratch``
+under workdir and are never deleted by this class.
 """
 
 from __future__ import annotations
@@ -53,6 +66,10 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 DEFAULT_BINARY = "/usr/sbin/Orthanc"
 DEFAULT_DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 SCU_AET = "DRIMCHECK_SCU"  # calling AE title of our own C-STORE client
+REFERENCE_DUT_AET = "DRIMBOX"  # calling AE title of the embedded reference DRIMbox (C-ECHO, C-FIND)
+DEFAULT_CALLING_AETS = (REFERENCE_DUT_AET, SCU_AET)
+LOOPBACK = "127.0.0.1"
+_WILDCARDS = {"", "0.0.0.0", "::", "*"}
 
 _PORT_IN_USE = "privileged or already in use"
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -72,6 +89,11 @@ class OrthancConfig:
     name: str = "DRIMCHECK-PACS"
     # name -> (aet, host, port); AllowEcho/Find/Get/Move/Store all true
     modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    # Interface Orthanc listens on: loopback for a DUT on this host (the embedded reference), "0.0.0.0" for
+    # a DUT on another host, or one address of this host.
+    bind_host: str = LOOPBACK
+    # AE titles allowed to open associations besides the declared modalities: the DUT's and the harness's.
+    calling_aets: tuple[str, ...] = DEFAULT_CALLING_AETS
     binary: str = DEFAULT_BINARY
     dicomweb_plugin: str = DEFAULT_DICOMWEB_PLUGIN
     extra: dict[str, Any] = field(default_factory=dict)  # merged last into Orthanc's JSON (tuning, fault injection)
@@ -148,6 +170,101 @@ class _Spawner:
 _SPAWNER = _Spawner()
 _LIVE: "weakref.WeakSet[Orthanc]" = weakref.WeakSet()
 
+# LD_PRELOAD wrapper of bind(): a listening socket bound to the IPv4 wildcard (Orthanc's HTTP and DICOM
+# servers) is bound to $DRIMCHECK_BIND_ADDRESS instead. Port-0 binds (outgoing sockets) are left alone.
+_BIND_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+typedef int (*bind_fn)(int, const struct sockaddr *, socklen_t);
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+    static bind_fn real_bind;
+    if (!real_bind) real_bind = (bind_fn)dlsym(RTLD_NEXT, "bind");
+    const char *host = getenv("DRIMCHECK_BIND_ADDRESS");
+    if (host && addr && addr->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        struct sockaddr_in a;
+        memcpy(&a, addr, sizeof a);
+        if (a.sin_addr.s_addr == htonl(INADDR_ANY) && a.sin_port != 0 && inet_pton(AF_INET, host, &a.sin_addr) == 1)
+            return real_bind(fd, (const struct sockaddr *)&a, sizeof a);
+    }
+    return real_bind(fd, addr, len);
+}
+"""
+_SHIM_LOCK = threading.Lock()
+_SHIM: dict[str, Any] = {}  # "path": compiled library or None, "dir": its private directory, "why": failure
+
+
+def bind_shim() -> str | None:
+    """Path of the compiled bind() wrapper (compiled once per process), or None when no C compiler works."""
+    with _SHIM_LOCK:
+        if "path" in _SHIM:
+            return _SHIM["path"]
+        _SHIM["path"] = None
+        compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+        if compiler is None:
+            _SHIM["why"] = "no C compiler (cc/gcc)"
+            return None
+        directory = tempfile.mkdtemp(prefix="drimcheck-orthanc-bind-")  # 0700
+        _SHIM["dir"] = directory
+        source, library = Path(directory) / "bind.c", Path(directory) / "bind.so"
+        source.write_text(_BIND_SHIM_C)
+        try:
+            proc = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"],
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _SHIM["why"] = f"{compiler}: {exc}"
+            return None
+        if proc.returncode != 0 or not library.is_file():
+            _SHIM["why"] = f"{compiler} failed: {_one_line(proc.stderr)}"
+            return None
+        _SHIM["path"] = str(library)
+        return _SHIM["path"]
+
+
+@atexit.register
+def _remove_shim() -> None:
+    if _SHIM.get("dir"):
+        shutil.rmtree(_SHIM["dir"], ignore_errors=True)
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state owned by process ``pid`` (Linux /proc)."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return []
+    found = []
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) < 10 or cols[3] != "0A" or cols[9] not in inodes:  # 0A = LISTEN
+                continue
+            hex_ip, hex_port = cols[1].split(":")
+            raw = bytes.fromhex(hex_ip)
+            if width == 8:
+                ip = socket.inet_ntop(socket.AF_INET, raw[::-1])
+            else:  # four little-endian 32-bit words
+                ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+            found.append((ip, int(hex_port, 16)))
+    return sorted(found)
+
 
 @atexit.register
 def _kill_all_at_exit() -> None:
@@ -157,7 +274,7 @@ def _kill_all_at_exit() -> None:
 
 
 def _free_port() -> int:
-    """A port free on every interface (Orthanc binds 0.0.0.0), claimed for this process (procutil.free_port).
+    """A port free on every interface (whatever bind_host is), claimed for this process (procutil.free_port).
 
     Not a kernel-chosen port: those come from the ephemeral range, where every outgoing socket of the machine
     (pynetdicom binds ("", 0) before connecting) and every other campaign's Orthanc draw theirs, so the port
@@ -168,10 +285,10 @@ def _free_port() -> int:
     return free_port("0.0.0.0")
 
 
-def _poke(port: int) -> None:
+def _poke(host: str, port: int) -> None:
     """Open and close a TCP connection, to wake an accept loop that is polling for its stop flag."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with socket.create_connection((host, port), timeout=0.2):
             pass
     except OSError:
         pass
@@ -242,7 +359,9 @@ class Orthanc:
         self.password = self.config.password or secrets.token_urlsafe(18)
         self.http_port = self.config.http_port
         self.dicom_port = self.config.dicom_port
-        self.host = "127.0.0.1"  # where we reach it; Orthanc itself listens on 0.0.0.0 (no bind option)
+        bind = self.config.bind_host.strip()
+        self.host = LOOPBACK if bind in _WILDCARDS or bind == "localhost" else bind  # where we (and a DUT on this host) reach it
+        self.bind_enforced: bool | None = None  # after start: whether Orthanc listens on bind_host only
         self.scratch: Path | None = None  # created at the first start, kept across restarts
         self.start_seconds: float | None = None  # duration of the last successful start()
         self._modalities: dict[str, tuple[str, str, int]] = dict(self.config.modalities)
@@ -329,6 +448,8 @@ class Orthanc:
             slug = re.sub(r"[^A-Za-z0-9_-]", "_", self.aet)
             self.scratch = Path(tempfile.mkdtemp(prefix=f"orthanc-{slug}-", dir=self.workdir))
             (self.scratch / "db").mkdir()
+        if self.config.bind_host.strip() not in _WILDCARDS:
+            bind_shim()  # compiled once per process, outside the start timeout
         t0 = time.monotonic()
         deadline = t0 + timeout
         last: OrthancError | None = None
@@ -368,8 +489,8 @@ class Orthanc:
                 proc.send_signal(signal.SIGTERM)
                 end = time.monotonic() + timeout
                 while proc.poll() is None and time.monotonic() < end:
-                    _poke(self.http_port)  # wake civetweb's and DCMTK's accept loops (else ~3.5 s)
-                    _poke(self.dicom_port)
+                    _poke(self.host, self.http_port)  # wake civetweb's and DCMTK's accept loops (else ~3.5 s)
+                    _poke(self.host, self.dicom_port)
                     try:
                         proc.wait(0.05)
                     except subprocess.TimeoutExpired:
@@ -418,9 +539,27 @@ class Orthanc:
         while self.dicom_port == self.http_port:
             self.dicom_port = _free_port()
 
+    @property
+    def loopback_only(self) -> bool:
+        """True when only this host may reach Orthanc (bind_host is a loopback address)."""
+        bind = self.config.bind_host.strip()
+        return bind not in _WILDCARDS and (bind.startswith("127.") or bind in ("::1", "localhost"))
+
+    def _modalities_json(self) -> dict[str, dict[str, Any]]:
+        """Declared modalities, plus one calling-only entry per allowed AE title not declared already."""
+        out = {name: self._modality_json(*m) for name, m in self._modalities.items()}
+        declared = {m[0] for m in self._modalities.values()}
+        caller_host = LOOPBACK if self.loopback_only else self.host
+        for aet in dict.fromkeys(self.config.calling_aets):
+            if aet and aet not in declared:
+                # Port 104 is never used: a calling-only AE is no C-MOVE destination.
+                out[f"caller-{re.sub(r'[^A-Za-z0-9_-]', '_', aet)}"] = self._modality_json(aet, caller_host, 104)
+        return out
+
     def _orthanc_json(self) -> dict[str, Any]:
         assert self.scratch is not None
         db = str(self.scratch / "db")
+        loopback = self.loopback_only
         conf: dict[str, Any] = {
             "Name": self.config.name,
             "StorageDirectory": db,
@@ -434,31 +573,35 @@ class Orthanc:
             "HttpTimeout": 10,  # Orthanc as HTTP client
             "WebDavEnabled": False,
             "SslEnabled": False,  # never: Orthanc's TLS segfaults in Debian's build (docs/stack.md §2)
-            "RemoteAccessAllowed": True,  # the DUT may be on another host
+            "RemoteAccessAllowed": not loopback,  # HTTP clients from another host: only for a DUT there
             "AuthenticationEnabled": True,
             "RegisteredUsers": {self.config.username: self.password},
             "DicomServerEnabled": True,
             "DicomAet": self.aet,
             "DicomPort": self.dicom_port,
-            "DicomCheckCalledAet": False,
-            "DicomCheckModalityHost": False,
-            "DicomAlwaysAllowEcho": True,
-            "DicomAlwaysAllowStore": True,
-            "DicomAlwaysAllowFind": True,
-            "DicomAlwaysAllowGet": True,
-            "DicomAlwaysAllowMove": True,
+            # Only the test bed's AE titles: declared modalities and calling_aets, calling our AE title.
+            "DicomCheckCalledAet": True,
+            "DicomCheckModalityHost": loopback,
+            "DicomAlwaysAllowEcho": False,
+            "DicomAlwaysAllowStore": False,
+            "DicomAlwaysAllowFind": False,
+            "DicomAlwaysAllowFindWorklist": False,
+            "DicomAlwaysAllowGet": False,
+            "DicomAlwaysAllowMove": False,
             "UnknownSopClassAccepted": True,
             "DicomScuTimeout": 5,
             "DicomModalitiesInDatabase": False,
-            "DicomModalities": {name: self._modality_json(*m) for name, m in self._modalities.items()},
+            "DicomModalities": self._modalities_json(),
             "OrthancPeers": {},
             "StableAge": 1,
             "SaveJobs": False,
             "DicomWeb": {
                 "Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
-                "Host": f"127.0.0.1:{self.http_port}", "Ssl": False,
+                "Host": f"{self.host}:{self.http_port}", "Ssl": False,
             },
         }
+        if self.config.bind_host.strip() not in _WILDCARDS:
+            conf["HttpBindAddresses"] = [self.host]  # Orthanc >= 1.12.10; older ones ignore it (bind shim)
         conf.update(self.config.extra)
         return conf
 
@@ -471,9 +614,17 @@ class Orthanc:
         """One start attempt: 'ready', or ('port'|'failed', error) with the process already reaped."""
         assert self.scratch is not None and self.log_path is not None
         config_path = self.scratch / "orthanc.json"
-        config_path.write_text(json.dumps(self._orthanc_json(), indent=2))
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the REST password
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(self._orthanc_json(), indent=2))
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = dict(os.environ, TCP_NODELAY="1")
+        env.pop("DRIMCHECK_BIND_ADDRESS", None)
+        shim = bind_shim() if self.config.bind_host.strip() not in _WILDCARDS else None
+        if shim is not None:
+            env["DRIMCHECK_BIND_ADDRESS"] = self.host
+            env["LD_PRELOAD"] = " ".join(filter(None, [shim, os.environ.get("LD_PRELOAD", "")]))
         with open(self.log_path, "ab") as log:
             log.write(f"=== drimcheck: starting Orthanc (http {self.http_port}, dicom {self.dicom_port}) ===\n"
                       .encode())
@@ -508,6 +659,7 @@ class Orthanc:
                 except httpx.HTTPError:
                     status = None
                 if status == 200:
+                    self.bind_enforced = self._listens_on_bind_host_only(proc.pid)
                     return "ready", None
                 if status == 401:
                     self._reap(proc)
@@ -520,6 +672,17 @@ class Orthanc:
                 time.sleep(0.02)
         finally:
             probe.close()
+
+    def _listens_on_bind_host_only(self, pid: int) -> bool:
+        """Whether every listening socket of Orthanc is on bind_host (False for a wildcard bind_host)."""
+        if self.config.bind_host.strip() in _WILDCARDS:
+            return False
+        sockets = listening_sockets(pid)
+        return bool(sockets) and all(ip in (self.host, f"::ffff:{self.host}") for ip, _ in sockets)
+
+    def listening(self) -> list[tuple[str, int]]:
+        """(address, port) of Orthanc's listening TCP sockets ([] when not running or not managed)."""
+        return listening_sockets(self._proc.pid) if self._proc is not None else []
 
     def _reap(self, proc: subprocess.Popen) -> None:
         if proc.poll() is None:
