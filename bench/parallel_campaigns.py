@@ -42,7 +42,8 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and self.verdict == "CONFORME" and not self.not_passed and self.problem is None
+        return (self.exit_code == 0 and self.verdict.startswith("CONFORME") and not self.not_passed
+                and self.problem is None)
 
 
 def run_parallel(out: Path, jobs: int, requirements: tuple[str, ...] | None, timeout_s: float = 600) -> list[Outcome]:

@@ -140,7 +140,9 @@ class CampaignRuntime:
         for i, p in enumerate(self.sut.pacs):
             creds = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
-                                            name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password, **creds),
+                                            name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password,
+                                            bind_host=self.pacs_bind_host(), calling_aets=self.pacs_calling_aets(),
+                                            **creds),
                               self.workdir / f"pacs-{i + 1}")
             self.pacs[p.name] = orthanc  # stopped by stop() even if start() is interrupted half-way
             try:
@@ -180,6 +182,21 @@ class CampaignRuntime:
         self.phase = "les scénarios"
 
     # -- addresses ------------------------------------------------------------------------------
+    def pacs_bind_host(self) -> str:
+        """Interface the simulated PACS listen on: loopback when the DUT is on this host (embedded reference, or
+        every [network] address a loopback one), every interface otherwise (AE titles still restricted)."""
+        hosts = {a.host for ep in self.sut.network.values() for a in (ep.https, ep.http) if a is not None}
+        local = all(h == "localhost" or h.startswith("127.") or h == "::1" for h in hosts)
+        return "127.0.0.1" if self.sut.embedded or local else "0.0.0.0"
+
+    def pacs_calling_aets(self) -> tuple[str, ...]:
+        """AE titles allowed to associate with the simulated PACS: the DUT's ([dut] calling_aet, else iocm_aet,
+        else DRIMBOX) and drimcheck's own SCU."""
+        from simulators.pacs.orthanc import REFERENCE_DUT_AET, SCU_AET
+
+        dut_aet = self.sut.dut_value("calling_aet") or self.sut.dut_value("iocm_aet") or REFERENCE_DUT_AET
+        return tuple(dict.fromkeys((str(dut_aet), REFERENCE_DUT_AET if self.sut.embedded else str(dut_aet), SCU_AET)))
+
     def has_simulator(self, name: str) -> bool:
         """Simulators run for the embedded reference, and for an external DUT when [simulators] declares them."""
         return bool(self.sut.embedded) or self.sut.simulator_address(name) is not None

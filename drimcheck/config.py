@@ -145,7 +145,7 @@ class Sut:
             "roles": list(self.roles),
             "registry": self.registry,
             "pacs": [{"name": p.name, "db": p.db, "vi": p.vi} for p in self.pacs],
-            "health_url": self.health_url,
+            "health_url": _redact_url(self.health_url),
             "embedded": self.embedded,
             "description_file": self.source_file,
         }
@@ -197,7 +197,8 @@ _PEERS_N = re.compile(r"peers([2-9]|[1-9][0-9])")
 #: [dut] keys that are "host:port" addresses of the DUT's own listeners
 DUT_ADDRESS_KEYS = ("mllp", "iocm", "conso", "admin")
 #: [dut] keys that are plain settings
-DUT_VALUE_KEYS = ("iocm_aet", "conso_path", "wado_root", "psc_client_id", "psc_client_secret", "psc_redirect_uri")
+DUT_VALUE_KEYS = ("iocm_aet", "calling_aet", "conso_path", "wado_root", "psc_client_id", "psc_client_secret",
+                  "psc_redirect_uri")
 SECRET_DUT_KEYS = frozenset({"psc_client_secret"})
 
 
@@ -548,7 +549,7 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
             dut[name] = r.address(value, dw, allow_auto=allow_auto)
             continue
         s = r.string(dut_table, name, "[dut]", empty=name == "psc_client_secret")
-        if name == "iocm_aet":
+        if name in ("iocm_aet", "calling_aet"):
             r.aet(s, dw)
         elif name in ("conso_path", "wado_root") and not _PATH_RE.fullmatch(s):
             raise r.fail(dw, f"un chemin d'URL commençant par « / », sans espace, est attendu, pas {_show(s)}")
@@ -634,3 +635,10 @@ def reference_text() -> str:
 
 def template_text() -> str:
     return resources.files("drimcheck").joinpath("data/sut-template.toml").read_text(encoding="utf-8")
+
+
+def _redact_url(url: str) -> str:
+    """The URL as reports may show it: no ``user:password@`` (drimcheck.evidence.redact_url)."""
+    from drimcheck.evidence import redact_url
+
+    return redact_url(url)

@@ -149,7 +149,8 @@ def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-_SECRET_KEY = re.compile(rf"^(?:{_KEYS}|client-secret|psc_client_secret)$", re.IGNORECASE)
+# a field named like a secret, alone or as a suffix (dicomweb_password, psc_client_secret, client-secret...)
+_SECRET_KEY = re.compile(rf"^(?:[A-Za-z0-9]+[_-])*(?:{_KEYS}|client-secret)$", re.IGNORECASE)
 
 
 def redact_value(value: Any) -> Any:

@@ -320,7 +320,9 @@ def settings_document(runtime: Any, certificates: dict[str, Any], trust: dict[st
         host = orthanc.host if orthanc is not None else "127.0.0.1"
         http_url = orthanc.base_url if orthanc is not None else f"http://{host}:{p.http_port}"
         user, password = (orthanc.auth if orthanc is not None else (p.dicomweb_user, p.dicomweb_password))
-        pacs.append({"name": p.name, "db": p.db, "vi": p.vi, "aet": p.aet, "host": host, "dicom_port": p.dicom_port,
+        calling = runtime.pacs_calling_aets()[0] if hasattr(runtime, "pacs_calling_aets") else None
+        pacs.append({"name": p.name, "db": p.db, "vi": p.vi, "aet": p.aet,
+                     **({"calling_aet": calling} if calling else {}), "host": host, "dicom_port": p.dicom_port,
                      "http_port": p.http_port, "http_url": http_url, "dicomweb_url": f"{http_url}/dicom-web",
                      "dicomweb_user": user, "dicomweb_password": password})
     simulators = fix(runtime.dut_settings())

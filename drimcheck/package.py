@@ -33,6 +33,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from drimcheck.evidence import REDACTED, redact_text, redact_value
+
 MARKER = ".drimcheck-run"  # written at the start of every run: this directory is drimcheck's to empty
 RUN_ARTEFACTS = {MARKER, "results.json", "report.html", "junit.xml", "evidence"}
 PACKAGE_GLOB = "referencement-*.zip"
@@ -160,6 +162,18 @@ def effective_configuration(sut, result) -> dict[str, Any]:
     }
 
 
+_TOML_SECRET = re.compile(r'^(\s*(?:[A-Za-z0-9_-]*(?:password|secret|passwd|token)[A-Za-z0-9_-]*)\s*=\s*)(["\']).*?\2',
+                          re.IGNORECASE | re.MULTILINE)
+
+
+def redact_toml(data: bytes) -> bytes:
+    """sut.toml as handed over in a package: secret-named values and URL userinfo masked (the package is meant
+    to be shared; the SHA-256 of the file as given stays in results.json)."""
+    text = data.decode("utf-8", errors="replace")
+    text = _TOML_SECRET.sub(lambda m: f'{m.group(1)}"{REDACTED}"', text)
+    return redact_text(text).encode("utf-8")
+
+
 def manifest_text(files: dict[str, bytes]) -> bytes:
     """`sha256sum` format, sorted by path."""
     return "".join(f"{sha256_hex(data)}  {name}\n" for name, data in sorted(files.items())).encode("utf-8")
@@ -222,14 +236,18 @@ def build_package(run_dir: Path, result, sut, *, sut_bytes: bytes, signer: Signe
         for p in sorted(evidence.rglob("*")):
             if p.is_file() and not p.is_symlink():
                 files[p.relative_to(run_dir).as_posix()] = p.read_bytes()
-    files["sut.toml"] = sut_bytes
-    files["configuration.json"] = json.dumps(effective_configuration(sut, result), ensure_ascii=False,
+    files["sut.toml"] = redact_toml(sut_bytes)  # results.json keeps the SHA-256 of the file as given
+    files["configuration.json"] = json.dumps(redact_value(effective_configuration(sut, result)), ensure_ascii=False,
                                              indent=2).encode("utf-8")
     files["versions.json"] = json.dumps(tool_versions(), ensure_ascii=False, indent=2).encode("utf-8")
     kit = getattr(sut, "pki_kit", None)
     settings = Path(kit) / "dut" / "dut-settings.json" if kit else None
     if settings is not None and settings.is_file():  # layout of `drimcheck kit` (drimcheck/kit.py)
-        files["dut-settings.json"] = settings.read_bytes()
+        try:
+            files["dut-settings.json"] = json.dumps(redact_value(json.loads(settings.read_bytes())), ensure_ascii=False,
+                                                    indent=2).encode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            pass  # not the kit's document: nothing to hand over
     manifest = manifest_text(files)
     target = run_dir / package_name(result)
     tmp = target.with_suffix(".zip.part")

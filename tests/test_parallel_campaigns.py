@@ -34,5 +34,6 @@ def test_three_parallel_campaigns_are_all_conformant(tmp_path):
     for o in outcomes:
         assert o.problem is None, o
         assert o.not_passed == {}, f"{Path(o.out).name}: {o.not_passed} (see {o.out}/report.html)"
-        assert o.exit_code == 0 and o.verdict == "CONFORME", o
+        # a subset of scenarios: the run says it is partial (issue 10), and it is conformant on what it ran
+        assert o.exit_code == 0 and o.verdict.startswith("CONFORME (campagne partielle"), o
     assert len({Path(o.out) for o in outcomes}) == 3
