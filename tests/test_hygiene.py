@@ -278,7 +278,7 @@ import sys, tempfile
 work = sys.argv.pop(1)
 _mkdtemp = tempfile.mkdtemp
 def mkdtemp(suffix=None, prefix=None, dir=None):
-    return _mkdtemp(suffix, prefix, work if prefix == "drimcheck-" and dir is None else dir)
+    return _mkdtemp(suffix, prefix, work if (prefix or "").startswith("drimcheck-") and dir is None else dir)
 tempfile.mkdtemp = mkdtemp
 from drimcheck.cli import main
 sys.exit(main(sys.argv[1:]))
