@@ -237,11 +237,22 @@ def _load_sut(path: Path | None):
         raise UsageError(str(exc)) from None
 
 
+def _check_kit(sut) -> None:
+    """A [pki] kit that is missing, expired or made for another IGC address is a configuration error (exit 2)."""
+    from drimcheck import kit
+
+    try:
+        kit.check_usable(sut)
+    except kit.KitError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from drimcheck import catalogue, package
     from drimcheck.runner import InterruptGuard, default_run_dir, run_campaign
 
     sut = _load_sut(args.sut)
+    _check_kit(sut)
     if args.mutant:
         if not sut.embedded:
             raise UsageError("--mutant only applies to the embedded reference DRIMbox")

@@ -224,6 +224,25 @@ def write_settings(kit: Path, document: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- use by a campaign
 
 
+def check_usable(sut: Sut) -> None:
+    """Before a campaign: the sut.toml's [pki] kit exists, is a kit, was made for this IGC address and is not
+    expired (KitError, one line: a configuration error, exit 2, rather than a failed start-up, exit 3)."""
+    kit = getattr(sut, "pki_kit", None)
+    if kit is None:
+        return
+    manifest = read_manifest(Path(kit))
+    publication_url = _publication_url(sut)
+    if manifest.get("publication_url", "").rstrip("/") != publication_url.rstrip("/"):
+        raise KitError(f"kit {kit} : fait pour le simulateur IGC à {manifest.get('publication_url')}, la campagne le "
+                       f"place à {publication_url} : gardez [simulators] igc ou régénérez le kit")
+    try:
+        valid_until = datetime.fromisoformat(manifest["valid_until"])
+    except (KeyError, TypeError, ValueError):
+        raise KitError(f"kit {kit} : date de fin de validité illisible ; régénérez-le (drimcheck kit)") from None
+    if valid_until <= datetime.now(timezone.utc):
+        raise KitError(f"kit {kit} : expiré depuis le {valid_until:%Y-%m-%d} ; régénérez-le (drimcheck kit)")
+
+
 def load_pki(kit: Path, directory: Path, publication_url: str) -> Any:
     """The run's TestPKI with the kit's CAs and the DUT's certificates loaded (the rest issued per run)."""
     from fixtures.pki import TestPKI

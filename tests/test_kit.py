@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import ssl
+import shutil
 import stat
 import subprocess
 import sys
@@ -284,3 +285,27 @@ def test_show_with_sut_and_out_shows_an_existing_kit_without_remaking_it(made):
     assert proc.returncode == 0, proc.stderr
     assert "# Ses certificats et clés" in proc.stdout
     assert kit.manifest_path(out).read_bytes() == before
+
+
+def test_run_with_an_expired_or_foreign_kit_is_a_configuration_error_before_anything_starts(made, tmp_path):
+    """An expired kit, or one made for another IGC address, used to surface as a failed start-up (exit 3)."""
+    out, _ = made
+    expired = tmp_path / "expired"
+    shutil.copytree(out, expired)
+    manifest = kit.manifest_path(expired)
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    data["valid_until"] = "2020-01-01T00:00:00+00:00"
+    manifest.write_text(json.dumps(data), encoding="utf-8")
+    cases = ((example_sut_text(expired), "expiré depuis le 2020-01-01"),
+             (example_sut_text(out).replace("127.0.0.1:24721", "127.0.0.1:24799"), "simulateur IGC"),
+             (example_sut_text(tmp_path / "absent"), "pas un kit de test drimcheck"))
+    igc = re.search(r'igc = "([^"]+)"', example_sut_text(out))
+    assert igc and igc.group(1) == "127.0.0.1:24721", "the example's IGC address moved: update this test"
+    for i, (text, fragment) in enumerate(cases):
+        sut_file = tmp_path / f"sut-{i}.toml"
+        sut_file.write_text(text, encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "drimcheck", "run", "--sut", str(sut_file), "--out",
+                               str(tmp_path / f"run-{i}"), "--quiet"], capture_output=True, text=True, timeout=60,
+                              cwd=REPO)
+        assert proc.returncode == 2, proc.stderr
+        assert fragment in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from drimcheck.verdicts import ExitCode
@@ -51,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  À installer sur la DRIMbox : {kit.dut_dir(target).resolve()}/ (dut-settings.json, hosts, "
                       "certs/, trust/)")
                 print(f"  Réservé à drimcheck : {kit.harness_dir(target).resolve()}/ (clés des AC, ne pas copier)")
-                print(f"  Dans sut.toml : [pki] kit = \"{target}\" ; détails : {target}/README.txt")
+                # [pki] kit is resolved against the sut.toml's folder, not the current directory
+                in_sut = os.path.relpath(target.resolve(), args.sut.resolve().parent)
+                print(f"  Dans {args.sut} : [pki] kit = \"{in_sut}\" ; détails : {target}/README.txt")
                 return ExitCode.CONFORMANT
         else:
             target = show_dir or args.out
