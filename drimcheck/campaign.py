@@ -7,6 +7,7 @@ HealthCheck) is a method here or on a simulator; everything they judge is a chec
 from __future__ import annotations
 
 import atexit
+import errno
 import os
 import shutil
 import signal
@@ -151,18 +152,7 @@ class CampaignRuntime:
                 raise HarnessError(f"PACS simulé « {p.name} » : démarrage d'Orthanc impossible : {exc.message}") from None
             resolved.append(replace(p, dicom_port=orthanc.dicom_port, http_port=orthanc.http_port))
         self.sut = self.sut.with_pacs(tuple(resolved))
-        for name, target in SIMULATORS:
-            starter = _load_starter(target)
-            if starter is None or not self.has_simulator(name):
-                continue
-            try:
-                handle = starter(self)
-            except HarnessError:
-                raise
-            except Exception as exc:
-                raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
-            if handle is not None:
-                self.sims[name] = handle
+        self.start_simulators()
         self.client = DutClient(self.sut, self.evidence)
         if self.sut.embedded:
             from simulators.drimbox.launcher import LaunchError, ReferenceDrimbox
@@ -180,6 +170,27 @@ class CampaignRuntime:
             if hasattr(handle, "after_dut_ready"):
                 handle.after_dut_ready(self)
         self.phase = "les scénarios"
+
+    def start_simulators(self) -> None:
+        """Start every simulator of SIMULATORS that applies to this SUT (campaign start-up, `drimcheck kit`);
+        one that cannot start is a HarnessError of one line."""
+        for name, target in SIMULATORS:
+            starter = _load_starter(target)
+            if starter is None or not self.has_simulator(name):
+                continue
+            try:
+                handle = starter(self)
+            except HarnessError:
+                raise
+            except OSError as exc:
+                if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                    raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
+                raise HarnessError(f"simulateur {name} : adresse de [simulators] indisponible ({exc.strerror or exc}) ; "
+                                   "arrêtez la campagne en cours ou changez l'adresse") from None
+            except Exception as exc:
+                raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
+            if handle is not None:
+                self.sims[name] = handle
 
     # -- addresses ------------------------------------------------------------------------------
     def pacs_bind_host(self) -> str:

@@ -379,23 +379,13 @@ class _SettingsRuntime:
         self._rt.pki = load_pki(kit, workdir / "pki", _publication_url(sut))
 
     def start(self) -> Any:
-        from drimcheck.campaign import SIMULATORS, _load_starter
+        from drimcheck.plugin import HarnessError
 
-        rt = self._rt
-        for name, target in SIMULATORS:
-            starter = _load_starter(target)
-            if starter is None or not rt.has_simulator(name):
-                continue
-            try:
-                handle = starter(rt)
-            except OSError as exc:
-                raise KitError(f"simulateur {name} : adresse de [simulators] indisponible ({exc.strerror or exc}) ; "
-                               "arrêtez la campagne en cours ou changez l'adresse") from None
-            except Exception as exc:  # noqa: BLE001 - one line for the user, as a campaign does
-                raise KitError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
-            if handle is not None:
-                rt.sims[name] = handle
-        return rt
+        try:
+            self._rt.start_simulators()
+        except HarnessError as exc:
+            raise KitError(str(exc)) from None
+        return self._rt
 
     def stop(self) -> None:
         for handle in reversed(list(self._rt.sims.values())):
