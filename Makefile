@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper gcc libc6-dev
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup demo demo-external test selftest unit bench clean
+.PHONY: setup demo demo-external test selftest selftest-full unit bench clean
 
 ## setup: Debian packages (no Orthanc service left running) + .venv with the drimcheck command
 setup: $(STAMP)
@@ -35,6 +35,11 @@ test: setup
 
 selftest: setup
 	@$(VENV)/bin/drimcheck selftest --jobs 4 --out runs/selftest
+
+## selftest-full: the complete cross-matrix (every mutant against every scenario, about 3 times the CPU of the
+## targeted selftest that `make test` runs); nightly or before a release. In a CI matrix: --shard K/N, then --combine
+selftest-full: setup
+	@$(VENV)/bin/drimcheck selftest --full --jobs 4 --out runs/selftest-full
 
 ## bench: measurements (not tests): whitelist verification at national scale (vs xmlsec1), a campaign's wall
 ## time, image retrieval on a 1,300-instance study (direct, via a peer, by the reference Conso), Source publication
