@@ -118,3 +118,30 @@ def test_installed_command_runs_a_conformant_campaign_from_elsewhere(installed):
     assert results["run"]["raw_verdict"] == "CONFORME" and results["run"]["infrastructure_error"] is None
     assert results["harness"]["version"] == drimcheck.__version__
     assert (out / "report.html").is_file() and any((out / "evidence").rglob("*.json"))
+
+
+# ------------------------------------------------------------------------------ fresh Debian machines
+
+
+def test_make_setup_installs_the_venv_module_stock_debian_lacks():
+    proc = _run(["make", "-n", "-B", "--no-print-directory", ".venv/.setup-stamp"], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    apt_line = next(ln for ln in proc.stdout.splitlines() if "scripts/setup-system.sh" in ln)
+    packages = set(apt_line.split("scripts/setup-system.sh", 1)[1].split())
+    assert {"python3", "python3-venv", "orthanc", "orthanc-dicomweb", "dcmtk", "xmlsec1"} <= packages
+    lines = proc.stdout.splitlines()
+    venv = next(i for i, ln in enumerate(lines) if "python3 -m venv" in ln)
+    assert lines.index(apt_line) < venv  # Debian packages first, then the venv
+    assert "bin/pip" in lines[venv]  # a venv left without pip by a failed attempt is made again
+
+
+def test_setup_system_script_does_nothing_when_packages_are_there_and_says_what_is_missing():
+    ok = _run(["bash", "scripts/setup-system.sh", "dpkg", "bash"], cwd=REPO, timeout=60)
+    assert ok.returncode == 0 and ok.stdout == "" and ok.stderr == ""
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run the script as an unprivileged user")
+    proc = _run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", str(REPO / "scripts/setup-system.sh"),
+                 "dpkg", "drimcheck-no-such-package"], cwd="/", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == ("setup : paquets Debian manquants : drimcheck-no-such-package "
+                           "(lancez « make setup » en root, ou installez-les avec apt-get)\n")
