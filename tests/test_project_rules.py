@@ -122,3 +122,25 @@ def test_project_files_walk_agrees_with_git_on_this_checkout():
     if listed is None:
         pytest.skip("not a git checkout git accepts here (tarball or another user's clone)")
     assert walked_files(REPO) == listed
+
+
+def test_cited_docs_and_sections_exist():
+    """Every `docs/<file>` named in the project exists, and every `docs/<file>.md §N` has a `## N.` section."""
+    import re
+
+    cite = re.compile(r"docs/([\w.-]+\.(?:md|json))((?:,? ?§\d+)*)")
+    missing = []
+    for f in project_files(REPO):
+        path = REPO / f
+        if path.suffix not in (".py", ".md", ".toml", ".yml", ".json", ".feature", "") or not path.is_file():
+            continue
+        for m in cite.finditer(path.read_text(encoding="utf-8", errors="replace")):
+            doc = REPO / "docs" / m.group(1)
+            if not doc.is_file():
+                missing.append(f"{f}: docs/{m.group(1)}")
+                continue
+            headings = doc.read_text(encoding="utf-8")
+            for n in re.findall(r"§(\d+)", m.group(2)):
+                if not re.search(rf"^## {n}\. ", headings, re.M):
+                    missing.append(f"{f}: docs/{m.group(1)} §{n}")
+    assert not missing, missing
