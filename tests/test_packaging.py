@@ -63,6 +63,9 @@ def test_wheel_holds_what_a_campaign_needs(installed):
         names = set(z.namelist())
         meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = z.read(meta).decode()
+    # every project file of the packaged directories: code, features, catalogues, samples, assets
+    packaged = [f for f in project_files(REPO) if f.split("/")[0] in ("drimcheck", "simulators", "fixtures", "steps", "features")]
+    assert not set(packaged) - names, sorted(set(packaged) - names)
     features = sorted(str(p.relative_to(REPO)) for p in (REPO / "features").rglob("*.feature"))
     assert features and set(features) <= names, set(features) - names
     mutant_files = sorted(str(p.relative_to(REPO)) for p in (REPO / "simulators" / "drimbox").glob("*.toml"))
