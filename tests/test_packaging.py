@@ -32,9 +32,7 @@ def _run(cmd, *, cwd, env=None, timeout=300):
                           stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    base = tmp_path_factory.mktemp("packaging")
+def _install(base: Path) -> dict:
     src, dist, venv, cwd = base / "src", base / "dist", base / "venv", base / "elsewhere"
     for rel in project_files(REPO):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +56,7 @@ def installed(tmp_path_factory):
     return {"wheel": wheels[0], "venv": venv, "py": py, "cwd": cwd, "env": env, "purelib": Path(purelib)}
 
 
-def test_wheel_holds_what_a_campaign_needs(installed):
+def _wheel_holds_what_a_campaign_needs(installed):
     with zipfile.ZipFile(installed["wheel"]) as z:
         names = set(z.namelist())
         meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
@@ -83,7 +81,7 @@ def test_wheel_holds_what_a_campaign_needs(installed):
     assert "\nLicense-Expression: MIT\n" in metadata
 
 
-def test_installed_code_comes_from_the_fresh_venv_not_the_checkout(installed):
+def _installed_code_comes_from_the_fresh_venv_not_the_checkout(installed):
     code = ("import json, sys, importlib.util, drimcheck, steps, simulators, fixtures, drimcheck.coverage as c;"
             "print(json.dumps({'files': [drimcheck.__file__, steps.__file__, simulators.__file__, fixtures.__file__,"
             " importlib.util.find_spec('steps.test_scenarios').origin, str(c.FEATURES)], 'path': sys.path}))")
@@ -96,7 +94,7 @@ def test_installed_code_comes_from_the_fresh_venv_not_the_checkout(installed):
     assert not [p for p in out["path"] if p and Path(p).resolve().is_relative_to(REPO) and ".venv" not in Path(p).parts]
 
 
-def test_installed_command_lists_the_catalogue_like_the_checkout(installed):
+def _installed_command_lists_the_catalogue_like_the_checkout(installed):
     proc = _run(["drimcheck", "requirements"], cwd=installed["cwd"], env=installed["env"])
     assert proc.returncode == 0, proc.stderr
     assert "None" not in proc.stdout and "exigences automatisées sur" in proc.stdout
@@ -109,7 +107,7 @@ def test_installed_command_lists_the_catalogue_like_the_checkout(installed):
     assert lock.returncode == 0, lock.stderr
 
 
-def test_installed_command_runs_a_conformant_campaign_from_elsewhere(installed):
+def _installed_command_runs_a_conformant_campaign_from_elsewhere(installed):
     out = installed["cwd"] / "run-hlt01"
     proc = _run(["drimcheck", "run", "--req", "HLT-01", "--out", str(out)], cwd=installed["cwd"], env=installed["env"],
                 timeout=240)
@@ -122,6 +120,15 @@ def test_installed_command_runs_a_conformant_campaign_from_elsewhere(installed):
     assert results["harness"]["version"] == drimcheck.__version__
     assert (out / "report.html").is_file() and any((out / "evidence").rglob("*.json"))
 
+
+
+def test_wheel_installed_in_a_fresh_venv_runs_a_campaign_from_elsewhere(tmp_path):
+    """One test (one build and install: xdist workers would each build for a module fixture)."""
+    installed = _install(tmp_path)
+    _wheel_holds_what_a_campaign_needs(installed)
+    _installed_code_comes_from_the_fresh_venv_not_the_checkout(installed)
+    _installed_command_lists_the_catalogue_like_the_checkout(installed)
+    _installed_command_runs_a_conformant_campaign_from_elsewhere(installed)
 
 # ------------------------------------------------------------------------------ fresh Debian machines
 
