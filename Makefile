@@ -4,6 +4,8 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper gcc libc6-dev
 STAMP := $(VENV)/.setup-stamp
+# Stock Debian images lack the interpreter's venv module (and slim ones python3 itself).
+APT_PACKAGES += python3 python3-venv
 
 .PHONY: setup demo demo-external test selftest selftest-full unit bench clean
 
@@ -12,6 +14,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/setup-system.sh
 	@bash scripts/setup-system.sh $(APT_PACKAGES)
+	@test -x $(VENV)/bin/pip || rm -rf $(VENV)  # a venv left without pip (no python3-venv then) is made again
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install --disable-pip-version-check -q -e . --config-settings editable_mode=compat
 	@touch $(STAMP)
