@@ -204,11 +204,11 @@ def check_drimbox_accept(ranges: Sequence[MediaRange]) -> None:
     """The ANS PoC's rules (InstanceAPI.wadoRS): transfer-syntax and q everywhere, boundary in the first element."""
     for r in ranges:
         if r.transfer_syntax is None:
-            raise AcceptError(f"transfer-syntax missing in {r.raw!r}")
+            raise AcceptError(f"transfer-syntax absent de « {r.raw} »")
         if "q" not in r.params:
-            raise AcceptError(f"q missing in {r.raw!r}")
+            raise AcceptError(f"q absent de « {r.raw} »")
     if ranges and not ranges[0].boundary:
-        raise AcceptError(f"boundary missing in {ranges[0].raw!r}")
+        raise AcceptError(f"boundary absent du premier élément « {ranges[0].raw} »")
 
 
 def negotiate(ranges: Sequence[MediaRange], supported: Sequence[str]) -> list[str]:

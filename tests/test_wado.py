@@ -56,9 +56,9 @@ def test_negotiation_q_zero_wildcard_default_and_foreign_media_types() -> None:
 
 
 @pytest.mark.parametrize("value, message", [
-    ('multipart/related; type="application/dicom";q=0.9;boundary=**', "transfer-syntax missing"),
-    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;boundary=**', "q missing"),
-    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;q=0.4', "boundary missing"),
+    ('multipart/related; type="application/dicom";q=0.9;boundary=**', "transfer-syntax absent"),
+    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;boundary=**', "q absent"),
+    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;q=0.4', "boundary absent"),
 ])
 def test_poc_rules_reject_incomplete_elements(value: str, message: str) -> None:
     with pytest.raises(AcceptError, match=message):
