@@ -49,6 +49,8 @@ SUPPORTED_SYNTAXES: tuple[str, ...] = (
     "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
     "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.50",
 )
+#: Orthanc's answers when it cannot encode the syntax asked (500 with Debian's build); anything else is a PACS failure
+_CANNOT_ENCODE = frozenset({400, 406, 415, 500})
 
 Guard = Callable[[Any], Any]  # request -> starlette Response (refusal) or None (go on)
 
@@ -203,6 +205,8 @@ class Function:
                 return JSONResponse({"erreur": "objet référencé par le KOS absent du PACS"}, status_code=410)
             if upstream.status_code == 200:
                 break
+            if upstream.status_code not in _CANNOT_ENCODE:
+                return JSONResponse({"erreur": f"PACS : HTTP {upstream.status_code}"}, status_code=502)
             attempts.append(f"{ts}->{upstream.status_code}")
         else:
             return JSONResponse({"erreur": "le PACS ne fournit aucune des syntaxes de transfert acceptées : "
