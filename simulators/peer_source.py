@@ -27,8 +27,9 @@ Checks, in the PoC's order, each answer recorded with its reason:
 6. referenced images gone from the PACS: all of them -> 410; some of a series -> 206 (the instances
    still held are served, ``Warning: 299`` lists how many are missing);
 7. transfer-syntax negotiation (:data:`SUPPORTED_SYNTAXES`, best q first, client order on ties;
-   ``*`` = Explicit VR Little Endian, the peer's first choice): none acceptable -> 406 (PS3.18 §8.7); Orthanc asked for each candidate in turn (it cannot encode every syntax for every
-   image, e.g. JPEG Baseline needs 8-bit pixels): all refused -> 406 listing the attempts;
+   ``*`` = Explicit VR Little Endian, the peer's first choice): none acceptable -> 406 (PS3.18 §8.7);
+   Orthanc asked for each candidate in turn (it cannot encode every syntax for every image, e.g. JPEG
+   Baseline needs 8-bit pixels): all refused -> 406 listing the attempts;
 8. 200 ``multipart/related; type="application/dicom"; transfer-syntax=<ts>; boundary=<uuid>``,
    chunked; each part ``Content-Type: application/dicom; transfer-syntax=<ts>`` + ``Content-Length``.
 
@@ -331,7 +332,7 @@ class PeerSource(HttpsSimulator):
         accept = headers.get("accept")
         try:
             # absent: */* (RFC 9110 §12.5.1); present but empty: nothing acceptable (406 below)
-            ranges = parse_accept("*/*" if accept is None else accept) if accept is None or accept.strip() else []
+            ranges = [] if accept is not None and not accept.strip() else parse_accept(accept or "*/*")
         except AcceptError as exc:
             return answer(400, "bad_accept", f"Invalid Accept header: {exc}")
         self.recorder.update(entry, accept_parsed=[{"media_type": r.media_type, "transfer_syntax": r.transfer_syntax,
