@@ -639,7 +639,7 @@ def raw_legacy_hello(address: Address, sni: str, version: ssl.TLSVersion, *, tim
                 if kind != 22:
                     return "refused", None, f"réponse qui n'est pas une poignée de main TLS (type d'enregistrement {kind})"
                 handshake += payload
-                if len(handshake) >= 4 + 2 + 32 + 1 and handshake[0] != 2:
+                if handshake and handshake[0] != 2:
                     return "refused", None, f"premier message {handshake[0]} au lieu d'un ServerHello"
                 if len(handshake) >= 4 + 2 + 32 + 1:
                     sid = handshake[38]
