@@ -229,13 +229,13 @@ def test_the_raw_client_hello_offers_the_suites_openssl3_lacks_and_no_fallback_s
     assert 0x0000 not in _parse_client_hello(legacy_client_hello(0x0301, "127.0.0.1"))["extensions"]  # no SNI for an IP
 
 
-def _hostile(answer: bytes):
+def _hostile(answer: bytes, release: threading.Event):
     def handle(conn):
         conn.settimeout(3)
         conn.recv(4096)
         if answer:
             conn.sendall(answer)
-        time.sleep(2)  # then hang: the probe must not wait for more than it needs
+        release.wait(60)  # then hang, connection open: the probe must not wait for more than it needs
     return _Listener(handle)
 
 
@@ -247,15 +247,17 @@ def _hostile(answer: bytes):
     (b"", "unreachable", "timed out"),  # silent to the OpenSSL handshake: nothing observed (ERROR in CRT-05)
 ])
 def test_the_raw_probe_reads_a_bounded_answer_and_calls_anything_but_a_serverhello_a_refusal(answer, outcome, expected):
-    server = _hostile(answer)
+    release = threading.Event()
+    server = _hostile(answer, release)
     try:
         started = time.monotonic()
         probe = probe_tls_version(server.address, FQDN, ssl.TLSVersion.TLSv1, timeout=0.5)
         elapsed = time.monotonic() - started
     finally:
+        release.set()
         server.close()
     assert probe.outcome == outcome and expected in probe.detail, probe.detail
-    assert elapsed < 3  # two handshakes of at most 0.5 s each, never the server's 2 s hang per connection
+    assert elapsed < 30  # a bound, not a timing: two handshakes of 0.5 s at most, never the server's 60 s hang
 
 
 def test_a_serverhello_of_the_offered_version_is_an_acceptance_even_without_a_finished_handshake():
