@@ -74,7 +74,8 @@ def test_discovery_is_keycloak_shaped_at_the_real_psc_paths(psc, http) -> None:
     assert psc.issuer == f"https://auth.psc.drimcheck.test:{psc.port}/auth/realms/esante-wallet"
     assert doc["issuer"] == psc.issuer
     base = psc.issuer + "/protocol/openid-connect"
-    assert doc["authorization_endpoint"] == base + "/auth" and doc["token_endpoint"] == base + "/token"
+    assert doc["authorization_endpoint"] == f"https://wallet.psc.drimcheck.test:{psc.port}/auth"
+    assert doc["token_endpoint"] == base + "/token"
     assert doc["introspection_endpoint"] == base + "/token/introspect"
     assert doc["userinfo_endpoint"] == base + "/userinfo" and doc["end_session_endpoint"] == base + "/logout"
     assert doc["jwks_uri"] == base + "/certs"
@@ -348,7 +349,7 @@ def test_logout_revokes_the_session_backchannel_and_frontchannel(psc, http) -> N
                                                     "post_logout_redirect_uri": back, "state": "bye"})
     assert resp.status_code == 302 and resp.headers["location"] == back + "?state=bye"
     assert introspect(http, psc, tokens["access_token"]) == {"active": False}
-    assert http.get(psc.endpoint("logout")).status_code == 400
+    assert http.get(psc.endpoint("logout")).status_code == 200  # Keycloak: confirmation page (confirmed at once)
     evil = http.get(psc.endpoint("logout"), params={"id_token_hint": code_flow(http, psc, secret(psc))["id_token"],
                                                     "post_logout_redirect_uri": "https://evil.example/"})
     assert evil.status_code == 400
@@ -431,7 +432,7 @@ def test_records_are_evidence_friendly_without_secrets(psc, http, mtls) -> None:
         assert value not in dump
     auth, token_req, intro_basic, intro_mtls = psc.requests
     assert auth["endpoint"] == "auth" and "code=[REDACTED]" in dict(auth["response"]["headers"])["location"]
-    assert auth["tls"]["sni"] == psc.fqdn and auth["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
+    assert auth["tls"]["sni"] == psc.wallet_fqdn and auth["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
     assert dict(token_req["request"]["headers"])["authorization"] == "Basic [REDACTED]"
     assert token_req["facts"]["issued"][0]["fingerprint"] == jose.fingerprint(tokens["access_token"])
     assert intro_basic["facts"]["presented"]["claims"]["jti"] == psc.verify(tokens["access_token"])["jti"]
@@ -458,7 +459,10 @@ def test_start_for_campaign_registers_the_dut_client(pki) -> None:
         settings = sim.dut_settings()
         assert settings["client_id"] == "drimbox-dut" and settings["client_secret"]
         assert settings["issuer"] == sim.issuer and settings["ca_file"] == str(pki.market_trust_pem)
-        assert sim.hosts() == {"auth.psc.drimcheck.test": str(runtime.simulator_address("psc"))}
+        assert sim.hosts() == {"auth.psc.drimcheck.test": str(runtime.simulator_address("psc")),
+                               "wallet.psc.drimcheck.test": str(runtime.simulator_address("psc"))}
+        assert settings["authorization_endpoint"].startswith("https://wallet.psc.drimcheck.test:")
+        assert settings["revocation_endpoint"] == sim.issuer + "/protocol/openid-connect/revoke"
         dut = sim.client("drimbox-dut")
         assert dut.redirect_allowed("https://vi1.349.mesimagesmedicales.fr/api/auth/redirect")
         assert dut.redirect_allowed("http://127.0.0.1:18080/api/conso/auth/redirect")
