@@ -629,3 +629,33 @@ def test_response_mode_form_post_and_fragment(psc, http) -> None:
     # an unknown mode: an error page, no redirect (Keycloak)
     bad = http.get(psc.endpoint("auth"), params={**params, "response_mode": "web_message"})
     assert bad.status_code == 400 and "location" not in bad.headers
+
+
+def test_reference_psc_client_reads_the_discovery_document(psc, http) -> None:
+    """The reference DRIMbox's client takes every endpoint from the discovery (never issuer-relative URLs):
+    configured with the issuer, discovery URL and credentials only, it logs in through wallet.*/auth."""
+    from types import SimpleNamespace
+
+    from simulators.drimbox.psc_client import PscClient, PscError
+
+    settings = psc.dut_settings("app")
+    minimal = {k: settings[k] for k in ("issuer", "discovery_url", "client_id", "client_secret", "ca_file")}
+    rp = PscClient(SimpleNamespace(peers={"psc": minimal}, certs={}, hosts=psc.hosts()))
+    try:
+        request = rp.authorization(APP_REDIRECT)
+        assert request.url.startswith(psc.endpoint("auth") + "?")
+        back = http.get(request.url)
+        code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+        login_ = rp.complete(code, APP_REDIRECT, request.nonce)
+        assert login_.practitioner == DEFAULT_PRACTITIONER.idnat
+        assert rp.introspect(login_.access_token)["active"] is True
+    finally:
+        rp.close()
+    # a discovery document of another issuer is refused (OpenID Connect Discovery §4.3)
+    rp = PscClient(SimpleNamespace(peers={"psc": {**minimal, "issuer": psc.issuer + "-autre"}}, certs={},
+                                   hosts=psc.hosts()))
+    try:
+        with pytest.raises(PscError, match="autre émetteur"):
+            rp.authorization(APP_REDIRECT)
+    finally:
+        rp.close()
