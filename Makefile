@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/setup-system.sh
 	@bash scripts/setup-system.sh $(APT_PACKAGES)
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install --disable-pip-version-check -q -e . --config-settings editable_mode=compat
+	@$(VENV)/bin/pip install --disable-pip-version-check -q -e '.[test]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 	@echo "setup: ok ($(VENV)/bin/drimcheck)"
 
