@@ -659,3 +659,49 @@ def test_reference_psc_client_reads_the_discovery_document(psc, http) -> None:
             rp.authorization(APP_REDIRECT)
     finally:
         rp.close()
+
+
+def test_practitioner_browser_submits_the_form_post_page_to_the_client(psc) -> None:
+    """A DUT that asks for response_mode=form_post gets its code: drimcheck's browser does what a browser with
+    JavaScript does with PSC's page (POST the form to redirect_uri), instead of stopping on it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from drimcheck import config as sut_config
+    from drimcheck.browser import Browser
+
+    received: list[dict] = []
+
+    class Callback(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("content-length") or 0)
+            received.append({"path": self.path, "type": self.headers.get("content-type"),
+                             "form": {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}})
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Callback)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        redirect = f"http://127.0.0.1:{server.server_port}/api/auth/redirect"
+        psc.register_client("bed-app", redirect_uris=[f"http://127.0.0.1:{server.server_port}/*"])
+        params = {"client_id": "bed-app", "redirect_uri": redirect, "response_type": "code", "scope": "openid scope_all",
+                  "state": "st-b", "nonce": "n-b", "response_mode": "form_post"}
+        from urllib.parse import urlencode
+
+        with Browser(sut_config.load(None), psc.hosts(), None, bed=[f"127.0.0.1:{server.server_port}"]) as browser:
+            nav = browser.open(psc.endpoint("auth") + "?" + urlencode(params), label="connexion")
+        assert nav.error is None and [h.method for h in nav.hops] == ["GET", "POST"]
+        assert nav.hops[-1].status == 200 and len(received) == 1
+        got = received[0]
+        assert got["path"] == "/api/auth/redirect" and got["type"] == "application/x-www-form-urlencoded"
+        assert got["form"]["state"] == "st-b" and got["form"]["iss"] == psc.issuer and got["form"]["code"]
+    finally:
+        server.shutdown()
+        server.server_close()
