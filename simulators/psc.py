@@ -1,14 +1,20 @@
 """Pro Santé Connect simulator: a Keycloak-like OpenID Connect provider, realm ``esante-wallet``.
 
-Paths are those of the real PSC (drimbox-spec §6.1)::
+Paths are those of the real PSC (drimbox-spec §6.1; PSC's published sandbox metadata, docs/psc-proxy-peers.md).
+The authorization endpoint has its own host, as the real one (``wallet.esw.esante.gouv.fr/auth`` next to the
+issuer ``auth.esw.esante.gouv.fr``): here ``wallet.psc.drimcheck.test`` on the same socket and certificate::
 
+    https://<wallet fqdn>/auth                                           authorization endpoint (automatic login)
     /auth/realms/esante-wallet/.well-known/openid-configuration      discovery (also .../wallet-openid-configuration)
-    /auth/realms/esante-wallet/protocol/openid-connect/auth          authorization endpoint (automatic login)
     /auth/realms/esante-wallet/protocol/openid-connect/token         authorization_code, refresh_token, token exchange
     /auth/realms/esante-wallet/protocol/openid-connect/userinfo      PSC-shaped UserInfo (GET or POST)
     /auth/realms/esante-wallet/protocol/openid-connect/token/introspect   RFC 7662
+    /auth/realms/esante-wallet/protocol/openid-connect/revoke        RFC 7009 (Keycloak)
     /auth/realms/esante-wallet/protocol/openid-connect/certs         JWKS
-    /auth/realms/esante-wallet/protocol/openid-connect/logout        ends the session, revokes its tokens
+    /auth/realms/esante-wallet/protocol/openid-connect/logout        RP-initiated logout (Keycloak rules)
+
+Any other path, or an endpoint asked on the other host (e.g. an authorization URL built from the issuer), is a
+404 recorded as endpoint ``misdirected``.
 
 Behaviour (what a DUT can rely on, and what the harness can check):
 
@@ -18,7 +24,10 @@ Behaviour (what a DUT can rely on, and what the harness can check):
   ``openid``, ``invalid_request`` without ``nonce`` or with a bad PKCE method, ``access_denied`` after
   :meth:`PscSimulator.refuse_next_login`). Success: the test practitioner is logged in at once and the
   answer is ``302 <redirect_uri>?state=..&session_state=<sid>&iss=<issuer>&code=..`` (Keycloak order).
-  PKCE (``plain``/``S256``) is optional and enforced at the token endpoint when used.
+  ``response_mode``: ``query`` (default), ``fragment``, or ``form_post`` (a 200 HTML page whose form POSTs the
+  same parameters to ``redirect_uri`` on load); another value is a 400 page. The SSO cookie
+  ``KEYCLOAK_SESSION`` is set on both hosts' parent domain. PKCE (``plain``/``S256``) is optional and
+  enforced at the token endpoint when used.
 * **Client authentication** (token, introspection, back-channel logout): HTTP Basic
   (``client_secret_basic``), ``client_secret`` in the form (``client_secret_post``), or mutual TLS
   (RFC 8705 ``tls_client_auth``: the verified client certificate's subject DN must be one registered
@@ -33,6 +42,9 @@ Behaviour (what a DUT can rely on, and what the harness can check):
   (``subject_token_type`` access_token or jwt), optional ``audience``/``resource``/``scope`` (subset of
   the subject's) and ``actor_token`` (+ ``actor_token_type``, gives an ``act`` claim); errors are 400
   ``invalid_request`` / ``invalid_scope`` per RFC 8693 §2.2.2.
+* **Revocation** (RFC 7009, Keycloak): see :meth:`PscSimulator._h_revoke`; revoked tokens are inactive at
+  introspection and userinfo. **Logout**: Keycloak's variants (``id_token_hint``, or ``client_id`` +
+  ``post_logout_redirect_uri``) and checks, see :meth:`PscSimulator._h_logout`.
 * **Introspection**: ``{"active": false}`` for unknown, expired, revoked or logged-out tokens; for an
   active one, its claims + ``active``, ``client_id``, ``username``, ``token_type`` and, for access
   tokens only, ``SubjectNameID`` (spec §6.2).
@@ -44,7 +56,8 @@ Scenario controls: :meth:`~PscSimulator.issue_token`, :meth:`~PscSimulator.revok
 :meth:`~PscSimulator.set_fault`, :meth:`~PscSimulator.login_as`, :meth:`~PscSimulator.refuse_next_login`.
 
 In a campaign (:func:`start_for_campaign`) the PSC listens at ``runtime.simulator_address("psc")`` as
-``https://auth.psc.drimcheck.test[:port]`` with a market-CA certificate of the run PKI (the real PSC
+``https://auth.psc.drimcheck.test[:port]`` and ``https://wallet.psc.drimcheck.test[:port]`` (both in
+:meth:`~PscSimulator.hosts`) with a market-CA certificate of the run PKI (the real PSC
 uses a public CA certificate), accepts optional client certificates chaining to IGC-Santé, and
 registers two clients: the DUT's (``dut_settings()``) and ``drimcheck`` (used by ``issue_token``).
 """
