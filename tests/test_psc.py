@@ -705,3 +705,22 @@ def test_practitioner_browser_submits_the_form_post_page_to_the_client(psc) -> N
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_psc03_names_an_authorization_request_sent_to_the_issuer_host(psc, http) -> None:
+    """PSC-03 over what the simulator records: a DUT that builds the authorization URL from the issuer is told
+    where the real endpoint is (the discovery document), not only that no login request arrived."""
+    from drimcheck.checks import conso as checks
+
+    mark = psc.recorder.last_seq
+    http.get(psc.issuer + "/protocol/openid-connect/auth", params={"client_id": "app", "redirect_uri": APP_REDIRECT,
+                                                                   "response_type": "code", "scope": "openid"})
+    recorded = [r for r in psc.requests if r["seq"] > mark and (r.get("endpoint") == "auth" or (
+        r.get("facts") or {}).get("outcome") == "authorization_endpoint_elsewhere")]
+    [finding] = checks.login_requested(recorded, "app")
+    assert finding.verdict.name == "FAIL" and psc.endpoint("auth") in finding.message
+    assert "document de découverte" in finding.message
+    mark = psc.recorder.last_seq
+    login(http, psc)
+    [finding] = checks.login_requested([r for r in psc.requests if r["seq"] > mark], "app")
+    assert finding.verdict.name == "PASS"
