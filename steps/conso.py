@@ -261,7 +261,8 @@ def forged_refused(forged_return, judge):
 def login_with_state_and_nonce(campaign, judge):
     state = _unified(campaign)
     psc = campaign.simulator("psc")
-    requests = [r for r in psc.requests_for("auth") if r["seq"] > state.opened.marks.psc]
+    requests = [r for r in psc.requests if r["seq"] > state.opened.marks.psc and (r.get("endpoint") == "auth" or (
+        r.get("facts") or {}).get("outcome") == "authorization_endpoint_elsewhere")]
     judge(checks.login_requested(requests, psc.dut_client_id))
 
 

@@ -468,6 +468,13 @@ def login_requested(auth_requests: list[dict], dut_client_id: str) -> list[Findi
     """The DUT sent the practitioner to PSC's authorization endpoint: its client, response_type=code, scope
     openid, a state and a nonce (the authorization requests PSC recorded during the visit)."""
     mine = [r for r in auth_requests if (r.get("facts") or {}).get("client_id") == dut_client_id]
+    elsewhere = [r for r in auth_requests if (r.get("facts") or {}).get("outcome") == "authorization_endpoint_elsewhere"]
+    if not mine and elsewhere:  # an authorization URL built from the issuer, not read from the discovery document
+        where = elsewhere[0]
+        return [failed("PSC-03", f"la DRIMbox a envoyé le praticien vers {where.get('path')} sur {where.get('host_header')} "
+                       f"(404) : le point d'autorisation de Pro Santé Connect est "
+                       f"{where['facts'].get('authorization_endpoint')}, sur un autre hôte que l'émetteur comme le vrai "
+                       "PSC ; il se lit dans le document de découverte", details={"requests": len(elsewhere)})]
     if not mine:
         return [failed("PSC-03", f"aucune demande d'authentification à Pro Santé Connect pour le client {dut_client_id} "
                        "pendant l'ouverture du dossier")]
