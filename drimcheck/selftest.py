@@ -169,7 +169,7 @@ def _run_selftest(out: Path, *, jobs: int = 2, only: list[str] | None = None) ->
     if only:
         unknown = sorted(set(only) - set(catalogue))
         if unknown:
-            print(f"drimcheck: error: unknown mutant(s): {', '.join(unknown)}", file=sys.stderr)
+            print(f"drimcheck : erreur : mutant(s) inconnu(s) : {', '.join(unknown)} (voir « drimcheck mutants »)", file=sys.stderr)
             return ExitCode.USAGE
     selected = [m for m in catalogue.values() if not only or m.id in only]
     rows = {r["id"]: r for r in coverage_rows()}
