@@ -103,7 +103,8 @@ class Catalogue:
                 if c.section not in entry["sections"]:
                     entry["sections"].append(c.section)
         return [{"id": d.id, "title": d.title, "publisher": d.publisher, "version": d.version, "date": d.date,
-                 "url": d.url, "cited_by": cited[d.id]["cited_by"], "sections": cited[d.id]["sections"]}
+                 "url": d.url, "note": d.note, "cited_by": cited[d.id]["cited_by"],
+                 "sections": cited[d.id]["sections"]}
                 for d in self.documents if d.id in cited]
 
     def __contains__(self, req_id: str) -> bool:

@@ -132,4 +132,24 @@ def test_documents_cited_lists_sections_and_citing_requirements():
     assert guide["cited_by"] == ["CRT-03", "CLR-02"]
     assert any("2.6" in s for s in guide["sections"]) and len(guide["sections"]) == len(set(guide["sections"]))
     assert {d["id"] for d in docs} == {"ans-guide-edc", "rfc5280", "rfc8555"}
-    assert set(docs[0]) == {"id", "title", "publisher", "version", "date", "url", "cited_by", "sections"}
+    assert set(docs[0]) == {"id", "title", "publisher", "version", "date", "url", "note", "cited_by", "sections"}
+
+
+def test_results_json_lists_the_documents_of_the_requirements_run():
+    """A requirement a partial campaign did not run (NOT_RUN) brings no document; one without a check does."""
+    from drimcheck.results import SCHEMA_VERSION, RunResult, ScenarioResult
+    from drimcheck.verdicts import Finding, Verdict
+
+    cat = catalogue.load()
+    automated = set(cat.ids()) - {"PERF-01"}
+    scenario = ScenarioResult(id="s", feature="f", feature_file="f.feature", name="n", requirements=["CLR-02"],
+                              findings=[Finding("CLR-02", Verdict.PASS, "ok")])
+    result = RunResult(run_id="r", started_at="t0", finished_at="t1", duration_s=1.0, strict=False, sut={},
+                       catalogue=cat, scenarios=[scenario], automated_ids=automated)
+    data = result.to_dict()
+    assert data["schema_version"] == SCHEMA_VERSION == "1.2"
+    by_id = {d["id"]: d for d in data["documents"]}
+    assert set(by_id) == {"ans-guide-edc", "rfc8555", "ans-drim-m-data"}  # CLR-02 (run) and PERF-01 (not tested)
+    assert by_id["ans-drim-m-data"]["cited_by"] == ["PERF-01"] and by_id["rfc8555"]["cited_by"] == ["CLR-02"]
+    assert by_id["ans-guide-edc"]["title"] == "Guide d'intégration à l'Espace de Confiance DRIM-M"
+    assert by_id["rfc8555"]["url"] == "https://www.rfc-editor.org/rfc/rfc8555"
