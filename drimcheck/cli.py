@@ -160,6 +160,13 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="dossier de selftest.json et de chaque campagne (par défaut : runs/selftest)")
     st.add_argument("--jobs", type=int, default=2, metavar="N", help="campagnes exécutées en parallèle (par défaut 2)")
     st.add_argument("--mutant", action="append", metavar="ID", help="seulement ces mutants (répétable)")
+    st.add_argument("--full", action="store_true",
+                    help="matrice complète : chaque mutant contre tous les scénarios (par défaut : les scénarios "
+                         "des exigences qu'il déclare)")
+    st.add_argument("--shard", metavar="K/N", help="ne lancer que la tranche K sur N des mutants (matrice CI) ; "
+                                                   "la campagne de référence est dans la tranche 1")
+    st.add_argument("--combine", type=Path, action="append", metavar="DOSSIER",
+                    help="juger ensemble les selftest.json des tranches (répétable), sans rien lancer")
 
     req = sub.add_parser("requirements", help="lister le catalogue des exigences, leurs sources et leur couverture",
                          description="Liste chaque exigence du catalogue avec sa force, son acteur, sa couverture "
@@ -472,11 +479,23 @@ def _referencing_checks(args: argparse.Namespace, sut):
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    from drimcheck.selftest import run_selftest
+    from drimcheck.selftest import combine, parse_shard, run_selftest
 
     if args.jobs < 1:
         raise UsageError("--jobs : au moins 1")
-    return run_selftest(args.out, jobs=args.jobs, only=args.mutant)
+    if args.combine:
+        if args.mutant or args.shard or args.full:
+            raise UsageError("--combine ne se combine pas avec --mutant, --shard ni --full")
+        return combine(args.out, args.combine)
+    shard = None
+    if args.shard:
+        if args.mutant:
+            raise UsageError("--shard ne se combine pas avec --mutant")
+        try:
+            shard = parse_shard(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return run_selftest(args.out, jobs=args.jobs, only=args.mutant, full=args.full, shard=shard)
 
 
 def cmd_requirements(args: argparse.Namespace) -> int:
