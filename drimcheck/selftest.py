@@ -205,7 +205,8 @@ def _run_selftest(out: Path, *, jobs: int = 2, only: list[str] | None = None, fu
     if only:
         unknown = sorted(set(only) - set(catalogue))
         if unknown:
-            print(f"drimcheck: erreur : mutant(s) inconnu(s) : {', '.join(unknown)}", file=sys.stderr)
+            print(f"drimcheck : erreur : mutant(s) inconnu(s) : {', '.join(unknown)} (voir « drimcheck mutants »)",
+                  file=sys.stderr)
             return ExitCode.USAGE
     selected = sorted((m for m in catalogue.values() if not only or m.id in only), key=lambda m: m.id)
     if shard is not None:
@@ -360,7 +361,7 @@ def combine(out: Path, shard_dirs: list[Path]) -> int:
                 raise ValueError("fichier trop grand")
             reports.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
-            print(f"drimcheck: erreur : {path} illisible ({type(exc).__name__})", file=sys.stderr)
+            print(f"drimcheck : erreur : {path} illisible ({type(exc).__name__})", file=sys.stderr)
             return ExitCode.USAGE
     try:
         matrices = {r["matrix"] for r in reports}
@@ -368,17 +369,17 @@ def combine(out: Path, shard_dirs: list[Path]) -> int:
         goldens = [r["golden"] for r in reports if r.get("golden")]
         mutant_entries = [e for r in reports for e in r["mutants"]]
     except (KeyError, TypeError):
-        print("drimcheck: erreur : un selftest.json n'a pas la forme attendue", file=sys.stderr)
+        print("drimcheck : erreur : un selftest.json n'a pas la forme attendue", file=sys.stderr)
         return ExitCode.USAGE
     if len(matrices) != 1 or None in shards or len(goldens) != 1:
-        print("drimcheck: erreur : --combine attend les tranches d'une même matrice (--shard K/N), "
+        print("drimcheck : erreur : --combine attend les tranches d'une même matrice (--shard K/N), "
               "dont exactement une avec la campagne de référence", file=sys.stderr)
         return ExitCode.USAGE
     ns = {s.split("/")[1] for s in shards}
     ks = sorted(int(s.split("/")[0]) for s in shards)
     missing = sorted(set(mutant_catalogue.load()) - {e["id"] for e in mutant_entries})
     if len(ns) != 1 or ks != list(range(1, int(next(iter(ns))) + 1)) or missing:
-        print(f"drimcheck: erreur : tranches incomplètes ({', '.join(sorted(shards))})"
+        print(f"drimcheck : erreur : tranches incomplètes ({', '.join(sorted(shards))})"
               + (f" ; mutants absents : {', '.join(missing[:5])}" if missing else ""), file=sys.stderr)
         return ExitCode.USAGE
     rows = {r["id"]: r for r in coverage_rows()}

@@ -98,7 +98,7 @@ def test_drimcheck_defaults_and_the_embedded_reference_stay_within_every_bound()
 
 
 def test_a_bound_on_an_unknown_timeout_is_a_catalogue_error():
-    text = ('catalogue_version = "1"\n[[requirement]]\nid = "X-01"\ntitle = "t"\nsource = "s"\nstrength = "required"\n'
+    text = ('catalogue_version = "1"\n[[requirement]]\nid = "X-01"\ntitle = "t"\nsources = [{ doc = "rfc5280", section = "§6" }]\nstrength = "required"\n'
             'actor = "both"\narea = "a"\nbound = { timeout = "health_up", value_s = 10 }\n')
     with pytest.raises(catalogue.CatalogueError, match="bound must be"):
         catalogue.parse(text)
