@@ -1,7 +1,9 @@
-"""JUnit XML for CI dashboards: one testcase per scenario, requirement IDs as testcase properties."""
+"""JUnit XML for CI dashboards (GitLab, Jenkins): one testcase per scenario, requirement IDs in its name and
+in failure messages, evidence attached; always well-formed XML whatever the DUT sent."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from drimcheck.results import RunResult
@@ -30,7 +32,40 @@ def _campaign_properties(result: RunResult) -> list[tuple[str, str]]:
     return props
 
 
+MESSAGE_CAP = 500  # characters of a failure message attribute (the full findings are in the element text)
+ATTACHMENTS_CAP = 20  # evidence files attached per testcase
+_EVIDENCE_PATH = re.compile(r"evidence/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
+
+
+def _neutral(text: str) -> str:
+    """DUT-supplied text in system-out must not forge an attachment marker (``[[ATTACHMENT|/etc/passwd]]``)."""
+    return text.replace("[[", "[ [")
+
+
+def _classname(result: RunResult, scenario) -> str:
+    """drimcheck.<area>: CI dashboards group testcases by the area of the scenario's first requirement."""
+    from drimcheck.reports.html import AREA_FR
+
+    area = next((result.catalogue.get(r).area for r in scenario.requirements if r in result.catalogue), None)
+    area = AREA_FR.get(area, area) if area else scenario.feature_file.rsplit("/", 1)[-1].removesuffix(".feature")
+    return "drimcheck." + area.replace(".", " ")
+
+
+def _attachments(findings) -> list[str]:
+    """Evidence paths (relative to the run directory, where junit.xml is), failing findings' first."""
+    ordered = [e for f in findings if f.verdict in (Verdict.FAIL, Verdict.ERROR) for e in f.evidence]
+    ordered += [e for f in findings for e in f.evidence]
+    out: list[str] = []
+    for e in ordered:
+        if e not in out and _EVIDENCE_PATH.fullmatch(e) and ".." not in e.split("/"):
+            out.append(e)
+    return out[:ATTACHMENTS_CAP]
+
+
 def render_junit(result: RunResult) -> bytes:
+    """One testcase per scenario, named « REQ-ID[, REQ-ID] — scenario title », classname drimcheck.<area>;
+    failure/error messages start with the requirement IDs; evidence files attached as [[ATTACHMENT|path]]
+    lines in system-out (GitLab, Jenkins JUnit Attachments), paths relative to junit.xml."""
     cases = result.scenarios
     suite = ET.Element("testsuite", {
         "name": "drimcheck", "tests": str(len(cases)),
@@ -45,23 +80,32 @@ def render_junit(result: RunResult) -> bytes:
                  *_campaign_properties(result)):
         ET.SubElement(props, "property", {"name": k, "value": v})
     for s in cases:
-        case = ET.SubElement(suite, "testcase", {"classname": s.feature_file.replace("/", ".").removesuffix(".feature"),
-                                                  "name": s.name, "time": f"{s.duration_s:.3f}"})
+        ids = ", ".join(s.requirements) or "sans exigence"
+        case = ET.SubElement(suite, "testcase", {"classname": _classname(result, s), "name": f"{ids} — {s.name}",
+                                                  "file": s.feature_file, "time": f"{s.duration_s:.3f}"})
         cprops = ET.SubElement(case, "properties")
         for req in s.requirements:
             ET.SubElement(cprops, "property", {"name": "requirement", "value": req})
         ET.SubElement(cprops, "property", {"name": "verdict", "value": s.verdict.value})
         lines = [f"[{f.verdict.value}] {f.requirement} — {f.message}" for f in s.findings]
         bad = [f for f in s.findings if f.verdict in (Verdict.FAIL, Verdict.ERROR)]
+        message = " ; ".join(f"{f.requirement} : {f.message}" for f in bad)
+        if len(message) > MESSAGE_CAP:
+            message = message[:MESSAGE_CAP - 1] + "…"
         if s.verdict is Verdict.FAIL:
-            el = ET.SubElement(case, "failure", {"message": bad[0].message[:500] if bad else "FAIL"})
+            el = ET.SubElement(case, "failure", {"message": message or f"{ids} : non conforme", "type": "non conforme"})
             el.text = "\n".join(lines)
         elif s.verdict is Verdict.ERROR:
-            el = ET.SubElement(case, "error", {"message": bad[0].message[:500] if bad else "ERROR"})
-            el.text = "\n".join(lines)
+            el = ET.SubElement(case, "error", {"message": message or f"{ids} : erreur d'exécution",
+                                               "type": "erreur d'exécution"})
+            el.text = "\n".join(lines + ([s.error] if s.error else []))
         elif s.verdict is Verdict.SKIP:
-            ET.SubElement(case, "skipped", {"message": s.findings[0].message[:500] if s.findings else ""})
-        ET.SubElement(case, "system-out").text = "\n".join(lines)
+            ET.SubElement(case, "skipped", {"message": f"{ids} : " + (s.findings[0].message[:MESSAGE_CAP] if s.findings else "")})
+        out = [_neutral(line) for line in lines]
+        attachments = _attachments(s.findings)
+        if attachments:
+            out += ["", "Preuves :"] + [f"[[ATTACHMENT|{e}]]" for e in attachments]
+        ET.SubElement(case, "system-out").text = "\n".join(out)
     _make_safe(suite)
     ET.indent(suite)
     return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
