@@ -101,6 +101,7 @@ BAD = ("FAIL", "ERROR")
 AREA_FR = {"Santé": "Supervision (health check)"}
 STEP_FR = {"passed": "réussie", "failed": "échouée", "not_run": "non exécutée", "skipped": "non exécutée",
            "undefined": "non définie (défaut du banc)"}
+STEP_CLASS = {"passed": "st-ok", "failed": "st-ko", "not_run": "st-nr", "skipped": "st-nr"}
 DETAIL_CAP = 160  # characters of a message shown in the matrix (the full text is in the failures list)
 
 SCRIPT = """
@@ -121,7 +122,7 @@ dl.xch{display:grid;grid-template-columns:8rem 1fr;gap:.3rem .8rem;margin:.3rem 
 dl.xch dd{margin:0;min-width:0} pre{white-space:pre-wrap;word-break:break-all;background:#fff;border:1px solid #e3e3e3;
 padding:.4rem;margin:.2rem 0;max-height:24rem;overflow:auto;font-size:.8rem}
 .trunc{color:#8d5a00;font-weight:600;font-size:.85rem} figure.chart{margin:.3rem 0} .legend{margin-top:0} figure.compact svg{width:240px;height:auto}
-.step-failed{color:#ce0500;font-weight:600} .step-not_run{color:#777} .kv th{width:16rem}
+.st-ko{color:#ce0500;font-weight:600} .st-nr{color:#777} .kv th{width:16rem}
 .alert.partial{border-color:#8d5a00;color:#8d5a00} table.matrix{table-layout:fixed}
 table.matrix td.detail{overflow-wrap:anywhere}
 .kv .sc{margin-right:0} details.src{border:0;padding:0;margin:0} details.src summary{white-space:nowrap;overflow:hidden;text-overflow:ellipsis} details.src[open] summary{display:none}
@@ -145,7 +146,7 @@ def _keyword(keyword: str) -> str:
 def _step(st: dict[str, Any]) -> str:
     outcome = st["outcome"]
     timing = "" if outcome == "not_run" else f", {st['duration_s']:.2f} s"
-    return (f"<li class=\"step-{escape(outcome)}\"><strong>{escape(_keyword(st['keyword']))}</strong> {escape(st['text'])} "
+    return (f"<li class=\"{STEP_CLASS.get(outcome, 'st-ko')}\"><strong>{escape(_keyword(st['keyword']))}</strong> {escape(st['text'])} "
             f"<span class=\"small\">({escape(STEP_FR.get(outcome, outcome))}{timing})</span></li>")
 
 
