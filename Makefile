@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper gcc libc6-dev
+APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper gcc libc6-dev chromium fonts-dejavu-core
 STAMP := $(VENV)/.setup-stamp
 
 .PHONY: setup demo demo-external test selftest unit bench clean

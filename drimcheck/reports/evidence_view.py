@@ -82,7 +82,13 @@ def _body(body: Any) -> str:
     size = body.get("size")
     note = " (déjà tronqué à l'enregistrement)" if body.get("truncated") else ""
     if isinstance(body.get("text"), str):
-        return f"<p class=\"small\">Corps : {escape(str(size))} octets{note}</p>" + _capped(body["text"])
+        text = body["text"]
+        if text[:1] in "{[" and len(text) <= READ_CAP:
+            try:  # JSON answers (HealthCheck, tokens...) shown indented
+                text = json.dumps(json.loads(text), ensure_ascii=False, indent=2)
+            except (ValueError, RecursionError):
+                pass
+        return f"<p class=\"small\">Corps : {escape(str(size))} octets{note}</p>" + _capped(text)
     if isinstance(body.get("base64"), str):
         try:
             raw = base64.b64decode(body["base64"][: TEXT_CAP * 2], validate=False)

@@ -199,7 +199,8 @@ class _Evidence:
                 "voir le fichier dans evidence/.</p>")
             used += len(body)
             out.append(f"<details class=\"ev\" id=\"{anchor}\"><summary><code>{escape(rel)}</code></summary>"
-                       f"<p class=\"small\"><a href=\"{escape(quote(rel))}\">ouvrir le fichier</a></p>{body}</details>")
+                       f"<p class=\"small\"><a href=\"{escape(quote(rel))}\">ouvrir le fichier</a> · "
+                       f"<a href=\"#echecs\">retour aux échecs</a></p>{body}</details>")
         return out
 
 
