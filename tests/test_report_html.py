@@ -160,3 +160,27 @@ def test_total_embedded_evidence_is_capped(tmp_path, monkeypatch):
     html = render_html(data, run_dir)
     assert "GET https://" in html  # the first view is always embedded
     assert "taille maximale des preuves intégrées au rapport atteinte" in html
+
+
+def test_step_statuses_are_true():
+    """Before: every step was recorded "passed", the one whose check judged FAIL included, and the steps an
+    exception skipped were missing. Now: failed where a FAIL/ERROR was judged or raised, not_run after it."""
+    from types import SimpleNamespace
+
+    from drimcheck.plugin import DrimcheckPlugin
+
+    plugin = DrimcheckPlugin(None, catalogue.load(), strict=True)
+    plugin.current = ScenarioResult(id="s", feature="f", feature_file="f.feature", name="n", requirements=["HLT-02"])
+    steps = [SimpleNamespace(keyword=k, name=n) for k, n in
+             (("Étant Donné", "un PACS"), ("Alors", "DOWN dans le délai"), ("Alors", "UP à nouveau"), ("Et", "format"))]
+    scenario = SimpleNamespace(steps=steps)
+    hook = dict(request=None, feature=None, scenario=scenario, step_func=None)
+    plugin.pytest_bdd_before_step(step=steps[0], **hook)
+    plugin.pytest_bdd_after_step(step=steps[0], step_func_args={}, **hook)
+    plugin.pytest_bdd_before_step(step=steps[1], **hook)
+    plugin.judge(Finding("HLT-02", Verdict.FAIL, "aucune réponse DOWN"))
+    plugin.pytest_bdd_after_step(step=steps[1], step_func_args={}, **hook)
+    plugin.pytest_bdd_before_step(step=steps[2], **hook)
+    plugin.pytest_bdd_step_error(step=steps[2], step_func_args={}, exception=RuntimeError("x"), **hook)
+    assert [(s.keyword, s.outcome) for s in plugin.current.steps] == [
+        ("Étant Donné", "passed"), ("Alors", "failed"), ("Alors", "failed"), ("Et", "not_run")]
