@@ -123,3 +123,26 @@ def test_any_text_from_the_dut_keeps_junit_well_formed(name, message):
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(pytest.main([__file__, "-q"]))
+
+
+def test_inside_a_ci_attachment_paths_start_from_the_project_directory(tmp_path, monkeypatch):
+    """GitLab and Jenkins resolve [[ATTACHMENT|path]] against the project directory / workspace, not junit.xml."""
+    for var in ("DRIMCHECK_JUNIT_BASE", "CI_PROJECT_DIR", "WORKSPACE"):
+        monkeypatch.delenv(var, raising=False)
+    run_dir = tmp_path / "runs" / "ci"
+    run_dir.mkdir(parents=True)
+
+    def attached() -> list[str]:
+        out = etree.fromstring(render_junit(_result(_scenarios()), run_dir)).find("testcase").findtext("system-out")
+        return [line for line in out.splitlines() if line.startswith("[[ATTACHMENT|")]
+
+    assert attached()[0] == "[[ATTACHMENT|evidence/healthcheck--arret/021-meteo-020.json]]"  # outside a CI
+    monkeypatch.setenv("CI_PROJECT_DIR", str(tmp_path))  # GitLab
+    assert attached()[0] == "[[ATTACHMENT|runs/ci/evidence/healthcheck--arret/021-meteo-020.json]]"
+    monkeypatch.delenv("CI_PROJECT_DIR")
+    monkeypatch.setenv("WORKSPACE", str(run_dir))  # Jenkins, run directory = workspace
+    assert attached()[0] == "[[ATTACHMENT|evidence/healthcheck--arret/021-meteo-020.json]]"
+    monkeypatch.setenv("WORKSPACE", str(tmp_path / "elsewhere"))  # run directory outside: relative to junit.xml
+    assert attached()[0] == "[[ATTACHMENT|evidence/healthcheck--arret/021-meteo-020.json]]"
+    monkeypatch.setenv("DRIMCHECK_JUNIT_BASE", str(tmp_path / "runs"))  # explicit base first
+    assert attached()[0] == "[[ATTACHMENT|ci/evidence/healthcheck--arret/021-meteo-020.json]]"

@@ -3,8 +3,10 @@ in failure messages, evidence attached; always well-formed XML whatever the DUT 
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from drimcheck.results import RunResult
 from drimcheck.verdicts import Verdict
@@ -51,6 +53,24 @@ def _classname(result: RunResult, scenario) -> str:
     return "drimcheck." + area.replace(".", " ")
 
 
+def attachment_base(run_dir: Path | None) -> str:
+    """Prefix of the attachment paths. GitLab (artifacts of $CI_PROJECT_DIR) and Jenkins (JUnit Attachments:
+    workspace.child(path)) resolve them against the project directory, not against junit.xml: inside such a
+    CI (or with DRIMCHECK_JUNIT_BASE set), when the run directory lies under that directory, paths start from
+    it; otherwise they are relative to junit.xml (i.e. to the run directory)."""
+    if run_dir is None:
+        return ""
+    for var in ("DRIMCHECK_JUNIT_BASE", "CI_PROJECT_DIR", "WORKSPACE"):
+        base = os.environ.get(var)
+        if base:
+            try:
+                rel = Path(run_dir).resolve().relative_to(Path(base).resolve())
+            except (ValueError, OSError):
+                continue
+            return "" if str(rel) == "." else rel.as_posix() + "/"
+    return ""
+
+
 def _attachments(findings) -> list[str]:
     """Evidence paths (relative to the run directory, where junit.xml is), failing findings' first."""
     ordered = [e for f in findings if f.verdict in (Verdict.FAIL, Verdict.ERROR) for e in f.evidence]
@@ -62,10 +82,12 @@ def _attachments(findings) -> list[str]:
     return out[:ATTACHMENTS_CAP]
 
 
-def render_junit(result: RunResult) -> bytes:
+def render_junit(result: RunResult, run_dir: Path | None = None) -> bytes:
     """One testcase per scenario, named « REQ-ID[, REQ-ID] — scenario title », classname drimcheck.<area>;
     failure/error messages start with the requirement IDs; evidence files attached as [[ATTACHMENT|path]]
-    lines in system-out (GitLab, Jenkins JUnit Attachments), paths relative to junit.xml."""
+    lines in system-out (GitLab, Jenkins JUnit Attachments), paths relative to junit.xml, or to the CI
+    project directory when the run directory is under it (attachment_base)."""
+    prefix = attachment_base(run_dir)
     cases = result.scenarios
     suite = ET.Element("testsuite", {
         "name": "drimcheck", "tests": str(len(cases)),
@@ -81,8 +103,9 @@ def render_junit(result: RunResult) -> bytes:
         ET.SubElement(props, "property", {"name": k, "value": v})
     for s in cases:
         ids = ", ".join(s.requirements) or "sans exigence"
+        feature = s.feature_file if s.feature_file.startswith("features/") else f"features/{s.feature_file}"
         case = ET.SubElement(suite, "testcase", {"classname": _classname(result, s), "name": f"{ids} — {s.name}",
-                                                  "file": s.feature_file, "time": f"{s.duration_s:.3f}"})
+                                                  "file": feature, "time": f"{s.duration_s:.3f}"})
         cprops = ET.SubElement(case, "properties")
         for req in s.requirements:
             ET.SubElement(cprops, "property", {"name": "requirement", "value": req})
@@ -104,7 +127,7 @@ def render_junit(result: RunResult) -> bytes:
         out = [_neutral(line) for line in lines]
         attachments = _attachments(s.findings)
         if attachments:
-            out += ["", "Preuves :"] + [f"[[ATTACHMENT|{e}]]" for e in attachments]
+            out += ["", "Preuves :"] + [f"[[ATTACHMENT|{prefix}{e}]]" for e in attachments]
         ET.SubElement(case, "system-out").text = "\n".join(out)
     _make_safe(suite)
     ET.indent(suite)
