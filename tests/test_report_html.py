@@ -184,3 +184,16 @@ def test_step_statuses_are_true():
     plugin.pytest_bdd_step_error(step=steps[2], step_func_args={}, exception=RuntimeError("x"), **hook)
     assert [(s.keyword, s.outcome) for s in plugin.current.steps] == [
         ("Étant Donné", "passed"), ("Alors", "failed"), ("Alors", "failed"), ("Et", "not_run")]
+
+
+def test_a_run_that_judged_nothing_does_not_claim_no_failure(tmp_path):
+    data, run_dir = make_run(tmp_path)
+    data["scenarios"] = []
+    for r in data["requirements"]:
+        r["verdict"] = "NOT_RUN" if r["automated"] else "NOT_TESTED"
+    data["run"].update(exit_code=130, infrastructure_error="DRIMbox injoignable",
+                       interrupted={"signal": "SIGINT", "scenarios_not_run": ["a", "b"]})
+    html = render_html(data, run_dir)
+    assert "Aucune exigence jugée" in html and "Aucun échec" not in html
+    assert "Campagne interrompue (SIGINT) : 2 scénarios non exécutés" in html
+    assert html.index("Erreur d'exécution : DRIMbox injoignable") < html.index('id="echecs"')

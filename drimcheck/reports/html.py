@@ -221,7 +221,11 @@ def _failures_section(data: dict[str, Any], ev: _Evidence, scen_no: dict[str, in
     for s in data["scenarios"]:
         for f in s["findings"]:
             findings.setdefault(f["requirement"], []).append((s, f))
-    if not bad:
+    judged = [r for r in data["requirements"] if r["verdict"] not in ("NOT_RUN", "NOT_TESTED")]
+    if not judged:
+        out = ["<section class=\"fails\" id=\"echecs\"><h2>Aucune exigence jugée</h2><p>La campagne n'a rendu "
+               "aucun verdict : voir l'erreur d'exécution ci-dessus.</p>"]
+    elif not bad:
         out = ["<section class=\"fails ok\" id=\"echecs\"><h2>Aucun échec</h2><p>Aucune exigence exécutée n'est "
                "non conforme ni en erreur.</p>"]
     else:
@@ -294,6 +298,11 @@ def render_html(data: dict[str, Any], run_dir: Path | None = None) -> str:
         f"<div class=\"banner {banner_class}\">Verdict : <strong>{escape(run['verdict'])}</strong></div>",
     ]
     out += _mode_alerts(data)
+    if run.get("interrupted"):
+        not_run = run["interrupted"].get("scenarios_not_run") or []
+        out.append(f"<p class=\"alert\">Campagne interrompue ({escape(str(run['interrupted'].get('signal')))}) : "
+                   f"{len(not_run)} scénario{'s' if len(not_run) > 1 else ''} non exécuté{'s' if len(not_run) > 1 else ''}. "
+                   "Ce rapport ne vaut pas verdict de conformité.</p>")
     if run.get("infrastructure_error"):
         out.append(f"<p class=\"alert\">Erreur d'exécution : {escape(run['infrastructure_error'])}</p>")
     out += _failures_section(data, ev, scen_no)
