@@ -521,7 +521,8 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from simulators.drimbox import mutants
 
     for m in mutants.load().values():
-        print(f"{m.id:<24} {', '.join(m.violates):<16} {m.title}")
+        gap = f"  [lacune connue : {m.known_gap}]" if m.known_gap else ""
+        print(f"{m.id:<24} {', '.join(m.violates):<16} {m.title}{gap}")
     return 0
 
 

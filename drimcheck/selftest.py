@@ -253,6 +253,8 @@ def _as_expected(o: CampaignOutcome, mutant, automated: list[str]) -> bool:
     if mutant is None:
         return o.exit_code == 0 and not (o.failed | o.errored | o.warned) and set(automated) <= o.passed
     declared = set(mutant.violates)
+    if mutant.known_gap:  # not expected to be killed; a failure outside its declaration is still wrong
+        return not ((o.failed | o.errored) - declared)
     return bool(o.failed & declared) and not ((o.failed | o.errored) - declared)
 
 
@@ -299,6 +301,8 @@ def _report(selected: list, outcomes: dict[str, CampaignOutcome], automated: lis
                  "killed": bool(o.failed & declared),
                  "failed_requirements": sorted(o.failed), "unexpected_failures": sorted((o.failed | o.errored) - declared),
                  "duration_s": round(o.duration_s, 1)}
+        if m.known_gap:
+            entry["known_gap"] = m.known_gap
         if o.problem:
             entry["problem"] = o.problem
         if m.id in first:
@@ -321,7 +325,13 @@ def _conclude(out: Path, report: dict, automated: list[str], *, complete: bool, 
         killed_on = sorted(set(e["failed_requirements"]) & set(e["violates"]))
         for r in killed_on:
             killers.setdefault(r, []).append(e["id"])
+        if e.get("known_gap"):  # a known gap: reported, never a pass or a failure of the selftest by being missed
+            all_ok &= not e["unexpected_failures"] and not bad_declaration and not e.get("problem")
+            continue
         all_ok &= bool(killed_on) and not e["unexpected_failures"] and not bad_declaration and not e.get("problem")
+    gaps = [e for e in report["mutants"] if e.get("known_gap")]
+    report["known_gaps"] = {"total": len(gaps), "still_missed": sorted(e["id"] for e in gaps if not e["killed"]),
+                            "now_caught": sorted(e["id"] for e in gaps if e["killed"])}
     report["requirements"] = [{"id": r, "automated": True, "killing_mutants": killers[r]} for r in automated]
     if complete:
         all_ok &= all(killers[r] for r in automated)
@@ -335,12 +345,18 @@ def _conclude(out: Path, report: dict, automated: list[str], *, complete: bool, 
         print(f"référence : {'OK' if golden['passed'] else 'ÉCHEC ' + ', '.join(golden['failures'] + golden['not_passed'])}")
     for e in report["mutants"]:
         state = "tué" if e["killed"] and not e["unexpected_failures"] else "NON TUÉ" if not e["killed"] else "tué mais hors cible"
+        if e.get("known_gap") and not e["unexpected_failures"]:
+            state = "lacune connue, non détectée" if not e["killed"] else "lacune connue, désormais détectée (retirer known_gap)"
         extra = f" ; échecs inattendus : {', '.join(e['unexpected_failures'])}" if e["unexpected_failures"] else ""
         if "first_attempt" in e:
             extra += " ; verdict de la relance (1re tentative : échoue sur " + \
                 f"{', '.join(e['first_attempt']['failed_requirements'] + e['first_attempt']['errored_requirements']) or 'rien'})"
         print(f"  {e['id']:<24} {state} (déclare {', '.join(e['violates'])} ; échoue sur "
               f"{', '.join(e['failed_requirements']) or 'rien'}){extra}")
+    if gaps:
+        print(f"lacunes connues (mutants réalistes écrits sans lire les contrôles) : {len(gaps)}, dont "
+              f"{len(report['known_gaps']['still_missed'])} non détectée(s) : "
+              f"{', '.join(report['known_gaps']['still_missed']) or 'aucune'}")
     orphans = [r["id"] for r in report["requirements"] if not r["killing_mutants"]]
     if orphans and complete:
         print(f"exigences automatisées sans mutant tueur : {', '.join(orphans)}")

@@ -140,3 +140,29 @@ def test_combined_shards_fail_when_a_requirement_is_left_without_killer(tmp_path
 def test_bad_shard_is_refused(text):
     with pytest.raises(ValueError):
         selftest.parse_shard(text)
+
+
+def test_a_known_gap_is_reported_not_failed_but_a_failure_outside_its_declaration_still_fails(tmp_path, monkeypatch,
+                                                                                             fake_campaigns):
+    script, calls = fake_campaigns
+    gap = Mutant("m-gap", "lacune", ("CRT-01",), known_gap="aucun scénario ne le provoque")
+    monkeypatch.setattr("simulators.drimbox.mutants.load", lambda: {m.id: m for m in MUTANTS + [gap]})
+    script["golden"] = [outcome("golden", exit_code=0)]
+    script["m-up"] = [outcome("m-up", failed=("HLT-02",))]
+    script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+    script["m-gap"] = [outcome("m-gap")]  # not caught: expected, no retry
+    assert selftest.run_selftest(tmp_path / "a", jobs=2) == 0
+    assert calls == [["golden", "m-cert", "m-gap", "m-up"]]
+    report = json.loads((tmp_path / "a" / "selftest.json").read_text())
+    assert report["known_gaps"] == {"total": 1, "still_missed": ["m-gap"], "now_caught": []}
+    # the gap closes: reported as caught, counts as a killer
+    script.update(golden=[outcome("golden", exit_code=0)], **{"m-up": [outcome("m-up", failed=("HLT-02",))],
+                  "m-cert": [outcome("m-cert", failed=("CRT-01",))], "m-gap": [outcome("m-gap", failed=("CRT-01",))]})
+    assert selftest.run_selftest(tmp_path / "b", jobs=2) == 0
+    report = json.loads((tmp_path / "b" / "selftest.json").read_text())
+    assert report["known_gaps"]["now_caught"] == ["m-gap"]
+    # a gap that makes an undeclared requirement FAIL is a defect of the declaration or of a check
+    script.update(golden=[outcome("golden", exit_code=0)], **{"m-up": [outcome("m-up", failed=("HLT-02",))],
+                  "m-cert": [outcome("m-cert", failed=("CRT-01",))],
+                  "m-gap": [outcome("m-gap", failed=("HLT-02",)), outcome("m-gap", failed=("HLT-02",))]})
+    assert selftest.run_selftest(tmp_path / "c", jobs=2) == 1
