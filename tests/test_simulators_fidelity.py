@@ -1,0 +1,82 @@
+"""Simulators as strict as the real services, and no stricter (issue 15, deliverable 1; docs/simulators.md).
+
+Each test pins one behaviour on which a simulator used to differ from the real service it stands for.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from drimcheck import xds
+from simulators.dmp import DmpSimulator
+from tests.test_dmp import CERT, build, kos_and_study, pki, signer  # noqa: F401 - fixtures
+
+REPOSITORY = "/si-dmp-server/v2/services/repository"
+
+
+# --------------------------------------------------------------------------- DMP: SOAP 1.2 / WS-Addressing
+
+def _without(body: bytes, name: str) -> bytes:
+    out, n = re.subn(rb"<wsa:" + name.encode() + rb"\b[^>]*>[^<]*</wsa:" + name.encode() + rb">", b"", body)
+    assert n == 1
+    return out
+
+
+def test_dmp_accepts_the_reference_submission(kos_and_study, signer) -> None:  # noqa: F811
+    request = build(kos_and_study, signer)
+    sim = DmpSimulator()
+    response = sim.handle(REPOSITORY, request.content_type, request.body, CERT)
+    assert response.status_code == 200 and sim.exchanges[-1].success
+
+
+@pytest.mark.parametrize("header", ["Action", "MessageID"])
+def test_dmp_refuses_a_request_without_ws_addressing_header(kos_and_study, signer, header) -> None:  # noqa: F811
+    """The real DMP (IHE ITI TF-2x appendix V, WS-Addressing 1.0) faults; the simulator used to register it."""
+    request = build(kos_and_study, signer)
+    sim = DmpSimulator()
+    response = sim.handle(REPOSITORY, request.content_type, _without(request.body, header), CERT)
+    ex = sim.exchanges[-1]
+    assert response.status_code == 400 and b"wsa:MessageAddressingHeaderRequired" in response.body
+    assert ex.status == "Fault" and not ex.success and header in ex.parse_error
+    assert not sim.registry.snapshot()  # nothing registered
+    # still attributed to its study, so that SRC-01 names the refusal among the attempts
+    assert ex.kind == "ITI-41" and ex.study_uids == {kos_and_study[1].study_uid}
+    assert header in ex.describe()
+
+
+def test_dmp_refuses_an_action_parameter_that_contradicts_wsa_action(kos_and_study, signer) -> None:  # noqa: F811
+    request = build(kos_and_study, signer)
+    ctype = request.content_type.replace(xds.ACTION_PNR, xds.ACTION_UPDATE)
+    assert ctype != request.content_type
+    sim = DmpSimulator()
+    response = sim.handle(REPOSITORY, ctype, request.body, CERT)
+    assert response.status_code == 400 and b"wsa:ActionMismatch" in response.body
+    assert sim.exchanges[-1].status == "Fault" and not sim.registry.snapshot()
+
+
+def test_dmp_refuses_the_soap_1_1_media_type(kos_and_study, signer) -> None:  # noqa: F811
+    """text/xml is SOAP 1.1's media type: a SOAP 1.2 endpoint refuses it (415), the simulator used to accept."""
+    request = build(kos_and_study, signer)
+    mime = xds.parse_mime(request.content_type, request.body)
+    root = mime.root
+    for part in mime.parts.values():  # inline the documents: a plain (non-MTOM) SOAP body
+        import base64
+
+        root = root.replace(f'<xop:Include xmlns:xop="{xds.NS["xop"]}" href="cid:{part.content_id}"/>'.encode(),
+                            base64.b64encode(part.data))
+    assert b"xop:Include" not in root
+    sim = DmpSimulator()
+    accepted = sim.handle(REPOSITORY, "application/soap+xml; charset=UTF-8", root, CERT)
+    assert accepted.status_code == 200 and sim.exchanges[-1].success  # non-MTOM SOAP 1.2: tolerated (as Axis2)
+    other = build(kos_and_study, signer, kos_uid="1.2.3.4.5.6.7")
+    root = xds.parse_mime(other.content_type, other.body).root
+    for part in xds.parse_mime(other.content_type, other.body).parts.values():
+        import base64
+
+        root = root.replace(f'<xop:Include xmlns:xop="{xds.NS["xop"]}" href="cid:{part.content_id}"/>'.encode(),
+                            base64.b64encode(part.data))
+    refused = sim.handle(REPOSITORY, "text/xml; charset=UTF-8", root, CERT)
+    assert refused.status_code == 415 and sim.exchanges[-1].status == "Fault"
+    assert "text/xml" in sim.exchanges[-1].parse_error
