@@ -80,3 +80,26 @@ def test_dmp_refuses_the_soap_1_1_media_type(kos_and_study, signer) -> None:  # 
     refused = sim.handle(REPOSITORY, "text/xml; charset=UTF-8", root, CERT)
     assert refused.status_code == 415 and sim.exchanges[-1].status == "Fault"
     assert "text/xml" in sim.exchanges[-1].parse_error
+
+
+# --------------------------------------------------------------------------- IOCM sender (the PACS)
+
+@pytest.mark.parametrize("status, ok", [(0x0000, True), (0xB000, True), (0xB007, True), (0xA700, False),
+                                        (0xC000, False)])
+def test_iocm_counts_a_warning_status_as_stored(status, ok) -> None:
+    """DICOM PS3.4 B.2.3: a Warning (B000, B006, B007) means the object was stored, as a real PACS counts it;
+    the simulated PACS used to take it for a failure and stop the scenario."""
+    from pynetdicom import AE, evt
+
+    from simulators import iocm
+    from tests.test_hostile_server import _note
+
+    scp = AE(ae_title="DUT")
+    scp.add_supported_context(iocm.KOS_SOP_CLASS, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+    server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda event: status)])
+    try:
+        result = iocm.send(_note(), "127.0.0.1", server.server_address[1], "DUT", timeout_s=5)
+    finally:
+        server.shutdown()
+    assert result.status == status and result.ok is ok
+    assert (result.error is None) is ok and (ok or f"0x{status:04X}" in result.error)
