@@ -2,7 +2,9 @@
 
 One TCP connection per message (as many RIS do); the wait for the ACK is bounded in time (``timeout_s``,
 for the whole acknowledgement) and in size (``limits.MAX_MLLP_FRAME``: a DUT streaming bytes without an
-end of frame is cut off, the exchange recorded with an error). Nothing is
+end of frame is cut off, the exchange recorded with an error). An acknowledgement not framed as MLLP
+(no start block 0x0B, or bytes other than whitespace before it) is recorded with an error, as a real RIS's
+MLLP reader refuses it (docs/simulators.md). Nothing else is
 judged here: the exchange (bytes sent, bytes received, timings, transport error) is recorded as
 evidence and handed to the checks.
 """
@@ -82,8 +84,14 @@ class RisSimulator:
                         raise FrameTooLarge(too_large("acquittement MLLP trop volumineux", self.max_frame)
                                             + " sans fin de trame (0x1C 0x0D)")
                 frame = bytes(buffer[:end])
-                ex.ack = frame[frame.find(SB) + 1:] if SB in frame else frame
+                start = frame.find(SB)
+                ex.ack = frame[start + 1:] if start >= 0 else frame
                 ex.acked_at = time.monotonic()
+                if start < 0 or frame[:start].strip(b" \t\r\n"):
+                    # MLLP Release 2: <SB> message <EB><CR>. A real RIS's reader (HAPI MinLLPReader) skips
+                    # whitespace before the start block and refuses anything else: so does this one.
+                    ex.error = ("trame MLLP non conforme : acquittement sans caractère de début de bloc 0x0B"
+                                if start < 0 else f"trame MLLP non conforme : {start} octet(s) avant le début de bloc 0x0B")
         except FrameTooLarge as exc:
             ex.error = str(exc)
         except TimeoutError as exc:
