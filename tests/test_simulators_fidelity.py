@@ -103,3 +103,52 @@ def test_iocm_counts_a_warning_status_as_stored(status, ok) -> None:
         server.shutdown()
     assert result.status == status and result.ok is ok
     assert (result.error is None) is ok and (ok or f"0x{status:04X}" in result.error)
+
+
+# --------------------------------------------------------------------------- whitelist endpoint (raw GitHub)
+
+@pytest.fixture(scope="module")
+def wl_endpoint(pki):  # noqa: F811
+    from simulators.peer_conso import PeerIdentities
+    from simulators.whitelist import WhitelistEndpoint, WhitelistVectors
+
+    endpoint = WhitelistEndpoint(WhitelistVectors(pki, PeerIdentities(pki)), pki.serv_ssl("raw.drimcheck.test"))
+    endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+def _raw_get(endpoint, pki, headers: dict[str, str]):  # noqa: F811
+    import http.client
+    import ssl
+
+    from simulators.whitelist import LIST_PATH
+
+    ctx = ssl.create_default_context(cafile=str(pki.igc_trust_pem))
+    ctx.check_hostname = False
+    conn = http.client.HTTPSConnection("127.0.0.1", endpoint.port, context=ctx, timeout=10)
+    try:
+        conn.request("GET", LIST_PATH, headers=headers)  # http.client sends no Accept-Encoding of its own
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_whitelist_answers_like_raw_github(wl_endpoint, pki) -> None:  # noqa: F811
+    """raw.githubusercontent.com: strong ETag, 304 to a matching If-None-Match (RFC 9110 §13.1.2), gzip when
+    accepted. The simulator used to ignore both, so a DUT mishandling a 304 or a gzip body passed here."""
+    import gzip
+
+    status, headers, plain = _raw_get(wl_endpoint, pki, {})
+    assert status == 200 and "content-encoding" not in headers and plain.lstrip().startswith(b"<")
+    assert headers["content-type"] == "text/plain; charset=utf-8" and headers["etag"].startswith('"')
+    status, zipped_headers, zipped = _raw_get(wl_endpoint, pki, {"Accept-Encoding": "gzip, deflate"})
+    assert status == 200 and zipped_headers["content-encoding"] == "gzip" and gzip.decompress(zipped) == plain
+    assert _raw_get(wl_endpoint, pki, {"Accept-Encoding": "gzip;q=0"})[1].get("content-encoding") is None
+    status, headers304, body = _raw_get(wl_endpoint, pki, {"If-None-Match": headers["etag"]})
+    assert status == 304 and body == b"" and headers304["etag"] == headers["etag"]
+    assert _raw_get(wl_endpoint, pki, {"If-None-Match": '"other"'})[0] == 200
+    assert [d.status for d in wl_endpoint.downloads()][-5:] == [200, 200, 200, 304, 200]
