@@ -25,6 +25,10 @@ class FrameTooLarge(Exception):
     """The DUT sent more than MAX_MLLP_FRAME bytes without ending its frame (str(): French message)."""
 
 
+class MllpFrameError(Exception):
+    """The DUT's acknowledgement is not framed as MLLP says (str(): French message)."""
+
+
 @dataclass
 class MllpExchange:
     label: str
@@ -80,6 +84,12 @@ class RisSimulator:
                     seen = max(0, len(buffer) - 1)  # the end marker may straddle two reads
                     buffer += chunk
                     end = buffer.find(EB + CR, seen)
+                    stray = buffer.find(EB, seen)
+                    if end < 0 and 0 <= stray < len(buffer) - 1:
+                        # MLLP: the end block 0x1C is followed by CR 0x0D; a real RIS's reader (HAPI) refuses
+                        # anything else at once instead of waiting for more
+                        raise MllpFrameError("trame MLLP non conforme : fin de bloc 0x1C suivie de "
+                                             f"0x{buffer[stray + 1]:02X} au lieu de 0x0D")
                     if end < 0 and len(buffer) > self.max_frame:
                         raise FrameTooLarge(too_large("acquittement MLLP trop volumineux", self.max_frame)
                                             + " sans fin de trame (0x1C 0x0D)")
@@ -92,7 +102,7 @@ class RisSimulator:
                     # whitespace before the start block and refuses anything else: so does this one.
                     ex.error = ("trame MLLP non conforme : acquittement sans caractère de début de bloc 0x0B"
                                 if start < 0 else f"trame MLLP non conforme : {start} octet(s) avant le début de bloc 0x0B")
-        except FrameTooLarge as exc:
+        except (FrameTooLarge, MllpFrameError) as exc:
             ex.error = str(exc)
         except TimeoutError as exc:
             ex.error = str(exc) if "acquittement" in str(exc) else f"connexion impossible en {self.timeout_s:g} s"

@@ -140,9 +140,9 @@ def test_ack_round_trip(report) -> None:
 class _MllpPeer:
     """A tiny MLLP server: answers each frame with `reply(text)` (None = stay silent)."""
 
-    def __init__(self, reply, start: bytes = b"\x0b"):
+    def __init__(self, reply, start: bytes = b"\x0b", end: bytes = b"\x1c\x0d"):
         self.reply = reply
-        self.start = start  # what precedes the answer (the MLLP start block, or a defect)
+        self.start, self.end = start, end  # what frames the answer (MLLP's blocks, or a defect)
         self.received: list[str] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -170,7 +170,9 @@ class _MllpPeer:
                 if answer is None:  # stay silent, connection open, until the test is done (not a timed sleep)
                     self._closed.wait(30)
                     continue
-                conn.sendall(self.start + answer + b"\x1c\x0d")
+                conn.sendall(self.start + answer + self.end)
+                if self.end != b"\x1c\x0d":  # a defective end: keep the line open, the client must not wait for more
+                    self._closed.wait(30)
 
     def close(self):
         self._closed.set()
@@ -219,3 +221,14 @@ def test_ris_refuses_an_ack_frame_without_start_block(report, start, ok) -> None
         assert ex.error is None and read_ack(ex.ack).code == "AA"
     else:
         assert ex.error and "0x0B" in ex.error
+
+
+def test_ris_refuses_an_end_block_without_carriage_return(report) -> None:
+    """MLLP: <EB=0x1C> is followed by <CR=0x0D>. The simulator used to wait for it until its deadline and report
+    « aucun acquittement » ; a real RIS's reader refuses the frame at once."""
+    peer = _MllpPeer(lambda text: source_hl7.ack(source_hl7.Message(text), "AA"), end=b"\x1c\x0a")
+    try:
+        ex = RisSimulator("127.0.0.1", peer.port, timeout_s=20).send(messages.oru_r01(report))
+    finally:
+        peer.close()
+    assert ex.ack is None and "0x1C suivie de 0x0A" in ex.error
