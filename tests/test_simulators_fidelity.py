@@ -152,3 +152,15 @@ def test_whitelist_answers_like_raw_github(wl_endpoint, pki) -> None:  # noqa: F
     assert status == 304 and body == b"" and headers304["etag"] == headers["etag"]
     assert _raw_get(wl_endpoint, pki, {"If-None-Match": '"other"'})[0] == 200
     assert [d.status for d in wl_endpoint.downloads()][-5:] == [200, 200, 200, 304, 200]
+
+
+def test_wl01_counts_a_revalidation_as_the_daily_refresh() -> None:
+    """A DUT that revalidates its list with If-None-Match gets 304 from raw GitHub (and now from the simulator):
+    the daily refresh happened, WL-01 must not fail it."""
+    from drimcheck.checks import whitelist as wl_checks
+    from drimcheck.verdicts import Verdict
+
+    [finding] = wl_checks.downloaded_on_refresh([{"status": 304, "complete": True, "vector": "nominale"}], 5)
+    assert finding.verdict == Verdict.PASS and "304" in finding.message
+    [finding] = wl_checks.downloaded_on_refresh([{"status": 404, "complete": True}], 5)
+    assert finding.verdict == Verdict.FAIL
