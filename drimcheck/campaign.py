@@ -98,7 +98,7 @@ class CampaignRuntime:
         self._hooks_running: set[subprocess.Popen] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def ensure_started(self) -> "CampaignRuntime":
+    def ensure_started(self) -> CampaignRuntime:
         with self._lock:
             if self._start_error is not None:
                 raise self._start_error
@@ -109,7 +109,7 @@ class CampaignRuntime:
                 except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: not a bench defect; the runner stops everything
                     self._start_error = exc
                     raise
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - any start failure becomes a HarnessError, bench stopped
                     self._start_error = exc if isinstance(exc, HarnessError) else HarnessError(
                         f"préparation du banc impossible : {type(exc).__name__}: {exc}")
                     self.stop()
@@ -187,7 +187,7 @@ class CampaignRuntime:
                     raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
                 raise HarnessError(f"simulateur {name} : adresse de [simulators] indisponible ({exc.strerror or exc}) ; "
                                    "arrêtez la campagne en cours ou changez l'adresse") from None
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever a simulator raises is reported as a bench error
                 raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
             if handle is not None:
                 self.sims[name] = handle
@@ -379,7 +379,7 @@ class CampaignRuntime:
             study = make_study(seed, **kw)
             try:
                 self.orthanc(pacs).store(study.datasets())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
                 raise HarnessError(f"PACS simulé « {pacs.name} » : stockage de l'étude impossible : {exc}") from None
             self._seeded[key] = study
         return self._seeded[key]
@@ -397,7 +397,7 @@ class CampaignRuntime:
         """Bring the PACS back (same ports, same data); returns the monotonic time it is ready again."""
         try:
             self.orthanc(pacs).restart()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
             raise HarnessError(f"PACS simulé « {pacs.name} » : redémarrage impossible : {exc}") from None
         return time.monotonic()
 

@@ -127,13 +127,13 @@ class Sut:
     def health_fqdn(self) -> str:
         return urlsplit(self.health_url).hostname or ""
 
-    def with_network(self, network: dict[str, Endpoint]) -> "Sut":
+    def with_network(self, network: dict[str, Endpoint]) -> Sut:
         return replace(self, network=network)
 
-    def with_pacs(self, pacs: tuple[Pacs, ...]) -> "Sut":
+    def with_pacs(self, pacs: tuple[Pacs, ...]) -> Sut:
         return replace(self, pacs=pacs)
 
-    def with_addresses(self, simulators: dict[str, Address], dut: dict[str, Any]) -> "Sut":
+    def with_addresses(self, simulators: dict[str, Address], dut: dict[str, Any]) -> Sut:
         return replace(self, simulators=simulators, dut=dut)
 
     def describe(self) -> dict[str, Any]:

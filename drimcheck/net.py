@@ -14,6 +14,7 @@ error (French, it reaches the reports); the prefix received is kept. Only the DU
 
 from __future__ import annotations
 
+import _ssl
 import io
 import json
 import os
@@ -24,11 +25,10 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import _ssl
 import httpcore
 import httpx
 
@@ -407,7 +407,7 @@ class DutClient:
         fqdn = (parts.hostname or "").lower()
         if fqdn not in {k.lower() for k in self.sut.network} or parts.scheme not in ("http", "https"):
             ex = Exchange(label=label, method=method, url=url, connect_to="", request_headers=list((headers or {}).items()),
-                          started_at=datetime.now(timezone.utc).isoformat(), request_body=content,
+                          started_at=datetime.now(UTC).isoformat(), request_body=content,
                           error=f"adresse hors du banc de test : {url} non contactée (ni FQDN déclaré de la DRIMbox "
                                 "testée, ni simulateur de drimcheck)")
             if self.evidence is not None:
@@ -419,7 +419,7 @@ class DutClient:
         host_header = fqdn if (parts.port or default_port) == default_port else f"{fqdn}:{parts.port}"
         req_headers = {"Host": host_header, "User-Agent": "drimcheck", **(headers or {})}
         ex = Exchange(label=label, method=method, url=url, connect_to=str(addr),
-                      started_at=datetime.now(timezone.utc).isoformat(), request_headers=list(req_headers.items()),
+                      started_at=datetime.now(UTC).isoformat(), request_headers=list(req_headers.items()),
                       request_body=content)
         if parts.scheme == "https":
             ex.tls = TlsInfo(sni=fqdn)
@@ -601,7 +601,7 @@ def _recv_exactly(sock: socket.socket, count: int, deadline: float) -> bytes:
     while len(data) < count:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout("délai dépassé")
+            raise TimeoutError("délai dépassé")
         sock.settimeout(left)
         chunk = sock.recv(count - len(data))
         if not chunk:
@@ -658,7 +658,7 @@ def raw_legacy_hello(address: Address, sni: str, version: ssl.TLSVersion, *, tim
             return "refused", None, "connexion fermée par le serveur sans ServerHello"
         except (ConnectionResetError, BrokenPipeError) as exc:
             return "refused", None, f"connexion coupée par le serveur ({type(exc).__name__})"
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return "refused", None, f"aucune réponse en {timeout:g} s"
         except OSError as exc:
             return "refused", None, f"{type(exc).__name__}: {exc}"
@@ -700,7 +700,7 @@ def probe_tls_version(address: Address, sni: str, version: ssl.TLSVersion, *, ti
             reason = exc.reason or ""
             probe.outcome = "client-unable" if reason in _CLIENT_SIDE else "refused"
             probe.detail = f"{reason or type(exc).__name__}: {exc}"
-        except (ConnectionRefusedError, socket.timeout, TimeoutError, OSError) as exc:
+        except (ConnectionRefusedError, TimeoutError, OSError) as exc:
             if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
                 probe.outcome, probe.detail = "refused", f"connexion coupée par le serveur ({type(exc).__name__})"
             else:

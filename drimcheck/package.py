@@ -24,7 +24,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def _command_version(cmd: list[str]) -> str | None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
-    lines = [l.strip() for l in (proc.stdout + proc.stderr).splitlines() if l.strip()]
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     return lines[0] if lines else None
 
 
@@ -363,9 +363,9 @@ def _time(data: bytes, node: _Tlv) -> str | None:
     text = node.content(data).decode("ascii", "replace")
     try:
         if node.tag == 0x17:
-            return datetime.strptime(text, "%y%m%d%H%M%SZ").replace(tzinfo=timezone.utc).isoformat()
+            return datetime.strptime(text, "%y%m%d%H%M%SZ").replace(tzinfo=UTC).isoformat()
         if node.tag == 0x18:
-            return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc).isoformat()
+            return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC).isoformat()
     except ValueError:
         return None
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -228,7 +229,10 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         reqs = self.requirement_results()
-        count = lambda items, key: {v: sum(1 for i in items if key(i) == v) for v in sorted({key(i) for i in items})}
+
+        def count(items: Sequence[Any], key: Callable[[Any], str]) -> dict[str, int]:
+            return {v: sum(1 for i in items if key(i) == v) for v in sorted({key(i) for i in items})}
+
         return {
             "scenarios": count(self.scenarios, lambda s: s.verdict.value),
             "requirements": count(reqs, lambda r: r.verdict),

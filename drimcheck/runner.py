@@ -9,10 +9,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -62,7 +62,7 @@ class InterruptGuard:
         self._previous: dict[int, object] = {}
         self._emergency: list[Callable[[], None]] = []
 
-    def __enter__(self) -> "InterruptGuard":
+    def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handler)
@@ -141,7 +141,7 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
                        timeouts=effective.to_list(), loosened=effective.reasons_fr())
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.monotonic()
     runtime = CampaignRuntime(sut, run_dir, mutant=mutant, keep_workdir=keep_workdir)
     runtime.interrupt = guard
@@ -167,7 +167,7 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
             error = "; ".join(([error] if error else []) + runtime.cleanup_errors)
         return RunResult(
             run_id=run_dir.name, started_at=started.isoformat(timespec="seconds"),
-            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
+            finished_at=datetime.now(UTC).isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
             strict=strict, sut={**runtime.sut.describe(), **({"mutant": mutant} if mutant else {})},
             catalogue=catalogue, scenarios=list(plugin.results), automated_ids=plugin.collected_requirements,
             infrastructure_error=error, command=command or sys.argv, campaign=campaign,

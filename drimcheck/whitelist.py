@@ -33,11 +33,12 @@ import base64
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -229,7 +230,7 @@ def _parse_time(value: str) -> datetime | None:
         t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _name(cert: x509.Certificate) -> str:
@@ -657,7 +658,7 @@ class _Verification:
         if not self.check_revocation:
             self.report.checks["revocation"] = "non vérifié"
             return
-        for cert, issuer in zip(path, path[1:]):
+        for cert, issuer in zip(path, path[1:], strict=False):
             if cert in self.anchors:
                 break  # trust anchors are trusted as configured
             usable = []
@@ -686,7 +687,7 @@ def verify_whitelist(data: bytes, *, trust_anchors: Iterable[x509.Certificate] |
                      expected_ou: str = EXPECTED_OU) -> WhitelistReport:
     """Verify an ANS whitelist; raises UnusableInput only when the input is not XML at all."""
     anchors = list(trust_anchors) if trust_anchors is not None else default_trust_anchors()
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
+        at = at.replace(tzinfo=UTC)
     return _Verification(data, anchors, list(crls), check_revocation, at, expected_cn, expected_ou).run()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -191,7 +191,7 @@ def test_issuer_serial_decoder_rejects_garbage():
 class _Canary(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         _Canary.hits.append(self.path)
         body = b'<!ENTITY leak "x">'
         self.send_response(200)
