@@ -37,9 +37,11 @@ from drimcheck.net import (
     Deadline,
     Exchange,
     TlsInfo,
+    TransportOutcome,
     _capture_tls,
     bounded_client,
     check_headers,
+    classify_error,
     describe_error,
     kept_prefix,
     read_body,
@@ -187,7 +189,8 @@ class Browser:
         if resolved is None:
             ex = Exchange(label=label, method=method, url=url, connect_to="",
                           started_at=datetime.now(UTC).isoformat(), request_headers=[], request_body=content,
-                          error=f"{origin} hors du banc de test : {url} non contactée")
+                          error=f"{origin} hors du banc de test : {url} non contactée",
+                          outcome=TransportOutcome.NOT_CONTACTED)
             if self.evidence is not None:
                 ex.evidence = self.evidence.write_json(label, ex.to_evidence())
             return ex
@@ -216,6 +219,7 @@ class Browser:
                 ex.response_body = read_body(resp, max_body=self.max_body, deadline=self._deadline.at, into=body)
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes evidence
             ex.error = describe_error(exc, timeout, answered=ex.status is not None)
+            ex.outcome = classify_error(exc)
             ex.response_body = kept_prefix(body)
         finally:
             self._deadline.at = None

@@ -15,6 +15,7 @@ error (French, it reaches the reports); the prefix received is kept. Only the DU
 from __future__ import annotations
 
 import _ssl
+import enum
 import io
 import json
 import os
@@ -60,9 +61,25 @@ class TlsInfo:
         return {"sni": self.sni, "version": self.version, "cipher": self.cipher, "chain": chain}
 
 
+class TransportOutcome(enum.Enum):
+    """How an exchange ended at the transport level. Checks match on this, never on the wording of
+    :attr:`Exchange.error` (a French or English sentence meant for the reports)."""
+
+    ANSWERED = "answered"  # the response was read whole (whatever its status)
+    NOT_CONTACTED = "not_contacted"  # the URL is off the test bed: nothing was sent
+    TIMEOUT = "timeout"  # no answer, or no complete answer, within the exchange's deadline
+    REFUSED = "refused"  # the connection was refused
+    TLS = "tls"  # TLS handshake or record failure (including plain HTTP where TLS was expected)
+    PROTOCOL = "protocol"  # malformed HTTP, undecodable content coding
+    LIMIT = "limit"  # a harness cap exceeded (headers, body size, content codings)
+    FAILED = "failed"  # any other transport failure (connection reset, ...)
+
+
 @dataclass
 class Exchange:
-    """One request/response with the DUT, or the error that prevented it."""
+    """One request/response with the DUT, or the error that prevented it.
+
+    ``outcome`` is what checks match on; ``error`` is the readable line (None when the outcome is ANSWERED)."""
 
     label: str
     method: str
@@ -77,12 +94,18 @@ class Exchange:
     elapsed_s: float = 0.0
     tls: TlsInfo | None = None
     error: str | None = None
+    outcome: TransportOutcome = TransportOutcome.ANSWERED
     evidence: str | None = None  # path of the evidence file, relative to the run directory
     client_certificate: str | None = None  # subject of the certificate the harness presented (mTLS), if any
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.status is not None
+
+    @property
+    def timed_out(self) -> bool:
+        """No answer, or no complete answer, within the exchange's deadline."""
+        return self.outcome is TransportOutcome.TIMEOUT
 
     def header(self, name: str) -> str | None:
         for k, v in self.response_headers:
@@ -113,6 +136,7 @@ class Exchange:
             "elapsed_s": round(self.elapsed_s, 4),
             "tls": self.tls.to_dict() if self.tls else None,
             "error": self.error,
+            "outcome": self.outcome.value,
             **({"client_certificate": self.client_certificate} if self.client_certificate else {}),
         }
 
@@ -321,6 +345,30 @@ def expects_images(headers: dict[str, str] | None) -> bool:
     return "multipart/related" in accept.lower() or "application/dicom" in accept.lower()
 
 
+def classify_error(exc: BaseException) -> TransportOutcome:
+    """The transport outcome of a failure, along the same lines as :func:`describe_error`."""
+    if isinstance(exc, limits.LimitExceeded):
+        return TransportOutcome.LIMIT
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportOutcome.TIMEOUT
+    if isinstance(exc, httpx.ConnectError):
+        cause = str(exc) or type(exc).__name__
+        if "Connection refused" in cause or "Errno 111" in cause:
+            return TransportOutcome.REFUSED
+        if "WRONG_VERSION_NUMBER" in cause or "wrong version number" in cause:
+            return TransportOutcome.TLS
+        return TransportOutcome.FAILED
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if "too long" in str(exc).lower() or "buffer" in str(exc).lower():
+            return TransportOutcome.LIMIT
+        return TransportOutcome.PROTOCOL
+    if isinstance(exc, httpx.DecodingError):
+        return TransportOutcome.PROTOCOL
+    if isinstance(exc, ssl.SSLError):
+        return TransportOutcome.TLS
+    return TransportOutcome.FAILED
+
+
 def describe_error(exc: BaseException, timeout: float, *, answered: bool = False) -> str:
     """One readable line for a transport failure (what a report reader needs, not a traceback).
 
@@ -409,7 +457,7 @@ class DutClient:
             ex = Exchange(label=label, method=method, url=url, connect_to="", request_headers=list((headers or {}).items()),
                           started_at=datetime.now(UTC).isoformat(), request_body=content,
                           error=f"adresse hors du banc de test : {url} non contactée (ni FQDN déclaré de la DRIMbox "
-                                "testée, ni simulateur de drimcheck)")
+                                "testée, ni simulateur de drimcheck)", outcome=TransportOutcome.NOT_CONTACTED)
             if self.evidence is not None:
                 ex.evidence = self.evidence.write_json(label, ex.to_evidence())
             return ex
@@ -438,6 +486,7 @@ class DutClient:
                     ex.response_body = read_body(resp, max_body=max_body, deadline=deadline.at, into=body)
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes evidence, not a traceback
             ex.error = describe_error(exc, timeout, answered=ex.status is not None)
+            ex.outcome = classify_error(exc)
             ex.response_body = kept_prefix(body)
         ex.elapsed_s = time.monotonic() - t0
         if client_cert is not None:
