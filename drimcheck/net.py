@@ -50,7 +50,7 @@ class TlsInfo:
     def to_dict(self) -> dict[str, Any]:
         from cryptography import x509
 
-        chain = []
+        chain: list[dict[str, Any]] = []
         for der in self.chain_der:
             try:
                 c = x509.load_der_x509_certificate(der)
@@ -308,7 +308,7 @@ def iter_body(resp: httpx.Response, *, max_body: int, max_wire: int = limits.MAX
         raw = next(raw_iter, None)
         final = raw is None
         if not final:
-            wire += len(raw)
+            wire += len(raw or b"")
             if wire > max_wire:
                 raise _too_large(max_wire)
         for piece in _through(decoders, raw or b"", final=final):
@@ -744,7 +744,8 @@ def probe_tls_version(address: Address, sni: str, version: ssl.TLSVersion, *, ti
             with socket.create_connection((address.host, address.port), timeout=timeout) as sock:
                 with ctx.wrap_socket(sock, server_hostname=sni) as tls:
                     probe.outcome, probe.negotiated = "accepted", tls.version()
-                    probe.detail = f"poignée de main réussie ({tls.version()}, {tls.cipher()[0] if tls.cipher() else '?'})"
+                    cipher = tls.cipher()
+                    probe.detail = f"poignée de main réussie ({tls.version()}, {cipher[0] if cipher else '?'})"
         except ssl.SSLError as exc:
             reason = exc.reason or ""
             probe.outcome = "client-unable" if reason in _CLIENT_SIDE else "refused"
