@@ -276,7 +276,7 @@ def _auto_posted_form(ex: Exchange) -> tuple[str, list[tuple[str, str]]] | None:
     form = forms[0]
     if (form.get("method") or "get").lower() != "post" or not form.get("action"):
         return None
-    return form.get("action") or "", [(i.get("name"), i.get("value") or "") for i in form.iter("input")
+    return form.get("action") or "", [(i.get("name") or "", i.get("value") or "") for i in form.iter("input")
                                       if i.get("name") and (i.get("type") or "text").lower() != "submit"]
 
 

@@ -131,15 +131,16 @@ class CampaignRuntime:
             from drimcheck.kit import KitError, apply_to_sut, load_pki
 
             try:
-                self.sut = apply_to_sut(self.sut, self.sut.pki_kit)
-                self.pki = load_pki(self.sut.pki_kit, self.workdir / "pki", igc)
+                kit = self.sut.pki_kit
+                self.sut = apply_to_sut(self.sut, kit)  # same kit (replaces the DUT's and the PACS' entries)
+                self.pki = load_pki(kit, self.workdir / "pki", igc)
             except KitError as exc:
                 raise HarnessError(str(exc)) from None
         else:
             self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
         resolved = []
         for i, p in enumerate(self.sut.pacs):
-            creds = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
+            creds: dict[str, Any] = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
                                             name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password,
                                             bind_host=self.pacs_bind_host(), calling_aets=self.pacs_calling_aets(),
@@ -409,6 +410,7 @@ class CampaignRuntime:
             if not self.orthanc(p).running:
                 self.start_pacs(p)
         deadline = time.monotonic() + self.sut.timeouts.health_up_s
+        assert self.client is not None  # made by start()
         while time.monotonic() < deadline and self.interrupt.signum is None:
             ex = self.client.get(self.sut.health_url, label="remise-en-etat")
             if ex.status == 200:

@@ -81,7 +81,8 @@ def _template_of(item: pytest.Item) -> Any:
     """The pytest-bdd scenario template behind a collected test function, or None."""
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-    return scenario_wrapper_template_registry.get(getattr(item, "function", None))
+    function = getattr(item, "function", None)
+    return scenario_wrapper_template_registry.get(function) if function is not None else None
 
 
 class DrimcheckPlugin:

@@ -106,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
                          "profondément") from None
     hint = revocation_hint(report, crl_given=bool(args.crl))
     if args.json:
-        data = report.to_dict()
+        fields = report.to_dict()
         if not report.valid:
-            data["domains"] = []  # an unverified list vouches for no domain (domain_count still says how many)
-        print(json.dumps({"file": str(args.file), "verdict": "VALIDE" if report.valid else "NON VALIDE", **data,
+            fields["domains"] = []  # an unverified list vouches for no domain (domain_count still says how many)
+        print(json.dumps({"file": str(args.file), "verdict": "VALIDE" if report.valid else "NON VALIDE", **fields,
                           "hint": hint}, ensure_ascii=False, indent=2))
     else:
         _print_text(args.file, report)
