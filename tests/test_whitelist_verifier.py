@@ -342,3 +342,12 @@ def test_wl9_vectors_fail_on_revocation_only(pki, vectors):
         assert codes(stale) == {"revocation-inconnue"}
         assert v.verify_whitelist(data, trust_anchors=[pki.igc_root.cert, pki.igc_org.cert],
                                   check_revocation=False).valid
+
+
+def test_transform_without_algorithm_is_a_finding_not_a_crash():
+    """A ds:Transform without its Algorithm attribute (hostile list) is reported, never a TypeError (found by mypy)."""
+    data = re.sub(rb'<ds:Transform Algorithm="[^"]*"', b"<ds:Transform", CURRENT.read_bytes(), count=1)
+    assert data != CURRENT.read_bytes()
+    report = v.verify_whitelist(data, check_revocation=False, at=at("2026-11-28T00:00:00Z"))
+    assert not report.valid
+    assert report.checks.get("profil") == "échec"
