@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def main() -> int:
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
         doms = domains(n)
-        sign_ms, data = timed(lambda: wl.signed_whitelist(doms, signer, generated_at=datetime.now(timezone.utc)),
+        sign_ms, data = timed(lambda: wl.signed_whitelist(doms, signer, generated_at=datetime.now(UTC)),
                               args.repeat)
         path = work / f"list-{n}.xml"
         path.write_bytes(data)
@@ -99,7 +99,7 @@ def main() -> int:
               f"{r['xmlsec1_cli_ms'] if r['xmlsec1_cli_ms'] is not None else '-':>10}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"bench": "whitelist-verification", "repeat": args.repeat, "rows": rows,
-                                    "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2))
+                                    "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2))
     return 0
 
 

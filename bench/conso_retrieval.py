@@ -32,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def main(argv: list[str]) -> int:
           f"latency to first instance x{ratios['first_instance_b_over_a']:.2f}; (b)/(a') time "
           f"x{ratios['time_b_over_a_jpeg']:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out / f"conso-retrieval-{stamp}.json"
     out.write_text(json.dumps({
         "benchmark": "conso retrieval (DUT-to-peer vs direct)", "time": stamp, "host": platform.node(),

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,6 @@ def main(argv: list[str]) -> int:
         return measure(Path(argv[1]))
     args = parse_args(argv)
     from fixtures.pki import TestPKI
-    from simulators.httpsim import mapped_client
     from simulators.pacs import Orthanc, OrthancConfig, OrthancError, make_study
     from simulators.peer_source import PeerSource
     from simulators.psc import PscSimulator
@@ -244,7 +243,7 @@ def main(argv: list[str]) -> int:
           f"latency to first instance x{ratios['first_instance_b_over_a']:.2f}; "
           f"(c)/(a) throughput x{ratios['throughput_c_over_a']:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out = args.out / f"retrieval-{stamp}.json"
     out.write_text(json.dumps({
         "benchmark": "wado-rs retrieval", "time": stamp, "host": platform.node(), "cpus": os.cpu_count(),

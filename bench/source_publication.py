@@ -29,7 +29,8 @@ def main() -> int:
 
     from drimcheck import config
     from drimcheck.campaign import CampaignRuntime
-    from drimcheck.checks import fqdn, kos, xds as xds_checks
+    from drimcheck.checks import fqdn, kos
+    from drimcheck.checks import xds as xds_checks
     from drimcheck.hl7 import read_ack
     from drimcheck.kos import KosDocument
     from fixtures import hl7 as messages

@@ -25,7 +25,7 @@ import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -33,8 +33,19 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from drimcheck import limits
 from drimcheck.config import Address, Sut
 from drimcheck.evidence import EvidenceStore
-from drimcheck.net import (Deadline, Exchange, TlsInfo, _capture_tls, bounded_client, check_headers, describe_error,
-                           kept_prefix, read_body)
+from drimcheck.net import (
+    Deadline,
+    Exchange,
+    TlsInfo,
+    TransportOutcome,
+    _capture_tls,
+    bounded_client,
+    check_headers,
+    classify_error,
+    describe_error,
+    kept_prefix,
+    read_body,
+)
 
 REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -88,7 +99,7 @@ class Browser:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -177,8 +188,9 @@ class Browser:
         host = (urlsplit(url).hostname or "").lower()
         if resolved is None:
             ex = Exchange(label=label, method=method, url=url, connect_to="",
-                          started_at=datetime.now(timezone.utc).isoformat(), request_headers=[], request_body=content,
-                          error=f"{origin} hors du banc de test : {url} non contactée")
+                          started_at=datetime.now(UTC).isoformat(), request_headers=[], request_body=content,
+                          error=f"{origin} hors du banc de test : {url} non contactée",
+                          outcome=TransportOutcome.NOT_CONTACTED)
             if self.evidence is not None:
                 ex.evidence = self.evidence.write_json(label, ex.to_evidence())
             return ex
@@ -189,7 +201,7 @@ class Browser:
         if jar:
             req_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
         ex = Exchange(label=label, method=method, url=url, connect_to=urlsplit(target).netloc,
-                      started_at=datetime.now(timezone.utc).isoformat(), request_headers=list(req_headers.items()),
+                      started_at=datetime.now(UTC).isoformat(), request_headers=list(req_headers.items()),
                       request_body=content)
         if urlsplit(url).scheme == "https":
             ex.tls = TlsInfo(sni=sni or host)
@@ -207,6 +219,7 @@ class Browser:
                 ex.response_body = read_body(resp, max_body=self.max_body, deadline=self._deadline.at, into=body)
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes evidence
             ex.error = describe_error(exc, timeout, answered=ex.status is not None)
+            ex.outcome = classify_error(exc)
             ex.response_body = kept_prefix(body)
         finally:
             self._deadline.at = None
@@ -232,7 +245,7 @@ class Browser:
                     expired = True
                 elif a.strip().lower() == "expires":
                     try:
-                        expired = parsedate_to_datetime(v.strip()) < datetime.now(timezone.utc)
+                        expired = parsedate_to_datetime(v.strip()) < datetime.now(UTC)
                     except (TypeError, ValueError):
                         pass
             jar = self.cookies.setdefault(host, {})
@@ -263,7 +276,7 @@ def _auto_posted_form(ex: Exchange) -> tuple[str, list[tuple[str, str]]] | None:
     form = forms[0]
     if (form.get("method") or "get").lower() != "post" or not form.get("action"):
         return None
-    return form.get("action") or "", [(i.get("name"), i.get("value") or "") for i in form.iter("input")
+    return form.get("action") or "", [(i.get("name") or "", i.get("value") or "") for i in form.iter("input")
                                       if i.get("name") and (i.get("type") or "text").lower() != "submit"]
 
 

@@ -98,7 +98,7 @@ class CampaignRuntime:
         self._hooks_running: set[subprocess.Popen] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def ensure_started(self) -> "CampaignRuntime":
+    def ensure_started(self) -> CampaignRuntime:
         with self._lock:
             if self._start_error is not None:
                 raise self._start_error
@@ -109,7 +109,7 @@ class CampaignRuntime:
                 except KeyboardInterrupt as exc:  # SIGINT/SIGTERM: not a bench defect; the runner stops everything
                     self._start_error = exc
                     raise
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - any start failure becomes a HarnessError, bench stopped
                     self._start_error = exc if isinstance(exc, HarnessError) else HarnessError(
                         f"préparation du banc impossible : {type(exc).__name__}: {exc}")
                     self.stop()
@@ -131,15 +131,16 @@ class CampaignRuntime:
             from drimcheck.kit import KitError, apply_to_sut, load_pki
 
             try:
-                self.sut = apply_to_sut(self.sut, self.sut.pki_kit)
-                self.pki = load_pki(self.sut.pki_kit, self.workdir / "pki", igc)
+                kit = self.sut.pki_kit
+                self.sut = apply_to_sut(self.sut, kit)  # same kit (replaces the DUT's and the PACS' entries)
+                self.pki = load_pki(kit, self.workdir / "pki", igc)
             except KitError as exc:
                 raise HarnessError(str(exc)) from None
         else:
             self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
         resolved = []
         for i, p in enumerate(self.sut.pacs):
-            creds = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
+            creds: dict[str, Any] = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
                                             name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password,
                                             bind_host=self.pacs_bind_host(), calling_aets=self.pacs_calling_aets(),
@@ -187,7 +188,7 @@ class CampaignRuntime:
                     raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
                 raise HarnessError(f"simulateur {name} : adresse de [simulators] indisponible ({exc.strerror or exc}) ; "
                                    "arrêtez la campagne en cours ou changez l'adresse") from None
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever a simulator raises is reported as a bench error
                 raise HarnessError(f"simulateur {name} : démarrage impossible : {type(exc).__name__}: {exc}") from None
             if handle is not None:
                 self.sims[name] = handle
@@ -379,7 +380,7 @@ class CampaignRuntime:
             study = make_study(seed, **kw)
             try:
                 self.orthanc(pacs).store(study.datasets())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
                 raise HarnessError(f"PACS simulé « {pacs.name} » : stockage de l'étude impossible : {exc}") from None
             self._seeded[key] = study
         return self._seeded[key]
@@ -397,7 +398,7 @@ class CampaignRuntime:
         """Bring the PACS back (same ports, same data); returns the monotonic time it is ready again."""
         try:
             self.orthanc(pacs).restart()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
             raise HarnessError(f"PACS simulé « {pacs.name} » : redémarrage impossible : {exc}") from None
         return time.monotonic()
 
@@ -409,6 +410,7 @@ class CampaignRuntime:
             if not self.orthanc(p).running:
                 self.start_pacs(p)
         deadline = time.monotonic() + self.sut.timeouts.health_up_s
+        assert self.client is not None  # made by start()
         while time.monotonic() < deadline and self.interrupt.signum is None:
             ex = self.client.get(self.sut.health_url, label="remise-en-etat")
             if ex.status == 200:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable
+from typing import Any
 
 from drimcheck.verdicts import Finding, Verdict
 
@@ -88,11 +89,11 @@ class Catalogue:
                 return d
         raise KeyError(doc_id)
 
-    def documents_cited(self, req_ids: Iterable[str]) -> list[dict]:
+    def documents_cited(self, req_ids: Iterable[str]) -> list[dict[str, Any]]:
         """The documents the given requirements cite, in registry order, each with the requirements citing it
         and the sections cited: the `documents` list of results.json."""
         wanted = set(req_ids)
-        cited: dict[str, dict] = {}
+        cited: dict[str, dict[str, Any]] = {}
         for r in self.requirements:
             if r.id not in wanted:
                 continue
@@ -203,7 +204,7 @@ def parse(text: str, documents: tuple[Document, ...] | None = None) -> Catalogue
     return Catalogue(version, hashlib.sha256(text.encode()).hexdigest(), tuple(reqs), tuple(documents))
 
 
-def _citations(entry: dict, by_id: dict[str, Document]) -> tuple[Citation, ...]:
+def _citations(entry: dict[str, Any], by_id: dict[str, Document]) -> tuple[Citation, ...]:
     raw = entry["sources"]
     if not isinstance(raw, list):
         raise CatalogueError(f"requirement {entry['id']}: sources must be a list of {{ doc, section }}")
@@ -235,7 +236,7 @@ def render_source(sources: Iterable[Citation], inferred_from: str | None, by_id:
     return line
 
 
-def _bound(entry: dict) -> Bound | None:
+def _bound(entry: dict[str, Any]) -> Bound | None:
     from dataclasses import fields
 
     from drimcheck.config import Timeouts

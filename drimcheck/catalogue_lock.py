@@ -94,7 +94,7 @@ def problems(st: State) -> list[str]:
     """Why the catalogue does not match its lock (French, one line each); empty when it does."""
     out = []
     versions = list(st.locked)
-    for a, b in zip(versions, versions[1:]):
+    for a, b in zip(versions, versions[1:], strict=False):
         if _key(b) <= _key(a):
             out.append(f"catalogue.lock : la version {b} suit {a} mais ne lui est pas postérieure")
     locked = st.locked.get(st.version)

@@ -23,6 +23,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from drimcheck import __version__
 from drimcheck.verdicts import ExitCode
@@ -51,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _FrenchHelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str) -> None:  # one clear line instead of usage + message
+    def error(self, message: str) -> NoReturn:  # one clear line instead of usage + message
         raise UsageError(f"{message} (voir « {self.prog} --help »)")
 
 
@@ -84,13 +85,15 @@ _ARGPARSE_FR_PLURAL = {"expected %s argument": ("%s valeur est attendue", "%s va
 @contextmanager
 def _french_argparse():
     """argparse speaks French while drimcheck builds and runs its parser (texts looked up at call time)."""
-    saved = argparse._, argparse.ngettext
-    argparse._ = lambda text: _ARGPARSE_FR.get(text, text)
-    argparse.ngettext = lambda one, many, n: _ARGPARSE_FR_PLURAL.get(one, (one, many))[0 if n == 1 else 1]
+    # argparse's private gettext aliases, looked up at call time (typeshed does not declare them)
+    saved = argparse._, argparse.ngettext  # type: ignore[attr-defined]
+    argparse._ = lambda text: _ARGPARSE_FR.get(text, text)  # type: ignore[attr-defined]
+    argparse.ngettext = (  # type: ignore[attr-defined]
+        lambda one, many, n: _ARGPARSE_FR_PLURAL.get(one, (one, many))[0 if n == 1 else 1])
     try:
         yield
     finally:
-        argparse._, argparse.ngettext = saved
+        argparse._, argparse.ngettext = saved  # type: ignore[attr-defined]
 
 
 def command_names(parser: argparse.ArgumentParser | None = None) -> list[str]:
@@ -262,7 +265,7 @@ _ERRNO_FR = {errno.ENOENT: "fichier ou dossier introuvable", errno.EACCES: "perm
 
 def os_reason(exc: OSError) -> str:
     """Why a file operation failed, in French (never Python's English exception text)."""
-    return _ERRNO_FR.get(exc.errno, f"erreur système n° {exc.errno}" if exc.errno else "erreur d'entrée-sortie")
+    return _ERRNO_FR.get(exc.errno or 0, f"erreur système n° {exc.errno}" if exc.errno else "erreur d'entrée-sortie")
 
 
 def _one_line(text: str, limit: int = 600) -> str:

@@ -127,13 +127,13 @@ class Sut:
     def health_fqdn(self) -> str:
         return urlsplit(self.health_url).hostname or ""
 
-    def with_network(self, network: dict[str, Endpoint]) -> "Sut":
+    def with_network(self, network: dict[str, Endpoint]) -> Sut:
         return replace(self, network=network)
 
-    def with_pacs(self, pacs: tuple[Pacs, ...]) -> "Sut":
+    def with_pacs(self, pacs: tuple[Pacs, ...]) -> Sut:
         return replace(self, pacs=pacs)
 
-    def with_addresses(self, simulators: dict[str, Address], dut: dict[str, Any]) -> "Sut":
+    def with_addresses(self, simulators: dict[str, Address], dut: dict[str, Any]) -> Sut:
         return replace(self, simulators=simulators, dut=dut)
 
     def describe(self) -> dict[str, Any]:
@@ -455,11 +455,13 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         p = r.table(entry, pw)
         r.known(p, PACS_KEYS, pw)
         db, vi = r.string(p, "db", pw), r.string(p, "vi", pw)
+        numbers: dict[str, str] = {}
         for key, fqdn in (("db", db), ("vi", vi)):
             m = FQDN_RE.match(fqdn)
             if not m or m.group(1) != key or m.group(3) != registry:
                 raise r.fail(f"{pw} {key}", f"{key}N.{registry}.mesimagesmedicales.fr est attendu, pas {_show(fqdn)}")
-        if FQDN_RE.match(db).group(2) != FQDN_RE.match(vi).group(2):
+            numbers[key] = m.group(2)
+        if numbers["db"] != numbers["vi"]:
             raise r.fail(pw, "db et vi doivent porter le même numéro N (une paire de FQDN par PACS)")
         user = r.string(p, "dicomweb_user", pw, default="", empty=True) or None
         password = r.string(p, "dicomweb_password", pw, default="", empty=True) or None
@@ -497,9 +499,9 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
             https=r.address(e["https"], f"{nw} https", allow_auto=allow_auto) if "https" in e else None,
             http=r.address(e["http"], f"{nw} http", allow_auto=allow_auto) if "http" in e else None,
         )
-    for p in pacs:
-        if p.db not in network or network[p.db].https is None:
-            raise r.fail("[network]", f"une adresse https est obligatoire pour {p.db}")
+    for pacs_item in pacs:
+        if pacs_item.db not in network or network[pacs_item.db].https is None:
+            raise r.fail("[network]", f"une adresse https est obligatoire pour {pacs_item.db}")
 
     health = r.table(data.get("health", {}), "[health]")
     r.known(health, HEALTH_KEYS, "[health]")
@@ -569,9 +571,9 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
             claims.append((f"[dut] {name}", "dut", a))
     for name, a in simulators.items():
         claims.append((f"[simulators] {name}", "simulators", a))
-    for i, p in enumerate(pacs):  # the simulated PACS (Orthanc) may listen on every interface
+    for i, pacs_item in enumerate(pacs):  # the simulated PACS (Orthanc) may listen on every interface
         for key in ("dicom_port", "http_port"):
-            claims.append((f"[[pacs]] n°{i + 1} {key}", "pacs", Address("0.0.0.0", getattr(p, key))))
+            claims.append((f"[[pacs]] n°{i + 1} {key}", "pacs", Address("0.0.0.0", getattr(pacs_item, key))))
     _collisions(claims, r)
 
     return Sut(

@@ -70,18 +70,18 @@ def _is_jwt(header_b64: str) -> bool:
     return isinstance(header, dict)
 
 
-def _redact_jwt(m: re.Match) -> str:
+def _redact_jwt(m: re.Match[str]) -> str:
     return marker(m.group(0), "jwt") if _is_jwt(m.group(1)) else m.group(0)
 
 
-def _redact_signature_value(m: re.Match) -> str:
-    value = m.group(2)
+def _redact_signature_value(m: re.Match[str]) -> str:
+    value: str = m.group(2)
     if not value.strip() or value.startswith("[REDACTED"):
         return m.group(0)
     return m.group(1) + marker(re.sub(r"\s|\\[nrt]", "", value), "SAML signature")
 
 
-def _assertion_end(text: str, start: re.Match) -> int:
+def _assertion_end(text: str, start: re.Match[str]) -> int:
     prefix = start.group(1)
     close = f"</{prefix}:Assertion" if prefix else "</Assertion"
     end = text.find(close, start.end())
@@ -132,7 +132,7 @@ def redact_text(text: str) -> str:
     return SECRET_FORM.sub(_redact_form, text)
 
 
-def _redact_form(m: re.Match) -> str:
+def _redact_form(m: re.Match[str]) -> str:
     if m.group(1).lower() == "code=" and m.start() > 0 and m.string[m.start() - 1] not in "&?\"\n":
         return m.group(0)
     return f"{m.group(1)}{REDACTED}"

@@ -23,7 +23,7 @@ import secrets
 import shutil
 import tempfile
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,7 @@ def create_kit(sut: Sut, out: Path, *, days: int = DEFAULT_DAYS, now: datetime |
 def _create(sut: Sut, out: Path, days: int, publication_url: str, now: datetime | None) -> dict[str, Any]:
     from fixtures.pki import TestPKI
 
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     _mkdir(out, 0o755)
     harness, dut = _mkdir(harness_dir(out), 0o700), _mkdir(dut_dir(out), 0o700)
     _mkdir(harness / "ca", 0o700)
@@ -239,7 +239,7 @@ def check_usable(sut: Sut) -> None:
         valid_until = datetime.fromisoformat(manifest["valid_until"])
     except (KeyError, TypeError, ValueError):
         raise KitError(f"kit {kit} : date de fin de validité illisible ; régénérez-le (drimcheck kit)") from None
-    if valid_until <= datetime.now(timezone.utc):
+    if valid_until <= datetime.now(UTC):
         raise KitError(f"kit {kit} : expiré depuis le {valid_until:%Y-%m-%d} ; régénérez-le (drimcheck kit)")
 
 
@@ -252,7 +252,7 @@ def load_pki(kit: Path, directory: Path, publication_url: str) -> Any:
         raise KitError(f"kit {kit} : fait pour le simulateur IGC à {manifest['publication_url']}, la campagne le place "
                        f"à {publication_url} : gardez [simulators] igc ou régénérez le kit")
     valid_until = datetime.fromisoformat(manifest["valid_until"])
-    if valid_until <= datetime.now(timezone.utc):
+    if valid_until <= datetime.now(UTC):
         raise KitError(f"kit {kit} : expiré depuis le {valid_until:%Y-%m-%d} ; régénérez-le (drimcheck kit)")
     harness = harness_dir(kit)
     pki = TestPKI(directory, publication_url=publication_url)

@@ -209,7 +209,8 @@ def load(data: bytes | str | Path) -> Dataset:
     except RecursionError:
         raise KosError("pas un fichier DICOM lisible : séquences imbriquées trop profondément") from None
     except (InvalidDicomError, AttributeError, ValueError, EOFError, OSError, KeyError, IndexError) as exc:
-        raise KosError(f"pas un fichier DICOM lisible : {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        raise KosError(f"pas un fichier DICOM lisible : {type(exc).__name__}: {first_line}") from None
     if len(ds) == 0:
         raise KosError("pas un fichier DICOM lisible (aucun élément)")
     return ds
@@ -325,7 +326,7 @@ def dciodvfy(data: bytes | str | Path, *, profile: str | None = None, timeout_s:
     tmp = None
     try:
         if isinstance(data, (bytes, bytearray)):
-            tmp = tempfile.NamedTemporaryFile(prefix="drimcheck-kos-", suffix=".dcm", delete=False)
+            tmp = tempfile.NamedTemporaryFile(prefix="drimcheck-kos-", suffix=".dcm", delete=False)  # noqa: SIM115 - removed in finally
             tmp.write(data)
             tmp.close()
             path = tmp.name
@@ -383,16 +384,16 @@ class KosDocument:
     evidence: list[str] = field(default_factory=list)
     view: KosView | None = None
     error: str | None = None
-    _iod: dict[str | None, "IodReport"] = field(default_factory=dict, repr=False)
+    _iod: dict[str | None, IodReport] = field(default_factory=dict, repr=False)
 
-    def iod(self, profile: str | None = None) -> "IodReport":
+    def iod(self, profile: str | None = None) -> IodReport:
         """dciodvfy's report on this KOS (run once per profile)."""
         if profile not in self._iod:
             self._iod[profile] = dciodvfy(self.data, profile=profile)
         return self._iod[profile]
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, label: str = "KOS", evidence: list[str] | None = None) -> "KosDocument":
+    def from_bytes(cls, data: bytes, *, label: str = "KOS", evidence: list[str] | None = None) -> KosDocument:
         doc = cls(data, label, list(evidence or []))
         try:
             doc.view = read_kos(data)

@@ -14,6 +14,8 @@ error (French, it reaches the reports); the prefix received is kept. Only the DU
 
 from __future__ import annotations
 
+import _ssl
+import enum
 import io
 import json
 import os
@@ -24,11 +26,10 @@ import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import _ssl
 import httpcore
 import httpx
 
@@ -49,7 +50,7 @@ class TlsInfo:
     def to_dict(self) -> dict[str, Any]:
         from cryptography import x509
 
-        chain = []
+        chain: list[dict[str, Any]] = []
         for der in self.chain_der:
             try:
                 c = x509.load_der_x509_certificate(der)
@@ -60,9 +61,25 @@ class TlsInfo:
         return {"sni": self.sni, "version": self.version, "cipher": self.cipher, "chain": chain}
 
 
+class TransportOutcome(enum.Enum):
+    """How an exchange ended at the transport level. Checks match on this, never on the wording of
+    :attr:`Exchange.error` (a French or English sentence meant for the reports)."""
+
+    ANSWERED = "answered"  # the response was read whole (whatever its status)
+    NOT_CONTACTED = "not_contacted"  # the URL is off the test bed: nothing was sent
+    TIMEOUT = "timeout"  # no answer, or no complete answer, within the exchange's deadline
+    REFUSED = "refused"  # the connection was refused
+    TLS = "tls"  # TLS handshake or record failure (including plain HTTP where TLS was expected)
+    PROTOCOL = "protocol"  # malformed HTTP, undecodable content coding
+    LIMIT = "limit"  # a harness cap exceeded (headers, body size, content codings)
+    FAILED = "failed"  # any other transport failure (connection reset, ...)
+
+
 @dataclass
 class Exchange:
-    """One request/response with the DUT, or the error that prevented it."""
+    """One request/response with the DUT, or the error that prevented it.
+
+    ``outcome`` is what checks match on; ``error`` is the readable line (None when the outcome is ANSWERED)."""
 
     label: str
     method: str
@@ -77,12 +94,18 @@ class Exchange:
     elapsed_s: float = 0.0
     tls: TlsInfo | None = None
     error: str | None = None
+    outcome: TransportOutcome = TransportOutcome.ANSWERED
     evidence: str | None = None  # path of the evidence file, relative to the run directory
     client_certificate: str | None = None  # subject of the certificate the harness presented (mTLS), if any
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.status is not None
+
+    @property
+    def timed_out(self) -> bool:
+        """No answer, or no complete answer, within the exchange's deadline."""
+        return self.outcome is TransportOutcome.TIMEOUT
 
     def header(self, name: str) -> str | None:
         for k, v in self.response_headers:
@@ -113,6 +136,7 @@ class Exchange:
             "elapsed_s": round(self.elapsed_s, 4),
             "tls": self.tls.to_dict() if self.tls else None,
             "error": self.error,
+            "outcome": self.outcome.value,
             **({"client_certificate": self.client_certificate} if self.client_certificate else {}),
         }
 
@@ -284,7 +308,7 @@ def iter_body(resp: httpx.Response, *, max_body: int, max_wire: int = limits.MAX
         raw = next(raw_iter, None)
         final = raw is None
         if not final:
-            wire += len(raw)
+            wire += len(raw or b"")
             if wire > max_wire:
                 raise _too_large(max_wire)
         for piece in _through(decoders, raw or b"", final=final):
@@ -319,6 +343,30 @@ def expects_images(headers: dict[str, str] | None) -> bool:
     """Whether a request asks for DICOM (WADO-RS): its answer gets MAX_RESPONSE_BODY, others MAX_DOCUMENT_BODY."""
     accept = next((v for k, v in (headers or {}).items() if k.lower() == "accept"), "") or ""
     return "multipart/related" in accept.lower() or "application/dicom" in accept.lower()
+
+
+def classify_error(exc: BaseException) -> TransportOutcome:
+    """The transport outcome of a failure, along the same lines as :func:`describe_error`."""
+    if isinstance(exc, limits.LimitExceeded):
+        return TransportOutcome.LIMIT
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportOutcome.TIMEOUT
+    if isinstance(exc, httpx.ConnectError):
+        cause = str(exc) or type(exc).__name__
+        if "Connection refused" in cause or "Errno 111" in cause:
+            return TransportOutcome.REFUSED
+        if "WRONG_VERSION_NUMBER" in cause or "wrong version number" in cause:
+            return TransportOutcome.TLS
+        return TransportOutcome.FAILED
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if "too long" in str(exc).lower() or "buffer" in str(exc).lower():
+            return TransportOutcome.LIMIT
+        return TransportOutcome.PROTOCOL
+    if isinstance(exc, httpx.DecodingError):
+        return TransportOutcome.PROTOCOL
+    if isinstance(exc, ssl.SSLError):
+        return TransportOutcome.TLS
+    return TransportOutcome.FAILED
 
 
 def describe_error(exc: BaseException, timeout: float, *, answered: bool = False) -> str:
@@ -407,9 +455,9 @@ class DutClient:
         fqdn = (parts.hostname or "").lower()
         if fqdn not in {k.lower() for k in self.sut.network} or parts.scheme not in ("http", "https"):
             ex = Exchange(label=label, method=method, url=url, connect_to="", request_headers=list((headers or {}).items()),
-                          started_at=datetime.now(timezone.utc).isoformat(), request_body=content,
+                          started_at=datetime.now(UTC).isoformat(), request_body=content,
                           error=f"adresse hors du banc de test : {url} non contactée (ni FQDN déclaré de la DRIMbox "
-                                "testée, ni simulateur de drimcheck)")
+                                "testée, ni simulateur de drimcheck)", outcome=TransportOutcome.NOT_CONTACTED)
             if self.evidence is not None:
                 ex.evidence = self.evidence.write_json(label, ex.to_evidence())
             return ex
@@ -419,7 +467,7 @@ class DutClient:
         host_header = fqdn if (parts.port or default_port) == default_port else f"{fqdn}:{parts.port}"
         req_headers = {"Host": host_header, "User-Agent": "drimcheck", **(headers or {})}
         ex = Exchange(label=label, method=method, url=url, connect_to=str(addr),
-                      started_at=datetime.now(timezone.utc).isoformat(), request_headers=list(req_headers.items()),
+                      started_at=datetime.now(UTC).isoformat(), request_headers=list(req_headers.items()),
                       request_body=content)
         if parts.scheme == "https":
             ex.tls = TlsInfo(sni=fqdn)
@@ -438,6 +486,7 @@ class DutClient:
                     ex.response_body = read_body(resp, max_body=max_body, deadline=deadline.at, into=body)
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes evidence, not a traceback
             ex.error = describe_error(exc, timeout, answered=ex.status is not None)
+            ex.outcome = classify_error(exc)
             ex.response_body = kept_prefix(body)
         ex.elapsed_s = time.monotonic() - t0
         if client_cert is not None:
@@ -601,7 +650,7 @@ def _recv_exactly(sock: socket.socket, count: int, deadline: float) -> bytes:
     while len(data) < count:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout("délai dépassé")
+            raise TimeoutError("délai dépassé")
         sock.settimeout(left)
         chunk = sock.recv(count - len(data))
         if not chunk:
@@ -658,7 +707,7 @@ def raw_legacy_hello(address: Address, sni: str, version: ssl.TLSVersion, *, tim
             return "refused", None, "connexion fermée par le serveur sans ServerHello"
         except (ConnectionResetError, BrokenPipeError) as exc:
             return "refused", None, f"connexion coupée par le serveur ({type(exc).__name__})"
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return "refused", None, f"aucune réponse en {timeout:g} s"
         except OSError as exc:
             return "refused", None, f"{type(exc).__name__}: {exc}"
@@ -695,12 +744,13 @@ def probe_tls_version(address: Address, sni: str, version: ssl.TLSVersion, *, ti
             with socket.create_connection((address.host, address.port), timeout=timeout) as sock:
                 with ctx.wrap_socket(sock, server_hostname=sni) as tls:
                     probe.outcome, probe.negotiated = "accepted", tls.version()
-                    probe.detail = f"poignée de main réussie ({tls.version()}, {tls.cipher()[0] if tls.cipher() else '?'})"
+                    cipher = tls.cipher()
+                    probe.detail = f"poignée de main réussie ({tls.version()}, {cipher[0] if cipher else '?'})"
         except ssl.SSLError as exc:
             reason = exc.reason or ""
             probe.outcome = "client-unable" if reason in _CLIENT_SIDE else "refused"
             probe.detail = f"{reason or type(exc).__name__}: {exc}"
-        except (ConnectionRefusedError, socket.timeout, TimeoutError, OSError) as exc:
+        except (ConnectionRefusedError, TimeoutError, OSError) as exc:
             if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
                 probe.outcome, probe.detail = "refused", f"connexion coupée par le serveur ({type(exc).__name__})"
             else:

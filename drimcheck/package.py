@@ -23,8 +23,9 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def _command_version(cmd: list[str]) -> str | None:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None
-    lines = [l.strip() for l in (proc.stdout + proc.stderr).splitlines() if l.strip()]
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     return lines[0] if lines else None
 
 
@@ -129,7 +130,7 @@ def tool_versions() -> dict[str, Any]:
             out[dist] = None
     orthanc = shutil.which("Orthanc") or ("/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").exists() else None)
     version = _command_version([orthanc, "--version"]) if orthanc else None
-    out["orthanc"] = version.replace(orthanc, "Orthanc", 1) if version else None
+    out["orthanc"] = version.replace(orthanc, "Orthanc", 1) if version and orthanc else None
     dciodvfy = dciodvfy_path()
     out["dciodvfy"] = _command_version([dciodvfy, "-version"]) if dciodvfy else None
     out["openssl"] = _command_version(["openssl", "version"])
@@ -271,11 +272,12 @@ OID_DATA = "1.2.840.113549.1.7.1"
 OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
 OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
 OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
-DIGESTS = {"2.16.840.1.101.3.4.2.1": hashes.SHA256, "2.16.840.1.101.3.4.2.2": hashes.SHA384,
-           "2.16.840.1.101.3.4.2.3": hashes.SHA512}
-RSA_SIGS = {"1.2.840.113549.1.1.1": None, "1.2.840.113549.1.1.11": hashes.SHA256,
+DIGESTS: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256, "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512}
+RSA_SIGS: dict[str, Callable[[], hashes.HashAlgorithm] | None] = {"1.2.840.113549.1.1.1": None, "1.2.840.113549.1.1.11": hashes.SHA256,
             "1.2.840.113549.1.1.12": hashes.SHA384, "1.2.840.113549.1.1.13": hashes.SHA512}
-EC_SIGS = {"1.2.840.10045.2.1": None, "1.2.840.10045.4.3.2": hashes.SHA256,
+EC_SIGS: dict[str, Callable[[], hashes.HashAlgorithm] | None] = {"1.2.840.10045.2.1": None, "1.2.840.10045.4.3.2": hashes.SHA256,
            "1.2.840.10045.4.3.3": hashes.SHA384, "1.2.840.10045.4.3.4": hashes.SHA512}
 
 
@@ -363,9 +365,9 @@ def _time(data: bytes, node: _Tlv) -> str | None:
     text = node.content(data).decode("ascii", "replace")
     try:
         if node.tag == 0x17:
-            return datetime.strptime(text, "%y%m%d%H%M%SZ").replace(tzinfo=timezone.utc).isoformat()
+            return datetime.strptime(text, "%y%m%d%H%M%SZ").replace(tzinfo=UTC).isoformat()
         if node.tag == 0x18:
-            return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc).isoformat()
+            return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=UTC).isoformat()
     except ValueError:
         return None
     return None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -80,7 +81,8 @@ def _template_of(item: pytest.Item) -> Any:
     """The pytest-bdd scenario template behind a collected test function, or None."""
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-    return scenario_wrapper_template_registry.get(getattr(item, "function", None))
+    function = getattr(item, "function", None)
+    return scenario_wrapper_template_registry.get(function) if function is not None else None
 
 
 class DrimcheckPlugin:

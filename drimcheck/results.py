@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drimcheck import __version__
-from drimcheck.catalogue import Catalogue
+from drimcheck.catalogue import Catalogue, Requirement
 from drimcheck.evidence import redact_text, redact_value
 from drimcheck.verdicts import ExitCode, Finding, Verdict, exit_code_for, worst
 
@@ -119,12 +120,13 @@ class RunResult:
         for s in self.scenarios:
             for f in s.findings:
                 req = self.catalogue.get(f.requirement) if f.requirement in self.catalogue else None
-                t = loosened.get(req.bound.timeout) if req is not None and req.bound is not None else None
-                if t is not None and f.verdict is Verdict.PASS:
+                bound = req.bound if req is not None else None
+                t = loosened.get(bound.timeout) if bound is not None else None
+                if t is not None and bound is not None and f.verdict is Verdict.PASS:
                     f.raw_verdict = f.raw_verdict or f.verdict
                     f.verdict = Verdict.WARN
                     f.message = (f"{f.message} (jugé avec {t['name']} = {t['value_s']:g} s au lieu de la borne "
-                                 f"normative de {req.bound.value_s:g} s : hors référencement)")
+                                 f"normative de {bound.value_s:g} s : hors référencement)")
 
     def _redact(self) -> None:
         """Every report (results.json, junit.xml, report.html) renders this object: no credential may reach it
@@ -205,8 +207,9 @@ class RunResult:
             findings = [(s, f) for s in self.scenarios for f in s.findings if f.requirement == req.id]
             scenario_ids = sorted({s.id for s in self.scenarios if req.id in s.requirements})
             automated = req.id in self.automated_ids
-            if findings:
-                verdict = worst([f.verdict for _, f in findings]).value
+            found = worst([f.verdict for _, f in findings])  # None: no finding
+            if found is not None:
+                verdict = found.value
             elif automated:
                 verdict = "NOT_RUN"
             else:
@@ -219,7 +222,7 @@ class RunResult:
                 scenarios=scenario_ids, messages=messages, bound=self._bound(req)))
         return out
 
-    def _bound(self, req) -> dict[str, Any] | None:
+    def _bound(self, req: Requirement) -> dict[str, Any] | None:
         if req.bound is None:
             return None
         effective = next((t["value_s"] for t in self.campaign.timeouts if t["name"] == req.bound.timeout), None)
@@ -228,7 +231,10 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         reqs = self.requirement_results()
-        count = lambda items, key: {v: sum(1 for i in items if key(i) == v) for v in sorted({key(i) for i in items})}
+
+        def count(items: Sequence[Any], key: Callable[[Any], str]) -> dict[str, int]:
+            return {v: sum(1 for i in items if key(i) == v) for v in sorted({key(i) for i in items})}
+
         return {
             "scenarios": count(self.scenarios, lambda s: s.verdict.value),
             "requirements": count(reqs, lambda r: r.verdict),

@@ -9,10 +9,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Literal
 
 import pytest
 
@@ -59,16 +60,16 @@ class InterruptGuard:
         self.shielded = False
         self.reports_started = False
         self._done = threading.Event()
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # what signal.signal() returned: a handler, SIG_DFL/SIG_IGN or None
         self._emergency: list[Callable[[], None]] = []
 
-    def __enter__(self) -> "InterruptGuard":
+    def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handler)
         return self
 
-    def __exit__(self, *exc_info) -> bool:
+    def __exit__(self, *exc_info: object) -> Literal[False]:
         if self.hard_exit and self.signum is not None:
             return False  # on its way out: further signals stay noted only, the watchdog bounds the exit
         for sig, handler in self._previous.items():
@@ -133,6 +134,7 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
             return run_campaign(sut, run_dir, strict=strict, mutant=mutant, requirements=requirements,
                                 keep_workdir=keep_workdir, on_scenario_done=on_scenario_done, command=command,
                                 campaign=campaign, guard=own)
+    active_guard: InterruptGuard = guard  # not None from here on (the closures below see this name)
     catalogue = catalogue_mod.load()
     effective = bounds.effective(sut.timeouts, catalogue)
     sut = replace(sut, timeouts=effective.timeouts)
@@ -141,7 +143,7 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
                        timeouts=effective.to_list(), loosened=effective.reasons_fr())
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.monotonic()
     runtime = CampaignRuntime(sut, run_dir, mutant=mutant, keep_workdir=keep_workdir)
     runtime.interrupt = guard
@@ -161,28 +163,28 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
         error = infra_error
         if runtime._start_error is not None and not isinstance(runtime._start_error, KeyboardInterrupt):
             error = error or str(runtime._start_error)
-        if guard.signum is not None:
+        if active_guard.signum is not None:
             error = runtime.interruption_message()
         if runtime.cleanup_errors:
             error = "; ".join(([error] if error else []) + runtime.cleanup_errors)
         return RunResult(
             run_id=run_dir.name, started_at=started.isoformat(timespec="seconds"),
-            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
+            finished_at=datetime.now(UTC).isoformat(timespec="seconds"), duration_s=time.monotonic() - t0,
             strict=strict, sut={**runtime.sut.describe(), **({"mutant": mutant} if mutant else {})},
             catalogue=catalogue, scenarios=list(plugin.results), automated_ids=plugin.collected_requirements,
             infrastructure_error=error, command=command or sys.argv, campaign=campaign,
-            interrupted_by=guard.signum,
-            not_run=plugin.not_run() if guard.signum is not None else [])
+            interrupted_by=active_guard.signum,
+            not_run=plugin.not_run() if active_guard.signum is not None else [])
 
     def emergency() -> None:
         runtime.emergency_cleanup()
-        if not guard.reports_started:
+        if not active_guard.reports_started:
             from drimcheck.reports import write_all
 
-            guard.reports_started = True
+            active_guard.reports_started = True
             write_all(result(), run_dir)
 
-    guard.on_emergency(emergency)
+    active_guard.on_emergency(emergency)
     autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:
@@ -202,8 +204,8 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
     except KeyboardInterrupt:  # the signal landed in the handler above
         infra_error = INTERRUPTED_FR
     finally:
-        guard.shield()
-        if guard.signum is None:  # else the interruption is told as hitting the phase it hit
+        active_guard.shield()
+        if active_guard.signum is None:  # else the interruption is told as hitting the phase it hit
             runtime.phase = "le nettoyage"
         if autoload is None:
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)

@@ -352,11 +352,11 @@ class MultipartReader:
                 self._state = "body"
                 self._scan_from = 0
             elif self._state == "body":
-                end = self._body_end()
-                if end is None:
+                body_end = self._body_end()
+                if body_end is None:
                     return out
-                body = bytes(self._buf[:end])
-                del self._buf[:end + len(self._body_delim)]
+                body = bytes(self._buf[:body_end])
+                del self._buf[:body_end + len(self._body_delim)]
                 out.append(Part(self._headers, body))
                 self.count += 1
                 self._state = "after-delim"

@@ -33,11 +33,12 @@ import base64
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -184,6 +185,7 @@ def parse(data: bytes) -> etree._ElementTree:
 def detach(el: etree._Element) -> None:
     """Remove an element from its parent, keeping the text that followed it (what a subtract filter leaves)."""
     parent, prev = el.getparent(), el.getprevious()
+    assert parent is not None, "detach() is given a signature, a child of the root"
     if el.tail:
         if prev is not None:
             prev.tail = (prev.tail or "") + el.tail
@@ -194,11 +196,13 @@ def detach(el: etree._Element) -> None:
 
 def _around(el: etree._Element) -> tuple[etree._Element | None, str | None]:
     """What detach() will modify: the previous sibling (or parent) and its text, to undo it."""
-    prev = el.getprevious()
-    return (prev, prev.tail) if prev is not None else (None, el.getparent().text)
+    prev, parent = el.getprevious(), el.getparent()
+    assert parent is not None, "a signature, a child of the root"
+    return (prev, prev.tail) if prev is not None else (None, parent.text)
 
 
-def _restore(parent: etree._Element, index: int, el: etree._Element, tail: str | None, before) -> None:
+def _restore(parent: etree._Element, index: int, el: etree._Element, tail: str | None,
+             before: tuple[etree._Element | None, str | None]) -> None:
     prev, text = before
     if prev is not None:
         prev.tail = text
@@ -212,11 +216,12 @@ def _text(el: etree._Element | None) -> str:
     """Full string value of an element (all its text, comments and processing instructions excluded)."""
     if el is None:
         return ""
-    return "".join(el.itertext()).strip()  # lxml skips the content of comments and PIs
+    return "".join(cast("Iterable[str]", el.itertext())).strip()  # lxml skips the content of comments and PIs
 
 
 def _ds(el: etree._Element, path: str) -> list[etree._Element]:
-    return el.xpath(path, namespaces={"ds": DS, "xades": XADES, "xades141": XADES_141, "f2": FILTER2})
+    found = el.xpath(path, namespaces={"ds": DS, "xades": XADES, "xades141": XADES_141, "f2": FILTER2})
+    return cast("list[etree._Element]", found)  # every path here selects elements
 
 
 def _one(el: etree._Element, path: str) -> etree._Element | None:
@@ -229,7 +234,7 @@ def _parse_time(value: str) -> datetime | None:
         t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _name(cert: x509.Certificate) -> str:
@@ -305,7 +310,8 @@ class _Verification:
             return self.finish([])
         tree = parse(self.data)
         root = tree.getroot()
-        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # e.g. another encoding than UTF-8
+        # a DOCTYPE that has_doctype() did not see, e.g. in another encoding than UTF-8 (lxml-stubs lack .doctype)
+        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # type: ignore[attr-defined]
             self.problem("analyse", "doctype", "la liste contient une déclaration DOCTYPE : refusée")
             return self.finish([])
         self.ok("analyse")
@@ -366,7 +372,7 @@ class _Verification:
             return []
         signed = lists[0].findall(q("Domaine"))
         expected = {id(e) for e in signed} | {id(lists[0])}
-        outside = [e for e in root.xpath("//*[local-name()='Domaine' or local-name()='ListeDomaines']")
+        outside = [e for e in _ds(root, "//*[local-name()='Domaine' or local-name()='ListeDomaines']")
                    if id(e) not in expected]
         if outside:
             self.problem("contenu", "contenu-hors-signature", f"{len(outside)} élément(s) Domaine/ListeDomaines hors de "
@@ -393,7 +399,7 @@ class _Verification:
         return out
 
     # -- signature profile -----------------------------------------------------------------------
-    def check_profile(self, sig: etree._Element):
+    def check_profile(self, sig: etree._Element) -> tuple[etree._Element, etree._Element, etree._Element] | None:
         signed_info = _one(sig, "ds:SignedInfo")
         if signed_info is None:
             self.problem("profil", "signedinfo", "ds:SignedInfo absent ou multiple")
@@ -416,7 +422,7 @@ class _Verification:
                 self.problem("profil", "algorithme-empreinte", f"référence « {uri} » : algorithme d'empreinte non admis "
                              f"({digest.get('Algorithm') if digest is not None else 'absent'}) ; SHA-2 attendu")
                 continue
-            transforms = [t.get("Algorithm") for t in _ds(ref, "ds:Transforms/ds:Transform")]
+            transforms = [t.get("Algorithm", "") for t in _ds(ref, "ds:Transforms/ds:Transform")]
             if uri == "":
                 if doc_ref is not None:
                     self.problem("profil", "references", "plusieurs références au document")
@@ -469,8 +475,10 @@ class _Verification:
         return all(t in C14N_METHODS for t in transforms[1:])
 
     # -- XAdES ---------------------------------------------------------------------------------
-    def check_xades(self, sig: etree._Element, doc_ref: etree._Element, props: etree._Element):
+    def check_xades(self, sig: etree._Element, doc_ref: etree._Element,
+                    props: etree._Element) -> tuple[x509.Certificate | None, list[x509.Certificate]]:
         qp = props.getparent()
+        assert qp is not None, "SignedProperties found under QualifyingProperties"
         sig_id = sig.get("Id")
         if not sig_id or qp.get("Target") != f"#{sig_id}":
             self.problem("xades", "cible", f"QualifyingProperties/@Target « {qp.get('Target')} » ne désigne pas cette "
@@ -502,7 +510,7 @@ class _Verification:
         cert_el = certs[0]
         method = _one(cert_el, "xades:CertDigest/ds:DigestMethod")
         value = _one(cert_el, "xades:CertDigest/ds:DigestValue")
-        algo = DIGESTS.get(method.get("Algorithm")) if method is not None else None
+        algo = DIGESTS.get(method.get("Algorithm", "")) if method is not None else None
         if algo is None or value is None:
             self.problem("xades", "signing-certificate", "CertDigest absent ou algorithme non admis (SHA-2 attendu)")
             return None, keyinfo
@@ -536,7 +544,8 @@ class _Verification:
         return leaf, keyinfo
 
     # -- XMLDSig ---------------------------------------------------------------------------------
-    def check_integrity(self, root, sig, leaf, doc_ref, props_ref, props) -> None:
+    def check_integrity(self, root: etree._Element, sig: etree._Element, leaf: x509.Certificate,
+                        doc_ref: etree._Element, props_ref: etree._Element, props: etree._Element) -> None:
         import xmlsec
 
         reasons = self._own_digest_mismatches(root, sig, doc_ref, props_ref, props)
@@ -544,7 +553,7 @@ class _Verification:
             # the tree is ours (parsed here) and no longer read for content: xmlsec may register its Ids
             xmlsec.tree.add_ids(root, ["Id"])  # duplicates were reported above; xmlsec then fails or picks one
             ctx = xmlsec.SignatureContext()
-            ctx.key = xmlsec.Key.from_memory(leaf.public_bytes(serialization.Encoding.PEM), xmlsec.KeyFormat.CERT_PEM)
+            ctx.key = xmlsec.Key.from_memory(leaf.public_bytes(serialization.Encoding.PEM), xmlsec.KeyFormat.CERT_PEM)  # type: ignore[attr-defined]
             ctx.verify(sig)
         except xmlsec.Error as exc:
             detail = "; ".join(reasons) or f"valeur de signature invalide ({exc})"
@@ -557,14 +566,19 @@ class _Verification:
         self.ok("integrite")
 
     @staticmethod
-    def _own_digest_mismatches(root, sig, doc_ref, props_ref, props) -> list[str]:
+    def _own_digest_mismatches(root: etree._Element, sig: etree._Element, doc_ref: etree._Element,
+                               props_ref: etree._Element, props: etree._Element) -> list[str]:
         out = []
         for label, ref, node in (("document", doc_ref, None), ("SignedProperties", props_ref, props)):
-            algo = DIGESTS[_one(ref, "ds:DigestMethod").get("Algorithm")]
-            transforms = [t.get("Algorithm") for t in _ds(ref, "ds:Transforms/ds:Transform")]
+            method = _one(ref, "ds:DigestMethod")
+            assert method is not None, "check_profile() admitted this reference"
+            algo = DIGESTS[method.get("Algorithm", "")]
+            transforms = [t.get("Algorithm", "") for t in _ds(ref, "ds:Transforms/ds:Transform")]
             exclusive = C14N_METHODS.get(transforms[-1], False) if transforms else False
             if node is None:  # the subtract filter's node-set: the document without the signature, put back after
-                parent, index, tail = sig.getparent(), sig.getparent().index(sig), sig.tail
+                parent = sig.getparent()
+                assert parent is not None, "the signature is a child of the root"
+                index, tail = parent.index(sig), sig.tail
                 before_text = _around(sig)
                 detach(sig)
                 try:
@@ -657,12 +671,13 @@ class _Verification:
         if not self.check_revocation:
             self.report.checks["revocation"] = "non vérifié"
             return
-        for cert, issuer in zip(path, path[1:]):
+        for cert, issuer in zip(path, path[1:], strict=False):
             if cert in self.anchors:
                 break  # trust anchors are trusted as configured
             usable = []
             for crl in self.crls:
-                if crl.issuer != cert.issuer or not crl.is_signature_valid(issuer.public_key()):
+                if crl.issuer != cert.issuer or not crl.is_signature_valid(
+                        issuer.public_key()):  # type: ignore[arg-type]  # a key type a CRL cannot use raises here
                     continue
                 if crl.last_update_utc > self.at or (crl.next_update_utc is not None and crl.next_update_utc < self.at):
                     continue
@@ -686,7 +701,7 @@ def verify_whitelist(data: bytes, *, trust_anchors: Iterable[x509.Certificate] |
                      expected_ou: str = EXPECTED_OU) -> WhitelistReport:
     """Verify an ANS whitelist; raises UnusableInput only when the input is not XML at all."""
     anchors = list(trust_anchors) if trust_anchors is not None else default_trust_anchors()
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
+        at = at.replace(tzinfo=UTC)
     return _Verification(data, anchors, list(crls), check_revocation, at, expected_cn, expected_ou).run()

@@ -12,6 +12,7 @@ whatever library the DRIMbox under test signs with.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -166,7 +167,7 @@ def parse_mime(content_type: str, body: bytes) -> Mime:
         if cte == "base64":
             try:
                 data = base64.b64decode(re.sub(rb"\s+", b"", data), validate=True)
-            except (ValueError, base64.binascii.Error):
+            except (ValueError, binascii.Error):
                 raise XdsParseError(f"partie {headers.get('content-id', '?')} : base64 invalide") from None
         parts.append(MimePart(headers.get("content-id", "").strip().strip("<>"), headers.get("content-type", ""), cte, data))
     if not parts:
@@ -225,9 +226,10 @@ def parse_soap(root_xml: bytes) -> Soap:
     security = header.find("wsse:Security", NS) if header is not None else None
     assertion = security.find("saml2:Assertion", NS) if security is not None else None
     children = [c for c in body if isinstance(c.tag, str)]
+    message_id, to = wsa("MessageID"), wsa("To")
     return Soap(env, (action_el.text or "").strip() if action_el is not None else "",
-                (wsa("MessageID").text or "").strip() if wsa("MessageID") is not None else "",
-                (wsa("To").text or "").strip() if wsa("To") is not None else "",
+                (message_id.text or "").strip() if message_id is not None else "",
+                (to.text or "").strip() if to is not None else "",
                 mu in ("true", "1"), security, assertion, children[0] if children else None, problems)
 
 
@@ -260,6 +262,11 @@ class RegistryObject:
 
     def code(self, scheme: str) -> Classification | None:
         return next((c for c in self.classifications if c.scheme == scheme), None)
+
+    def has_code(self, scheme: str, node: str) -> bool:
+        """The first classification of this scheme has this code (node)."""
+        c = self.code(scheme)
+        return c is not None and c.node == node
 
     def codes(self, scheme: str) -> list[Classification]:
         return [c for c in self.classifications if c.scheme == scheme]
@@ -532,11 +539,11 @@ class XdsRequest:
 
     def kos_entries(self) -> list[RegistryObject]:
         return [e for e in self.entries if e.mime_type == "application/dicom"
-                or (e.code(FORMAT_CODE) and e.code(FORMAT_CODE).node == KOS_FORMAT)]
+                or e.has_code(FORMAT_CODE, KOS_FORMAT)]
 
     def signature_entries(self) -> list[RegistryObject]:
-        return [e for e in self.entries if (e.code(CLASS_CODE) and e.code(CLASS_CODE).node == SIGNATURE_CLASS)
-                or (e.code(FORMAT_CODE) and e.code(FORMAT_CODE).node == SIGNATURE_FORMAT)]
+        return [e for e in self.entries if e.has_code(CLASS_CODE, SIGNATURE_CLASS)
+                or e.has_code(FORMAT_CODE, SIGNATURE_FORMAT)]
 
     def reference_ids(self, entry: RegistryObject) -> dict[str, list[str]]:
         """referenceIdList values by type (…:accession, …:studyInstanceUID, …:order)."""
@@ -713,7 +720,7 @@ def signer_certificate(signature: etree._Element) -> x509.Certificate | None:
     if el is None or not (el.text or "").strip():
         return None
     try:
-        return x509.load_der_x509_certificate(base64.b64decode(re.sub(r"\s+", "", el.text)))
+        return x509.load_der_x509_certificate(base64.b64decode(re.sub(r"\s+", "", el.text or "")))
     except ValueError:
         return None
 

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,8 +36,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from drimcheck.evidence import body_for_evidence, redact_headers, redact_text
-from drimcheck.limits import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_BODY, too_large
 from drimcheck.jose import JoseError, b64url, decode_unverified, fingerprint
+from drimcheck.limits import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_BODY, too_large
 
 __all__ = [
     "HttpsSimulator", "SimServer", "ClientCert", "client_certificate", "tls_summary", "Recorder",
@@ -52,7 +52,7 @@ TOKEN_FACT_CLAIMS = ("jti", "iss", "sub", "aud", "azp", "typ", "sid", "scope", "
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def public_url(fqdn: str, port: int | None) -> str:
@@ -76,7 +76,7 @@ class ClientCert:
     client_auth_eku: bool  # the certificate allows TLS client authentication
 
     @classmethod
-    def from_der(cls, der: bytes) -> "ClientCert":
+    def from_der(cls, der: bytes) -> ClientCert:
         cert = x509.load_der_x509_certificate(der)
         try:
             ekus = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -131,7 +131,7 @@ def _raw_response(status: int, text: str) -> bytes:
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode("ascii") + body
 
 
-def _tls_protocol(server: "SimServer | None" = None):
+def _tls_protocol(server: SimServer | None = None):
     """uvicorn's h11 protocol, extended to hand the TLS facts of the connection to the app (in scope state)
     and, with a ``server``, to bound the request head: a head that does not arrive within
     ``server.head_timeout_s`` gets 408, a head over ``server.max_header_bytes`` (h11's
@@ -226,7 +226,7 @@ class BoundedApp:
     dropped. Each rejection is recorded in ``server.rejections`` and handed to ``server.on_rejected``.
     """
 
-    def __init__(self, app: Any, server: "SimServer") -> None:
+    def __init__(self, app: Any, server: SimServer) -> None:
         self.app = app
         self.server = server
 
@@ -268,7 +268,7 @@ class BoundedApp:
                 return await receive()  # waiting for the disconnect: the app's own business
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await reject(408, f"corps de requête non reçu en entier en {srv.body_timeout_s:g} s",
                              int(srv.body_timeout_s))
             if message.get("type") == "http.request":
@@ -298,7 +298,7 @@ class BoundedApp:
 
         try:
             await self.app(scope, bounded_receive, guarded_send)
-        except Exception:  # noqa: BLE001 - once refused, what the app raises (our _Limited, Starlette's 500) is moot
+        except Exception:  # once refused, what the app raises (our _Limited, Starlette's 500) is moot
             if not state["rejected"]:
                 raise
         finally:
@@ -385,7 +385,7 @@ class SimServer:
         """Base URL by IP address (``scheme://ip:port``); clients checking names use the FQDN instead."""
         return f"{self.scheme}://{self.address}"
 
-    def start(self) -> "SimServer":
+    def start(self) -> SimServer:
         import uvicorn
 
         if self._thread is not None:
@@ -473,7 +473,7 @@ class SimServer:
                 pass
             self._sock = None
 
-    def __enter__(self) -> "SimServer":
+    def __enter__(self) -> SimServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

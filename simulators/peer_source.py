@@ -62,12 +62,30 @@ import httpx
 from pydicom.uid import generate_uid
 
 from drimcheck.wado import (
-    EXPLICIT_VR_LE, IMPLICIT_VR_LE, AcceptError, MultipartError, MultipartReader, negotiate,
-    parse_accept, parse_media_type, part_sop_uid,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    AcceptError,
+    MultipartError,
+    MultipartReader,
+    negotiate,
+    parse_accept,
+    parse_media_type,
+    part_sop_uid,
 )
 from simulators.httpsim import (
-    HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, client_ssl_context,
-    closing_lifespan, mapped_async_client, redact_url, request_headers_view, tls_summary, token_facts,
+    HttpsSimulator,
+    Recorder,
+    SimServer,
+    bearer_token,
+    body_view,
+    client_certificate,
+    client_ssl_context,
+    closing_lifespan,
+    mapped_async_client,
+    redact_url,
+    request_headers_view,
+    tls_summary,
+    token_facts,
 )
 
 __all__ = ["DEFAULT_BASE_PATH", "SUPPORTED_SYNTAXES", "KosReference", "Introspection", "PeerSource"]

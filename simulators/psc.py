@@ -85,8 +85,19 @@ from cryptography.x509.oid import NameOID
 
 from drimcheck.jose import JoseError, at_hash, decode_unverified, fingerprint, public_jwk, sign_rs256, verify_rs256
 from simulators.httpsim import (
-    ClientCert, HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, public_url,
-    redact_url, request_headers_view, response_headers_view, tls_summary, token_facts,
+    ClientCert,
+    HttpsSimulator,
+    Recorder,
+    SimServer,
+    bearer_token,
+    body_view,
+    client_certificate,
+    public_url,
+    redact_url,
+    request_headers_view,
+    response_headers_view,
+    tls_summary,
+    token_facts,
 )
 
 __all__ = [
@@ -833,9 +844,9 @@ class PscSimulator(HttpsSimulator):
                 name, handler = "misdirected", self._h_misdirected
         with self._lock:
             fault = self._faults.get(name)
-            if fault is None and name == "token" and "token-exchange" in self._faults:
-                if _form_value(body, "grant_type") == GRANT_TOKEN_EXCHANGE:
-                    fault, fault_name = self._faults["token-exchange"], "token-exchange"
+            if (fault is None and name == "token" and "token-exchange" in self._faults
+                    and _form_value(body, "grant_type") == GRANT_TOKEN_EXCHANGE):
+                fault, fault_name = self._faults["token-exchange"], "token-exchange"
         try:
             if fault is not None:
                 fault_name = fault_name or name
@@ -1374,7 +1385,7 @@ def _common_parent(a: str, b: str) -> str | None:
     """The longest parent domain shared by two host names (at least two labels), for a cookie's Domain."""
     la, lb = a.lower().split(".")[::-1], b.lower().split(".")[::-1]
     shared = []
-    for x, y in zip(la, lb):
+    for x, y in zip(la, lb, strict=False):  # labels up to the shorter name
         if x != y:
             break
         shared.append(x)

@@ -118,7 +118,6 @@ import ssl  # noqa: E402
 import struct  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 
 from drimcheck.checks import trust  # noqa: E402
 from drimcheck.config import Address  # noqa: E402

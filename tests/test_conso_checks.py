@@ -22,7 +22,6 @@ def verdicts(findings) -> list[Verdict]:
 def dicom_multipart(uids: list[str]) -> Exchange:
     import io
 
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 

@@ -10,11 +10,11 @@ import pytest
 
 from fixtures.kos import build_kos
 from fixtures.pki import TestPKI
+from simulators.conso_visit import contextual_call_fields, export_form
 from simulators.drimbox import conso, conso_dmp, conso_wado, netutil
 from simulators.drimbox.psc_client import PscClient, PscError
 from simulators.drimbox.wado import accept_problem
 from simulators.pacs import make_patient, make_study
-from simulators.conso_visit import contextual_call_fields, export_form
 
 FIELDS = contextual_call_fields(make_patient("reference"))
 

@@ -34,7 +34,7 @@ from drimcheck.config import Address, Endpoint, Sut, Timeouts
 from drimcheck.evidence import EvidenceStore
 from drimcheck.net import DutClient
 from drimcheck.verdicts import Verdict
-from drimcheck.wado import MultipartReader, MultipartError, retrieve
+from drimcheck.wado import MultipartError, MultipartReader, retrieve
 
 FQDN = "db1.349.mesimagesmedicales.fr"
 REQUEST_S = 2.0
@@ -52,7 +52,7 @@ class HostileServer:
 
     `hung_up` is set when a behaviour saw the harness close the connection (send failed / EOF)."""
 
-    def __init__(self, behaviour: Callable[[socket.socket, "HostileServer"], None], tls: Any = None):
+    def __init__(self, behaviour: Callable[[socket.socket, HostileServer], None], tls: Any = None):
         self.behaviour = behaviour
         self.tls = tls  # ssl.SSLContext: speak TLS (server side) before the behaviour
         self.sock = socket.socket()
@@ -74,7 +74,7 @@ class HostileServer:
         while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             self.accepted += 1
             self._conns.append(conn)
@@ -117,7 +117,7 @@ class HostileServer:
             t.join(3)
         self.sock.close()
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -140,7 +140,7 @@ def wait_for_hang_up(conn: socket.socket, server: HostileServer) -> None:
             if conn.recv(65536) == b"":
                 server.hung_up.set()
                 return
-        except socket.timeout:
+        except TimeoutError:
             continue
 
 
@@ -477,9 +477,8 @@ def test_form_action_off_the_bed_is_recorded_and_not_posted(tmp_path):
     (compression_bomb(b"text/html"), "réponse trop volumineuse"), (streams_forever, "réponse trop volumineuse"),
     (trickles, "within"), (never_answers, "within"), (huge_headers, "en-têtes trop volumineux")])
 def test_browser_is_bounded_in_time_and_size(tmp_path, behaviour, fragment):
-    with HostileServer(behaviour) as dut:
-        with browser(sut_for(http_port=dut.port), tmp_path, bed=[f"127.0.0.1:{dut.port}"]) as b:
-            nav, elapsed, peak = measured(lambda: b.open(f"http://127.0.0.1:{dut.port}/page", label="page"))
+    with HostileServer(behaviour) as dut, browser(sut_for(http_port=dut.port), tmp_path, bed=[f"127.0.0.1:{dut.port}"]) as b:
+        nav, elapsed, peak = measured(lambda: b.open(f"http://127.0.0.1:{dut.port}/page", label="page"))
     assert nav.error and fragment in nav.error, nav.error
     assert elapsed < BOUND_S and peak < 4 * limits.MAX_DOCUMENT_BODY + 16 * limits.MIB
 
@@ -521,10 +520,9 @@ def test_multipart_part_without_end_is_capped():
 
 @pytest.mark.slow
 def test_wado_retrieve_is_bounded_against_a_bomb():
-    with HostileServer(compression_bomb(b"multipart/related; boundary=x")) as server:
-        with httpx.Client(timeout=REQUEST_S) as client:
-            result, elapsed, peak = measured(lambda: retrieve(client, f"http://127.0.0.1:{server.port}/studies/1",
-                                                               timeout_s=REQUEST_S, max_bytes=8 * limits.MIB))
+    with HostileServer(compression_bomb(b"multipart/related; boundary=x")) as server, httpx.Client(timeout=REQUEST_S) as client:
+        result, elapsed, peak = measured(lambda: retrieve(client, f"http://127.0.0.1:{server.port}/studies/1",
+                                                           timeout_s=REQUEST_S, max_bytes=8 * limits.MIB))
     assert result.error == "réponse trop volumineuse : plus de 8 Mio (8388608 octets)"
     assert elapsed < BOUND_S and peak < 64 * limits.MIB
 

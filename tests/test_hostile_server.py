@@ -24,8 +24,15 @@ from pathlib import Path
 import pytest
 
 from drimcheck import kos, safexml, xds
-from drimcheck.limits import (MAX_DICOM_PDU, MAX_HEADERS, MAX_MLLP_FRAME, MAX_MULTIPART_PARTS, MAX_REQUEST_BODY,
-                              MAX_XML_BYTES, MAX_XML_DEPTH)
+from drimcheck.limits import (
+    MAX_DICOM_PDU,
+    MAX_HEADERS,
+    MAX_MLLP_FRAME,
+    MAX_MULTIPART_PARTS,
+    MAX_REQUEST_BODY,
+    MAX_XML_BYTES,
+    MAX_XML_DEPTH,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMORY_BOUND_MB = 300
@@ -50,14 +57,14 @@ def serve_dmp(workdir: str) -> None:
     sim = DmpSimulator()
     sim.start("127.0.0.1", 0, cert_chain=str(server.chain_path), key=str(server.key_path),
               client_ca=str(pki.igc_chain_pem))
-    sim._server.head_timeout_s = 1.0  # noqa: SLF001 - short bounds for the slow-client tests
-    sim._server.body_timeout_s = 2.0  # noqa: SLF001
+    sim._server.head_timeout_s = 1.0  # short bounds for the slow-client tests
+    sim._server.body_timeout_s = 2.0
     print(json.dumps({"port": sim.port, "trust": str(pki.igc_trust_pem), "chain": str(client.chain_path),
                       "key": str(client.key_path)}), flush=True)
     sys.stdin.read()
     report = {"exchanges": [{"status": e.status, "parse_error": e.parse_error, "path": e.path} for e in sim.exchanges],
               "rejections": [{k: r.get(k) for k in ("status", "reason", "received_bytes", "header_count")}
-                             for r in sim._server.rejections.snapshot()]}  # noqa: SLF001
+                             for r in sim._server.rejections.snapshot()]}
     sim.stop()
     print(json.dumps(report), flush=True)
 
@@ -300,7 +307,7 @@ def _proxy(pki):
 def test_https_simulators_refuse_oversized_requests_and_keep_serving(pki, make) -> None:
     sim, path = make(pki)
     with sim:
-        server = sim._server  # noqa: SLF001
+        server = sim._server
         ctx = ssl.create_default_context(cafile=str(pki.igc_trust_pem))
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # the name/chain are other tests' business; here: the bounds
@@ -318,7 +325,7 @@ def test_https_simulators_refuse_oversized_requests_and_keep_serving(pki, make) 
         host = b"Host: x\r\n"
         t0 = time.monotonic()
         answer, _ = exchange(b"POST " + path.encode() + b" HTTP/1.1\r\n" + host + b"Content-Length: 9999999999\r\n\r\n")
-        assert status_of(answer) == 413 and "trop volumineux".encode() in answer
+        assert status_of(answer) == 413 and b"trop volumineux" in answer
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
         answer, _ = exchange(b"GET " + path.encode() + b" HTTP/1.1\r\n" + host + many + b"\r\n")
         assert status_of(answer) in (431, None)  # None: refused while the headers were still being sent (reset)
@@ -365,10 +372,10 @@ def test_igc_publication_point_bounds_heads_connections_and_time(pki) -> None:
                 time.sleep(0.4)
             read_answer(sock)
         assert time.monotonic() - t0 < 5  # cut at the 1.5 s deadline, not at the end of the trickle
-        held = [connect() for _ in range(server._httpd.max_connections + 10)]  # noqa: SLF001 - silent clients
+        held = [connect() for _ in range(server._httpd.max_connections + 10)]  # silent clients
         try:
             time.sleep(0.5)
-            assert server._httpd.refused_connections >= 10  # noqa: SLF001
+            assert server._httpd.refused_connections >= 10
         finally:
             for sock in held:
                 sock.close()
@@ -474,7 +481,7 @@ class _Dut:
         while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             with conn:
                 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -79,7 +79,7 @@ def test_serves_root_crl_and_root_cert_at_the_urls_written_in_the_intermediate(
 
 
 def test_unknown_paths_are_404_and_every_request_is_recorded(pki: TestPKI, server: IGCPublicationServer) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     crl_path = urlsplit(crl_url(pki.serv_ssl(FQDN).cert)).path
     assert get(server.url + "/CRL/unknown.crl")[0] == 404
     assert get(server.url + "/")[0] == 404
@@ -97,7 +97,7 @@ def test_unknown_paths_are_404_and_every_request_is_recorded(pki: TestPKI, serve
     ]
     for entry in log:
         assert entry["client"] == "127.0.0.1"
-        assert before <= entry["time"] <= datetime.now(timezone.utc)
+        assert before <= entry["time"] <= datetime.now(UTC)
         assert entry["user_agent"] == "drimcheck-test"
     server.clear_requests()
     assert server.requests == []
@@ -166,13 +166,13 @@ def test_the_second_intermediate_never_publishes_a_valid_crl(pki: TestPKI, serve
     status, _, body = get(server.url_for(crl_url(expired.cert)))
     crl = x509.load_der_x509_crl(body)
     assert status == 200 and crl.is_signature_valid(pki._ca("igc_org_standard").cert.public_key())
-    assert crl.next_update_utc < datetime.now(timezone.utc)
+    assert crl.next_update_utc < datetime.now(UTC)
     status, _, body = get(server.url_for(ca_issuers_url(expired.cert)))
     assert status == 200 and x509.load_der_x509_certificate(body).subject == expired.cert.issuer
     assert crl_url(unavailable.cert) != crl_url(expired.cert) != crl_url(pki.serv_ssl(FQDN).cert)
     published = {p: b for p, b in pki.publication().items() if "ACI-ST-ORG" in p and p.endswith(".crl")}
     assert list(published) == [urlsplit(crl_url(expired.cert)).path]  # the 503 one is not published at all
-    assert all(x509.load_der_x509_crl(b).next_update_utc < datetime.now(timezone.utc) for b in published.values())
+    assert all(x509.load_der_x509_crl(b).next_update_utc < datetime.now(UTC) for b in published.values())
     with pytest.raises(ValueError):
         pki.issue("wl9-none", subject=subject, profile="org_sign", issuer="igc_org_standard")
     with pytest.raises(ValueError):

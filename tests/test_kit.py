@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import ssl
-import shutil
 import stat
 import subprocess
 import sys
@@ -165,9 +165,8 @@ def test_dut_certificates_chain_to_the_kit_cas_and_last_the_requested_days(made)
 def _handshake(address: str, fqdn: str, trust: Path) -> x509.Certificate:
     host, _, port = address.rpartition(":")
     ctx = ssl.create_default_context(cafile=str(trust))
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        with ctx.wrap_socket(sock, server_hostname=fqdn) as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    with socket.create_connection((host, int(port)), timeout=10) as sock, ctx.wrap_socket(sock, server_hostname=fqdn) as tls:
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
 def test_two_campaigns_with_the_kit_keep_the_dut_trust_anchors_and_issue_simulators_from_them(made, tmp_path):

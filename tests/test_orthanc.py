@@ -338,8 +338,11 @@ def test_cmove_and_cget_with_declared_modality(clean: Orthanc) -> None:
     """What a DUT does on CR reception: C-MOVE to its own storage SCP (declared to Orthanc); and C-GET."""
     from pydicom import Dataset
     from pynetdicom import AE, StoragePresentationContexts, build_role, evt
-    from pynetdicom.sop_class import (CTImageStorage, StudyRootQueryRetrieveInformationModelGet,
-                                      StudyRootQueryRetrieveInformationModelMove)
+    from pynetdicom.sop_class import (
+        CTImageStorage,
+        StudyRootQueryRetrieveInformationModelGet,
+        StudyRootQueryRetrieveInformationModelMove,
+    )
 
     from simulators.pacs import NODELAY_HANDLER
 

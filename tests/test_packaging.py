@@ -19,9 +19,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from projectfiles import project_files
 
 import drimcheck
-from projectfiles import project_files
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from simsupport import client, stub_runtime
 
 from drimcheck import jose
 from drimcheck.wado import ANS_SAMPLE_ACCEPT, EXPLICIT_VR_LE, IMPLICIT_VR_LE, dicom_accept, retrieve
@@ -18,7 +19,6 @@ from simulators.pacs import Orthanc, OrthancConfig, make_study
 from simulators.pacs import orthanc as orthanc_module
 from simulators.peer_source import PeerSource
 from simulators.psc import PscSimulator
-from simsupport import client, stub_runtime
 
 pytestmark = pytest.mark.slow
 if not Path(orthanc_module.DEFAULT_BINARY).exists():

@@ -9,7 +9,7 @@ import stat
 import subprocess
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from fixtures.pki import NEGATIVE_KINDS, Issued, TestPKI, trust_context
 FQDN = "db1.349.mesimagesmedicales.fr"
 PEER_FQDN = "db2.349.mesimagesmedicales.fr"
 VI_FQDN = "vi1.349.mesimagesmedicales.fr"
-FIXED_NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from simsupport import TLS_FAILURES, client, stub_runtime
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -18,7 +19,6 @@ from simulators import proxy as proxy_module
 from simulators.httpsim import ClientCert, SimServer
 from simulators.proxy import ProxySimulator, TokenExchange
 from simulators.psc import GRANT_TOKEN_EXCHANGE, OIDC_PATH, REALM_PATH, TOKEN_TYPE_ACCESS, PscSimulator
-from simsupport import TLS_FAILURES, client, stub_runtime
 
 UPSTREAM_FQDN = "dmp.drimcheck.test"
 BIG = bytes(range(256)) * 8192  # 2 MiB
@@ -141,9 +141,8 @@ def test_client_certificate_is_required(proxy, pki) -> None:
                             allowed_client_dns=[pki.org_auth_cli().subject_dn])
     strict.add_route("/x", "https://nowhere.drimcheck.test")
     with strict:
-        with client(strict.hosts(), [strict.trust_pem]) as anonymous:
-            with pytest.raises(TLS_FAILURES):
-                anonymous.get(strict.base_url + "/x")
+        with client(strict.hosts(), [strict.trust_pem]) as anonymous, pytest.raises(TLS_FAILURES):
+            anonymous.get(strict.base_url + "/x")
         with client(strict.hosts(), [strict.trust_pem], pki.serv_ssl("db1.349.mesimagesmedicales.fr")) as other:
             resp = other.get(strict.base_url + "/x")
             assert resp.status_code == 403 and strict.requests[-1]["refused"] == "client_dn_not_allowed"

@@ -7,15 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from simsupport import client
 
 from drimcheck import config as sut_config
 from drimcheck.campaign import CampaignRuntime
 from simulators.pacs import orthanc as orthanc_module
 from simulators.peers import UNLISTED_PEER, WHITELISTED_PEER
+from simulators.proxy import DEFAULT_FQDN as PROXY_FQDN
 from simulators.psc import DEFAULT_FQDN as PSC_FQDN
 from simulators.psc import WALLET_FQDN
-from simulators.proxy import DEFAULT_FQDN as PROXY_FQDN
-from simsupport import client
 
 pytestmark = pytest.mark.slow
 if not Path(orthanc_module.DEFAULT_BINARY).exists():

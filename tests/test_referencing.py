@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from drimcheck.catalogue import load as catalogue_load
 import zipfile
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from drimcheck import bounds, catalogue, config, package
+from drimcheck.catalogue import load as catalogue_load
 from drimcheck.commands import verify_package
 from drimcheck.config import Timeouts
 from drimcheck.results import CampaignInfo, RunResult, ScenarioResult
@@ -68,7 +66,7 @@ def operator_identity(tmp_path: Path, kind: str = "rsa") -> tuple[Path, Path]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Opérateur de référencement (test)"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Laboratoire de test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=30))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pydicom
 import pytest
@@ -199,4 +199,4 @@ def test_checks_never_judge_outside_their_requirements():
 
 def test_now_is_timezone_aware_in_chain_validity(pki):
     fqdn = "db1.349.mesimagesmedicales.fr"
-    assert trust.presented_chain_valid(tls_of(pki.serv_ssl(fqdn)), fqdn, now=datetime.now(timezone.utc))
+    assert trust.presented_chain_valid(tls_of(pki.serv_ssl(fqdn)), fqdn, now=datetime.now(UTC))

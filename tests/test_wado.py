@@ -10,8 +10,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from drimcheck import jose
 from drimcheck.wado import (
-    ANS_SAMPLE_ACCEPT, EXPLICIT_VR_LE, AcceptError, MultipartError, MultipartReader, check_drimbox_accept,
-    dicom_accept, iter_parts, negotiate, parse_accept, parse_media_type, part_sop_uid,
+    ANS_SAMPLE_ACCEPT,
+    EXPLICIT_VR_LE,
+    AcceptError,
+    MultipartError,
+    MultipartReader,
+    check_drimbox_accept,
+    dicom_accept,
+    iter_parts,
+    negotiate,
+    parse_accept,
+    parse_media_type,
+    part_sop_uid,
 )
 from simulators.peer_source import SUPPORTED_SYNTAXES
 

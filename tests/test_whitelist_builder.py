@@ -6,7 +6,7 @@ import base64
 import re
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from fixtures.pki import TestPKI
 ANS = Path(__file__).resolve().parent.parent / "fixtures" / "ans"
 CURRENT = ANS / "LISTEBLANCHE_DRIM-M_SIGNEE_TEST-current.xml"
 SAMPLE_2024 = ANS / "LISTEBLANCHE_DRIM-M_TEST_SIGNEE_2024-informatif.xml"
-GENERATED = datetime(2026, 6, 19, 18, 6, 52, tzinfo=timezone.utc)
+GENERATED = datetime(2026, 6, 19, 18, 6, 52, tzinfo=UTC)
 XMLSEC1 = shutil.which("xmlsec1")
 
 
@@ -136,7 +136,7 @@ def test_xmlsec1_verifies_both_references_of_our_signature(pki, tmp_path, key_in
 @pytest.mark.parametrize("transform,xmlsec_accepts", [
     (lambda d: wl.replace_once(d, "<db>db3.test", "<db>db4.test"), False),  # content altered
     (lambda d: wl.replace_once(d, "    <ListeDomaines>", "  <ListeDomaines>"), False),  # whitespace altered
-    (lambda d: wl.alter_signing_time(d, datetime(2027, 1, 1, tzinfo=timezone.utc)), False),  # SignedProperties
+    (lambda d: wl.alter_signing_time(d, datetime(2027, 1, 1, tzinfo=UTC)), False),  # SignedProperties
     (lambda d: wl.insert_comment(d, "3.test.mesimagesmedicales.fr</db>"), True),  # comments are outside the signed node-set
     (lambda d: wl.inject_domain_in_object(d, ans_domains(CURRENT)[0]), True),  # hidden in ds:Object: still valid
 ])

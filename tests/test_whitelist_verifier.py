@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -191,7 +191,7 @@ def test_issuer_serial_decoder_rejects_garbage():
 class _Canary(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         _Canary.hits.append(self.path)
         body = b'<!ENTITY leak "x">'
         self.send_response(200)
@@ -342,3 +342,12 @@ def test_wl9_vectors_fail_on_revocation_only(pki, vectors):
         assert codes(stale) == {"revocation-inconnue"}
         assert v.verify_whitelist(data, trust_anchors=[pki.igc_root.cert, pki.igc_org.cert],
                                   check_revocation=False).valid
+
+
+def test_transform_without_algorithm_is_a_finding_not_a_crash():
+    """A ds:Transform without its Algorithm attribute (hostile list) is reported, never a TypeError (found by mypy)."""
+    data = re.sub(rb'<ds:Transform Algorithm="[^"]*"', b"<ds:Transform", CURRENT.read_bytes(), count=1)
+    assert data != CURRENT.read_bytes()
+    report = v.verify_whitelist(data, check_revocation=False, at=at("2026-11-28T00:00:00Z"))
+    assert not report.valid
+    assert report.checks.get("profil") == "échec"

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{shown} : {exc}") from None
     except RecursionError:
         raise UsageError(f"{shown} : fichier DICOM inexploitable : séquences imbriquées trop profondément") from None
-    except Exception as exc:  # noqa: BLE001 - content the checks cannot read is unusable input, not a verdict
+    except Exception:  # content the checks cannot read is unusable input, not a verdict
         if os.environ.get("DRIMCHECK_DEBUG") == "1":
             raise
         raise UsageError(f"{shown} : fichier DICOM inexploitable par les vérifications (contenu inattendu ; "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drimcheck.verdicts import ExitCode
@@ -50,12 +50,12 @@ def _at(value: str | None) -> datetime:
     from drimcheck.cli import UsageError
 
     if value is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(f"--at : date ou date-heure ISO 8601 attendue, pas « {value} »") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _certificates(path: Path) -> list:
@@ -89,9 +89,7 @@ def _crl(path: Path):
 
 def run(args: argparse.Namespace) -> int:
     from drimcheck import whitelist as wl
-    from drimcheck.cli import UsageError
-
-    from drimcheck.cli import read_input
+    from drimcheck.cli import UsageError, read_input
     from drimcheck.config import printable
 
     at = _at(args.at)
@@ -108,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
                          "profondément") from None
     hint = revocation_hint(report, crl_given=bool(args.crl))
     if args.json:
-        data = report.to_dict()
+        fields = report.to_dict()
         if not report.valid:
-            data["domains"] = []  # an unverified list vouches for no domain (domain_count still says how many)
-        print(json.dumps({"file": str(args.file), "verdict": "VALIDE" if report.valid else "NON VALIDE", **data,
+            fields["domains"] = []  # an unverified list vouches for no domain (domain_count still says how many)
+        print(json.dumps({"file": str(args.file), "verdict": "VALIDE" if report.valid else "NON VALIDE", **fields,
                           "hint": hint}, ensure_ascii=False, indent=2))
     else:
         _print_text(args.file, report)

@@ -79,10 +79,10 @@ def _validated(data: Any) -> dict[str, Any]:
             raise _Malformed(f"exigence n° {i + 1} sans identifiant")
         if r.get("verdict") not in VERDICTS:
             raise _Malformed(f"exigence {printable(r['id'], 40)} : verdict inconnu")
-        title = r.get("title") if isinstance(r.get("title"), str) else ""
+        title = r["title"] if isinstance(r.get("title"), str) else ""
         out[printable(r["id"], 40)] = {"verdict": r["verdict"], "title": printable(title, 300)}
-    run = data.get("run") if isinstance(data.get("run"), dict) else {}
-    harness = data.get("harness") if isinstance(data.get("harness"), dict) else {}
+    run = data["run"] if isinstance(data.get("run"), dict) else {}
+    harness = data["harness"] if isinstance(data.get("harness"), dict) else {}
     text = lambda v: printable(v, 300) if isinstance(v, str) else None  # noqa: E731
     return {"requirements": out, "id": text(run.get("id")), "verdict": text(run.get("verdict")),
             "catalogue_version": text(harness.get("catalogue_version"))}

@@ -57,7 +57,7 @@ def _timeline(details: dict[str, Any], requirement: str) -> str:
     for r in rows:
         t = _num(r["t_s"]) or 0.0
         status = r.get("status") if r.get("http") else None
-        color = STATUS_COLOR.get(status, GREY)
+        color = STATUS_COLOR.get(status or "", GREY)
         label = f"{t:g} s : " + (f"HTTP {r.get('http')} {status or ''}".strip() if r.get("http") else "sans réponse")
         parts.append(f'<circle cx="{_x(t, tmax):.1f}" cy="24" r="4" fill="{color}"><title>{escape(label)}</title></circle>')
     if hit is not None:

@@ -136,7 +136,8 @@ def _exchange(d: dict[str, Any]) -> str:
     if d.get("tls"):
         out.append(f"<dt>TLS</dt><dd>{_tls(d['tls'])}</dd>")
     if d.get("client_certificate"):
-        out.append(f"<dt>Certificat client</dt><dd>{_capped(json.dumps(d['client_certificate'], ensure_ascii=False, indent=1), 2048)}</dd>")
+        cert = json.dumps(d["client_certificate"], ensure_ascii=False, indent=1)
+        out.append(f"<dt>Certificat client</dt><dd>{_capped(cert, 2048)}</dd>")
     out.append("</dl>")
     return "".join(out)
 

@@ -217,7 +217,7 @@ def _failures_section(data: dict[str, Any], ev: _Evidence, scen_no: dict[str, in
     and links to the evidence."""
     bad = [r for r in data["requirements"] if r["verdict"] in BAD]
     warn = [r for r in data["requirements"] if r["verdict"] == "WARN"]
-    findings: dict[str, list[tuple[dict, dict]]] = {}
+    findings: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for s in data["scenarios"]:
         for f in s["findings"]:
             findings.setdefault(f["requirement"], []).append((s, f))
@@ -268,8 +268,8 @@ def _documents_section(data: dict[str, Any]) -> list[str]:
         else:
             title += "<div class=\"small\">document non public</div>" if not url else f"<div class=\"small\">{escape(url)}</div>"
         version = " · ".join(escape(str(d[k])) for k in ("version", "date") if d.get(k))
-        sections = d.get("sections") if isinstance(d.get("sections"), list) else []
-        cited = d.get("cited_by") if isinstance(d.get("cited_by"), list) else []
+        sections = d["sections"] if isinstance(d.get("sections"), list) else []
+        cited = d["cited_by"] if isinstance(d.get("cited_by"), list) else []
         reqs = ", ".join("<a href=\"#req-" + escape(str(x)) + "\">" + escape(str(x)) + "</a>" for x in cited)
         out.append(f"<tr id=\"doc-{escape(str(d.get('id', '')))}\"><td>{escape(str(d.get('id', '')))}</td><td>{title}</td>"
                    f"<td>{version or '—'}</td><td>{escape(' ; '.join(str(x) for x in sections)) or '—'}</td>"
@@ -357,7 +357,7 @@ def render_html(data: dict[str, Any], run_dir: Path | None = None) -> str:
         if r["scenarios"]:
             detail += "<div class=\"small\">Scénarios : " + "".join(
                 f"<a class=\"sc\" href=\"#{escape(sid)}\">S{scen_no[sid]}</a>"
-                for sid in sorted((x for x in r["scenarios"] if x in scen_no), key=scen_no.get)) + "</div>"
+                for sid in sorted((x for x in r["scenarios"] if x in scen_no), key=scen_no.__getitem__)) + "</div>"
         out.append(f"<tr id=\"req-{escape(r['id'])}\"><td><strong>{escape(r['id'])}</strong></td><td>{escape(r['title'])}"
                    f"{_source(r['source'])}</td><td>{_v(r['verdict'])}<div class=\"small\">"
                    f"{escape(STRENGTH_FR.get(r['strength'], r['strength']))} · {escape(ACTOR_FR.get(r['actor'], r['actor']))}"

@@ -8,8 +8,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from drimcheck.results import RunResult
-from drimcheck.verdicts import Verdict
+from drimcheck.results import RunResult, ScenarioResult
+from drimcheck.verdicts import Finding, Verdict
 
 
 def _campaign_properties(result: RunResult) -> list[tuple[str, str]]:
@@ -44,7 +44,7 @@ def _neutral(text: str) -> str:
     return text.replace("[[", "[ [")
 
 
-def _classname(result: RunResult, scenario) -> str:
+def _classname(result: RunResult, scenario: ScenarioResult) -> str:
     """drimcheck.<area>: CI dashboards group testcases by the area of the scenario's first requirement."""
     from drimcheck.reports.html import AREA_FR
 
@@ -71,7 +71,7 @@ def attachment_base(run_dir: Path | None) -> str:
     return ""
 
 
-def _attachments(findings) -> list[str]:
+def _attachments(findings: list[Finding]) -> list[str]:
     """Evidence paths (relative to the run directory, where junit.xml is), failing findings' first."""
     ordered = [e for f in findings if f.verdict in (Verdict.FAIL, Verdict.ERROR) for e in f.evidence]
     ordered += [e for f in findings for e in f.evidence]
@@ -131,7 +131,8 @@ def render_junit(result: RunResult, run_dir: Path | None = None) -> bytes:
         ET.SubElement(case, "system-out").text = "\n".join(out)
     _make_safe(suite)
     ET.indent(suite)
-    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    data: bytes = ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+    return data
 
 
 def _make_safe(root: ET.Element) -> None:

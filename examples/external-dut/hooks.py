@@ -75,7 +75,7 @@ def start() -> int:
     config = json.loads((STATE / "drimbox.json").read_text(encoding="utf-8"))
     ready = Path(config["ready_file"])
     ready.unlink(missing_ok=True)
-    log = open(STATE / "drimbox.log", "ab")
+    log = open(STATE / "drimbox.log", "ab")  # noqa: SIM115 - the DUT's stdout, open while it runs
     proc = subprocess.Popen([python(), "-m", "simulators.drimbox", "--config", str(STATE / "drimbox.json")],
                             cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True)

@@ -1,7 +1,12 @@
 """PACS simulator: a managed real Orthanc and deterministic synthetic studies."""
 
 from simulators.pacs.orthanc import (
-    DEFAULT_CALLING_AETS, NODELAY_HANDLER, SCU_AET, Orthanc, OrthancConfig, OrthancError,
+    DEFAULT_CALLING_AETS,
+    NODELAY_HANDLER,
+    SCU_AET,
+    Orthanc,
+    OrthancConfig,
+    OrthancError,
 )
 from simulators.pacs.studies import Instance, Patient, Series, SyntheticStudy, make_patient, make_study
 

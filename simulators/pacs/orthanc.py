@@ -39,8 +39,8 @@ from __future__ import annotations
 import atexit
 import copy
 import ctypes
-import io
 import hashlib
+import io
 import json
 import os
 import queue
@@ -162,14 +162,14 @@ class _Spawner:
             args, kwargs, box, done = self._jobs.get()
             try:
                 box["proc"] = subprocess.Popen(args, **kwargs)
-            except BaseException as exc:  # handed over to the calling thread
+            except BaseException as exc:  # noqa: BLE001 - handed over to the calling thread
                 box["error"] = exc
             finally:
                 done.set()
 
 
 _SPAWNER = _Spawner()
-_LIVE: "weakref.WeakSet[Orthanc]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Orthanc] = weakref.WeakSet()
 
 # LD_PRELOAD wrapper of bind(): a listening socket bound to the IPv4 wildcard (Orthanc's HTTP and DICOM
 # servers) is bound to $DRIMCHECK_BIND_ADDRESS instead. Port-0 binds (outgoing sockets) are left alone.
@@ -389,7 +389,7 @@ class Orthanc:
 
     @classmethod
     def external(cls, base_url: str, *, username: str, password: str, aet: str = "ORTHANC",
-                 dicom_host: str | None = None, dicom_port: int = 4242) -> "Orthanc":
+                 dicom_host: str | None = None, dicom_port: int = 4242) -> Orthanc:
         """A handle on an Orthanc we do not manage (e.g. the docker-compose service): start() only waits for it."""
         self = cls(OrthancConfig(aet=aet, username=username, password=password, dicom_port=dicom_port), ".")
         self._managed = False
@@ -525,7 +525,7 @@ class Orthanc:
             self.stop()
         self.start(timeout)
 
-    def __enter__(self) -> "Orthanc":
+    def __enter__(self) -> Orthanc:
         self.start()
         return self
 
@@ -543,7 +543,7 @@ class Orthanc:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(2.0)
-        except Exception:  # interpreter shutdown or already reaped: nothing more we can do
+        except Exception:  # noqa: BLE001 - interpreter shutdown or already reaped: nothing more we can do
             pass
         self._proc = None
 
