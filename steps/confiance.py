@@ -133,6 +133,15 @@ def listed_still_served(campaign, peer, study, vector, before, judge):
     judge(whitelist.previous_list_kept(ex, _who(peer, "listed"), vector.id, before.get("listed")))
 
 
+@then("le HealthCheck indique de nouveau le statut UP")
+def health_up_again(campaign, judge):
+    """State after a failure: once a list is applied again, the HealthCheck is UP again (not stuck DOWN)."""
+    from drimcheck.checks import health
+
+    ex = campaign.client.get(campaign.sut.health_url, label="healthcheck-apres-liste-valide")
+    judge(health.reports_up([ex]))
+
+
 @then("le HealthCheck signale l'échec de la mise à jour de la liste blanche")
 def health_shows_failure(campaign, vector, judge):
     ex = campaign.client.get(campaign.sut.health_url, label="healthcheck-liste-blanche")

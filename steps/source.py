@@ -22,7 +22,7 @@ from fixtures.cda import Report, report_for
 from simulators import iocm
 from simulators.ris import MllpExchange, RisSimulator
 
-ORDINALS = {"premier": 0, "second": 1}
+ORDINALS = {"premier": 0, "second": 1, "dernier": -1}
 
 
 @dataclass
@@ -71,10 +71,10 @@ class SourceContext:
             raise HarnessError("défaut du scénario : aucune étude préparée")
         return self.cases[-1]
 
-    def add_study(self, pacs: Any, *, stored: bool = True) -> StudyCase:
+    def add_study(self, pacs: Any, *, stored: bool = True, varied: bool = False) -> StudyCase:
         seed = f"source-{self.seed}-{pacs.name}-{len(self.cases)}"
         if stored:
-            study = self.campaign.seed_study(seed, pacs=pacs)
+            study = self.campaign.seed_study(seed, pacs=pacs, **({"varied": True} if varied else {}))
         else:
             from simulators.pacs import make_study
 
@@ -130,9 +130,15 @@ class SourceContext:
         return self._kos[key]
 
     def expected(self, case: StudyCase) -> kos_checks.ExpectedIdentity:
+        """Every identity-bearing value of the report (and of the PACS content) the KOS and its metadata carry."""
+        from fixtures.cda import AUTHOR
+
         r = case.report
-        return kos_checks.ExpectedIdentity(r.study_uid, r.ins, r.ins_oid, r.ipp, r.accession, r.accession_oid, r.order,
-                                           r.order_oid)
+        return kos_checks.ExpectedIdentity(
+            r.study_uid, r.ins, r.ins_oid, r.ipp, r.accession, r.accession_oid, r.order, r.order_oid,
+            family=r.family, given=r.given, birth_date=r.birth_date, sex=r.sex, birthplace=r.birthplace,
+            author_id=AUTHOR["rpps"], service_time=r.effective_time,
+            modalities=tuple(sorted({s.modality for s in case.study.series})))
 
     def trust(self) -> xds_checks.TrustMaterial:
         from fixtures.pki import POLICY_OIDS
@@ -153,7 +159,7 @@ def _pacs(campaign, ordinal: str):
     index = ORDINALS[ordinal]
     if index >= len(campaign.sut.pacs):
         pytest.skip(f"la DRIMbox testée n'a pas de {ordinal} PACS")
-    return campaign.pacs_entry(index)
+    return campaign.pacs_entry(index % len(campaign.sut.pacs))
 
 
 # --------------------------------------------------------------------------- arrange
@@ -161,6 +167,12 @@ def _pacs(campaign, ordinal: str):
 @given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude"))
 def pacs_holds_study(campaign, source, ordinal):
     source.add_study(_pacs(campaign, ordinal))
+
+
+@given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude variée : {what}"))
+def pacs_holds_varied_study(campaign, source, ordinal, what):
+    """Several series, modalities and SOP classes, a multi-frame image and a structured report (VARIED_SERIES)."""
+    source.add_study(_pacs(campaign, ordinal), varied=True)
 
 
 @given("la DRIMbox est mutualisée entre au moins deux PACS")
@@ -183,6 +195,13 @@ def study_nowhere(campaign, source):
 @given("le DMP répondra en échec à la prochaine publication")
 def dmp_will_fail(source, request):
     source.dmp.fail_next(1)
+    request.addfinalizer(source.dmp.clear_failures)
+
+
+@given(parsers.parse("le DMP répondra en échec aux {count:d} prochaines publications"))
+def dmp_will_fail_n(source, request, count):
+    """A retry after a retry: the DUT must keep trying (and still publish once) after several failures."""
+    source.dmp.fail_next(count)
     request.addfinalizer(source.dmp.clear_failures)
 
 
@@ -214,8 +233,8 @@ def ris_sends_each(source):
 @when("le RIS envoie une nouvelle version du CR en MDM^T10")
 def ris_sends_update(source):
     case = source.case
-    case.report = report_for(case.study, case.pacs.vi, version=2)
-    source.send(case, messages.mdm(case.report, trigger="T10"), "cr-v2-MDM^T10")
+    case.report = report_for(case.study, case.pacs.vi, version=case.report.version + 1)
+    source.send(case, messages.mdm(case.report, trigger="T10"), f"cr-v{case.report.version}-MDM^T10")
 
 
 @when(parsers.parse("le RIS envoie le retrait du CR en {kind}"))
@@ -388,6 +407,31 @@ def replaced(source, judge):
     if update is not None and update.success:
         case.publications.append(update)
     judge(source_checks.replaced_with_rplc(case.trigger, previous, update, source.timeouts.publication_s))
+
+
+def _versions(source, case) -> list:
+    return [d for d in (source.kos(p, f"KOS version {i}") for i, p in enumerate(case.publications, 1)) if d is not None]
+
+
+@then("chaque RetrieveURL de chaque version du KOS est sur le FQDN dbN de son PACS")
+def each_version_on_dbn(source, judge):
+    case = source.case
+    for doc in _versions(source, case):
+        judge(fqdn_checks.retrieve_urls_on_dbn(doc, case.pacs.db, viewer_link=case.report.viewer_link))
+
+
+@then("chaque version du KOS porte l'identité du CR : INS, accession et commande")
+def each_version_identity(source, judge):
+    case = source.case
+    for doc in _versions(source, case):
+        judge(kos_checks.identity(doc, source.expected(case)))
+
+
+@then("les métadonnées XDS de chaque version du KOS sont conformes et cohérentes avec le KOS et le CR")
+def each_version_metadata(source, judge):
+    case = source.case
+    for publication in case.publications:
+        judge(xds_checks.kos_metadata(publication, source.expected(case)))
 
 
 @then("chaque version du KOS de l'étude utilise le même FQDN dbN")

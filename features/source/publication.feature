@@ -7,7 +7,7 @@ Fonctionnalité: Publication au DMP du KOS d'un examen dont le compte rendu est 
 
   @req:SRC-01 @req:KOS-01 @req:KOS-02 @req:KOS-03 @req:KOS-04 @req:KOS-05 @req:FQDN-01 @req:XDS-01 @req:XDS-02 @req:XDS-03 @req:XDS-04
   Scénario: CR validé transmis en ORU^R01
-    Étant donné le premier PACS de la DRIMbox détient une étude
+    Étant donné le premier PACS de la DRIMbox détient une étude variée : plusieurs séries, modalités et classes SOP, dont une image multi-frame et un compte rendu structuré
     Quand le RIS envoie le CR validé de l'étude en ORU^R01
     Alors la DRIMbox acquitte AA et publie le KOS de l'étude au DMP
     Et le KOS est un objet Key Object Selection valide selon dciodvfy

@@ -27,8 +27,8 @@ Fonctionnalité: Refus de publier ce qui ne doit pas l'être, et résistance aux
     Alors aucun KOS n'est publié pour cette étude
 
   @req:SRC-05
-  Scénario: Le DMP répond en échec à la première publication
+  Scénario: Le DMP répond en échec aux deux premières tentatives de publication
     Étant donné le premier PACS de la DRIMbox détient une étude
-    Et le DMP répondra en échec à la prochaine publication
+    Et le DMP répondra en échec aux 2 prochaines publications
     Quand le RIS envoie le CR validé de l'étude en ORU^R01
     Alors la DRIMbox ne perd pas le CR et ne publie qu'une seule fois

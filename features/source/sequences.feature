@@ -1,0 +1,23 @@
+# language: fr
+Fonctionnalité: Suites de mises à jour d'un examen, sur le dernier PACS de la DRIMbox
+  Un examen vit après sa première publication : plusieurs versions du CR, des images rejetées puis le
+  retrait du CR. Chaque nouvelle version du KOS remplace la fiche en vigueur (RPLC vers la dernière
+  version, pas vers la première), le retrait dépublie la fiche en vigueur, et toutes les versions
+  gardent le FQDN dbN du PACS qui détient l'étude et l'identité du CR (guide d'intégration §2.1–2.2 ;
+  FAQ ANS 8801). L'étude est prise sur le dernier PACS d'une DRIMbox mutualisée (le seul sinon).
+
+  @req:SRC-06 @req:SRC-07 @req:KOS-03 @req:KOS-04 @req:FQDN-01 @req:FQDN-02 @req:XDS-01
+  Scénario: Deux nouvelles versions du KOS puis le retrait du CR
+    Étant donné le dernier PACS de la DRIMbox détient une étude
+    Et le KOS de cette étude a été publié au DMP
+    Quand le RIS envoie une nouvelle version du CR en MDM^T10
+    Alors la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente
+    Quand le PACS supprime une instance de l'étude et envoie la note de rejet IOCM à la DRIMbox
+    Alors la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente
+    Et la nouvelle version du KOS référence exactement les instances que le PACS détient encore
+    Et chaque version du KOS de l'étude utilise le même FQDN dbN
+    Et chaque RetrieveURL de chaque version du KOS est sur le FQDN dbN de son PACS
+    Et chaque version du KOS porte l'identité du CR : INS, accession et commande
+    Et les métadonnées XDS de chaque version du KOS sont conformes et cohérentes avec le KOS et le CR
+    Quand le RIS envoie le retrait du CR en ORU^R01
+    Alors la DRIMbox dépublie le KOS de l'étude (ITI-57, statut Deleted)
