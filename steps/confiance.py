@@ -17,6 +17,9 @@ PEERS_FR = {
     "sans certificat client": "no_certificate",
     "retirée": "withdrawn",
     "ajoutée": "added",
+    "au CN listé précédé d'un préfixe": "lookalike_prefix",
+    "au CN listé suivi d'un point final": "lookalike_dot",
+    "au DN listé augmenté d'un attribut": "lookalike_extra_rdn",
 }
 DEFECTS_FR = {"expiré": "expired", "pas encore valide": "not_yet_valid", "d'une autre AC": "wrong_ca",
               "révoqué": "revoked"}

@@ -285,6 +285,25 @@ def ris_sends_mismatch(source, what):
     source.refused.append((label, source.send(case, messages.oru_r01(bad), f"incoherence-{field_}")))
 
 
+@when(parsers.parse("le RIS envoie un CR dont {what} ressemble à celui des images : {how}"))
+def ris_sends_lookalike(source, what, how):
+    """Look-alike identities: a value equal to the images' one only for a lenient comparison."""
+    case = source.case
+    field_ = "accession" if "accession" in what else "ipp"
+    value = getattr(case.report, field_)
+    if how == "tronqué de son dernier caractère":
+        bad_value = value[:-1]
+    elif how == "en minuscules":
+        bad_value = value.lower()
+    else:
+        raise HarnessError(f"ressemblance inconnue : {how}")
+    if bad_value == value:
+        raise HarnessError(f"défaut du banc : « {value} » n'a pas de variante « {how} »")
+    bad = report_for(case.study, case.pacs.vi, **{field_: bad_value})
+    label = f"CR avec {what} {how}"
+    source.refused.append((label, source.send(case, messages.oru_r01(bad), f"ressemblance-{field_}")))
+
+
 @when(parsers.parse("le RIS envoie le CR de l'étude {defect}"))
 def ris_sends_malformed(source, defect):
     case = source.case
@@ -393,6 +412,47 @@ def each_kos_on_its_dbn(source, judge):
     for case in source.cases:
         doc = source.kos(_published(source, case), f"KOS de l'étude du PACS {case.pacs.name}")
         judge(fqdn_checks.retrieve_urls_on_dbn(doc, case.pacs.db, viewer_link=case.report.viewer_link))
+
+
+@then("chaque RetrieveURL de chaque KOS, suivie comme le ferait une DRIMbox Conso, sert sa série à une DRIMbox "
+      "listée et rien à une DRIMbox absente de la liste")
+def each_url_followed(campaign, source, judge):
+    """Use the artefact as its consumer does: GET every RetrieveURL exactly as written in the KOS (mTLS peer
+    certificate, PSC token, KOS-SOPInstanceUID), on the dbN of every PACS."""
+    from drimcheck import limits
+    from drimcheck.checks import whitelist as wl_checks
+    from simulators.peer_conso import ANS_ACCEPT
+    from steps.conso import source_access
+
+    endpoint = campaign.sims.get("whitelist")
+    if endpoint is None:
+        raise HarnessError("simulateur de liste blanche absent de la campagne")
+    endpoint.ensure_nominal(campaign)
+    access = source_access(campaign).access
+    listed, unlisted = endpoint.peers.get("listed"), endpoint.peers.get("unlisted")
+    followed = []
+    for case in source.cases:
+        doc = source.kos(_published(source, case), f"KOS de l'étude du PACS {case.pacs.name}")
+        if doc is None or doc.view is None:
+            continue
+        access.learn(case.uid, doc.view.sop_uid)
+        held = {r["SOPInstanceUID"] for r in source.campaign.orthanc(case.pacs).instances_of_study(case.uid)}
+        for series in doc.view.series():
+            url = series.retrieve_url or ""
+            where = f"{case.pacs.name}, série {series.series_uid}"
+            flaws = fqdn_checks.url_flaws(url, case.pacs.db, case.uid, series.series_uid) if url else ["absente"]
+            item = wl_checks.FollowedUrl(where, url, {uid for _, uid in series.instances} & held,
+                                         flaw="; ".join(flaws) or None)
+            if item.flaw is None:
+                for ident in (listed, unlisted):
+                    headers = {"Accept": ANS_ACCEPT, **access(ident, case.uid)}
+                    ex = campaign.client.get(url, headers=headers, client_cert=ident.issued,
+                                             label=f"suivi-retrieveurl-{case.pacs.name}-{ident.key}",
+                                             max_body=limits.MAX_RESPONSE_BODY)
+                    setattr(item, "listed" if ident is listed else "unlisted", ex)
+            followed.append(item)
+    judge(wl_checks.retrieve_urls_followed(followed, f"la DRIMbox listée {listed.fqdn}",
+                                           f"la DRIMbox absente de la liste {unlisted.fqdn}"))
 
 
 @then("la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente")

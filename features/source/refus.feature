@@ -6,10 +6,12 @@ Fonctionnalité: Refus de publier ce qui ne doit pas l'être, et résistance aux
   à une double publication.
 
   @req:SRC-02
-  Scénario: Incohérence de numéro d'accession ou d'IPP entre le CR et les images
+  Scénario: Incohérence de numéro d'accession ou d'IPP entre le CR et les images, même ressemblants
     Étant donné le premier PACS de la DRIMbox détient une étude
     Quand le RIS envoie un CR dont le numéro d'accession diffère de celui des images
     Et le RIS envoie un CR dont l'IPP diffère de celui des images
+    Et le RIS envoie un CR dont le numéro d'accession ressemble à celui des images : tronqué de son dernier caractère
+    Et le RIS envoie un CR dont l'IPP ressemble à celui des images : en minuscules
     Alors chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié
 
   @req:SRC-03
