@@ -147,3 +147,71 @@ def test_varied_study_mixes_modalities_sop_classes_multiframe_and_non_image() ->
     assert [d.SOPInstanceUID for d in make_study("coverage-varied", varied=True).datasets()] == \
         [d.SOPInstanceUID for d in datasets]
     assert make_study("coverage-varied").study_uid != st.study_uid  # never the same study as a plain one
+
+
+# ------------------------------------------------------------------ WL-05: every RetrieveURL followed as a Conso would
+
+def _dicom(sop_uid: str) -> bytes:
+    import io
+
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = sop_uid
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _answer(status: int, *uids: str):
+    from drimcheck.net import Exchange
+
+    boundary = "b0undary"
+    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + _dicom(u) + b"\r\n"
+                    for u in uids) + b"--" + boundary.encode() + b"--\r\n"
+    return Exchange(label="t", method="GET", url="https://db2.349.mesimagesmedicales.fr/x", connect_to="127.0.0.1:1",
+                    started_at="", request_headers=[], status=status, response_body=body if uids else b"{}",
+                    response_headers=[("content-type", f'multipart/related; type="application/dicom"; boundary={boundary}'
+                                       if uids else "application/json")])
+
+
+def _followed(listed, unlisted, *, flaw=None):
+    from drimcheck.checks.whitelist import FollowedUrl
+
+    return FollowedUrl("PACS-2, série 1.2.3", "https://db2.349.mesimagesmedicales.fr/api/source/studies/1/series/1.2.3",
+                       {"1.1", "1.2"}, listed, unlisted, flaw)
+
+
+def test_wl05_followed_urls_pass_when_listed_served_and_unlisted_refused() -> None:
+    from drimcheck.checks.whitelist import retrieve_urls_followed
+
+    f = retrieve_urls_followed([_followed(_answer(200, "1.1", "1.2"), _answer(403))], "listée", "absente")[0]
+    assert f.verdict is Verdict.PASS and f.requirement == "WL-05"
+
+
+@pytest.mark.parametrize("listed, unlisted, text", [
+    ("404", "403", "non servie"),  # the second dbN does not serve what its KOS designates
+    ("partial", "403", "absente(s) de la réponse"),
+    ("full", "leak", "servi(s) à absente"),  # whitelist enforced on the first dbN only
+])
+def test_wl05_followed_urls_fail(listed, unlisted, text) -> None:
+    from drimcheck.checks.whitelist import retrieve_urls_followed
+
+    answers = {"404": _answer(404), "403": _answer(403), "partial": _answer(200, "1.1"), "full": _answer(200, "1.1", "1.2"),
+               "leak": _answer(200, "1.1")}
+    f = retrieve_urls_followed([_followed(answers[listed], answers[unlisted])], "listée", "absente")[0]
+    assert f.verdict is Verdict.FAIL and text in f.message, f.message
+
+
+def test_wl05_flawed_urls_are_left_to_fqdn01() -> None:
+    from drimcheck.checks.whitelist import retrieve_urls_followed
+
+    f = retrieve_urls_followed([_followed(None, None, flaw="adresse IP")], "listée", "absente")[0]
+    assert f.verdict is Verdict.SKIP and "FQDN-01" in f.message
