@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     req = sub.add_parser("requirements", help="list the requirement catalogue with its coverage")
     req.add_argument("--json", action="store_true", help="machine-readable output")
+    req.add_argument("--coverage", action="store_true",
+                     help="defect taxonomy: for each requirement, the axes covered, out of scope or still to cover")
 
     sub.add_parser("mutants", help="list the mutants of the reference DRIMbox")
 
@@ -375,6 +377,11 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 def cmd_requirements(args: argparse.Namespace) -> int:
     from drimcheck.coverage import coverage_rows
 
+    if getattr(args, "coverage", False):
+        from drimcheck.coverage import render_taxonomy
+
+        print(render_taxonomy(), end="")
+        return 0
     rows = coverage_rows()
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
