@@ -175,6 +175,16 @@ def pacs_holds_varied_study(campaign, source, ordinal, what):
     source.add_study(_pacs(campaign, ordinal), varied=True)
 
 
+@given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude d'un patient identifié par son {kind}"))
+def pacs_holds_study_of(campaign, source, ordinal, kind):
+    """Each value of the INS OID code set the requirement admits, not only the NIR (test OIDs of the INS)."""
+    oids = {"INS-NIA de test": "1.2.250.1.213.1.4.11", "INS-NIR de test": "1.2.250.1.213.1.4.10"}
+    if kind not in oids:
+        raise HarnessError(f"identifiant de patient inconnu : {kind}")
+    case = source.add_study(_pacs(campaign, ordinal))
+    case.report = report_for(case.study, case.pacs.vi, ins_oid=oids[kind])
+
+
 @given("la DRIMbox est mutualisée entre au moins deux PACS")
 def mutualised(campaign):
     if len(campaign.sut.pacs) < 2:
@@ -494,6 +504,19 @@ def each_version_metadata(source, judge):
         judge(xds_checks.kos_metadata(publication, source.expected(case)))
 
 
+@then("chaque version du KOS est un objet Key Object Selection valide selon dciodvfy et suit le gabarit Manifest")
+def each_version_iod(source, judge):
+    for doc in _versions(source, source.case):
+        judge(kos_checks.iod_valid(doc))
+        judge(kos_checks.manifest_template(doc))
+
+
+@then("chaque version est accompagnée d'un document de signature vérifiable")
+def each_version_signed(source, judge):
+    for publication in source.case.publications:
+        judge(xds_checks.signature_document(publication, source.trust()))
+
+
 @then("chaque version du KOS de l'étude utilise le même FQDN dbN")
 def same_host(source, judge):
     case = source.case
@@ -513,6 +536,25 @@ def unpublished(source, judge):
         source.dut_log("dépublication attendue absente")
     after = [e for e in source.dmp.snapshot(case.last_trigger) if case.uid in e.study_uids]
     judge(source_checks.unpublished(case.trigger, current, after, source.timeouts.publication_s))
+
+
+@then("la DRIMbox publie malgré l'échec du DMP la nouvelle version du KOS en remplacement (RPLC) de la précédente, "
+      "une seule fois")
+def replaced_after_failure(source, judge):
+    """A retry of an update keeps replacing the entry in force (RPLC) and is not published twice."""
+    case = source.case
+    previous = case.publications[-1] if case.publications else None
+    trigger, since = case.trigger, case.last_trigger
+    if read_ack(case.sent[-1].ack).error:  # a synchronous DUT reports the DMP failure: the RIS sends again
+        source.send(case, messages.mdm(case.report, trigger="T10"), f"cr-v{case.report.version}-renvoi")
+    update = source.wait_publication(case, since=since)
+    source.quiet()
+    if update is not None and all(update is not p for p in case.publications):
+        case.publications.append(update)
+    judge(source_checks.dmp_failure_handled(case.sent[-2:], source.attempts(case, since=since),
+                                            source.timeouts.publication_s, source.timeouts.quiet_s))
+    judge(source_checks.replaced_with_rplc(f"{trigger} après un échec du DMP", previous, update,
+                                           source.timeouts.publication_s))
 
 
 @then("chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié")

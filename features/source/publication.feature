@@ -22,8 +22,8 @@ Fonctionnalité: Publication au DMP du KOS d'un examen dont le compte rendu est 
     Et le lot est accompagné d'un document de signature vérifiable
 
   @req:SRC-01 @req:KOS-03 @req:KOS-04 @req:FQDN-01 @req:XDS-01
-  Scénario: CR validé transmis en MDM^T02
-    Étant donné le premier PACS de la DRIMbox détient une étude
+  Scénario: CR validé transmis en MDM^T02, patient identifié par un INS-NIA
+    Étant donné le premier PACS de la DRIMbox détient une étude d'un patient identifié par son INS-NIA de test
     Quand le RIS envoie le CR validé de l'étude en MDM^T02
     Alors la DRIMbox acquitte AA et publie le KOS de l'étude au DMP
     Et le KOS référence exactement les instances que le PACS détient pour l'étude

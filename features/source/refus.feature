@@ -34,3 +34,11 @@ Fonctionnalité: Refus de publier ce qui ne doit pas l'être, et résistance aux
     Et le DMP répondra en échec aux 2 prochaines publications
     Quand le RIS envoie le CR validé de l'étude en ORU^R01
     Alors la DRIMbox ne perd pas le CR et ne publie qu'une seule fois
+
+  @req:SRC-05 @req:SRC-06
+  Scénario: Le DMP répond en échec à la nouvelle version du KOS
+    Étant donné le premier PACS de la DRIMbox détient une étude
+    Et le KOS de cette étude a été publié au DMP
+    Et le DMP répondra en échec à la prochaine publication
+    Quand le RIS envoie une nouvelle version du CR en MDM^T10
+    Alors la DRIMbox publie malgré l'échec du DMP la nouvelle version du KOS en remplacement (RPLC) de la précédente, une seule fois
