@@ -215,3 +215,15 @@ def test_wl05_flawed_urls_are_left_to_fqdn01() -> None:
 
     f = retrieve_urls_followed([_followed(None, None, flaw="adresse IP")], "listée", "absente")[0]
     assert f.verdict is Verdict.SKIP and "FQDN-01" in f.message
+
+
+def test_src06_after_failure_leaves_a_lost_report_to_src05() -> None:
+    from types import SimpleNamespace
+
+    from drimcheck.checks.source import replaced_after_failure
+
+    previous = SimpleNamespace(success=True, evidence=["e"], assigned={}, request=None)
+    f = replaced_after_failure("MDM^T10", previous, None, 8)[0]
+    assert f.verdict is Verdict.SKIP and "SRC-05" in f.message
+    # otherwise it is the RPLC check itself: no initial publication is a scenario defect
+    assert replaced_after_failure("MDM^T10", None, None, 8)[0].verdict is Verdict.ERROR
