@@ -38,6 +38,7 @@ class StudyCase:
     waited_since: float | None = None  # a publication wait already ran from this time (and found nothing)
     last_trigger: float = 0.0
     trigger: str = ""
+    stored: bool = True  # the study is on a PACS (False: the "absent study" of SRC-04)
 
     @property
     def uid(self) -> str:
@@ -60,7 +61,9 @@ class SourceContext:
                                 timeout_s=max(campaign.sut.timeouts.request_s, campaign.sut.timeouts.publication_s))
         self.seed = hashlib.sha256(scenario.encode()).hexdigest()[:12]
         self.cases: list[StudyCase] = []
-        self.refused: list[tuple[str, MllpExchange]] = []
+        self.refused: list[tuple[str, MllpExchange]] = []  # every refused message (both lists below)
+        self.mismatched: list[tuple[str, MllpExchange]] = []  # SRC-02
+        self.malformed: list[tuple[str, MllpExchange]] = []  # SRC-03
         self._kos: dict[tuple[int, str], KosDocument] = {}
         self.started = time.monotonic()
         self.timeouts = campaign.sut.timeouts
@@ -79,9 +82,22 @@ class SourceContext:
             from simulators.pacs import make_study
 
             study = make_study(seed)
-        case = StudyCase(pacs, study, report_for(study, pacs.vi))
+        case = StudyCase(pacs, study, report_for(study, pacs.vi), stored=stored)
         self.cases.append(case)
         return case
+
+    def stored_case(self, which: int) -> StudyCase:
+        """The first (0) or last (-1) study of the scenario held by a PACS: refusals of different requirements
+        are sent about different studies, so that a wrong publication is charged to one requirement only."""
+        stored = [c for c in self.cases if c.stored]
+        if not stored:
+            raise HarnessError("défaut du scénario : aucune étude détenue par un PACS")
+        return stored[which]
+
+    def quiet_after_sends(self) -> None:
+        """The bounded window after the last message sent in the scenario (once for several refusal checks)."""
+        last = max((c.last_trigger for c in self.cases), default=time.monotonic())
+        time.sleep(max(0.0, last + self.timeouts.quiet_s - time.monotonic()))
 
     def send(self, case: StudyCase, message: Any, label: str) -> MllpExchange:
         case.last_trigger = time.monotonic()
@@ -169,6 +185,13 @@ def pacs_holds_study(campaign, source, ordinal):
     source.add_study(_pacs(campaign, ordinal))
 
 
+@given(parsers.parse("le {ordinal} PACS de la DRIMbox détient deux études"))
+def pacs_holds_two_studies(campaign, source, ordinal):
+    pacs = _pacs(campaign, ordinal)
+    source.add_study(pacs)
+    source.add_study(pacs)
+
+
 @given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude variée : {what}"))
 def pacs_holds_varied_study(campaign, source, ordinal, what):
     """Several series, modalities and SOP classes, a multi-frame image and a structured report (VARIED_SERIES)."""
@@ -195,11 +218,6 @@ def mutualised(campaign):
 def each_pacs_holds_study(campaign, source):
     for pacs in campaign.sut.pacs:
         source.add_study(pacs)
-
-
-@given("une étude qu'aucun PACS de la DRIMbox ne détient")
-def study_nowhere(campaign, source):
-    source.add_study(campaign.pacs_entry(0), stored=False)
 
 
 @given("le DMP répondra en échec à la prochaine publication")
@@ -238,6 +256,12 @@ def initially_published_or_skip(source):
 
 
 # --------------------------------------------------------------------------- act
+
+@when("le RIS envoie le CR validé d'une étude qu'aucun PACS de la DRIMbox ne détient")
+def ris_sends_absent(campaign, source):
+    case = source.add_study(campaign.pacs_entry(0), stored=False)
+    source.send(case, messages.oru_r01(case.report), "cr-etude-absente")
+
 
 @when(parsers.parse("le RIS envoie le CR validé de l'étude en {kind}"))
 def ris_sends_report(source, kind):
@@ -299,18 +323,20 @@ def pacs_sends_omi(source, what):
 
 @when(parsers.parse("le RIS envoie un CR dont {what} diffère de celui des images"))
 def ris_sends_mismatch(source, what):
-    case = source.case
+    case = source.stored_case(0)
     field_ = "accession" if "accession" in what else "ipp"
     value = {"accession": f"{case.report.accession}X", "ipp": f"{case.report.ipp}X"}[field_]
     bad = report_for(case.study, case.pacs.vi, **{field_: value})
     label = f"CR avec {what} différent"
-    source.refused.append((label, source.send(case, messages.oru_r01(bad), f"incoherence-{field_}")))
+    entry = (label, source.send(case, messages.oru_r01(bad), f"incoherence-{field_}"))
+    source.refused.append(entry)
+    source.mismatched.append(entry)
 
 
 @when(parsers.parse("le RIS envoie un CR dont {what} ressemble à celui des images : {how}"))
 def ris_sends_lookalike(source, what, how):
     """Look-alike identities: a value equal to the images' one only for a lenient comparison."""
-    case = source.case
+    case = source.stored_case(0)
     field_ = "accession" if "accession" in what else "ipp"
     value = getattr(case.report, field_)
     if how == "tronqué de son dernier caractère":
@@ -323,12 +349,14 @@ def ris_sends_lookalike(source, what, how):
         raise HarnessError(f"défaut du banc : « {value} » n'a pas de variante « {how} »")
     bad = report_for(case.study, case.pacs.vi, **{field_: bad_value})
     label = f"CR avec {what} {how}"
-    source.refused.append((label, source.send(case, messages.oru_r01(bad), f"ressemblance-{field_}")))
+    entry = (label, source.send(case, messages.oru_r01(bad), f"ressemblance-{field_}"))
+    source.refused.append(entry)
+    source.mismatched.append(entry)
 
 
 @when(parsers.parse("le RIS envoie le CR de l'étude {defect}"))
 def ris_sends_malformed(source, defect):
-    case = source.case
+    case = source.stored_case(-1)
     valid = messages.oru_r01(case.report)
     if defect == "sans OBX":
         message = messages.without_cda_obx(valid)
@@ -338,7 +366,9 @@ def ris_sends_malformed(source, defect):
         message = messages.oru_r01(report_for(case.study, case.pacs.vi, ins_oid="1.2.250.1.213.1.4.99"))
     else:
         raise HarnessError(f"défaut de message inconnu : {defect}")
-    source.refused.append((f"CR {defect}", source.send(case, message, f"malforme-{len(source.refused) + 1}")))
+    entry = (f"CR {defect}", source.send(case, message, f"malforme-{len(source.malformed) + 1}"))
+    source.refused.append(entry)
+    source.malformed.append(entry)
 
 
 # --------------------------------------------------------------------------- assert
@@ -564,24 +594,26 @@ def replaced_after_failure(source, judge):
 
 @then("chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié")
 def mismatch_refused(source, judge):
-    source.quiet()
-    case = source.case
-    judge(source_checks.mismatch_refused(source.refused, source.attempts(case, since=source.started),
+    source.quiet_after_sends()
+    case = source.stored_case(0)
+    judge(source_checks.mismatch_refused(source.mismatched, source.attempts(case, since=source.started),
                                          source.timeouts.quiet_s))
 
 
 @then("chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié")
 def malformed_refused(source, judge):
-    source.quiet()
-    case = source.case
-    judge(source_checks.malformed_refused(source.refused, source.attempts(case, since=source.started),
+    source.quiet_after_sends()
+    case = source.stored_case(-1)
+    judge(source_checks.malformed_refused(source.malformed, source.attempts(case, since=source.started),
                                           source.timeouts.quiet_s))
 
 
-@then("aucun KOS n'est publié pour cette étude")
-def absent_not_published(source, judge):
-    source.quiet()
-    case = source.case
+@then(parsers.parse("aucun KOS n'est publié pour {which}"))
+def absent_not_published(source, judge, which):
+    source.quiet_after_sends()
+    case = next((c for c in source.cases if not c.stored), None)
+    if case is None:
+        raise HarnessError("défaut du scénario : aucune étude absente des PACS")
     judge(source_checks.absent_study_not_published(case.sent[-1], source.attempts(case, since=source.started),
                                                    source.timeouts.quiet_s))
 

@@ -12,6 +12,7 @@ Fonctionnalité: Suites de mises à jour d'un examen, sur le dernier PACS de la 
     Et le KOS de cette étude a été publié au DMP, sans quoi la suite n'est pas jugée
     Quand le RIS envoie une nouvelle version du CR en MDM^T10
     Alors la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente
+    Et la nouvelle version du KOS référence exactement les instances que le PACS détient encore
     Quand le PACS supprime une instance de l'étude et envoie la note de rejet IOCM à la DRIMbox
     Alors la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente
     Et la nouvelle version du KOS référence exactement les instances que le PACS détient encore
