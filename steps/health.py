@@ -105,6 +105,12 @@ def no_patient_data_in_polls(campaign, poller, study, judge):
     judge(health.no_patient_data([p.exchange for p in poller.snapshot()], _patient_identifiers(campaign, study)))
 
 
+@then("chaque réponse observée, PACS arrêté compris, arrive dans le délai imparti")
+def all_polls_within_budget(campaign, poller, judge):
+    """State change: a HealthCheck that waits for an unreachable PACS answers the Météo too late."""
+    judge(health.answers_within([p.exchange for p in poller.snapshot()], campaign.sut.timeouts.health_budget_s))
+
+
 @then("chaque réponse indique le statut UP")
 def every_answer_up(observed, judge):
     judge(health.reports_up(observed))

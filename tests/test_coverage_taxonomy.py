@@ -50,7 +50,7 @@ def test_every_named_scenario_exists_and_is_tagged_with_the_requirement() -> Non
 def test_scenario_index_reads_tags_and_outlines() -> None:
     index = scenario_index()
     ref = "sante/healthcheck.feature: Arrêt puis redémarrage de chaque PACS d'une DRIMbox mutualisée"
-    assert index[ref] == {"HLT-02", "HLT-03", "HLT-04", "HLT-05"}
+    assert index[ref] == {"HLT-02", "HLT-03", "HLT-04", "HLT-05", "HLT-06"}
 
 
 def test_rendering_names_every_requirement_and_the_gaps() -> None:

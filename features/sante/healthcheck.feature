@@ -20,7 +20,7 @@ Fonctionnalité: HealthCheck de la DRIMbox sondé par la Météo des DRIMbox
     Alors chaque réponse indique le statut UP
     Et chaque réponse arrive dans le délai imparti
 
-  @req:HLT-02 @req:HLT-03 @req:HLT-04 @req:HLT-05
+  @req:HLT-02 @req:HLT-03 @req:HLT-04 @req:HLT-05 @req:HLT-06
   Plan du scénario: Arrêt puis redémarrage de chaque PACS d'une DRIMbox mutualisée
     Étant donné la Météo sonde le HealthCheck en continu toutes les 0,5 s
     Quand le <rang> PACS de la DRIMbox est arrêté
@@ -29,6 +29,7 @@ Fonctionnalité: HealthCheck de la DRIMbox sondé par la Météo des DRIMbox
     Alors le HealthCheck redevient UP dans le délai imparti
     Et toutes les réponses observées suivent le format MicroProfile Health
     Et aucune réponse observée ne contient de donnée patient
+    Et chaque réponse observée, PACS arrêté compris, arrive dans le délai imparti
 
     Exemples:
       | rang    |
