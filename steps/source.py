@@ -147,13 +147,13 @@ class SourceContext:
 
     def expected(self, case: StudyCase) -> kos_checks.ExpectedIdentity:
         """Every identity-bearing value of the report (and of the PACS content) the KOS and its metadata carry."""
-        from fixtures.cda import AUTHOR
+        from fixtures.cda import AUTHOR, ORGANISATION
 
         r = case.report
         return kos_checks.ExpectedIdentity(
             r.study_uid, r.ins, r.ins_oid, r.ipp, r.accession, r.accession_oid, r.order, r.order_oid,
             family=r.family, given=r.given, birth_date=r.birth_date, sex=r.sex, birthplace=r.birthplace,
-            author_id=AUTHOR["rpps"], service_time=r.effective_time,
+            author_id=AUTHOR["rpps"], structure_id=ORGANISATION["id"], service_time=r.effective_time,
             modalities=tuple(sorted({s.modality for s in case.study.series})))
 
     def trust(self) -> xds_checks.TrustMaterial:

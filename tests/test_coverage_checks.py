@@ -227,3 +227,21 @@ def test_src06_after_failure_leaves_a_lost_report_to_src05() -> None:
     assert f.verdict is Verdict.SKIP and "SRC-05" in f.message
     # otherwise it is the RPLC check itself: no initial publication is a scenario defect
     assert replaced_after_failure("MDM^T10", None, None, 8)[0].verdict is Verdict.ERROR
+
+
+def test_kos04_compares_birth_date_and_sex_with_the_report(varied) -> None:
+    other = "M" if varied.patient.sex == "F" else "F"
+    bad = KosDocument.from_bytes(_reference_kos(varied, b=lambda ds: setattr(ds, "PatientBirthDate", "19000101"),
+                                                s=lambda ds: setattr(ds, "PatientSex", other)), label="KOS")
+    f = kos_checks.identity(bad, _expected(varied))[0]
+    assert f.verdict is Verdict.FAIL and "PatientBirthDate" in f.message and "PatientSex" in f.message
+
+
+def test_author_institution_other_than_the_report_structure_fails(varied) -> None:
+    expected = replace(_expected(varied), structure_id="101235555")
+    entry = _entry(varied)
+    good = "Centre^^^^^&1.2.250.1.71.4.2.2&ISO^IDNST^^^101235555"
+    entry.classifications[0].slots["authorInstitution"] = [good]
+    assert identity_slot_problems(entry, expected) == []
+    entry.classifications[0].slots["authorInstitution"] = [good.replace("101235555", "999999999")]
+    assert any("authorInstitution" in x for x in identity_slot_problems(entry, expected))

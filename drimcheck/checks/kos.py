@@ -39,6 +39,7 @@ class ExpectedIdentity:
     sex: str = ""
     birthplace: str = ""  # INSEE code
     author_id: str = ""  # RPPS of the report's author
+    structure_id: str = ""  # identifier of the author's organisation in the report
     service_time: str = ""  # serviceEvent effectiveTime of the report, YYYYMMDDHHMMSS
     modalities: tuple[str, ...] = ()  # modalities of the series the PACS holds for the study
 
@@ -267,6 +268,10 @@ def identity(doc: KosDocument | None, expected: ExpectedIdentity | None = None) 
             want = f"{expected.family}^{expected.given}"
             if v.patient_name.rstrip("^") != want:
                 problems.append(f"PatientName « {v.patient_name} » au lieu de « {want} » (nom et prénom du CR)")
+        if expected.birth_date and v.patient_birth_date != expected.birth_date:
+            problems.append(f"PatientBirthDate « {v.patient_birth_date} » au lieu de {expected.birth_date} (CR)")
+        if expected.sex and v.patient_sex != expected.sex:
+            problems.append(f"PatientSex « {v.patient_sex} » au lieu de {expected.sex} (CR)")
         if v.requests:
             req = v.requests[0]
             if req.accession and req.accession != expected.accession:

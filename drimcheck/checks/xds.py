@@ -186,6 +186,10 @@ def identity_slot_problems(entry, expected: ExpectedIdentity) -> list[str]:
         authors = [_xcn_id(v) for c in entry.codes(xds.DOCUMENT_AUTHOR) for v in c.slots.get("authorPerson", [])]
         if authors and expected.author_id not in authors:
             problems.append(f"authorPerson {authors} au lieu de l'auteur du CR {expected.author_id}")
+        institutions = [v for c in entry.codes(xds.DOCUMENT_AUTHOR) for v in c.slots.get("authorInstitution", [])]
+        if expected.structure_id and institutions and not any(v.split("^")[-1] == expected.structure_id
+                                                              for v in institutions):
+            problems.append(f"authorInstitution {institutions} sans la structure du CR {expected.structure_id}")
         legal = entry.slot("legalAuthenticator")
         if legal is not None and _xcn_id(legal) != expected.author_id:
             problems.append(f"legalAuthenticator « {_xcn_id(legal)} » au lieu de l'auteur du CR {expected.author_id}")
