@@ -364,6 +364,8 @@ def ris_sends_malformed(source, defect):
         message = messages.with_bad_base64(valid)
     elif defect == "avec un OID d'INS inconnu":
         message = messages.oru_r01(report_for(case.study, case.pacs.vi, ins_oid="1.2.250.1.213.1.4.99"))
+    elif defect == "avec un OID d'INS admis prolongé d'un suffixe":  # look-alike: equal only for startswith
+        message = messages.oru_r01(report_for(case.study, case.pacs.vi, ins_oid=f"{case.report.ins_oid}.1"))
     else:
         raise HarnessError(f"défaut de message inconnu : {defect}")
     entry = (f"CR {defect}", source.send(case, message, f"malforme-{len(source.malformed) + 1}"))

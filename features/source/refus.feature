@@ -17,6 +17,7 @@ Fonctionnalité: Refus de publier ce qui ne doit pas l'être, et résistance aux
     Et le RIS envoie le CR de l'étude sans OBX
     Et le RIS envoie le CR de l'étude avec un base64 invalide
     Et le RIS envoie le CR de l'étude avec un OID d'INS inconnu
+    Et le RIS envoie le CR de l'étude avec un OID d'INS admis prolongé d'un suffixe
     Et le RIS envoie le CR validé d'une étude qu'aucun PACS de la DRIMbox ne détient
     Alors chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié
     Et chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié
