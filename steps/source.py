@@ -541,11 +541,13 @@ def each_version_metadata(source, judge):
         judge(xds_checks.kos_metadata(publication, source.expected(case)))
 
 
-@then("chaque version du KOS est un objet Key Object Selection valide selon dciodvfy et suit le gabarit Manifest")
+@then("chaque version du KOS est un objet Key Object Selection valide selon dciodvfy, suit le gabarit Manifest et porte "
+      "Retrieve AE Title et Retrieve Location UID")
 def each_version_iod(source, judge):
     for doc in _versions(source, source.case):
         judge(kos_checks.iod_valid(doc))
         judge(kos_checks.manifest_template(doc))
+        judge(kos_checks.retrieve_location(doc))
 
 
 @then("chaque version est accompagnée d'un document de signature vérifiable")
