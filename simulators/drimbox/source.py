@@ -137,7 +137,8 @@ class Function:
 
     def _on_report(self, msg: hl7.Message) -> bytes:
         lenient = self.mutant("src-ack-aa-on-malformed")
-        oids = {"1.2.250.1.213.1.4.8"} if self.mutant("cov-src-ins-oid-nir-only") else hl7.INS_OIDS
+        # mutant: the INS-NIA OIDs (production .9, test .11) forgotten, only the INS-NIR ones accepted
+        oids = {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10"} if self.mutant("cov-src-ins-nia-refused") else hl7.INS_OIDS
         try:
             report = hl7.read_report(msg, ins_oids=None if lenient else oids)
         except hl7.Hl7Error as err:
