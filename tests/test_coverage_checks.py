@@ -197,17 +197,26 @@ def test_wl05_followed_urls_pass_when_listed_served_and_unlisted_refused() -> No
 
 
 @pytest.mark.parametrize("listed, unlisted, text", [
-    ("404", "403", "non servie"),  # the second dbN does not serve what its KOS designates
-    ("partial", "403", "absente(s) de la réponse"),
+    ("403", "403", "refusée en suivant"),  # whitelist not loaded on the second dbN: the listed peer turned away
+    ("none", "403", "refusée en suivant"),  # handshake refused to the listed peer
     ("full", "leak", "servi(s) à absente"),  # whitelist enforced on the first dbN only
 ])
 def test_wl05_followed_urls_fail(listed, unlisted, text) -> None:
     from drimcheck.checks.whitelist import retrieve_urls_followed
 
-    answers = {"404": _answer(404), "403": _answer(403), "partial": _answer(200, "1.1"), "full": _answer(200, "1.1", "1.2"),
-               "leak": _answer(200, "1.1")}
+    answers = {"403": _answer(403), "none": None, "full": _answer(200, "1.1", "1.2"), "leak": _answer(200, "1.1")}
     f = retrieve_urls_followed([_followed(answers[listed], answers[unlisted])], "listée", "absente")[0]
     assert f.verdict is Verdict.FAIL and text in f.message, f.message
+
+
+@pytest.mark.parametrize("listed", ["410", "401", "partial"])
+def test_wl05_followed_urls_leave_non_access_answers_to_other_requirements(listed) -> None:
+    """A 410/404 is WADO-01's, a 401 PSC-01's, an incomplete series not the whitelist's: no WL-05 failure."""
+    from drimcheck.checks.whitelist import retrieve_urls_followed
+
+    answers = {"410": _answer(410), "401": _answer(401), "partial": _answer(200, "1.1")}
+    f = retrieve_urls_followed([_followed(answers[listed], _answer(403))], "listée", "absente")[0]
+    assert f.verdict is Verdict.PASS, f.message
 
 
 def test_wl05_flawed_urls_are_left_to_fqdn01() -> None:
