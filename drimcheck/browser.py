@@ -126,6 +126,11 @@ class Browser:
                 nav.error = ex.error
                 return nav
             location = ex.header("location")
+            posted = _auto_posted_form(ex) if follow and ex.status == 200 else None
+            if posted is not None:  # a page that POSTs its form on load (OAuth 2.0 Form Post Response Mode)
+                url, body = urljoin(url, posted[0]), urlencode(posted[1]).encode("utf-8")
+                method, headers = "POST", {"Content-Type": "application/x-www-form-urlencoded"}
+                continue
             if not follow or ex.status not in REDIRECTS or not location:
                 return nav
             url = urljoin(url, location)
@@ -235,6 +240,31 @@ class Browser:
                 jar.pop(key.strip(), None)
             else:
                 jar[key.strip()] = val.strip()
+
+
+def _auto_posted_form(ex: Exchange) -> tuple[str, list[tuple[str, str]]] | None:
+    """(action, fields) of a page a browser with JavaScript submits at once: ``<body onload="…submit()">`` and a
+    POST form (the OAuth 2.0 Form Post Response Mode page of an OpenID provider); None otherwise."""
+    if "html" not in (ex.header("content-type") or "").lower():
+        return None
+    text = ex.text()
+    if "submit()" not in text:
+        return None
+    import lxml.html
+
+    try:
+        doc = lxml.html.fromstring(text)
+    except (ValueError, lxml.etree.ParserError):
+        return None
+    body = doc.find(".//body") if doc.tag != "body" else doc
+    forms = list(doc.iter("form"))
+    if body is None or "submit()" not in (body.get("onload") or "") or not forms:
+        return None
+    form = forms[0]
+    if (form.get("method") or "get").lower() != "post" or not form.get("action"):
+        return None
+    return form.get("action") or "", [(i.get("name"), i.get("value") or "") for i in form.iter("input")
+                                      if i.get("name") and (i.get("type") or "text").lower() != "submit"]
 
 
 def _bed_addresses(sut: Sut, hosts: dict[str, str], extra: Iterable[str | Address]) -> set[tuple[str, int]]:

@@ -7,6 +7,11 @@ reported in one line on stderr, never as a traceback: any UsageError, ConfigErro
 file gives exit 2; a standard output that cannot be written (full disk, /dev/full) gives one line and
 exit 2; a closed pipe (`| head`) ends quietly with the command's own code; anything unexpected gives one
 line « erreur interne » and exit 3 (DRIMCHECK_DEBUG=1 adds the traceback).
+
+Everything a user reads is French, argparse's own words included ("usage:", "options", "show this help
+message and exit", its error messages): argparse looks its texts up through the module globals `_` and
+`ngettext` at call time, so they are swapped for a French table while the parser is built and used
+(_french_argparse), without gettext catalogues and without touching argparse outside drimcheck.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import errno
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from drimcheck import __version__
@@ -25,13 +31,73 @@ USE_COLOR = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
 COLORS = {"PASS": "32", "FAIL": "31", "WARN": "33", "ERROR": "35", "SKIP": "90"}
 
 
+ERROR_PREFIX = "drimcheck : erreur : "
+INTERNAL_PREFIX = "drimcheck : erreur interne : "
+
+
 class UsageError(Exception):
     """Bad arguments or files: one line, exit 2."""
 
 
+class _FrenchHelpFormatter(argparse.HelpFormatter):
+    """French typography in help: « options : », « commandes : » (argparse appends the colon itself)."""
+
+    def start_section(self, heading: str | None) -> None:
+        super().start_section(f"{heading} " if heading else heading)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _FrenchHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one clear line instead of usage + message
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        raise UsageError(f"{message} (voir « {self.prog} --help »)")
+
+
+# argparse's own texts (Python 3.11+), in French; a text missing here stays English, never breaks.
+_ARGPARSE_FR = {
+    "usage: ": "utilisation : ",
+    "positional arguments": "arguments",
+    "options": "options",
+    "show this help message and exit": "afficher cette aide et quitter",
+    "argument %(argument_name)s: %(message)s": "argument %(argument_name)s : %(message)s",
+    "unrecognized arguments: %s": "arguments non reconnus : %s",
+    "not allowed with argument %s": "incompatible avec l'argument %s",
+    "ignored explicit argument %r": "valeur ignorée : %r",
+    "the following arguments are required: %s": "arguments obligatoires manquants : %s",
+    "one of the arguments %s is required": "l'un des arguments %s est obligatoire",
+    "expected one argument": "une valeur est attendue",
+    "expected at most one argument": "au plus une valeur est attendue",
+    "expected at least one argument": "au moins une valeur est attendue",
+    "ambiguous option: %(option)s could match %(matches)s": "option ambiguë : %(option)s peut désigner %(matches)s",
+    "unexpected option string: %s": "option inattendue : %s",
+    "invalid %(type)s value: %(value)r": "valeur invalide (type %(type)s attendu) : %(value)r",
+    "invalid choice: %(value)r (choose from %(choices)s)": "choix invalide : %(value)r (choisir parmi %(choices)s)",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": "commande inconnue %(parser_name)r (commandes : %(choices)s)",
+    "can't open '%(filename)s': %(error)s": "impossible d'ouvrir « %(filename)s » : %(error)s",
+    "%(prog)s: error: %(message)s\n": "%(prog)s : erreur : %(message)s\n",
+}
+_ARGPARSE_FR_PLURAL = {"expected %s argument": ("%s valeur est attendue", "%s valeurs sont attendues")}
+
+
+@contextmanager
+def _french_argparse():
+    """argparse speaks French while drimcheck builds and runs its parser (texts looked up at call time)."""
+    saved = argparse._, argparse.ngettext
+    argparse._ = lambda text: _ARGPARSE_FR.get(text, text)
+    argparse.ngettext = lambda one, many, n: _ARGPARSE_FR_PLURAL.get(one, (one, many))[0 if n == 1 else 1]
+    try:
+        yield
+    finally:
+        argparse._, argparse.ngettext = saved
+
+
+def command_names(parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """Every subcommand, in the order of `drimcheck --help` (built-in ones, then drimcheck/commands/*)."""
+    parser = parser or build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
 
 
 def read_input(path: Path, limit: int, what: str = "fichier") -> bytes:
@@ -50,43 +116,73 @@ def _paint(verdict: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="drimcheck", description="Banc de conformité des DRIMbox (DRIM-M).")
-    p.add_argument("--version", action="version", version=f"drimcheck {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    with _french_argparse():
+        return _build_parser()
 
-    run = sub.add_parser("run", help="run a campaign against a DRIMbox (default: the embedded reference)")
-    run.add_argument("--sut", type=Path, help="SUT description (sut.toml); default: the embedded reference DRIMbox")
-    run.add_argument("--out", type=Path, help="report directory (default: runs/<timestamp>/)")
-    run.add_argument("--strict", action="store_true", help="inferred requirements FAIL instead of WARN")
-    run.add_argument("--req", action="append", metavar="ID", help="only scenarios tagged with this requirement (repeatable)")
-    run.add_argument("--mutant", metavar="ID", help="run the embedded reference as this mutant (see 'drimcheck mutants')")
-    run.add_argument("--quiet", action="store_true", help="no progress display")
-    run.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory (PKI, Orthanc, DUT logs)")
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="drimcheck", description="Banc de conformité des DRIMbox (DRIM-M). Codes de sortie : 0 conforme, "
+                                              "1 non conforme, 2 erreur d'utilisation ou de configuration, "
+                                              "3 DRIMbox injoignable ou erreur d'infrastructure.")
+    p.add_argument("--version", action="version", version=f"drimcheck {__version__}",
+                   help="afficher la version de drimcheck et quitter")
+    sub = p.add_subparsers(dest="command", metavar="COMMANDE", parser_class=_Parser, title="commandes")
+
+    run = sub.add_parser("run", help="exécuter une campagne contre une DRIMbox (par défaut : la DRIMbox de référence intégrée)",
+                         description="Exécute une campagne de conformité et écrit results.json, junit.xml, report.html et "
+                                     "evidence/ dans --out.")
+    run.add_argument("--sut", type=Path, metavar="FICHIER",
+                     help="description du SUT (sut.toml) ; par défaut : la DRIMbox de référence intégrée")
+    run.add_argument("--out", type=Path, metavar="DOSSIER", help="dossier des rapports (par défaut : runs/<horodatage>/)")
+    run.add_argument("--strict", action="store_true", help="les exigences inférées donnent FAIL au lieu de WARN")
+    run.add_argument("--req", action="append", metavar="ID",
+                     help="seulement les scénarios de cette exigence (répétable)")
+    run.add_argument("--mutant", metavar="ID",
+                     help="exécuter la DRIMbox de référence sous ce mutant (voir « drimcheck mutants »)")
+    run.add_argument("--quiet", action="store_true", help="sans affichage de progression : seule la ligne du verdict")
+    run.add_argument("--keep-workdir", action="store_true",
+                     help="garder le dossier temporaire (PKI, Orthanc, journaux de la DRIMbox)")
     run.add_argument("--force", action="store_true",
-                     help="empty --out first if it is a non-empty drimcheck report directory (otherwise refused)")
+                     help="vider d'abord --out s'il contient déjà un rapport drimcheck (sinon refusé)")
     run.add_argument("--referencement", action="store_true",
-                     help="referencing campaign: complete, within the normative bounds, into an empty --out; "
-                          "writes a verifiable package (referencement-<run>.zip)")
+                     help="campagne de référencement : complète, dans les bornes normatives, dans un --out vide ; "
+                          "écrit un paquet vérifiable (referencement-<exécution>.zip)")
     run.add_argument("--sign-cert", type=Path, metavar="PEM",
-                     help="with --referencement: operator certificate signing the package manifest (CMS detached)")
+                     help="avec --referencement : certificat de l'opérateur qui signe le manifeste du paquet "
+                          "(CMS détaché)")
     run.add_argument("--sign-key", type=Path, metavar="PEM",
-                     help="its private key (password, if any, in $DRIMCHECK_SIGN_KEY_PASSWORD)")
+                     help="sa clé privée (mot de passe éventuel dans $DRIMCHECK_SIGN_KEY_PASSWORD)")
 
-    st = sub.add_parser("selftest", help="golden reference must pass, every mutant must be caught on its requirement")
-    st.add_argument("--out", type=Path, default=Path("runs/selftest"), help="directory for selftest.json and each campaign")
-    st.add_argument("--jobs", type=int, default=2, help="campaigns run in parallel (default 2)")
-    st.add_argument("--mutant", action="append", metavar="ID", help="only these mutants (repeatable)")
+    st = sub.add_parser("selftest", help="auto-test : la référence passe, chaque mutant est détecté sur son exigence",
+                        description="Exécute la DRIMbox de référence (tout doit passer) puis chaque mutant (son exigence "
+                                    "doit échouer).")
+    st.add_argument("--out", type=Path, default=Path("runs/selftest"), metavar="DOSSIER",
+                    help="dossier de selftest.json et de chaque campagne (par défaut : runs/selftest)")
+    st.add_argument("--jobs", type=int, default=2, metavar="N", help="campagnes exécutées en parallèle (par défaut 2)")
+    st.add_argument("--mutant", action="append", metavar="ID", help="seulement ces mutants (répétable)")
+    st.add_argument("--full", action="store_true",
+                    help="matrice complète : chaque mutant contre tous les scénarios (par défaut : les scénarios "
+                         "des exigences qu'il déclare)")
+    st.add_argument("--shard", metavar="K/N", help="ne lancer que la tranche K sur N des mutants (matrice CI) ; "
+                                                   "la campagne de référence est dans la tranche 1")
+    st.add_argument("--combine", type=Path, action="append", metavar="DOSSIER",
+                    help="juger ensemble les selftest.json des tranches (répétable), sans rien lancer")
 
-    req = sub.add_parser("requirements", help="list the requirement catalogue with its coverage")
-    req.add_argument("--json", action="store_true", help="machine-readable output")
+    req = sub.add_parser("requirements", help="lister le catalogue des exigences, leurs sources et leur couverture",
+                         description="Liste chaque exigence du catalogue avec sa force, son acteur, sa couverture "
+                                     "automatisée et les documents publics qu'elle cite.")
+    req.add_argument("--json", action="store_true", help="sortie lisible par une machine")
     req.add_argument("--coverage", action="store_true",
-                     help="defect taxonomy: for each requirement, the axes covered, out of scope or still to cover")
+                     help="taxonomie des défauts : pour chaque exigence, les axes couverts, hors périmètre ou à couvrir")
 
-    sub.add_parser("mutants", help="list the mutants of the reference DRIMbox")
+    sub.add_parser("mutants", help="lister les mutants de la DRIMbox de référence",
+                   description="Liste les mutants de la DRIMbox de référence et l'exigence que chacun viole.")
 
-    init = sub.add_parser("init", help="write a commented sut.toml template")
-    init.add_argument("--out", type=Path, default=Path("sut.toml"))
-    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init = sub.add_parser("init", help="écrire un modèle commenté de sut.toml",
+                          description="Écrit un modèle commenté de description du SUT (sut.toml).")
+    init.add_argument("--out", type=Path, default=Path("sut.toml"), metavar="FICHIER",
+                      help="fichier à écrire (par défaut : sut.toml)")
+    init.add_argument("--force", action="store_true", help="écraser un fichier existant")
 
     import importlib
     import pkgutil
@@ -157,6 +253,20 @@ class _GuardedStdout:
         return getattr(self._inner, name)
 
 
+_ERRNO_FR = {errno.ENOENT: "fichier ou dossier introuvable", errno.EACCES: "permission refusée",
+             errno.EPERM: "opération non permise", errno.EISDIR: "est un répertoire",
+             errno.ENOTDIR: "un élément du chemin n'est pas un dossier", errno.ENOSPC: "plus d'espace disponible",
+             errno.EROFS: "système de fichiers en lecture seule", errno.EEXIST: "existe déjà",
+             errno.ENOTEMPTY: "dossier non vide", errno.EIO: "erreur d'entrée-sortie",
+             errno.ENAMETOOLONG: "nom trop long", errno.EMFILE: "trop de fichiers ouverts",
+             errno.EDQUOT: "quota de disque dépassé", errno.EFBIG: "fichier trop volumineux"}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a file operation failed, in French (never Python's English exception text)."""
+    return _ERRNO_FR.get(exc.errno, f"erreur système n° {exc.errno}" if exc.errno else "erreur d'entrée-sortie")
+
+
 def _one_line(text: str, limit: int = 600) -> str:
     """A message as one printable line (whitespace runs folded, control characters escaped)."""
     from drimcheck.config import printable
@@ -164,7 +274,7 @@ def _one_line(text: str, limit: int = 600) -> str:
     return printable(" ".join(str(text).split()), limit)
 
 
-def _error(message: str, code: int, prefix: str = "drimcheck: error: ") -> int:
+def _error(message: str, code: int, prefix: str = ERROR_PREFIX) -> int:
     try:
         print(prefix + _one_line(message), file=sys.stderr, flush=True)
     except (OSError, ValueError):
@@ -183,7 +293,7 @@ def _internal(exc: BaseException) -> int:
             pass
     detail = str(exc) if not isinstance(exc, RecursionError) else "structure imbriquée trop profondément"
     return _error(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__, ExitCode.INFRASTRUCTURE,
-                  prefix="drimcheck: erreur interne : ")
+                  prefix=INTERNAL_PREFIX)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _main(argv)
         out.flush()
         if out.error is not None:
-            reason = "plus d'espace disponible" if out.error.errno == errno.ENOSPC else (out.error.strerror or out.error)
+            reason = os_reason(out.error)
             return _error(f"sortie standard impossible à écrire : {reason}", ExitCode.USAGE)
         return code
     finally:
@@ -206,13 +316,15 @@ def _main(argv: list[str] | None) -> int:
     from drimcheck.config import InputError
 
     try:
+        parser = build_parser()
         try:
-            args = build_parser().parse_args(argv)
+            with _french_argparse():
+                args = parser.parse_args(argv)
         except SystemExit as exc:  # --help, --version
             return exc.code if isinstance(exc.code, int) else 0
         if args.command is None:
-            raise UsageError("a command is required: run, selftest, requirements, mutants, init, check-sut, "
-                             "check-kos, check-whitelist (see 'drimcheck --help')")
+            raise UsageError(f"une commande est attendue : {', '.join(command_names(parser))} "
+                             f"(voir « drimcheck --help », ou « drimcheck COMMANDE --help »)")
         handler = getattr(args, "handler", None) or {
             "run": cmd_run, "selftest": cmd_selftest, "requirements": cmd_requirements,
             "mutants": cmd_mutants, "init": cmd_init}[args.command]
@@ -224,7 +336,7 @@ def _main(argv: list[str] | None) -> int:
         return 130
     except OSError as exc:
         if exc.filename is not None:  # a file named on the command line (or in sut.toml) cannot be used
-            return _error(f"{exc.filename} : {exc.strerror or exc}", ExitCode.USAGE)
+            return _error(f"{exc.filename} : {os_reason(exc)}", ExitCode.USAGE)
         return _internal(exc)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the exit-code contract
         return _internal(exc)
@@ -257,18 +369,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_kit(sut)
     if args.mutant:
         if not sut.embedded:
-            raise UsageError("--mutant only applies to the embedded reference DRIMbox")
+            raise UsageError("--mutant ne s'applique qu'à la DRIMbox de référence intégrée (pas à un --sut externe)")
         from simulators.drimbox import mutants
 
         try:
             mutants.get(args.mutant)
-        except KeyError as exc:
-            raise UsageError(exc.args[0]) from None
+        except KeyError:
+            raise UsageError(f"mutant inconnu « {args.mutant} » (voir « drimcheck mutants »)") from None
     reqs = set(args.req) if args.req else None
     if reqs:
         unknown = catalogue.unknown_ids(reqs)
         if unknown:
-            raise UsageError(f"unknown requirement(s): {', '.join(unknown)} (see 'drimcheck requirements')")
+            raise UsageError(f"exigence(s) inconnue(s) : {', '.join(unknown)} (voir « drimcheck requirements »)")
     campaign, signer, sut_bytes = _referencing_checks(args, sut)
     run_dir = args.out or default_run_dir()
     try:
@@ -281,7 +393,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except package.PackageError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot write to {run_dir}: {exc.strerror or exc}") from None
+        raise UsageError(f"écriture impossible dans {run_dir} : {os_reason(exc)}") from None
 
     stream = sys.stdout  # the campaign captures pytest's own output; progress goes to the real stdout
 
@@ -309,9 +421,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             try:
                 paths["package"] = package.build_package(run_dir, result, sut, sut_bytes=sut_bytes, signer=signer)
             except OSError as exc:
-                print(f"drimcheck: error: paquet de référencement non écrit : {exc.strerror or exc}", file=sys.stderr)
+                print(f"{ERROR_PREFIX}paquet de référencement non écrit : {os_reason(exc)}", file=sys.stderr)
                 return ExitCode.INFRASTRUCTURE
-    if not args.quiet:
+    if args.quiet:
+        print(f"Verdict : {result.verdict_fr}")
+    else:
         summary = result.summary()
         scen = ", ".join(f"{n} {k}" for k, n in summary["scenarios"].items()) or "aucun"
         reqs_line = ", ".join(f"{n} {k}" for k, n in summary["requirements"].items())
@@ -338,7 +452,7 @@ def _referencing_checks(args: argparse.Namespace, sut):
     try:
         sut_bytes = package.sut_source_bytes(sut)
     except OSError as exc:
-        raise UsageError(f"cannot read {sut.source_file}: {exc.strerror or exc}") from None
+        raise UsageError(f"lecture impossible de {sut.source_file} : {os_reason(exc)}") from None
     effective = bounds.effective(sut.timeouts, catalogue.load())
     if args.referencement:
         if args.req:
@@ -367,11 +481,23 @@ def _referencing_checks(args: argparse.Namespace, sut):
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    from drimcheck.selftest import run_selftest
+    from drimcheck.selftest import combine, parse_shard, run_selftest
 
     if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
-    return run_selftest(args.out, jobs=args.jobs, only=args.mutant)
+        raise UsageError("--jobs : au moins 1")
+    if args.combine:
+        if args.mutant or args.shard or args.full:
+            raise UsageError("--combine ne se combine pas avec --mutant, --shard ni --full")
+        return combine(args.out, args.combine)
+    shard = None
+    if args.shard:
+        if args.mutant:
+            raise UsageError("--shard ne se combine pas avec --mutant")
+        try:
+            shard = parse_shard(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return run_selftest(args.out, jobs=args.jobs, only=args.mutant, full=args.full, shard=shard)
 
 
 def cmd_requirements(args: argparse.Namespace) -> int:
@@ -389,9 +515,11 @@ def cmd_requirements(args: argparse.Namespace) -> int:
     automated = sum(1 for r in rows if r["automated"])
     for r in rows:
         mark = "auto" if r["automated"] else "----"
-        print(f"{r['id']:<8} {mark}  {r['strength']:<8} {r['actor']:<6} {r['title']}")
+        strength = "requise" if r["strength"] == "required" else "inférée"
+        print(f"{r['id']:<8} {mark}  {strength:<8} {r['actor']:<6} {r['title']}")
+        print(f"{'':<16}sources : {r['source']}")
         if not r["automated"]:
-            print(f"{'':<16}non testé : {r['not_tested']}")
+            print(f"{'':<16}non testé : {r['not_tested'] or 'aucun contrôle automatisé'}")
     print(f"\n{automated} exigences automatisées sur {len(rows)} cataloguées.")
     return 0
 
@@ -400,7 +528,8 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     from simulators.drimbox import mutants
 
     for m in mutants.load().values():
-        print(f"{m.id:<24} {', '.join(m.violates):<16} {m.title}")
+        gap = f"  [lacune connue : {m.known_gap}]" if m.known_gap else ""
+        print(f"{m.id:<24} {', '.join(m.violates):<16} {m.title}{gap}")
     return 0
 
 
@@ -412,7 +541,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     try:
         args.out.write_text(template_text(), encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"écriture de {args.out} impossible : {exc.strerror or exc}") from None
+        raise UsageError(f"écriture de {args.out} impossible : {os_reason(exc)}") from None
     print(f"{args.out} écrit : décrivez-y votre DRIMbox, vérifiez-le avec « drimcheck check-sut {args.out} », "
           f"puis lancez « drimcheck run --sut {args.out} »")
     return 0

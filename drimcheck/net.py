@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import ssl
+import struct
 import time
 import zlib
 from collections.abc import Iterator
@@ -506,13 +508,173 @@ class TlsVersionProbe:
 
 _CLIENT_SIDE = ("NO_PROTOCOLS_AVAILABLE", "NO_CIPHERS_AVAILABLE", "NO_SUITABLE_SIGNATURE_ALGORITHM")
 
+#: Everything the local OpenSSL 3 can still negotiate, NULL encryption included (COMPLEMENTOFALL), at security
+#: level 0 (SHA-1 and MD5 signatures, small keys): the first, complete handshake of a legacy-version probe.
+PROBE_CIPHERS = "ALL:COMPLEMENTOFALL:@SECLEVEL=0"
+
+#: Historical TLS <= 1.1 cipher suites (IANA code points) offered by the second probe, a raw ClientHello: the
+#: ones Debian's OpenSSL 3 no longer compiles (3DES, RC4, DES, export grade, IDEA, SEED: it is built with
+#: OPENSSL_NO_WEAK_SSL_CIPHERS) and the CBC/NULL suites of every key exchange that such servers pair them with.
+#: 88 suites: below the 128 that some old stacks cannot parse; TLS_FALLBACK_SCSV is never sent (a server that
+#: also speaks TLS 1.2 would answer inappropriate_fallback and hide that it accepts the old version).
+LEGACY_SUITES: dict[int, str] = {
+    0x0001: "NULL-MD5", 0x0002: "NULL-SHA", 0x0003: "EXP-RC4-MD5", 0x0004: "RC4-MD5", 0x0005: "RC4-SHA",
+    0x0006: "EXP-RC2-CBC-MD5", 0x0007: "IDEA-CBC-SHA", 0x0008: "EXP-DES-CBC-SHA", 0x0009: "DES-CBC-SHA",
+    0x000A: "DES-CBC3-SHA", 0x000B: "EXP-DH-DSS-DES-CBC-SHA", 0x000C: "DH-DSS-DES-CBC-SHA",
+    0x000D: "DH-DSS-DES-CBC3-SHA", 0x000E: "EXP-DH-RSA-DES-CBC-SHA", 0x000F: "DH-RSA-DES-CBC-SHA",
+    0x0010: "DH-RSA-DES-CBC3-SHA", 0x0011: "EXP-EDH-DSS-DES-CBC-SHA", 0x0012: "EDH-DSS-DES-CBC-SHA",
+    0x0013: "EDH-DSS-DES-CBC3-SHA", 0x0014: "EXP-EDH-RSA-DES-CBC-SHA", 0x0015: "EDH-RSA-DES-CBC-SHA",
+    0x0016: "EDH-RSA-DES-CBC3-SHA", 0x0017: "EXP-ADH-RC4-MD5", 0x0018: "ADH-RC4-MD5",
+    0x0019: "EXP-ADH-DES-CBC-SHA", 0x001A: "ADH-DES-CBC-SHA", 0x001B: "ADH-DES-CBC3-SHA",
+    0x002F: "AES128-SHA", 0x0030: "DH-DSS-AES128-SHA", 0x0031: "DH-RSA-AES128-SHA", 0x0032: "DHE-DSS-AES128-SHA",
+    0x0033: "DHE-RSA-AES128-SHA", 0x0034: "ADH-AES128-SHA", 0x0035: "AES256-SHA", 0x0036: "DH-DSS-AES256-SHA",
+    0x0037: "DH-RSA-AES256-SHA", 0x0038: "DHE-DSS-AES256-SHA", 0x0039: "DHE-RSA-AES256-SHA",
+    0x003A: "ADH-AES256-SHA", 0x0041: "CAMELLIA128-SHA", 0x0042: "DH-DSS-CAMELLIA128-SHA",
+    0x0043: "DH-RSA-CAMELLIA128-SHA", 0x0044: "DHE-DSS-CAMELLIA128-SHA", 0x0045: "DHE-RSA-CAMELLIA128-SHA",
+    0x0046: "ADH-CAMELLIA128-SHA", 0x0062: "EXP1024-DES-CBC-SHA", 0x0063: "EXP1024-DHE-DSS-DES-CBC-SHA",
+    0x0064: "EXP1024-RC4-SHA", 0x0065: "EXP1024-DHE-DSS-RC4-SHA", 0x0066: "DHE-DSS-RC4-SHA",
+    0x0084: "CAMELLIA256-SHA", 0x0085: "DH-DSS-CAMELLIA256-SHA", 0x0086: "DH-RSA-CAMELLIA256-SHA",
+    0x0087: "DHE-DSS-CAMELLIA256-SHA", 0x0088: "DHE-RSA-CAMELLIA256-SHA", 0x0089: "ADH-CAMELLIA256-SHA",
+    0x0096: "SEED-SHA", 0x0097: "DH-DSS-SEED-SHA", 0x0098: "DH-RSA-SEED-SHA", 0x0099: "DHE-DSS-SEED-SHA",
+    0x009A: "DHE-RSA-SEED-SHA", 0x009B: "ADH-SEED-SHA",
+    0xC001: "ECDH-ECDSA-NULL-SHA", 0xC002: "ECDH-ECDSA-RC4-SHA", 0xC003: "ECDH-ECDSA-DES-CBC3-SHA",
+    0xC004: "ECDH-ECDSA-AES128-SHA", 0xC005: "ECDH-ECDSA-AES256-SHA", 0xC006: "ECDHE-ECDSA-NULL-SHA",
+    0xC007: "ECDHE-ECDSA-RC4-SHA", 0xC008: "ECDHE-ECDSA-DES-CBC3-SHA", 0xC009: "ECDHE-ECDSA-AES128-SHA",
+    0xC00A: "ECDHE-ECDSA-AES256-SHA", 0xC00B: "ECDH-RSA-NULL-SHA", 0xC00C: "ECDH-RSA-RC4-SHA",
+    0xC00D: "ECDH-RSA-DES-CBC3-SHA", 0xC00E: "ECDH-RSA-AES128-SHA", 0xC00F: "ECDH-RSA-AES256-SHA",
+    0xC010: "ECDHE-RSA-NULL-SHA", 0xC011: "ECDHE-RSA-RC4-SHA", 0xC012: "ECDHE-RSA-DES-CBC3-SHA",
+    0xC013: "ECDHE-RSA-AES128-SHA", 0xC014: "ECDHE-RSA-AES256-SHA", 0xC015: "AECDH-NULL-SHA",
+    0xC016: "AECDH-RC4-SHA", 0xC017: "AECDH-DES-CBC3-SHA", 0xC018: "AECDH-AES128-SHA", 0xC019: "AECDH-AES256-SHA",
+}
+_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF
+#: supported_groups of the raw ClientHello: the NIST, SEC 2 binary, brainpool and X curves, then RFC 7919 groups.
+_LEGACY_GROUPS = (23, 24, 25, 29, 30, 21, 22, 19, 20, 26, 27, 28, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                  16, 17, 18, 256, 257, 258)
+_WIRE_VERSIONS = {ssl.TLSVersion.SSLv3: 0x0300, ssl.TLSVersion.TLSv1: 0x0301, ssl.TLSVersion.TLSv1_1: 0x0302,
+                  ssl.TLSVersion.TLSv1_2: 0x0303}
+_VERSION_NAMES = {0x0300: "SSLv3", 0x0301: "TLSv1", 0x0302: "TLSv1.1", 0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
+_ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 40: "handshake_failure",
+           42: "bad_certificate", 47: "illegal_parameter", 50: "decode_error", 51: "decrypt_error",
+           70: "protocol_version", 71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback",
+           90: "user_canceled", 109: "missing_extension", 112: "unrecognized_name"}
+#: the largest TLS record a peer may send (2^14 plaintext + 2048 of expansion): a bigger length is not TLS.
+_MAX_TLS_RECORD = 2 ** 14 + 2048
+#: records read looking for the ServerHello (it is the first handshake message: normally in the first record).
+_MAX_HELLO_RECORDS = 4
+
+
+def _tls_vector(data: bytes, length_bytes: int) -> bytes:
+    return len(data).to_bytes(length_bytes, "big") + data
+
+
+def legacy_client_hello(version: int, sni: str) -> bytes:
+    """A TLS record carrying a ClientHello for exactly `version` (wire code) with :data:`LEGACY_SUITES`."""
+    suites = b"".join(code.to_bytes(2, "big") for code in [*LEGACY_SUITES, _EMPTY_RENEGOTIATION_INFO_SCSV])
+    extensions = b""
+    try:
+        host = sni.encode("ascii")
+    except UnicodeEncodeError:
+        host = b""
+    if host and not _is_ip(sni):
+        server_name = b"\x00" + _tls_vector(host, 2)
+        extensions += b"\x00\x00" + _tls_vector(_tls_vector(server_name, 2), 2)
+    groups = b"".join(g.to_bytes(2, "big") for g in _LEGACY_GROUPS)
+    extensions += b"\x00\x0a" + _tls_vector(_tls_vector(groups, 2), 2)  # supported_groups (elliptic_curves)
+    extensions += b"\x00\x0b" + _tls_vector(_tls_vector(b"\x00\x01\x02", 1), 2)  # ec_point_formats
+    extensions += b"\xff\x01" + _tls_vector(b"\x00", 2)  # renegotiation_info (initial handshake)
+    body = (version.to_bytes(2, "big") + os.urandom(32) + b"\x00" + _tls_vector(suites, 2) + b"\x01\x00"
+            + _tls_vector(extensions, 2))
+    handshake = b"\x01" + _tls_vector(body, 3)
+    return b"\x16\x03\x01" + _tls_vector(handshake, 2)  # record version TLS 1.0, as every client of that era
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
+
+
+def _recv_exactly(sock: socket.socket, count: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("délai dépassé")
+        sock.settimeout(left)
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise EOFError(len(data))
+        data += chunk
+    return data
+
+
+def raw_legacy_hello(address: Address, sni: str, version: ssl.TLSVersion, *, timeout: float) -> tuple[str, str | None, str]:
+    """Send :func:`legacy_client_hello` and read (bounded) the server's first answer, without finishing the handshake.
+
+    Returns (outcome, negotiated, detail): "accepted" when the server answers with a ServerHello of the offered
+    (or an older) version, "refused" on an alert, a hang-up or an answer that is not a ServerHello,
+    "unreachable" when no TCP connection could be made.
+    """
+    wire = _WIRE_VERSIONS[version]
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((address.host, address.port), timeout=timeout)
+    except OSError as exc:
+        return "unreachable", None, f"{type(exc).__name__}: {exc}"
+    with sock:
+        try:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            sock.sendall(legacy_client_hello(wire, sni))
+            handshake = b""
+            for _ in range(_MAX_HELLO_RECORDS):
+                kind, _record_version, length = struct.unpack("!BHH", _recv_exactly(sock, 5, deadline))
+                if length > _MAX_TLS_RECORD:
+                    return "refused", None, f"réponse qui n'est pas du TLS (enregistrement de {length} octets)"
+                payload = _recv_exactly(sock, length, deadline)
+                if kind == 21:  # alert
+                    code = payload[1] if len(payload) >= 2 else -1
+                    return "refused", None, f"alerte {_ALERTS.get(code, code)}"
+                if kind != 22:
+                    return "refused", None, f"réponse qui n'est pas une poignée de main TLS (type d'enregistrement {kind})"
+                handshake += payload
+                if handshake and handshake[0] != 2:
+                    return "refused", None, f"premier message {handshake[0]} au lieu d'un ServerHello"
+                if len(handshake) >= 4 + 2 + 32 + 1:
+                    sid = handshake[38]
+                    if sid <= 32 and len(handshake) >= 39 + sid + 2:
+                        chosen = int.from_bytes(handshake[4:6], "big")
+                        suite = int.from_bytes(handshake[39 + sid:41 + sid], "big")
+                        name = _VERSION_NAMES.get(chosen, f"0x{chosen:04x}")
+                        suite_name = LEGACY_SUITES.get(suite, f"0x{suite:04x}")
+                        if 0x0300 <= chosen <= wire:
+                            return "accepted", name, f"ServerHello {name} avec {suite_name}"
+                        return "refused", None, f"ServerHello {name} à une offre {_VERSION_NAMES[wire]} (version refusée)"
+                    if sid > 32:
+                        return "refused", None, "ServerHello malformé"
+            return "refused", None, "pas de ServerHello complet dans les premiers enregistrements"
+        except EOFError:
+            return "refused", None, "connexion fermée par le serveur sans ServerHello"
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            return "refused", None, f"connexion coupée par le serveur ({type(exc).__name__})"
+        except (socket.timeout, TimeoutError):
+            return "refused", None, f"aucune réponse en {timeout:g} s"
+        except OSError as exc:
+            return "refused", None, f"{type(exc).__name__}: {exc}"
+
 
 def probe_tls_version(address: Address, sni: str, version: ssl.TLSVersion, *, timeout: float = 5.0,
                       evidence: EvidenceStore | None = None, label: str = "tls-version") -> TlsVersionProbe:
-    """Offer exactly `version` (and every cipher, @SECLEVEL=0, so that OpenSSL 3 really sends it) and record the outcome.
+    """Offer exactly `version` as a legacy server needs it, and record the outcome.
 
-    A server refusal (protocol_version alert, reset, EOF) is "refused"; a failure before anything is
-    sent, because the local OpenSSL cannot offer the version, is "client-unable" (inconclusive).
+    Two handshakes: first a complete one through the local OpenSSL with every cipher suite it can still
+    negotiate (:data:`PROBE_CIPHERS`); when the server turns it down, a raw ClientHello offering the
+    historical suites OpenSSL 3 no longer has (:data:`LEGACY_SUITES`: 3DES, RC4, DES, export, IDEA, SEED, ...),
+    read up to the ServerHello. A server that picks the version in either is "accepted". A refusal
+    (alert, reset, EOF) of both is "refused"; a failure before anything is sent, because the local
+    OpenSSL cannot offer the version, only counts when the raw ClientHello could not conclude either
+    ("client-unable", inconclusive).
     """
     import warnings
 
@@ -525,7 +687,7 @@ def probe_tls_version(address: Address, sni: str, version: ssl.TLSVersion, *, ti
             ctx.verify_mode = ssl.CERT_NONE
             ctx.minimum_version = version
             ctx.maximum_version = version
-            ctx.set_ciphers("ALL:@SECLEVEL=0")
+            ctx.set_ciphers(PROBE_CIPHERS)
     except (ValueError, ssl.SSLError) as exc:
         probe.outcome, probe.detail = "client-unable", f"contexte TLS impossible : {exc}"
     else:
@@ -543,6 +705,14 @@ def probe_tls_version(address: Address, sni: str, version: ssl.TLSVersion, *, ti
                 probe.outcome, probe.detail = "refused", f"connexion coupée par le serveur ({type(exc).__name__})"
             else:
                 probe.outcome, probe.detail = "unreachable", f"{type(exc).__name__}: {exc}"
+    if probe.outcome in ("refused", "client-unable") and version in _WIRE_VERSIONS:
+        outcome, negotiated, detail = raw_legacy_hello(address, sni, version, timeout=timeout)
+        detail = f"{probe.detail} ; suites historiques (3DES, RC4, DES, export…) : {detail}"
+        if outcome == "accepted":
+            probe.outcome, probe.negotiated = "accepted", negotiated
+        elif outcome == "refused":
+            probe.outcome = "refused"
+        probe.detail = detail
     if evidence is not None:
         probe.evidence = evidence.write_json(label, probe.to_evidence())
     return probe

@@ -102,6 +102,7 @@ class DrimcheckPlugin:
         self._items: list[pytest.Item] = []
         self._ran: set[str] = set()  # nodeids of the scenarios that started
         self._step_started = 0.0
+        self._step_findings = 0
         self._scenario_started = 0.0
 
     # -- wiring -------------------------------------------------------------------------------
@@ -211,12 +212,18 @@ class DrimcheckPlugin:
 
     def pytest_bdd_before_step(self, request, feature, scenario, step, step_func) -> None:
         self._step_started = time.monotonic()
+        self._step_findings = len(self.current.findings) if self.current is not None else 0
 
     def pytest_bdd_after_step(self, request, feature, scenario, step, step_func, step_func_args) -> None:
-        self._add_step(step, "passed")
+        judged = self.current.findings[self._step_findings:] if self.current is not None else []  # a FAIL judged here
+        self._add_step(step, "failed" if any(f.verdict in (Verdict.FAIL, Verdict.ERROR) for f in judged) else "passed")
 
     def pytest_bdd_step_error(self, request, feature, scenario, step, step_func, step_func_args, exception) -> None:
         self._add_step(step, "failed")
+        later = list(getattr(scenario, "steps", []))  # the steps an exception left unexecuted
+        for rest in later[next((i + 1 for i, s in enumerate(later) if s is step), len(later)):]:
+            if self.current is not None:
+                self.current.steps.append(StepResult(rest.keyword.strip(), rest.name, "not_run"))
 
     def pytest_bdd_step_func_lookup_error(self, request, feature, scenario, step, exception) -> None:
         self._add_step(step, "undefined")

@@ -10,7 +10,8 @@ from drimcheck.catalogue import Catalogue
 from drimcheck.evidence import redact_text, redact_value
 from drimcheck.verdicts import ExitCode, Finding, Verdict, exit_code_for, worst
 
-SCHEMA_VERSION = "1.1"  # 1.1: "campaign" (mode, sut.toml SHA-256, effective timeouts), run.raw_verdict
+SCHEMA_VERSION = "1.2"  # 1.1: "campaign" (mode, sut.toml SHA-256, effective timeouts), run.raw_verdict;
+# 1.2: "documents" (the public documents the requirements of the run cite, with sections and citing requirements)
 
 
 @dataclass
@@ -251,7 +252,13 @@ class RunResult:
             "summary": self.summary(),
             "scenarios": [s.to_dict() for s in self.scenarios],
             "requirements": [r.to_dict() for r in self.requirement_results()],
+            "documents": self.documents(),
         }
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The documents cited by the requirements of this run (every catalogued requirement but those a partial
+        campaign left out, NOT_RUN): id, title, publisher, version, date, url, cited_by, sections."""
+        return self.catalogue.documents_cited(r.id for r in self.requirement_results() if r.verdict != "NOT_RUN")
 
     def campaign_dict(self) -> dict[str, Any]:
         c = self.campaign

@@ -150,7 +150,7 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
     # Only the plugins a campaign needs: no entry-point autoload, no assertion rewriting (steps do not
     # assert, checks return findings), no per-test gc/log/warning capture. Saves ~2 s of CPU a campaign.
     args = [str(SCENARIO_MODULE), "--rootdir", str(REPO_ROOT), "-q", "--assert=plain",
-            "-p", "pytest_bdd.plugin", "-p", "no:cacheprovider", "-p", "no:unraisableexception",
+            "-p", "pytest_bdd.plugin", "-p", "steps._plugin", "-p", "no:cacheprovider", "-p", "no:unraisableexception",
             "-p", "no:threadexception", "-p", "no:logging", "-p", "no:faulthandler", "-p", "no:warnings",
             "-p", "no:doctest", "-p", "no:junitxml", "-p", "no:pastebin", "-p", "no:nose", "-p", "no:stepwise",
             "-o", "addopts=", "-o", "python_files=test_*.py"]

@@ -10,10 +10,21 @@ Accept header (drimbox-spec §5.3, ANS samples in ansdata/wado-rs/)::
 
 * :func:`parse_accept` — RFC 7231 list syntax (empty elements, like the sample's trailing comma, are
   allowed); raises :class:`AcceptError` on a syntax error, a bad ``q`` or a bad ``transfer-syntax``.
-* :func:`check_drimbox_accept` — the ANS PoC's extra rules (its 400 answers): every element carries
-  ``transfer-syntax=`` and ``q=``, and the first one carries ``boundary=``.
+* :func:`check_drimbox_accept` — the shape of the ANS WADO-RS validator sample, the only one the ANS
+  PoC Source can parse (its 400 answers): every element carries ``transfer-syntax=`` and ``q=``, and
+  the first one carries ``boundary=``. DICOM PS3.18 does not require any of this: only CON-04 (the
+  Conso's request) uses it, and only for a warning; no Source simulator enforces it.
 * :func:`negotiate` — the acceptable transfer syntaxes, best first (q descending, client order for
   ties; q=0 means "not acceptable"; ``transfer-syntax=*`` stands for the server's preferred syntax).
+* :func:`acceptable_syntaxes` — what a request accepts, whatever the server supports (checks use it).
+
+Content negotiation follows DICOM PS3.18 §8.7 (Content Negotiation) and §8.7.3 (media types and
+transfer syntaxes of the DICOM media type, ``transfer-syntax`` parameter: §8.7.3.4 « Transfer
+Syntax » of the 2020-2025 editions): a ``multipart/related; type="application/dicom"`` range without
+``transfer-syntax`` means Explicit VR Little Endian (1.2.840.10008.1.2.1, the default every origin
+server supports), ``transfer-syntax=*`` lets the server choose, ``q`` and ``boundary`` are optional
+(RFC 9110 §12.4.2/§12.5.1: no q means q=1; an absent Accept header means ``*/*``). Nothing acceptable
+is 406; only a syntactically broken header is 400 (the Orthanc DICOMweb plugin and dcm4chee behave so).
 
 Multipart: :class:`MultipartReader` splits a ``multipart/related`` body incrementally (uses each part's
 ``Content-Length`` when present, scans for the delimiter otherwise), so a client can time the first
@@ -39,7 +50,7 @@ from drimcheck import limits
 
 __all__ = [
     "TS_NAMES", "EXPLICIT_VR_LE", "IMPLICIT_VR_LE", "ANS_SAMPLE_ACCEPT", "AcceptError", "MediaRange",
-    "parse_accept", "check_drimbox_accept", "negotiate", "parse_media_type", "dicom_accept",
+    "parse_accept", "check_drimbox_accept", "negotiate", "acceptable_syntaxes", "parse_media_type", "dicom_accept",
     "MultipartError", "Part", "MultipartReader", "iter_parts", "part_sop_uid", "Retrieval", "retrieve",
 ]
 
@@ -193,11 +204,11 @@ def check_drimbox_accept(ranges: Sequence[MediaRange]) -> None:
     """The ANS PoC's rules (InstanceAPI.wadoRS): transfer-syntax and q everywhere, boundary in the first element."""
     for r in ranges:
         if r.transfer_syntax is None:
-            raise AcceptError(f"transfer-syntax missing in {r.raw!r}")
+            raise AcceptError(f"transfer-syntax absent de « {r.raw} »")
         if "q" not in r.params:
-            raise AcceptError(f"q missing in {r.raw!r}")
+            raise AcceptError(f"q absent de « {r.raw} »")
     if ranges and not ranges[0].boundary:
-        raise AcceptError(f"boundary missing in {ranges[0].raw!r}")
+        raise AcceptError(f"boundary absent du premier élément « {ranges[0].raw} »")
 
 
 def negotiate(ranges: Sequence[MediaRange], supported: Sequence[str]) -> list[str]:
@@ -215,6 +226,20 @@ def negotiate(ranges: Sequence[MediaRange], supported: Sequence[str]) -> list[st
         if ts in supported and ts not in out:
             out.append(ts)
     return out
+
+
+def acceptable_syntaxes(ranges: Sequence[MediaRange]) -> set[str]:
+    """Transfer syntaxes a request accepts for DICOM multipart (PS3.18 §8.7.3): the default Explicit VR
+    Little Endian for a range without ``transfer-syntax``, ``"*"`` when any syntax is acceptable; q=0
+    ranges and non-DICOM ranges accept nothing."""
+    out: set[str] = set()
+    refused: set[str] = set()
+    for r in ranges:
+        if not r.is_dicom():
+            continue
+        ts = r.transfer_syntax or EXPLICIT_VR_LE
+        (out if r.q > 0 else refused).add(ts)
+    return out - refused
 
 
 def dicom_accept(*syntaxes: tuple[str, float] | str, boundary: str | None = "**") -> str:

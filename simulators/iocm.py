@@ -85,6 +85,17 @@ def _ref(sop_class: str, sop_uid: str) -> Dataset:
     return r
 
 
+#: C-STORE statuses that mean "stored" (DICOM PS3.4 B.2.3 Warning: B000 coercion of data elements, B006
+#: elements discarded, B007 data set does not match SOP class; PS3.7 C.4 general warnings 0001, 0107, 0116).
+#: A real PACS counts the object as delivered on any of them, as on 0000.
+WARNING_STATUSES = frozenset({0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007})
+
+
+def stored(status: int | None) -> bool:
+    """Whether a C-STORE response status means the SCP kept the object (Success or Warning)."""
+    return status == 0x0000 or status in WARNING_STATUSES
+
+
 @dataclass
 class StoreResult:
     status: int | None
@@ -93,7 +104,7 @@ class StoreResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == 0x0000
+        return self.error is None and stored(self.status)
 
 
 #: PDU length we advertise to the DUT (A-ASSOCIATE-RQ Maximum Length); pynetdicom's default.
@@ -186,6 +197,8 @@ def send(ds: Dataset, host: str, port: int, called_aet: str, *, calling_aet: str
     try:
         status = assoc.send_c_store(ds)
         code = getattr(status, "Status", None)
-        return StoreResult(code, None if code == 0 and not ae.violations else because(f"statut C-STORE {code!r}"), paths)
+        fine = stored(code) and not ae.violations
+        return StoreResult(code, None if fine else because(f"statut C-STORE 0x{code:04X}" if isinstance(code, int)
+                                                            else f"statut C-STORE {code!r}"), paths)
     finally:
         assoc.release()

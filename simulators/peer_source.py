@@ -15,15 +15,21 @@ Checks, in the PoC's order, each answer recorded with its reason:
 2. ``Authorization: Bearer <token>`` introspected at PSC (RFC 7662, mTLS or Basic client auth):
    missing -> 401 ``WWW-Authenticate: Bearer``; inactive, unknown, or introspection impossible -> 401
    ``error="invalid_token"`` (the PoC too treats an introspection failure as inactive);
-3. ``Accept``: RFC 7231 syntax and the PoC's rules (``transfer-syntax=`` and ``q=`` in every element,
-   ``boundary=`` in the first) -> 400 with the reason (``drimcheck.wado``);
+3. ``Accept``: RFC 9110 syntax only -> 400 with the reason (``drimcheck.wado``). Every header DICOM
+   PS3.18 §8.7 allows is taken, as the Orthanc DICOMweb plugin and dcm4chee take it: the ANS sample
+   list, a standard DICOMweb client's ``multipart/related; type="application/dicom"`` (no
+   transfer-syntax: Explicit VR Little Endian), ``transfer-syntax=*``, with or without ``q`` and
+   ``boundary``, several ranges; no Accept header at all means ``*/*`` (RFC 9110 §12.5.1). The ANS
+   PoC's extra rules (transfer-syntax and q everywhere, boundary first) are NOT enforced here: a Conso
+   that does not follow the ANS sample fails CON-04 (its request) and nothing after it;
 4. ``KOS-SOPInstanceUID`` missing -> 400;
 5. that KOS unknown here, or not referencing the study / series / instance -> 404;
 6. referenced images gone from the PACS: all of them -> 410; some of a series -> 206 (the instances
    still held are served, ``Warning: 299`` lists how many are missing);
-7. transfer-syntax negotiation (:data:`SUPPORTED_SYNTAXES`, best q first, client order on ties): none
-   acceptable -> 406; Orthanc asked for each candidate in turn (it cannot encode every syntax for every
-   image, e.g. JPEG Baseline needs 8-bit pixels): all refused -> 406 listing the attempts;
+7. transfer-syntax negotiation (:data:`SUPPORTED_SYNTAXES`, best q first, client order on ties;
+   ``*`` = Explicit VR Little Endian, the peer's first choice): none acceptable -> 406 (PS3.18 §8.7);
+   Orthanc asked for each candidate in turn (it cannot encode every syntax for every image, e.g. JPEG
+   Baseline needs 8-bit pixels): all refused -> 406 listing the attempts;
 8. 200 ``multipart/related; type="application/dicom"; transfer-syntax=<ts>; boundary=<uuid>``,
    chunked; each part ``Content-Type: application/dicom; transfer-syntax=<ts>`` + ``Content-Length``.
 
@@ -56,8 +62,8 @@ import httpx
 from pydicom.uid import generate_uid
 
 from drimcheck.wado import (
-    EXPLICIT_VR_LE, IMPLICIT_VR_LE, AcceptError, MultipartError, MultipartReader, check_drimbox_accept,
-    negotiate, parse_accept, parse_media_type, part_sop_uid,
+    EXPLICIT_VR_LE, IMPLICIT_VR_LE, AcceptError, MultipartError, MultipartReader, negotiate,
+    parse_accept, parse_media_type, part_sop_uid,
 )
 from simulators.httpsim import (
     HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, client_ssl_context,
@@ -323,9 +329,10 @@ class PeerSource(HttpsSimulator):
             return answer(401, "token_inactive" if "error" not in intro else "introspection_failed",
                           "Authentication failure",
                           {"WWW-Authenticate": 'Bearer realm="DRIMbox", error="invalid_token"'})
+        accept = headers.get("accept")
         try:
-            ranges = parse_accept(headers.get("accept"))
-            check_drimbox_accept(ranges)
+            # absent: */* (RFC 9110 §12.5.1); present but empty: nothing acceptable (406 below)
+            ranges = [] if accept is not None and not accept.strip() else parse_accept(accept or "*/*")
         except AcceptError as exc:
             return answer(400, "bad_accept", f"Invalid Accept header: {exc}")
         self.recorder.update(entry, accept_parsed=[{"media_type": r.media_type, "transfer_syntax": r.transfer_syntax,

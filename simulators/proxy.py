@@ -230,7 +230,8 @@ class ProxySimulator(HttpsSimulator):
 
             base = self.url_for("psc", OIDC_PATH)
             out["psc"] = {"token_endpoint": base + "/token", "introspection_endpoint": base + "/token/introspect",
-                          "userinfo_endpoint": base + "/userinfo", "end_session_endpoint": base + "/logout"}
+                          "userinfo_endpoint": base + "/userinfo", "end_session_endpoint": base + "/logout",
+                          "revocation_endpoint": base + "/revoke"}  # RFC 7009, as PSC's Keycloak serves it
         return out
 
     # ------------------------------------------------------------------ HTTP

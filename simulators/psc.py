@@ -1,14 +1,20 @@
 """Pro Santé Connect simulator: a Keycloak-like OpenID Connect provider, realm ``esante-wallet``.
 
-Paths are those of the real PSC (drimbox-spec §6.1)::
+Paths are those of the real PSC (drimbox-spec §6.1; PSC's published sandbox metadata, docs/psc-proxy-peers.md).
+The authorization endpoint has its own host, as the real one (``wallet.esw.esante.gouv.fr/auth`` next to the
+issuer ``auth.esw.esante.gouv.fr``): here ``wallet.psc.drimcheck.test`` on the same socket and certificate::
 
+    https://<wallet fqdn>/auth                                           authorization endpoint (automatic login)
     /auth/realms/esante-wallet/.well-known/openid-configuration      discovery (also .../wallet-openid-configuration)
-    /auth/realms/esante-wallet/protocol/openid-connect/auth          authorization endpoint (automatic login)
     /auth/realms/esante-wallet/protocol/openid-connect/token         authorization_code, refresh_token, token exchange
     /auth/realms/esante-wallet/protocol/openid-connect/userinfo      PSC-shaped UserInfo (GET or POST)
     /auth/realms/esante-wallet/protocol/openid-connect/token/introspect   RFC 7662
+    /auth/realms/esante-wallet/protocol/openid-connect/revoke        RFC 7009 (Keycloak)
     /auth/realms/esante-wallet/protocol/openid-connect/certs         JWKS
-    /auth/realms/esante-wallet/protocol/openid-connect/logout        ends the session, revokes its tokens
+    /auth/realms/esante-wallet/protocol/openid-connect/logout        RP-initiated logout (Keycloak rules)
+
+Any other path, or an endpoint asked on the other host (e.g. an authorization URL built from the issuer), is a
+404 recorded as endpoint ``misdirected``.
 
 Behaviour (what a DUT can rely on, and what the harness can check):
 
@@ -18,7 +24,10 @@ Behaviour (what a DUT can rely on, and what the harness can check):
   ``openid``, ``invalid_request`` without ``nonce`` or with a bad PKCE method, ``access_denied`` after
   :meth:`PscSimulator.refuse_next_login`). Success: the test practitioner is logged in at once and the
   answer is ``302 <redirect_uri>?state=..&session_state=<sid>&iss=<issuer>&code=..`` (Keycloak order).
-  PKCE (``plain``/``S256``) is optional and enforced at the token endpoint when used.
+  ``response_mode``: ``query`` (default), ``fragment``, or ``form_post`` (a 200 HTML page whose form POSTs the
+  same parameters to ``redirect_uri`` on load); another value is a 400 page. The SSO cookie
+  ``KEYCLOAK_SESSION`` is set on both hosts' parent domain. PKCE (``plain``/``S256``) is optional and
+  enforced at the token endpoint when used.
 * **Client authentication** (token, introspection, back-channel logout): HTTP Basic
   (``client_secret_basic``), ``client_secret`` in the form (``client_secret_post``), or mutual TLS
   (RFC 8705 ``tls_client_auth``: the verified client certificate's subject DN must be one registered
@@ -33,6 +42,9 @@ Behaviour (what a DUT can rely on, and what the harness can check):
   (``subject_token_type`` access_token or jwt), optional ``audience``/``resource``/``scope`` (subset of
   the subject's) and ``actor_token`` (+ ``actor_token_type``, gives an ``act`` claim); errors are 400
   ``invalid_request`` / ``invalid_scope`` per RFC 8693 §2.2.2.
+* **Revocation** (RFC 7009, Keycloak): see :meth:`PscSimulator._h_revoke`; revoked tokens are inactive at
+  introspection and userinfo. **Logout**: Keycloak's variants (``id_token_hint``, or ``client_id`` +
+  ``post_logout_redirect_uri``) and checks, see :meth:`PscSimulator._h_logout`.
 * **Introspection**: ``{"active": false}`` for unknown, expired, revoked or logged-out tokens; for an
   active one, its claims + ``active``, ``client_id``, ``username``, ``token_type`` and, for access
   tokens only, ``SubjectNameID`` (spec §6.2).
@@ -44,7 +56,8 @@ Scenario controls: :meth:`~PscSimulator.issue_token`, :meth:`~PscSimulator.revok
 :meth:`~PscSimulator.set_fault`, :meth:`~PscSimulator.login_as`, :meth:`~PscSimulator.refuse_next_login`.
 
 In a campaign (:func:`start_for_campaign`) the PSC listens at ``runtime.simulator_address("psc")`` as
-``https://auth.psc.drimcheck.test[:port]`` with a market-CA certificate of the run PKI (the real PSC
+``https://auth.psc.drimcheck.test[:port]`` and ``https://wallet.psc.drimcheck.test[:port]`` (both in
+:meth:`~PscSimulator.hosts`) with a market-CA certificate of the run PKI (the real PSC
 uses a public CA certificate), accepts optional client certificates chaining to IGC-Santé, and
 registers two clients: the DUT's (``dut_settings()``) and ``drimcheck`` (used by ``issue_token``).
 """
@@ -55,6 +68,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -65,16 +79,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from drimcheck.jose import JoseError, at_hash, decode_unverified, fingerprint, public_jwk, sign_rs256, verify_rs256
 from simulators.httpsim import (
-    ClientCert, HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, redact_url,
-    request_headers_view, response_headers_view, tls_summary, token_facts,
+    ClientCert, HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, public_url,
+    redact_url, request_headers_view, response_headers_view, tls_summary, token_facts,
 )
 
 __all__ = [
-    "REALM", "REALM_PATH", "OIDC_PATH", "DEFAULT_FQDN", "DEFAULT_SCOPE", "ACR", "GRANT_TOKEN_EXCHANGE",
+    "REALM", "REALM_PATH", "OIDC_PATH", "DEFAULT_FQDN", "WALLET_FQDN", "WALLET_AUTH_PATH", "RESPONSE_MODES",
+    "CLAIMS_SUPPORTED", "SCOPES_SUPPORTED", "DEFAULT_SCOPE", "ACR", "GRANT_TOKEN_EXCHANGE",
     "TOKEN_TYPE_ACCESS", "TOKEN_TYPE_JWT", "TOKEN_TYPE_REFRESH", "TOKEN_TYPE_ID", "ENDPOINTS",
     "Activity", "Exercice", "Practitioner", "DEFAULT_PRACTITIONER", "OidcClient", "TokenRecord", "Session",
     "TokenSet", "PscSimulator", "start_for_campaign",
@@ -84,6 +101,20 @@ REALM = "esante-wallet"
 REALM_PATH = f"/auth/realms/{REALM}"
 OIDC_PATH = f"{REALM_PATH}/protocol/openid-connect"
 DEFAULT_FQDN = "auth.psc.drimcheck.test"
+#: The authorization endpoint's own host, as the real PSC's ``https://wallet.esw.esante.gouv.fr/auth`` next to the
+#: issuer ``https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet`` (published sandbox metadata, see
+#: docs/psc-proxy-peers.md). Same listening socket, same certificate (both names in its SAN).
+WALLET_FQDN = "wallet.psc.drimcheck.test"
+WALLET_AUTH_PATH = "/auth"
+#: OAuth 2.0 Multiple Response Type Encoding Practices (query, fragment) and Form Post Response Mode, as listed by
+#: the real discovery document.
+RESPONSE_MODES = ("query", "fragment", "form_post")
+#: ``claims_supported`` and ``scopes_supported`` of the published PSC sandbox metadata, verbatim.
+CLAIMS_SUPPORTED = ("aud", "sub", "iss", "auth_time", "name", "given_name", "family_name", "preferred_username",
+                    "email", "acr")
+SCOPES_SUPPORTED = ("openid", "address", "email", "identity", "microprofile-jwt", "offline_access", "phone",
+                    "profile", "roles", "scope_1", "scope_2", "scope_all", "web-origins", "eidas2")
+SESSION_COOKIE = "KEYCLOAK_SESSION"  # Keycloak's SSO session cookie: <realm>/<user id>/<session id>
 DEFAULT_SCOPE = "openid scope_all"
 ACR = "eidas1"
 GRANT_CODE = "authorization_code"
@@ -95,7 +126,8 @@ TOKEN_TYPE_REFRESH = "urn:ietf:params:oauth:token-type:refresh_token"
 TOKEN_TYPE_ID = "urn:ietf:params:oauth:token-type:id_token"
 
 #: Endpoint names used in records, faults and set_unavailable(endpoints=...).
-ENDPOINTS = ("discovery", "realm", "auth", "token", "token-exchange", "userinfo", "introspect", "certs", "logout")
+ENDPOINTS = ("discovery", "realm", "auth", "token", "token-exchange", "userinfo", "introspect", "revoke", "certs",
+             "logout")
 
 _SUB_NAMESPACE = uuid.UUID("550dc1c8-d97b-4b1e-ac8c-8eb4471cf9dd")  # shape of PSC's federated "f:<uuid>:<id>" subs
 
@@ -370,9 +402,12 @@ class PscSimulator(HttpsSimulator):
                  public_port: int | str | None = "auto", server_cert: Any = None,
                  client_cas: list[Path] | None = None, practitioner: Practitioner = DEFAULT_PRACTITIONER,
                  access_lifetime_s: int = 300, refresh_lifetime_s: int = 1800, code_lifetime_s: int = 60,
-                 require_nonce: bool = True, bind_tokens_to_cert: bool = True) -> None:
+                 require_nonce: bool = True, bind_tokens_to_cert: bool = True,
+                 wallet_fqdn: str | None = WALLET_FQDN) -> None:
         self.pki = pki
         self.fqdn = fqdn
+        #: host of the authorization endpoint (None: Keycloak's own path on the issuer's host)
+        self.wallet_fqdn = wallet_fqdn.lower() if wallet_fqdn and wallet_fqdn.lower() != fqdn.lower() else None
         self.practitioner = practitioner
         self.access_lifetime_s = access_lifetime_s
         self.refresh_lifetime_s = refresh_lifetime_s
@@ -380,9 +415,11 @@ class PscSimulator(HttpsSimulator):
         self.require_nonce = require_nonce
         self.bind_tokens_to_cert = bind_tokens_to_cert
         self.clock_offset_s = 0.0  # scenario time travel: added to the wall clock for every decision
-        self.server_cert = server_cert if server_cert is not None else pki.market_ov(fqdn)
         #: PEM file a client must trust to verify this server's certificate
         self.trust_pem: Path = pki.market_trust_pem if server_cert is None else Path(server_cert.chain_path)
+        if server_cert is None:
+            server_cert = _server_certificate(pki, fqdn, self.wallet_fqdn) if self.wallet_fqdn else pki.market_ov(fqdn)
+        self.server_cert = server_cert
         self._client_cas = client_cas if client_cas is not None else [pki.igc_chain_pem]
         self._public_port = public_port
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -417,10 +454,26 @@ class PscSimulator(HttpsSimulator):
     def discovery_url(self) -> str:
         return self.issuer + "/.well-known/openid-configuration"
 
+    @property
+    def wallet_base_url(self) -> str:
+        """``https://<wallet fqdn>[:port]`` (the issuer's base URL when there is no separate wallet host)."""
+        if not self.wallet_fqdn:
+            return self.base_url
+        return public_url(self.wallet_fqdn, self.port if self._public_port == "auto" else self._public_port)  # type: ignore[arg-type]
+
+    def hosts(self) -> dict[str, str]:
+        """``{fqdn: "ip:port"}`` for the issuer's host and the authorization endpoint's host (one socket)."""
+        out = {self.fqdn: self.address}
+        if self.wallet_fqdn:
+            out[self.wallet_fqdn] = self.address
+        return out
+
     def endpoint(self, name: str) -> str:
-        """Absolute URL of an endpoint: auth, token, userinfo, introspect, certs, logout."""
+        """Absolute URL of an endpoint: auth, token, userinfo, introspect, revoke, certs, logout."""
+        if name == "auth" and self.wallet_fqdn:
+            return self.wallet_base_url + WALLET_AUTH_PATH
         paths = {"auth": "/auth", "token": "/token", "userinfo": "/userinfo", "introspect": "/token/introspect",
-                 "certs": "/certs", "logout": "/logout"}
+                 "revoke": "/revoke", "certs": "/certs", "logout": "/logout"}
         return self.base_url + OIDC_PATH + paths[name]
 
     def now(self) -> float:
@@ -561,8 +614,17 @@ class PscSimulator(HttpsSimulator):
         return {"keys": [dict(self.jwk)]}
 
     def discovery(self) -> dict[str, Any]:
-        """The OpenID Provider metadata (Keycloak-shaped)."""
-        ep = {n: self.endpoint(n) for n in ("auth", "token", "userinfo", "introspect", "certs", "logout")}
+        """The OpenID Provider metadata, modelled on PSC's published sandbox document (docs/psc-proxy-peers.md).
+
+        Same shape and values where this simulator does what the real one does: the authorization endpoint on
+        its own host, ``response_modes_supported``, ``claims_supported``, ``scopes_supported``,
+        ``code_challenge_methods_supported``, ``tls_client_certificate_bound_access_tokens``. Capabilities the
+        simulator does not implement are not advertised (implicit/hybrid response types, password and
+        client_credentials grants, ``private_key_jwt``/``client_secret_jwt``, request objects, the session
+        iframe, dynamic registration). Added, as Keycloak serves them: ``revocation_endpoint`` (RFC 7009),
+        the RFC 8693 grant and ``acr_values_supported`` (``eidas1``, the value PSC's clients send).
+        """
+        ep = {n: self.endpoint(n) for n in ("auth", "token", "userinfo", "introspect", "revoke", "certs", "logout")}
         auth_methods = ["client_secret_basic", "client_secret_post", "tls_client_auth"]
         return {
             "issuer": self.issuer,
@@ -580,20 +642,23 @@ class PscSimulator(HttpsSimulator):
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "userinfo_signing_alg_values_supported": ["none"],
-            "response_modes_supported": ["query"],
+            "response_modes_supported": list(RESPONSE_MODES),
             "token_endpoint_auth_methods_supported": auth_methods,
             "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
             "introspection_endpoint_auth_methods_supported": auth_methods,
-            "scopes_supported": ["openid", "scope_all"],
-            "claims_supported": ["aud", "sub", "iss", "auth_time", "acr", "name", "given_name", "family_name",
-                                 "preferred_username", "SubjectNameID", "SubjectRefPro"],
+            "revocation_endpoint": ep["revoke"],
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "claims_supported": list(CLAIMS_SUPPORTED),
+            "claim_types_supported": ["normal"],
             "claims_parameter_supported": False,
+            "scopes_supported": list(SCOPES_SUPPORTED),
             "request_parameter_supported": False,
             "request_uri_parameter_supported": False,
             "code_challenge_methods_supported": ["plain", "S256"],
             "tls_client_certificate_bound_access_tokens": True,
             "mtls_endpoint_aliases": {"token_endpoint": ep["token"], "introspection_endpoint": ep["introspect"],
-                                      "userinfo_endpoint": ep["userinfo"], "end_session_endpoint": ep["logout"]},
+                                      "userinfo_endpoint": ep["userinfo"], "end_session_endpoint": ep["logout"],
+                                      "revocation_endpoint": ep["revoke"]},
         }
 
     # ------------------------------------------------------------------ records
@@ -613,6 +678,7 @@ class PscSimulator(HttpsSimulator):
             "authorization_endpoint": self.endpoint("auth"), "token_endpoint": self.endpoint("token"),
             "userinfo_endpoint": self.endpoint("userinfo"), "introspection_endpoint": self.endpoint("introspect"),
             "end_session_endpoint": self.endpoint("logout"), "jwks_uri": self.endpoint("certs"),
+            "revocation_endpoint": self.endpoint("revoke"), "wallet_fqdn": self.wallet_fqdn,
             "scope": DEFAULT_SCOPE, "acr_values": ACR, "ca_file": str(self.trust_pem),
             "client_id": client.client_id if client else None, "client_secret": client.secret if client else None,
             "redirect_uris": list(client.redirect_uris) if client else [],
@@ -736,16 +802,21 @@ class PscSimulator(HttpsSimulator):
                 return await self._handle(request, name, handler)
             return Route(path, endpoint, methods=methods)
 
+        auth_path = WALLET_AUTH_PATH if self.wallet_fqdn else OIDC_PATH + "/auth"
         return Starlette(routes=[
             route(REALM_PATH + "/.well-known/openid-configuration", "discovery", self._h_discovery, ["GET"]),
             route(REALM_PATH + "/.well-known/wallet-openid-configuration", "discovery", self._h_discovery, ["GET"]),
             route(REALM_PATH, "realm", self._h_realm, ["GET"]),
-            route(OIDC_PATH + "/auth", "auth", self._h_auth, ["GET", "POST"]),
+            route(auth_path, "auth", self._h_auth, ["GET", "POST"]),
             route(OIDC_PATH + "/token", "token", self._h_token, ["POST"]),
             route(OIDC_PATH + "/token/introspect", "introspect", self._h_introspect, ["POST"]),
+            route(OIDC_PATH + "/revoke", "revoke", self._h_revoke, ["POST"]),
             route(OIDC_PATH + "/userinfo", "userinfo", self._h_userinfo, ["GET", "POST"]),
             route(OIDC_PATH + "/certs", "certs", self._h_certs, ["GET"]),
             route(OIDC_PATH + "/logout", "logout", self._h_logout, ["GET", "POST"]),
+            # anything else (another path, or an endpoint asked on the other host): 404, recorded
+            route("/{path:path}", "misdirected", self._h_misdirected,
+                  ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]),
         ])
 
     async def _handle(self, request: Any, name: str, handler: Any) -> Any:
@@ -755,6 +826,11 @@ class PscSimulator(HttpsSimulator):
         body = await request.body()
         facts: dict[str, Any] = {}
         fault_name = None
+        if self.wallet_fqdn and name != "misdirected":
+            host = _host_only(request.headers.get("host"))
+            # the authorization endpoint lives on the wallet host only, every other endpoint on the issuer's only
+            if host in (self.fqdn.lower(), self.wallet_fqdn) and (name == "auth") != (host == self.wallet_fqdn):
+                name, handler = "misdirected", self._h_misdirected
         with self._lock:
             fault = self._faults.get(name)
             if fault is None and name == "token" and "token-exchange" in self._faults:
@@ -785,6 +861,8 @@ class PscSimulator(HttpsSimulator):
         query = request.url.query
         client = request.client
         resp_body = bytes(getattr(response, "body", b"") or b"")
+        if name == "auth" and resp_body:  # form_post page: the authorization code is a credential
+            resp_body = _FORM_POST_CODE.sub(rb"\1[REDACTED]", resp_body)
         self.recorder.add({
             "endpoint": name,
             "method": request.method,
@@ -860,6 +938,17 @@ class PscSimulator(HttpsSimulator):
 
     # -- endpoints (called under the lock)
 
+    def _set_session_cookie(self, response: Any, session: Session) -> None:
+        """Keycloak's SSO cookie, shared by the wallet and issuer hosts (their common parent domain)."""
+        domain = _common_parent(self.fqdn, self.wallet_fqdn) if self.wallet_fqdn else None
+        response.set_cookie(SESSION_COOKIE, f"{REALM}/{session.practitioner.sub}/{session.sid}", path="/",
+                            domain=domain, secure=True, httponly=True, samesite="none")
+
+    def _cookie_session(self, request: Any) -> Session | None:
+        value = request.cookies.get(SESSION_COOKIE) or ""
+        session = self._sessions.get(value.rpartition("/")[2]) if value.startswith(REALM + "/") else None
+        return session if session is not None and session.ended_at is None else None
+
     def _h_discovery(self, request: Any, body: bytes, facts: dict[str, Any]) -> Any:
         return _json(self.discovery())
 
@@ -885,7 +974,7 @@ class PscSimulator(HttpsSimulator):
                       "acr_values": params.get("acr_values") or params.get("acr"),
                       "code_challenge_method": (params.get("code_challenge_method") or "plain")
                       if params.get("code_challenge") else None,
-                      "login_hint": params.get("login_hint")})
+                      "login_hint": params.get("login_hint"), "response_mode": params.get("response_mode")})
         client = self._clients.get(client_id)
         if client is None:
             facts["outcome"] = "unknown_client"
@@ -895,10 +984,25 @@ class PscSimulator(HttpsSimulator):
             return HTMLResponse("<!doctype html><title>Erreur</title><p>Paramètre invalide : redirect_uri</p>",
                                 status_code=400)
 
-        def back(query: list[tuple[str, str]]) -> Any:
-            head = [("state", state)] if state is not None else []
-            sep = "&" if urlsplit(redirect_uri).query else "?"
-            return RedirectResponse(redirect_uri + sep + urlencode(head + query), status_code=302)
+        mode = params.get("response_mode") or "query"
+        if mode not in RESPONSE_MODES:  # Keycloak: error page, no redirect
+            facts["outcome"] = "invalid_response_mode"
+            return HTMLResponse("<!doctype html><title>Erreur</title><p>Paramètre invalide : response_mode</p>",
+                                status_code=400)
+
+        def back(query: list[tuple[str, str]], session: Session | None = None) -> Any:
+            fields = ([("state", state)] if state is not None else []) + query
+            if mode == "form_post":
+                response: Any = HTMLResponse(_form_post_page(redirect_uri, fields),
+                                             headers={"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"})
+            elif mode == "fragment":
+                response = RedirectResponse(redirect_uri + "#" + urlencode(fields), status_code=302)
+            else:
+                sep = "&" if urlsplit(redirect_uri).query else "?"
+                response = RedirectResponse(redirect_uri + sep + urlencode(fields), status_code=302)
+            if session is not None:
+                self._set_session_cookie(response, session)
+            return response
 
         def error(code: str, description: str) -> Any:
             facts["outcome"] = code
@@ -928,7 +1032,7 @@ class PscSimulator(HttpsSimulator):
                                       params.get("nonce"), challenge, (method or "plain") if challenge else None,
                                       self.now())
         facts.update(outcome="ok", sid=session.sid, practitioner=practitioner.idnat)
-        return back([("session_state", session.sid), ("iss", self.issuer), ("code", code)])
+        return back([("session_state", session.sid), ("iss", self.issuer), ("code", code)], session)
 
     def _h_token(self, request: Any, body: bytes, facts: dict[str, Any]) -> Any:
         form = _parse_form(body, repeatable=("audience", "resource"))
@@ -1053,6 +1157,59 @@ class PscSimulator(HttpsSimulator):
         facts.update(outcome="ok", active=result["active"], state=rec.state(self.now()) if rec else "unknown")
         return _json(result, no_store=True)
 
+    def _h_misdirected(self, request: Any, body: bytes, facts: dict[str, Any]) -> Any:
+        """404 for a path this host does not serve. An authorization request sent to the issuer's host (a client
+        that builds issuer-relative URLs instead of reading the discovery document) says where it belongs."""
+        from starlette.responses import PlainTextResponse
+
+        facts["outcome"] = "not_found"
+        if request.url.path.rstrip("/").endswith(("/protocol/openid-connect/auth", WALLET_AUTH_PATH)) and \
+                _host_only(request.headers.get("host")) != self.wallet_fqdn:
+            facts["outcome"] = "authorization_endpoint_elsewhere"
+            facts["authorization_endpoint"] = self.endpoint("auth")
+        return PlainTextResponse("Not Found\n", status_code=404)
+
+    def _h_revoke(self, request: Any, body: bytes, facts: dict[str, Any]) -> Any:
+        """RFC 7009 token revocation, as Keycloak's ``TokenRevocationEndpoint``.
+
+        Client authentication as at the token endpoint (401 ``invalid_client``). ``token`` required (400
+        ``invalid_request``); a ``token_type_hint`` other than access_token/refresh_token: 400
+        ``unsupported_token_type`` (Keycloak). An unknown, invalid, expired or already revoked token: 200 (RFC
+        7009 §2.2). A token issued to another client: 401 ``unauthorized_client`` (Keycloak "Unmatching
+        clients"). An access token: that token is revoked. A refresh token: the client's session is ended for
+        this client, every token of it revoked (RFC 7009 §2.1 SHOULD, Keycloak's ``revokeClient``)."""
+        from starlette.responses import Response
+
+        form = _parse_form(body)
+        client = self._authenticate(request, form, facts)
+        token = form.get("token")
+        hint = form.get("token_type_hint")
+        facts["token_type_hint"] = hint
+        if not token:
+            raise OAuthError(400, "invalid_request", "Token not provided")
+        facts["presented"] = token_facts(token)
+        if hint is not None and hint not in ("access_token", "refresh_token"):
+            raise OAuthError(400, "unsupported_token_type", f"Unsupported token type: {hint}")
+        rec = self._find(token)
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        if rec is None or rec.token != token or rec.kind == "id" or rec.state(self.now()) != "active":
+            facts.update(outcome="ok_unknown_token", state=rec.state(self.now()) if rec else "unknown")
+            return Response(status_code=200, headers=headers)
+        if rec.client_id != client.client_id:
+            raise OAuthError(401, "unauthorized_client", "Unmatching clients")
+        now = self.now()
+        if rec.kind == "refresh":
+            revoked = 0
+            for t in self._tokens.values():
+                if t.sid == rec.sid and t.client_id == rec.client_id and t.revoked_at is None:
+                    t.revoked_at = now
+                    revoked += 1
+        else:
+            rec.revoked_at = now
+            revoked = 1
+        facts.update(outcome="ok", kind=rec.kind, sid=rec.sid, revoked=revoked)
+        return Response(status_code=200, headers=headers)
+
     def _h_userinfo(self, request: Any, body: bytes, facts: dict[str, Any]) -> Any:
         from starlette.responses import JSONResponse
 
@@ -1080,7 +1237,24 @@ class PscSimulator(HttpsSimulator):
         return _json(practitioner.userinfo())
 
     def _h_logout(self, request: Any, body: bytes, facts: dict[str, Any]) -> Any:
+        """Keycloak's logout endpoint (RP-initiated logout, OIDC RP-Initiated Logout 1.0), and its back-channel form.
+
+        * POST with ``refresh_token`` + client authentication (Keycloak's back-channel logout): 204.
+        * Front channel (GET or POST form), Keycloak >= 18 rules: ``id_token_hint`` must be an ID token signed by
+          this realm (expired ones are accepted); ``client_id``, when given with it, must be the token's ``azp``;
+          a ``client_id`` alone must be a registered client; ``post_logout_redirect_uri`` needs ``id_token_hint``
+          or ``client_id`` ("Missing parameters: id_token_hint") and must be allowed for that client ("Invalid
+          redirect uri"); each error is a 400 page, never a redirect. With ``id_token_hint`` the session it names
+          ends at once; without it Keycloak asks the user to confirm, and the simulated practitioner confirms at
+          once: the browser's SSO session (cookie) ends, if any. Then 302 to ``post_logout_redirect_uri`` (+
+          ``state``), or a "logged out" page. The legacy ``redirect_uri`` (Keycloak < 18, still on PSC's
+          ``/auth``-prefixed Keycloak) is accepted when allowed for a registered client.
+        """
         from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+        def page(outcome: str, message: str, status: int = 400) -> Any:
+            facts["outcome"] = outcome
+            return HTMLResponse(f"<!doctype html><title>Erreur</title><p>{message}</p>", status_code=status)
 
         params = _single_params(request.url.query)
         form = _parse_form(body) if request.method == "POST" else {}
@@ -1094,31 +1268,52 @@ class PscSimulator(HttpsSimulator):
             facts.update(outcome="ok", sid=rec.sid, revoked=self._end_session(rec.sid), mode="backchannel")
             return Response(status_code=204)
         params.update({k: v for k, v in form.items() if k != "client_secret"})
-        hint = params.get("id_token_hint")
-        facts["mode"] = "frontchannel"
-        if not hint:
-            facts["outcome"] = "missing_id_token_hint"
-            return HTMLResponse("<!doctype html><title>Erreur</title><p>id_token_hint manquant</p>", status_code=400)
-        try:
-            claims = self.verify(hint)
-        except JoseError:
-            facts["outcome"] = "invalid_id_token_hint"
-            return HTMLResponse("<!doctype html><title>Erreur</title><p>id_token_hint invalide</p>", status_code=400)
-        sid = claims.get("sid", "")
-        facts.update(sid=sid, revoked=self._end_session(sid))
+        hint, client_id = params.get("id_token_hint"), params.get("client_id")
         target = params.get("post_logout_redirect_uri")
-        client = self._clients.get(str(claims.get("aud")))
+        legacy = params.get("redirect_uri")
+        facts.update(mode="frontchannel", id_token_hint=bool(hint), client_id=client_id,
+                     post_logout_redirect_uri=target, legacy_redirect_uri=legacy)
+        claims: dict[str, Any] = {}
+        if hint:
+            try:
+                claims = self.verify(hint)
+            except JoseError:
+                return page("invalid_id_token_hint", "Paramètre invalide : id_token_hint")
+            if claims.get("typ") != "ID" or claims.get("iss") != self.issuer:
+                return page("invalid_id_token_hint", "Paramètre invalide : id_token_hint")
+            if client_id and client_id != claims.get("azp"):
+                return page("client_id_mismatch",
+                            "Le paramètre client_id diffère du client pour lequel l'ID token a été émis")
+        client = self._clients.get(client_id or str(claims.get("azp") or claims.get("aud") or ""))
+        if client_id and client is None:
+            return page("invalid_client_id", "Paramètre invalide : client_id")
         if target:
+            if not hint and not client_id:
+                return page("missing_id_token_hint", "Paramètre manquant : id_token_hint")
             if client is None or not client.redirect_allowed(target):
-                facts["outcome"] = "invalid_post_logout_redirect_uri"
-                return HTMLResponse("<!doctype html><title>Erreur</title><p>post_logout_redirect_uri invalide</p>",
-                                    status_code=400)
-            facts["outcome"] = "ok"
-            query = urlencode([("state", params["state"])]) if params.get("state") else ""
-            sep = "&" if urlsplit(target).query else "?"
-            return RedirectResponse(target + (sep + query if query else ""), status_code=302)
+                return page("invalid_post_logout_redirect_uri", "URI de redirection invalide")
+        elif legacy:
+            if not any(c.redirect_allowed(legacy) for c in self._clients.values()):
+                return page("invalid_redirect_uri", "URI de redirection invalide")
+            target = legacy
+        if hint:
+            sid = str(claims.get("sid") or "")
+            facts.update(sid=sid, confirmed="id_token_hint")
+        else:  # Keycloak shows "Voulez-vous vous déconnecter ?"; the simulated practitioner says yes
+            session = self._cookie_session(request)
+            sid = session.sid if session else ""
+            facts.update(sid=sid or None, confirmed="user")
+        facts["revoked"] = self._end_session(sid) if sid else 0
         facts["outcome"] = "ok"
-        return HTMLResponse("<!doctype html><title>Déconnexion</title><p>Vous êtes déconnecté.</p>")
+        if target:
+            query = urlencode([("state", params["state"])]) if params.get("state") and not legacy else ""
+            sep = "&" if urlsplit(target).query else "?"
+            response: Any = RedirectResponse(target + (sep + query if query else ""), status_code=302)
+        else:
+            response = HTMLResponse("<!doctype html><title>Déconnexion</title><p>Vous êtes déconnecté.</p>")
+        response.delete_cookie(SESSION_COOKIE, path="/", domain=_common_parent(self.fqdn, self.wallet_fqdn)
+                               if self.wallet_fqdn else None)
+        return response
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1162,6 +1357,53 @@ def _form_value(body: bytes, name: str) -> str | None:
     except ValueError:
         return None
     return values[0] if values else None
+
+
+_FORM_POST_CODE = re.compile(rb'(name="code" value=")[^"]*')
+
+
+def _host_only(value: str | None) -> str:
+    """The host of a ``Host`` header, lowercase, without its port."""
+    host = (value or "").strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def _common_parent(a: str, b: str) -> str | None:
+    """The longest parent domain shared by two host names (at least two labels), for a cookie's Domain."""
+    la, lb = a.lower().split(".")[::-1], b.lower().split(".")[::-1]
+    shared = []
+    for x, y in zip(la, lb):
+        if x != y:
+            break
+        shared.append(x)
+    if len(shared) < 2 or len(shared) >= min(len(la), len(lb)):
+        return None
+    return ".".join(reversed(shared))
+
+
+def _server_certificate(pki: Any, fqdn: str, wallet_fqdn: str) -> Any:
+    """Market-CA server certificate naming both the issuer's host and the authorization endpoint's host."""
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"), x509.NameAttribute(NameOID.LOCALITY_NAME, "Paris"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "DRIMCHECK PRO SANTE CONNECT TEST"),
+        x509.NameAttribute(NameOID.COMMON_NAME, fqdn),
+    ])
+    return pki.issue(f"market_ov:{fqdn}+{wallet_fqdn}", subject=subject, profile="market_ov", issuer="market_ca",
+                     san=[fqdn, wallet_fqdn])
+
+
+def _form_post_page(action: str, fields: list[tuple[str, str]]) -> str:
+    """OAuth 2.0 Form Post Response Mode: an HTML page that POSTs ``fields`` to ``action`` on load."""
+    from html import escape
+
+    inputs = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}"/>' for k, v in fields)
+    return ("<!doctype html><html><head><title>Submit This Form</title></head>"
+            '<body onload="javascript:document.forms[0].submit()">'
+            f'<form method="post" action="{escape(action)}">{inputs}'
+            '<noscript><p>JavaScript est désactivé : cliquez sur le bouton pour continuer.</p>'
+            '<input type="submit" value="Continuer"/></noscript></form></body></html>')
 
 
 def _single_params(query: str) -> dict[str, str]:

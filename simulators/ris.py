@@ -2,7 +2,9 @@
 
 One TCP connection per message (as many RIS do); the wait for the ACK is bounded in time (``timeout_s``,
 for the whole acknowledgement) and in size (``limits.MAX_MLLP_FRAME``: a DUT streaming bytes without an
-end of frame is cut off, the exchange recorded with an error). Nothing is
+end of frame is cut off, the exchange recorded with an error). An acknowledgement not framed as MLLP
+(no start block 0x0B, or bytes other than whitespace before it) is recorded with an error, as a real RIS's
+MLLP reader refuses it (docs/simulators.md). Nothing else is
 judged here: the exchange (bytes sent, bytes received, timings, transport error) is recorded as
 evidence and handed to the checks.
 """
@@ -21,6 +23,10 @@ SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 
 class FrameTooLarge(Exception):
     """The DUT sent more than MAX_MLLP_FRAME bytes without ending its frame (str(): French message)."""
+
+
+class MllpFrameError(Exception):
+    """The DUT's acknowledgement is not framed as MLLP says (str(): French message)."""
 
 
 @dataclass
@@ -78,13 +84,25 @@ class RisSimulator:
                     seen = max(0, len(buffer) - 1)  # the end marker may straddle two reads
                     buffer += chunk
                     end = buffer.find(EB + CR, seen)
+                    stray = buffer.find(EB, seen)
+                    if end < 0 and 0 <= stray < len(buffer) - 1:
+                        # MLLP: the end block 0x1C is followed by CR 0x0D; a real RIS's reader (HAPI) refuses
+                        # anything else at once instead of waiting for more
+                        raise MllpFrameError("trame MLLP non conforme : fin de bloc 0x1C suivie de "
+                                             f"0x{buffer[stray + 1]:02X} au lieu de 0x0D")
                     if end < 0 and len(buffer) > self.max_frame:
                         raise FrameTooLarge(too_large("acquittement MLLP trop volumineux", self.max_frame)
                                             + " sans fin de trame (0x1C 0x0D)")
                 frame = bytes(buffer[:end])
-                ex.ack = frame[frame.find(SB) + 1:] if SB in frame else frame
+                start = frame.find(SB)
+                ex.ack = frame[start + 1:] if start >= 0 else frame
                 ex.acked_at = time.monotonic()
-        except FrameTooLarge as exc:
+                if start < 0 or frame[:start].strip(b" \t\r\n"):
+                    # MLLP Release 2: <SB> message <EB><CR>. A real RIS's reader (HAPI MinLLPReader) skips
+                    # whitespace before the start block and refuses anything else: so does this one.
+                    ex.error = ("trame MLLP non conforme : acquittement sans caractère de début de bloc 0x0B"
+                                if start < 0 else f"trame MLLP non conforme : {start} octet(s) avant le début de bloc 0x0B")
+        except (FrameTooLarge, MllpFrameError) as exc:
             ex.error = str(exc)
         except TimeoutError as exc:
             ex.error = str(exc) if "acquittement" in str(exc) else f"connexion impossible en {self.timeout_s:g} s"

@@ -1,7 +1,8 @@
 """ANS whitelist endpoint simulator: serves one whitelist vector over HTTPS, switchable per scenario.
 
 It stands for the raw GitHub file of `ansforge/DRIM-M_liste-blanche` (a market certificate, plain
-GET). CRLs and CA certificates are published in plain HTTP by the IGC-Santé simulator
+GET) and answers as raw.githubusercontent.com does: ``text/plain; charset=utf-8``, ``max-age=300``, a
+strong ETag with 304 to a matching ``If-None-Match``, gzip when the client accepts it (docs/simulators.md). CRLs and CA certificates are published in plain HTTP by the IGC-Santé simulator
 (simulators/igc.py), which also serves as the out-of-band canary of the XXE vector: a DUT whose XML
 parser loads external entities makes a request there.
 
@@ -12,6 +13,8 @@ run's PKI and cached, so each is signed once per run. Every request is recorded;
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import secrets
 import threading
 import time
@@ -359,9 +362,23 @@ class WhitelistEndpoint:
             entry.complete = True
             return
         body = self.vectors.get(vector.id)
+        request_headers = _headers(scope)
+        etag = b'"' + hashlib.sha1(body).hexdigest().encode() + b'"'
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"max-age=300"),
+                   (b"etag", etag), (b"vary", b"Authorization,Accept-Encoding,Origin")]
+        if vector.mode == "full" and _etag_matches(request_headers.get("if-none-match", ""), etag):
+            # as raw.githubusercontent.com: the list did not change since the client's copy (RFC 9110 §13.1.2)
+            entry.status, entry.complete = 304, True
+            entry.extra["conditional"] = True
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if vector.mode == "full" and _accepts_gzip(request_headers.get("accept-encoding", "")):
+            body = gzip.compress(body, mtime=0)  # as raw.githubusercontent.com when the client asks for it
+            headers.append((b"content-encoding", b"gzip"))
+            entry.extra["content_encoding"] = "gzip"
+        headers.append((b"content-length", str(len(body)).encode()))
         entry.status = 200
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-                   (b"cache-control", b"max-age=300")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if vector.mode == "truncated":
             part = wl.truncate(body)
@@ -402,6 +419,36 @@ class WhitelistEndpoint:
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    """Request headers (lower-case names; repeated ones joined), at most MAX_HEADERS of them."""
+    from drimcheck.limits import MAX_HEADERS
+
+    out: dict[str, str] = {}
+    for k, v in (scope.get("headers") or [])[:MAX_HEADERS]:
+        key = k.decode("latin-1").lower()
+        out[key] = f"{out[key]}, {v.decode('latin-1')}" if key in out else v.decode("latin-1")
+    return out
+
+
+def _etag_matches(header: str, etag: bytes) -> bool:
+    """If-None-Match (RFC 9110 §13.1.2, weak comparison): ``*`` or one of the listed tags."""
+    tags = [t.strip() for t in header.split(",") if t.strip()]
+    return "*" in tags or etag.decode() in [t.removeprefix("W/") for t in tags]
+
+
+def _accepts_gzip(header: str) -> bool:
+    """Accept-Encoding (RFC 9110 §12.5.3) lists gzip (or ``*``) with a non-zero q."""
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip", "*"):
+            q = params.strip().lower()
+            try:
+                return not q.startswith("q=") or float(q[2:]) > 0
+            except ValueError:
+                return False
+    return False
 
 
 def new_canary_url(base: str) -> str:

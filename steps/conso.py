@@ -261,7 +261,8 @@ def forged_refused(forged_return, judge):
 def login_with_state_and_nonce(campaign, judge):
     state = _unified(campaign)
     psc = campaign.simulator("psc")
-    requests = [r for r in psc.requests_for("auth") if r["seq"] > state.opened.marks.psc]
+    requests = [r for r in psc.requests if r["seq"] > state.opened.marks.psc and (r.get("endpoint") == "auth" or (
+        r.get("facts") or {}).get("outcome") == "authorization_endpoint_elsewhere")]
     judge(checks.login_requested(requests, psc.dut_client_id))
 
 
@@ -541,11 +542,45 @@ def request_with_case(campaign, access, access_peer, case):
     elif case == "sans en-tête KOS-SOPInstanceUID":
         headers = {"KOS-SOPInstanceUID": None}
     elif case == "avec un en-tête Accept mal formé":
-        headers = {"Accept": 'multipart/related; type="application/dicom"'}  # no transfer-syntax, q, boundary
+        # syntactically broken (RFC 9110 §5.6.6: a parameter is name=value); `multipart/related;
+        # type="application/dicom"` alone is valid under DICOM PS3.18 §8.7 and must not be expected to be refused
+        headers = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax'}
     else:
         token = _token_case(campaign, access, case)
         headers = {"Authorization": f"Bearer {token}" if token else None}
     return case, _get(campaign, access, access_peer, study, label=f"requete-{case}", headers=headers)
+
+
+#: WADO-02 cases: the Accept sent. The first three in the ANS sample's shape (q, boundary: even a Source
+#: derived from the ANS PoC can read them), the last two as dicomweb-client sends them (PS3.18 §8.7.3).
+WADO_TS_CASES = {
+    "seulement JPEG Lossless SV1 (1.2.840.10008.1.2.4.70)":
+        'multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.4.70;q=0.9;boundary=**',
+    "seulement JPEG-LS Lossless (1.2.840.10008.1.2.4.80)":
+        'multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.4.80;q=0.9;boundary=**',
+    "seulement Explicit VR Little Endian (1.2.840.10008.1.2.1)":
+        'multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;q=0.9;boundary=**',
+    "sans syntaxe de transfert, comme un client DICOMweb standard": 'multipart/related; type="application/dicom"',
+    "toute syntaxe (transfer-syntax=*), comme un client DICOMweb standard":
+        'multipart/related; type="application/dicom"; transfer-syntax=*',
+}
+
+
+@when(parsers.parse("la DRIMbox pair listée demande une série en acceptant {syntaxes}"), target_fixture="ts_request")
+def request_with_syntaxes(campaign, access, access_peer, syntaxes):
+    accept = WADO_TS_CASES.get(syntaxes)
+    if accept is None:
+        raise HarnessError(f"cas de syntaxe de transfert inconnu : « {syntaxes} »")
+    ex = _get(campaign, access, access_peer, access.studies["test"], label=f"syntaxe-{syntaxes[:40]}",
+              headers={"Accept": accept})
+    return f"acceptant {syntaxes}", accept, ex
+
+
+@then("la DRIMbox sert la série dans une syntaxe acceptée qu'elle déclare, ou répond HTTP 406 si aucune n'est "
+      "disponible")
+def serves_accepted_syntax(access, ts_request, judge):
+    case, accept, ex = ts_request
+    judge(checks.transfer_syntax_honoured(ex, case, accept, access.control))
 
 
 @given("une instance référencée par le KOS de la seconde étude a disparu du PACS")

@@ -48,12 +48,22 @@ def test_junit_has_one_testcase_per_scenario_with_requirement_properties(run_dir
     assert len(cases) == len(data["scenarios"]) and suite.get("failures") == "0"
     reqs = {p.get("value") for c in cases for p in c.iter("property") if p.get("name") == "requirement"}
     assert {"HLT-01", "HLT-02", "CRT-01", "CLR-01"} <= reqs
+    for case, scenario in zip(cases, data["scenarios"]):  # IDs where GitLab and Jenkins show them
+        assert case.get("name") == f"{', '.join(scenario['requirements'])} — {scenario['name']}"
+        assert case.get("classname").startswith("drimcheck.")
+    attached = [line[len("[[ATTACHMENT|"):-2] for c in cases for line in (c.findtext("system-out") or "").splitlines()
+                if line.startswith("[[ATTACHMENT|")]
+    assert attached and all((run_dir / a).is_file() for a in attached)  # relative to junit.xml
 
 
 def test_html_report_is_french_and_self_contained(run_dir):
     html = (run_dir / "report.html").read_text()
     assert 'lang="fr"' in html and "Matrice des exigences" in html and "CONFORME" in html
     assert "<script src" not in html and "<link" not in html
+    assert html.index("Aucun échec") < html.index("Matrice des exigences")
+    assert "passed" not in html and "Étant Donné" not in html and "<th>PACS PACS-" not in html and ">Santé<" not in html
+    assert '<details class="ev" id="ev-1">' in html and "GET https://" in html  # evidence embedded, readable
+    assert len(html) < 8 * 1024 * 1024
 
 
 def test_no_private_key_or_secret_lands_in_the_run_directory(run_dir):

@@ -45,11 +45,14 @@ def test_inferred_requirement_fail_becomes_warn_unless_strict():
     assert cat.apply_strength(Finding(required, Verdict.FAIL, "x"), strict=False).verdict is Verdict.FAIL
 
 
+SRC = "sources=[{ doc='rfc5280', section='§6.3' }]\n"
+
+
 @pytest.mark.parametrize("text, message", [
     ("catalogue_version = '1'\n", "empty"),
     ("[[requirement]]\nid='X'\n", "catalogue_version"),
-    ("catalogue_version='1'\n[[requirement]]\nid='X'\ntitle='t'\nsource='s'\nstrength='maybe'\nactor='both'\narea='a'\n", "strength"),
-    ("catalogue_version='1'\n" + "[[requirement]]\nid='X'\ntitle='t'\nsource='s'\nstrength='required'\nactor='both'\narea='a'\n" * 2, "twice"),
+    ("catalogue_version='1'\n[[requirement]]\nid='X'\ntitle='t'\n" + SRC + "strength='maybe'\nactor='both'\narea='a'\n", "strength"),
+    ("catalogue_version='1'\n" + ("[[requirement]]\nid='X'\ntitle='t'\n" + SRC + "strength='required'\nactor='both'\narea='a'\n") * 2, "twice"),
 ])
 def test_malformed_catalogue_is_refused(text, message):
     with pytest.raises(CatalogueError, match=message):

@@ -63,10 +63,13 @@ def test_ins_traits_are_the_ten_strict_ones() -> None:
 def test_accept_rules_of_the_source() -> None:
     assert accept_problem(conso_wado.ANS_ACCEPT) is None
     assert accept_problem('multipart/related; type="application/dicom";transfer-syntax=*;q=1;boundary=**') is None
-    for bad in (None, "", "*/*", 'multipart/related; type="application/dicom"; q=0.5; boundary=x',
-                'multipart/related; type="application/dicom"; transfer-syntax=1.2; q=2; boundary=x',
-                'multipart/related; type="application/dicom"; transfer-syntax=1.2; q=0.9',
-                'multipart/related; transfer-syntax=abc; q=0.9; boundary=x'):
+    # DICOM PS3.18 §8.7: q, boundary and transfer-syntax are optional; only a broken header is refused
+    for good in (None, "", "*/*", 'multipart/related; type="application/dicom"; q=0.5; boundary=x',
+                 'multipart/related; type="application/dicom"; transfer-syntax=1.2; q=0.9'):
+        assert accept_problem(good) is None, good
+    for bad in ('multipart/related; type="application/dicom"; transfer-syntax=1.2; q=2; boundary=x',
+                'multipart/related; transfer-syntax=abc; q=0.9; boundary=x', 'multipart/related; type="application',
+                'multipart/related; type="application/dicom"; transfer-syntax', "dicom"):
         assert accept_problem(bad), bad
 
 

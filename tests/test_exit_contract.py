@@ -54,7 +54,7 @@ def assert_contract(code: int, err: str, allowed: set[int]) -> None:
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err and len(lines) <= 1, err
     if code == 2:
-        assert len(lines) == 1 and lines[0].startswith("drimcheck: error: "), err
+        assert len(lines) == 1 and lines[0].startswith("drimcheck : erreur : "), err
 
 
 # ------------------------------------------------------------------------------------------- TOML writer
@@ -333,10 +333,10 @@ def test_unexpected_exception_is_one_line_exit_3_with_traceback_on_demand(monkey
 
     monkeypatch.setattr(drimcheck.coverage, "coverage_rows", boom)
     code, _, err = run_main("requirements")
-    assert code == 3 and err.strip() == "drimcheck: erreur interne : RuntimeError: boom"
+    assert code == 3 and err.strip() == "drimcheck : erreur interne : RuntimeError: boom"
     monkeypatch.setenv("DRIMCHECK_DEBUG", "1")
     code, _, err = run_main("requirements")
-    assert code == 3 and "Traceback" in err and err.strip().endswith("drimcheck: erreur interne : RuntimeError: boom")
+    assert code == 3 and "Traceback" in err and err.strip().endswith("drimcheck : erreur interne : RuntimeError: boom")
 
 
 def test_help_and_version_return_instead_of_raising():

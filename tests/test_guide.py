@@ -238,6 +238,9 @@ def test_every_repository_path_cited_exists():
 # --------------------------------------------------------------------------- quoted error lines
 
 
+BARE_PREFIXES = {"drimcheck : erreur :", "drimcheck : erreur interne :"}
+
+
 def _template(node: ast.AST) -> tuple[re.Pattern[str], int] | None:
     """A regex for an f-string or a str constant with {placeholders}, and its count of literal characters."""
     if isinstance(node, ast.JoinedStr):
@@ -257,7 +260,9 @@ def _template(node: ast.AST) -> tuple[re.Pattern[str], int] | None:
         return None
     if literal < MIN_LITERAL or "".join(texts).count(" ") < MIN_SPACES:  # a message, not an identifier
         return None
-    if len(parts) == 2 and parts[1] == "(.+?)":  # a bare prefix such as "drimcheck: error: {exc}" vouches for nothing
+    if len(parts) == 2 and parts[1] == "(.+?)":  # a bare prefix such as "drimcheck : erreur : {exc}" vouches for nothing
+        return None
+    if "".join(texts).strip() in BARE_PREFIXES:  # the prefix constants themselves (cli.ERROR_PREFIX...)
         return None
     try:
         return re.compile("".join(parts), re.S), literal
@@ -313,7 +318,7 @@ def test_pending_messages_are_quoted_in_the_guide():
 
 def test_a_made_up_error_line_is_not_accepted(templates):
     """The matching is not vacuous: an invented message matches no template."""
-    invented = ("drimcheck: error: banc/sut.toml : [hooks] before_campaign : la DRIMbox db1.349.mesimagesmedicales.fr "
+    invented = ("drimcheck : erreur : banc/sut.toml : [hooks] before_campaign : la DRIMbox db1.349.mesimagesmedicales.fr "
                 "refuse refresh_whitelist, borne normative")
     assert not any(t.search(invented) for t in templates)
 

@@ -140,8 +140,9 @@ def test_ack_round_trip(report) -> None:
 class _MllpPeer:
     """A tiny MLLP server: answers each frame with `reply(text)` (None = stay silent)."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, start: bytes = b"\x0b", end: bytes = b"\x1c\x0d"):
         self.reply = reply
+        self.start, self.end = start, end  # what frames the answer (MLLP's blocks, or a defect)
         self.received: list[str] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -169,7 +170,9 @@ class _MllpPeer:
                 if answer is None:  # stay silent, connection open, until the test is done (not a timed sleep)
                     self._closed.wait(30)
                     continue
-                conn.sendall(b"\x0b" + answer + b"\x1c\x0d")
+                conn.sendall(self.start + answer + self.end)
+                if self.end != b"\x1c\x0d":  # a defective end: keep the line open, the client must not wait for more
+                    self._closed.wait(30)
 
     def close(self):
         self._closed.set()
@@ -201,3 +204,31 @@ def test_ris_bounded_wait_and_refused_connection(report) -> None:
         peer.close()
     ex = RisSimulator("127.0.0.1", peer.port, timeout_s=0.5).send(messages.oru_r01(report))
     assert ex.ack is None and ex.error
+
+
+@pytest.mark.parametrize("start, ok", [(b"\x0b", True), (b"\r\n\x0b", True), (b"", False), (b"ACK\x0b", False)])
+def test_ris_refuses_an_ack_frame_without_start_block(report, start, ok) -> None:
+    """HL7 v2 MLLP (Release 2): a frame is <SB=0x0B> message <EB=0x1C><CR>. A real RIS's MLLP reader (HAPI's
+    MinLLPReader) skips whitespace before the start block and refuses anything else; the simulator used to take
+    an ACK without its start block."""
+    peer = _MllpPeer(lambda text: source_hl7.ack(source_hl7.Message(text), "AA"), start=start)
+    try:
+        ex = RisSimulator("127.0.0.1", peer.port, timeout_s=5).send(messages.oru_r01(report))
+    finally:
+        peer.close()
+    assert ex.ack is not None and ex.ack.startswith(b"MSH|")  # recorded either way
+    if ok:
+        assert ex.error is None and read_ack(ex.ack).code == "AA"
+    else:
+        assert ex.error and "0x0B" in ex.error
+
+
+def test_ris_refuses_an_end_block_without_carriage_return(report) -> None:
+    """MLLP: <EB=0x1C> is followed by <CR=0x0D>. The simulator used to wait for it until its deadline and report
+    « aucun acquittement » ; a real RIS's reader refuses the frame at once."""
+    peer = _MllpPeer(lambda text: source_hl7.ack(source_hl7.Message(text), "AA"), end=b"\x1c\x0a")
+    try:
+        ex = RisSimulator("127.0.0.1", peer.port, timeout_s=20).send(messages.oru_r01(report))
+    finally:
+        peer.close()
+    assert ex.ack is None and "0x1C suivie de 0x0A" in ex.error

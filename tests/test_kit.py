@@ -117,7 +117,7 @@ def test_dut_settings_give_every_url_host_and_secret_of_the_campaign(made):
     assert sims["proxy"]["routes"]["psc"].startswith("https://")
     assert [p["whitelisted"] for p in sims["peers"]["peers"]] == [True, False]
     # every host name the URLs use is in the hosts map, with the address the simulator listens on
-    for fqdn in (sims["dmp"]["fqdn"], sims["psc"]["fqdn"], sims["proxy"]["fqdn"],
+    for fqdn in (sims["dmp"]["fqdn"], sims["psc"]["fqdn"], sims["psc"]["wallet_fqdn"], sims["proxy"]["fqdn"],
                  *(p["fqdn"] for p in sims["peers"]["peers"])):
         assert fqdn in doc["hosts"], fqdn
         assert re.search(rf"^{re.escape(doc['hosts'][fqdn]['address'])}\t{re.escape(fqdn)}\t",

@@ -197,22 +197,47 @@ def test_unsupported_only_is_406_without_asking_the_pacs(peer, study, conso, tok
 # ----------------------------------------------------------------------------------------- 400
 
 
-def test_absent_accept_is_400(peer, study, conso, token) -> None:
+def test_absent_accept_is_served_as_explicit_vr_little_endian(peer, study, conso, token) -> None:
+    # RFC 9110 §12.5.1: no Accept means */*; PS3.18 §8.7.3: the default DICOM syntax is Explicit VR LE
     request = conso.build_request("GET", series_url(peer, study), headers={
         "Authorization": f"Bearer {token}", "KOS-SOPInstanceUID": peer.kos_ref.sop_uid})
-    del request.headers["accept"]  # httpx would send */* (which is 400 too: no transfer-syntax)
+    del request.headers["accept"]
     resp = conso.send(request)
-    assert resp.status_code == 400 and b"missing Accept header" in resp.content
-    assert peer.requests[-1]["accept"] is None and peer.requests[-1]["reason"] == "bad_accept"
+    assert resp.status_code == 200 and f"transfer-syntax={EXPLICIT_VR_LE}" in resp.headers["content-type"]
+    assert peer.requests[-1]["accept"] is None and peer.requests[-1]["transfer_syntax"] == EXPLICIT_VR_LE
+
+
+@pytest.mark.parametrize("accept, ts", [
+    # what standard DICOMweb clients send (PS3.18 §8.7.3): no q, no boundary, default or wildcard syntax
+    ('multipart/related; type="application/dicom"', EXPLICIT_VR_LE),
+    (f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_LOSSLESS}', JPEG_LOSSLESS),
+    ('multipart/related; type="application/dicom"; transfer-syntax=*', EXPLICIT_VR_LE),
+    (f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_BASELINE}, '
+     f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_LS}', JPEG_LS),
+    ("*/*", EXPLICIT_VR_LE),
+    (f'multipart/related; type="application/dicom";transfer-syntax={JPEG_LOSSLESS};boundary=**', JPEG_LOSSLESS),
+    (f'multipart/related; type="application/dicom";transfer-syntax={JPEG_LOSSLESS};q=0.9', JPEG_LOSSLESS),
+])
+def test_every_ps318_accept_is_served(peer, study, conso, token, accept, ts) -> None:
+    result = fetch(conso, series_url(peer, study), token=token, kos=peer.kos_ref.sop_uid, accept=accept)
+    assert result.status == 200 and result.media_params["transfer-syntax"] == ts
+    assert len(read_parts(result, ts)) == 3
+
+
+@pytest.mark.parametrize("accept", ["application/json", "", 'multipart/related; type="application/dicom+json"',
+                                    f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_VR_LE};q=0'])
+def test_nothing_acceptable_is_406(peer, study, conso, token, accept) -> None:
+    result = fetch(conso, series_url(peer, study), token=token, kos=peer.kos_ref.sop_uid, accept=accept)
+    assert result.status == 406 and result.part_count == 0
+    assert peer.requests[-1]["reason"] == "not_acceptable"
 
 
 @pytest.mark.parametrize("accept, reason", [
-    ("*/*", "transfer-syntax missing"),
-    ('multipart/related; type="application/dicom";q=0.9;boundary=**', "transfer-syntax missing"),
-    (f'multipart/related; type="application/dicom";transfer-syntax={JPEG_LOSSLESS};boundary=**', "q missing"),
-    (f'multipart/related; type="application/dicom";transfer-syntax={JPEG_LOSSLESS};q=0.9', "boundary missing"),
     (f'multipart/related; type="application/dicom";transfer-syntax={JPEG_LOSSLESS};q=high;boundary=**', "invalid q"),
     ("multipart/related; type=\"application/dicom", "unterminated"),
+    ('multipart/related; type="application/dicom"; transfer-syntax', "malformed parameter"),
+    ('multipart/related; type="application/dicom"; transfer-syntax=jpeg', "invalid transfer-syntax"),
+    ("dicom", "not a media range"),
 ])
 def test_malformed_accept_is_400(peer, study, conso, token, accept, reason) -> None:
     result = fetch(conso, series_url(peer, study), token=token, kos=peer.kos_ref.sop_uid, accept=accept)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fixtures.pki import NEGATIVE_KINDS, Issued, TestPKI, trust_context
@@ -504,3 +505,20 @@ def test_loaded_cas_and_leaves_are_reused_and_new_leaves_do_not_outlive_them(tmp
         TestPKI(tmp_path / "other").load("igc_root", maker.igc_org.cert_path, maker.igc_org.key_path)
     with pytest.raises(ValueError):  # an intermediate before its root
         TestPKI(tmp_path / "other2").load("igc_org", maker.igc_org.cert_path, maker.igc_org.key_path)
+
+
+def test_reused_directory_with_kit_cas_loaded_gets_bundles_of_the_loaded_cas(tmp_path: Path) -> None:
+    """Issue 15 item 6, the `[pki] kit` path: a run folder first used by a throwaway PKI, then by a run that loads
+    a kit's CAs, holds the kit's CAs in every bundle (never the throwaway's), and chains validate against them."""
+    kit = TestPKI(tmp_path / "kit")
+    throwaway = TestPKI(tmp_path / "run")
+    stale = {"market": throwaway.market_trust_pem.read_bytes(), "igc": throwaway.igc_trust_pem.read_bytes()}
+    run = TestPKI(tmp_path / "run")
+    for name in ("igc_root", "igc_org", "market_ca"):
+        ca = kit._ca(name)
+        run.load(name, ca.cert_path, ca.key_path)
+    assert run.market_trust_pem.read_bytes() == kit.market_ca.cert.public_bytes(Encoding.PEM) != stale["market"]
+    assert run.igc_trust_pem.read_bytes() == kit.igc_root.cert.public_bytes(Encoding.PEM) != stale["igc"]
+    fqdn = "vi1.349.mesimagesmedicales.fr"
+    outcome = handshake(run.market_ov(fqdn).server_context(), trust_context([run.market_trust_pem]), fqdn)
+    assert outcome.ok, (outcome.client_error, outcome.server_error)

@@ -267,3 +267,16 @@ def test_start_for_campaign_wires_the_psc_route(pki, psc) -> None:
     finally:
         sim.stop()
         campaign_psc.stop()
+
+
+def test_dut_settings_offer_psc_revocation_through_the_proxy(proxy, psc, dut) -> None:
+    """PSC (Keycloak) serves RFC 7009 revocation; the proxy relays it and tells the DUT where (issue 15)."""
+    settings = proxy.dut_settings()["psc"]
+    assert settings["revocation_endpoint"] == proxy.url_for("psc", OIDC_PATH + "/revoke")
+    token = psc.issue_token(client_id="app").access_token
+    introspect = settings["introspection_endpoint"]
+    assert dut.post(introspect, data={"token": token, "client_id": "app"}).json()["active"] is True
+    resp = dut.post(settings["revocation_endpoint"], data={"token": token, "token_type_hint": "access_token",
+                                                           "client_id": "app"})
+    assert resp.status_code == 200 and proxy.requests[-1]["upstream_url"] == psc.endpoint("revoke")
+    assert dut.post(introspect, data={"token": token, "client_id": "app"}).json() == {"active": False}

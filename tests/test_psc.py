@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -74,7 +75,8 @@ def test_discovery_is_keycloak_shaped_at_the_real_psc_paths(psc, http) -> None:
     assert psc.issuer == f"https://auth.psc.drimcheck.test:{psc.port}/auth/realms/esante-wallet"
     assert doc["issuer"] == psc.issuer
     base = psc.issuer + "/protocol/openid-connect"
-    assert doc["authorization_endpoint"] == base + "/auth" and doc["token_endpoint"] == base + "/token"
+    assert doc["authorization_endpoint"] == f"https://wallet.psc.drimcheck.test:{psc.port}/auth"
+    assert doc["token_endpoint"] == base + "/token"
     assert doc["introspection_endpoint"] == base + "/token/introspect"
     assert doc["userinfo_endpoint"] == base + "/userinfo" and doc["end_session_endpoint"] == base + "/logout"
     assert doc["jwks_uri"] == base + "/certs"
@@ -348,7 +350,7 @@ def test_logout_revokes_the_session_backchannel_and_frontchannel(psc, http) -> N
                                                     "post_logout_redirect_uri": back, "state": "bye"})
     assert resp.status_code == 302 and resp.headers["location"] == back + "?state=bye"
     assert introspect(http, psc, tokens["access_token"]) == {"active": False}
-    assert http.get(psc.endpoint("logout")).status_code == 400
+    assert http.get(psc.endpoint("logout")).status_code == 200  # Keycloak: confirmation page (confirmed at once)
     evil = http.get(psc.endpoint("logout"), params={"id_token_hint": code_flow(http, psc, secret(psc))["id_token"],
                                                     "post_logout_redirect_uri": "https://evil.example/"})
     assert evil.status_code == 400
@@ -431,7 +433,7 @@ def test_records_are_evidence_friendly_without_secrets(psc, http, mtls) -> None:
         assert value not in dump
     auth, token_req, intro_basic, intro_mtls = psc.requests
     assert auth["endpoint"] == "auth" and "code=[REDACTED]" in dict(auth["response"]["headers"])["location"]
-    assert auth["tls"]["sni"] == psc.fqdn and auth["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
+    assert auth["tls"]["sni"] == psc.wallet_fqdn and auth["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
     assert dict(token_req["request"]["headers"])["authorization"] == "Basic [REDACTED]"
     assert token_req["facts"]["issued"][0]["fingerprint"] == jose.fingerprint(tokens["access_token"])
     assert intro_basic["facts"]["presented"]["claims"]["jti"] == psc.verify(tokens["access_token"])["jti"]
@@ -458,7 +460,10 @@ def test_start_for_campaign_registers_the_dut_client(pki) -> None:
         settings = sim.dut_settings()
         assert settings["client_id"] == "drimbox-dut" and settings["client_secret"]
         assert settings["issuer"] == sim.issuer and settings["ca_file"] == str(pki.market_trust_pem)
-        assert sim.hosts() == {"auth.psc.drimcheck.test": str(runtime.simulator_address("psc"))}
+        assert sim.hosts() == {"auth.psc.drimcheck.test": str(runtime.simulator_address("psc")),
+                               "wallet.psc.drimcheck.test": str(runtime.simulator_address("psc"))}
+        assert settings["authorization_endpoint"].startswith("https://wallet.psc.drimcheck.test:")
+        assert settings["revocation_endpoint"] == sim.issuer + "/protocol/openid-connect/revoke"
         dut = sim.client("drimbox-dut")
         assert dut.redirect_allowed("https://vi1.349.mesimagesmedicales.fr/api/auth/redirect")
         assert dut.redirect_allowed("http://127.0.0.1:18080/api/conso/auth/redirect")
@@ -468,3 +473,254 @@ def test_start_for_campaign_registers_the_dut_client(pki) -> None:
             assert h.get(settings["discovery_url"]).json()["issuer"] == settings["issuer"]
     finally:
         sim.stop()
+
+
+# ----------------------------------------------------------------------------------------- issue 15: as the real PSC
+
+
+def test_discovery_is_modelled_on_the_published_psc_metadata(psc, http) -> None:
+    """Real PSC: issuer on auth.*, authorization endpoint on wallet.*/auth; query, fragment and form_post;
+    the claims and scopes of the published sandbox document; Keycloak's RFC 7009 endpoint."""
+    doc = http.get(psc.discovery_url).json()
+    assert doc["authorization_endpoint"] == f"https://wallet.psc.drimcheck.test:{psc.port}/auth"
+    assert doc["issuer"].startswith(f"https://auth.psc.drimcheck.test:{psc.port}/")
+    assert doc["response_modes_supported"] == ["query", "fragment", "form_post"]
+    assert doc["claims_supported"] == ["aud", "sub", "iss", "auth_time", "name", "given_name", "family_name",
+                                       "preferred_username", "email", "acr"]
+    assert {"openid", "scope_all"} <= set(doc["scopes_supported"]) and doc["acr_values_supported"] == ["eidas1"]
+    assert doc["revocation_endpoint"] == psc.issuer + "/protocol/openid-connect/revoke"
+    assert "tls_client_auth" in doc["revocation_endpoint_auth_methods_supported"]
+    assert doc["code_challenge_methods_supported"] == ["plain", "S256"]
+
+
+def test_authorization_endpoint_is_served_on_its_own_host_only(psc, http) -> None:
+    """A client that builds issuer-relative URLs instead of reading the discovery document gets a 404, as live."""
+    psc.clear_requests()
+    params = {"client_id": "app", "redirect_uri": APP_REDIRECT, "response_type": "code", "scope": "openid scope_all",
+              "state": "s", "nonce": "n"}
+    issuer_relative = http.get(psc.issuer + "/protocol/openid-connect/auth", params=params)
+    assert issuer_relative.status_code == 404
+    wallet = psc.wallet_base_url
+    assert http.get(psc.base_url + "/auth", params=params).status_code == 404  # /auth on the issuer's host
+    assert http.post(wallet + "/auth/realms/esante-wallet/protocol/openid-connect/token",
+                     data={"grant_type": "authorization_code"}).status_code == 404  # token endpoint on the wallet host
+    first = psc.requests[0]
+    assert first["endpoint"] == "misdirected" and first["facts"]["outcome"] == "authorization_endpoint_elsewhere"
+    assert first["facts"]["authorization_endpoint"] == psc.endpoint("auth")
+    assert [r["endpoint"] for r in psc.requests] == ["misdirected"] * 3
+    assert psc.requests_for("auth") == [] and psc.tokens() is not None
+    assert login(http, psc)["code"]  # the discovery's URL works
+
+
+def test_revocation_endpoint_rfc7009(psc, http, mtls) -> None:
+    url = psc.endpoint("revoke")
+    # an access token: that one only
+    tokens = code_flow(http, psc, secret(psc))
+    resp = http.post(url, auth=("app", secret(psc)), data={"token": tokens["access_token"],
+                                                            "token_type_hint": "access_token"})
+    assert resp.status_code == 200 and resp.content == b""
+    assert introspect(http, psc, tokens["access_token"]) == {"active": False}
+    assert http.get(psc.endpoint("userinfo"), headers={"Authorization": f"Bearer {tokens['access_token']}"}
+                    ).status_code == 401
+    assert introspect(http, psc, tokens["refresh_token"])["active"] is True
+    # a refresh token: every token of that grant (RFC 7009 §2.1), refresh refused afterwards
+    resp = http.post(url, data={"token": tokens["refresh_token"], "client_id": "app", "client_secret": secret(psc)})
+    assert resp.status_code == 200
+    assert introspect(http, psc, tokens["refresh_token"]) == {"active": False}
+    again = http.post(psc.endpoint("token"), auth=("app", secret(psc)),
+                      data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    # unknown, garbage or already revoked tokens: 200 (RFC 7009 §2.2)
+    for token in ("not-a-token", tokens["access_token"], psc.issue_token(client_id="app").id_token):
+        assert http.post(url, auth=("app", secret(psc)), data={"token": token}).status_code == 200
+    # client authentication as at the token endpoint, mTLS included (RFC 8705)
+    fresh = code_flow(http, psc, secret(psc))
+    assert http.post(url, data={"token": fresh["access_token"]}).status_code == 401
+    bad = http.post(url, auth=("app", "wrong"), data={"token": fresh["access_token"]})
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+    other = psc.issue_token(client_id="drimcheck")
+    theirs = http.post(url, auth=("app", secret(psc)), data={"token": other.access_token})
+    assert theirs.status_code == 401 and theirs.json()["error"] == "unauthorized_client"
+    assert psc.introspect(other.access_token)["active"] is True
+    missing = http.post(url, auth=("app", secret(psc)), data={})
+    assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+    hint = http.post(url, auth=("app", secret(psc)), data={"token": fresh["access_token"], "token_type_hint": "x"})
+    assert hint.status_code == 400 and hint.json()["error"] == "unsupported_token_type"
+    assert mtls.post(url, data={"token": fresh["access_token"], "client_id": "app"}).status_code == 200
+    assert introspect(http, psc, fresh["access_token"]) == {"active": False}
+    entry = psc.requests_for("revoke")[-1]
+    assert entry["facts"]["client_auth"]["method"] == "tls_client_auth" and entry["facts"]["revoked"] == 1
+    assert fresh["access_token"] not in json.dumps(psc.requests_for("revoke"))
+
+
+def _session_cookie(resp) -> str:
+    cookie = resp.headers["set-cookie"]
+    assert "Domain=psc.drimcheck.test" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    return cookie.split(";")[0]
+
+
+def test_logout_keycloak_variants(psc, http) -> None:
+    url, back = psc.endpoint("logout"), "https://vi1.349.mesimagesmedicales.fr/api/logged-out"
+    # client_id + post_logout_redirect_uri, no id_token_hint: the browser's SSO session ends
+    params = {"client_id": "app", "redirect_uri": APP_REDIRECT, "response_type": "code", "scope": "openid scope_all",
+              "state": "s", "nonce": "n"}
+    auth = http.get(psc.endpoint("auth"), params=params)
+    cookie = _session_cookie(auth)
+    code = parse_qs(urlsplit(auth.headers["location"]).query)["code"][0]
+    tokens = http.post(psc.endpoint("token"), auth=("app", secret(psc)), data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": APP_REDIRECT}).json()
+    resp = http.get(url, params={"client_id": "app", "post_logout_redirect_uri": back, "state": "bye"},
+                    headers={"Cookie": cookie})
+    assert resp.status_code == 302 and resp.headers["location"] == back + "?state=bye"
+    assert introspect(http, psc, tokens["access_token"]) == {"active": False}
+    assert psc.requests_for("logout")[-1]["facts"]["confirmed"] == "user"
+    # the checks Keycloak makes: each a 400 page, never a redirect
+    hint = code_flow(http, psc, secret(psc))["id_token"]
+    refused = {
+        "missing_id_token_hint": {"post_logout_redirect_uri": back},
+        "client_id_mismatch": {"id_token_hint": hint, "client_id": "drimcheck", "post_logout_redirect_uri": back},
+        "invalid_client_id": {"client_id": "nobody", "post_logout_redirect_uri": back},
+        "invalid_post_logout_redirect_uri": {"client_id": "app", "post_logout_redirect_uri": "https://evil.example/"},
+        "invalid_id_token_hint": {"id_token_hint": psc.issue_token(client_id="app").access_token},
+    }
+    for outcome, query in refused.items():
+        resp = http.get(url, params=query)
+        assert resp.status_code == 400 and "location" not in resp.headers, outcome
+        assert psc.requests_for("logout")[-1]["facts"]["outcome"] == outcome
+    assert psc.introspect(psc.token_info(hint).token)["active"] is True  # nothing ended by a refused request
+    # id_token_hint + client_id that match, expired ID token accepted (Keycloak), POST form as well as GET
+    psc.clock_offset_s = 3600.0
+    resp = http.post(url, data={"id_token_hint": hint, "client_id": "app", "post_logout_redirect_uri": back})
+    assert resp.status_code == 302 and resp.headers["location"] == back
+    psc.clock_offset_s = 0.0
+    assert psc.token_info(hint).state(psc.now()) == "revoked"
+    # client_id alone, no cookie: nothing to end, a "logged out" page
+    assert http.get(url, params={"client_id": "app"}).status_code == 200
+
+
+def test_response_mode_form_post_and_fragment(psc, http) -> None:
+    psc.clear_requests()
+    params = {"client_id": "app", "redirect_uri": APP_REDIRECT, "response_type": "code", "scope": "openid scope_all",
+              "state": "st-1", "nonce": "n-1", "response_mode": "form_post"}
+    resp = http.get(psc.endpoint("auth"), params=params)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    assert "no-store" in resp.headers["cache-control"]
+    from lxml import html as lxml_html
+
+    page = lxml_html.fromstring(resp.text)
+    form = page.forms[0]
+    assert form.method.upper() == "POST" and form.action == APP_REDIRECT
+    assert "submit()" in page.body.get("onload")
+    fields = dict(form.fields)
+    assert fields["state"] == "st-1" and fields["iss"] == psc.issuer and fields["session_state"]
+    token = http.post(psc.endpoint("token"), auth=("app", secret(psc)), data={
+        "grant_type": "authorization_code", "code": fields["code"], "redirect_uri": APP_REDIRECT})
+    assert token.status_code == 200 and psc.verify(token.json()["id_token"])["nonce"] == "n-1"
+    recorded = psc.requests_for("auth")[-1]
+    assert recorded["facts"]["response_mode"] == "form_post" and fields["code"] not in json.dumps(recorded)
+    # errors come back the same way
+    err = http.get(psc.endpoint("auth"), params={**params, "scope": "scope_all"})
+    assert dict(lxml_html.fromstring(err.text).forms[0].fields)["error"] == "invalid_scope"
+    # fragment
+    frag = http.get(psc.endpoint("auth"), params={**params, "response_mode": "fragment"})
+    assert frag.status_code == 302
+    location = frag.headers["location"]
+    assert location.startswith(APP_REDIRECT + "#") and "code=" in urlsplit(location).fragment
+    # an unknown mode: an error page, no redirect (Keycloak)
+    bad = http.get(psc.endpoint("auth"), params={**params, "response_mode": "web_message"})
+    assert bad.status_code == 400 and "location" not in bad.headers
+
+
+def test_reference_psc_client_reads_the_discovery_document(psc, http) -> None:
+    """The reference DRIMbox's client takes every endpoint from the discovery (never issuer-relative URLs):
+    configured with the issuer, discovery URL and credentials only, it logs in through wallet.*/auth."""
+    from types import SimpleNamespace
+
+    from simulators.drimbox.psc_client import PscClient, PscError
+
+    settings = psc.dut_settings("app")
+    minimal = {k: settings[k] for k in ("issuer", "discovery_url", "client_id", "client_secret", "ca_file")}
+    rp = PscClient(SimpleNamespace(peers={"psc": minimal}, certs={}, hosts=psc.hosts()))
+    try:
+        request = rp.authorization(APP_REDIRECT)
+        assert request.url.startswith(psc.endpoint("auth") + "?")
+        back = http.get(request.url)
+        code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+        login_ = rp.complete(code, APP_REDIRECT, request.nonce)
+        assert login_.practitioner == DEFAULT_PRACTITIONER.idnat
+        assert rp.introspect(login_.access_token)["active"] is True
+    finally:
+        rp.close()
+    # a discovery document of another issuer is refused (OpenID Connect Discovery §4.3)
+    rp = PscClient(SimpleNamespace(peers={"psc": {**minimal, "issuer": psc.issuer + "-autre"}}, certs={},
+                                   hosts=psc.hosts()))
+    try:
+        with pytest.raises(PscError, match="autre émetteur"):
+            rp.authorization(APP_REDIRECT)
+    finally:
+        rp.close()
+
+
+def test_practitioner_browser_submits_the_form_post_page_to_the_client(psc) -> None:
+    """A DUT that asks for response_mode=form_post gets its code: drimcheck's browser does what a browser with
+    JavaScript does with PSC's page (POST the form to redirect_uri), instead of stopping on it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from drimcheck import config as sut_config
+    from drimcheck.browser import Browser
+
+    received: list[dict] = []
+
+    class Callback(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("content-length") or 0)
+            received.append({"path": self.path, "type": self.headers.get("content-type"),
+                             "form": {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}})
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Callback)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        redirect = f"http://127.0.0.1:{server.server_port}/api/auth/redirect"
+        psc.register_client("bed-app", redirect_uris=[f"http://127.0.0.1:{server.server_port}/*"])
+        params = {"client_id": "bed-app", "redirect_uri": redirect, "response_type": "code", "scope": "openid scope_all",
+                  "state": "st-b", "nonce": "n-b", "response_mode": "form_post"}
+        from urllib.parse import urlencode
+
+        with Browser(sut_config.load(None), psc.hosts(), None, bed=[f"127.0.0.1:{server.server_port}"]) as browser:
+            nav = browser.open(psc.endpoint("auth") + "?" + urlencode(params), label="connexion")
+        assert nav.error is None and [h.method for h in nav.hops] == ["GET", "POST"]
+        assert nav.hops[-1].status == 200 and len(received) == 1
+        got = received[0]
+        assert got["path"] == "/api/auth/redirect" and got["type"] == "application/x-www-form-urlencoded"
+        assert got["form"]["state"] == "st-b" and got["form"]["iss"] == psc.issuer and got["form"]["code"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_psc03_names_an_authorization_request_sent_to_the_issuer_host(psc, http) -> None:
+    """PSC-03 over what the simulator records: a DUT that builds the authorization URL from the issuer is told
+    where the real endpoint is (the discovery document), not only that no login request arrived."""
+    from drimcheck.checks import conso as checks
+
+    mark = psc.recorder.last_seq
+    http.get(psc.issuer + "/protocol/openid-connect/auth", params={"client_id": "app", "redirect_uri": APP_REDIRECT,
+                                                                   "response_type": "code", "scope": "openid"})
+    recorded = [r for r in psc.requests if r["seq"] > mark and (r.get("endpoint") == "auth" or (
+        r.get("facts") or {}).get("outcome") == "authorization_endpoint_elsewhere")]
+    [finding] = checks.login_requested(recorded, "app")
+    assert finding.verdict.name == "FAIL" and psc.endpoint("auth") in finding.message
+    assert "document de découverte" in finding.message
+    mark = psc.recorder.last_seq
+    login(http, psc)
+    [finding] = checks.login_requested([r for r in psc.requests if r["seq"] > mark], "app")
+    assert finding.verdict.name == "PASS"

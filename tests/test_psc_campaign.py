@@ -13,6 +13,7 @@ from drimcheck.campaign import CampaignRuntime
 from simulators.pacs import orthanc as orthanc_module
 from simulators.peers import UNLISTED_PEER, WHITELISTED_PEER
 from simulators.psc import DEFAULT_FQDN as PSC_FQDN
+from simulators.psc import WALLET_FQDN
 from simulators.proxy import DEFAULT_FQDN as PROXY_FQDN
 from simsupport import client
 
@@ -33,8 +34,11 @@ def test_campaign_starts_psc_proxy_and_peers_and_configures_the_dut(tmp_path) ->
         assert settings["psc"]["client_id"] == "drimbox-dut" and settings["psc"]["issuer"] == psc.issuer
         assert settings["proxy"]["psc"]["token_endpoint"].startswith(proxy.base_url + "/psc/")
         assert [p["fqdn"] for p in settings["peers"]["peers"]] == [WHITELISTED_PEER, UNLISTED_PEER]
-        for fqdn in (PSC_FQDN, PROXY_FQDN, WHITELISTED_PEER, UNLISTED_PEER):
+        for fqdn in (PSC_FQDN, WALLET_FQDN, PROXY_FQDN, WHITELISTED_PEER, UNLISTED_PEER):
             assert fqdn in dut_config["hosts"]
+        # the authorization endpoint's own host resolves, for the DUT as for the practitioner's browser, to the PSC
+        assert dut_config["hosts"][WALLET_FQDN] == dut_config["hosts"][PSC_FQDN] == runtime.extra_hosts()[WALLET_FQDN]
+        assert settings["psc"]["authorization_endpoint"].startswith(f"https://{WALLET_FQDN}:")
         # the DUT's own credentials work through the proxy (its ORG AUTH_CLI, client_id only: RFC 8705)
         org = dut_config["certs"]["org_auth_cli"]
         issued = runtime.pki.org_auth_cli()

@@ -38,8 +38,11 @@ def fake_campaigns(monkeypatch):
     calls: list[list[str]] = []
 
     def run(plans, jobs, env):
-        calls.append([label for label, _, _ in plans])
-        return {label: script[label].pop(0) for label, _, _ in plans}
+        calls.append([p.label for p in plans])
+        plans_seen.extend(plans)
+        return {p.label: script[p.label].pop(0) for p in plans}
+
+    plans_seen: list = []
 
     monkeypatch.setattr(selftest, "_run_campaigns", run)
     monkeypatch.setattr(selftest, "_make_key_pool", lambda directory, jobs: None)
@@ -54,7 +57,7 @@ def test_flaky_campaign_is_rerun_alone_and_both_attempts_are_reported(tmp_path, 
     script["m-up"] = [outcome("m-up", failed=("HLT-02",), errored=("CRT-01",)), outcome("m-up", failed=("HLT-02",))]
     script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
     assert selftest.run_selftest(tmp_path, jobs=2) == 0
-    assert calls == [["golden", "m-up", "m-cert"], ["m-up"]]
+    assert calls == [["golden", "m-cert", "m-up"], ["m-up"]]  # mutants in id order
     report = json.loads((tmp_path / "selftest.json").read_text())
     entry = next(m for m in report["mutants"] if m["id"] == "m-up")
     assert entry["killed"] and entry["unexpected_failures"] == []
@@ -83,3 +86,83 @@ def test_golden_failure_fails_the_selftest(tmp_path, fake_campaigns):
     assert selftest.run_selftest(tmp_path, jobs=2) == 1
     report = json.loads((tmp_path / "selftest.json").read_text())
     assert report["golden"]["passed"] is False and "CRT-01" in report["golden"]["failures"]
+
+
+def test_targeted_matrix_runs_each_mutant_on_its_own_requirements_and_full_on_every_scenario(tmp_path, fake_campaigns):
+    script, _ = fake_campaigns
+    for full in (False, True):
+        script["golden"] = [outcome("golden", exit_code=0)]
+        script["m-up"] = [outcome("m-up", failed=("HLT-02",))]
+        script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+        assert selftest.run_selftest(tmp_path / str(full), jobs=2, full=full) == 0
+        report = json.loads((tmp_path / str(full) / "selftest.json").read_text())
+        assert report["matrix"] == ("full" if full else "targeted")
+        scenarios = {m["id"]: m["scenarios"] for m in report["mutants"]}
+        assert scenarios == ({"m-up": "all", "m-cert": "all"} if full else {"m-up": ["HLT-02"], "m-cert": ["CRT-01"]})
+
+
+def test_plans_pass_the_declared_requirements_as_req_options(tmp_path):
+    plans = selftest._plans(tmp_path, MUTANTS, full=False, golden=True)
+    assert [(p.label, p.reqs) for p in plans] == [("golden", ()), ("m-up", ("HLT-02",)), ("m-cert", ("CRT-01",))]
+    assert all(p.reqs == () for p in selftest._plans(tmp_path, MUTANTS, full=True, golden=False))
+
+
+def test_shards_split_the_mutants_and_combine_judges_them_as_one_selftest(tmp_path, fake_campaigns):
+    script, calls = fake_campaigns
+    script["golden"] = [outcome("golden", exit_code=0)]
+    script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+    script["m-up"] = [outcome("m-up", failed=("HLT-02",))]
+    # a shard alone does not apply the "every requirement has a killer" rule: it passes on its own mutants
+    assert selftest.run_selftest(tmp_path / "s1", jobs=2, shard=(1, 2)) == 0
+    assert selftest.run_selftest(tmp_path / "s2", jobs=2, shard=(2, 2)) == 0
+    assert calls == [["golden", "m-cert"], ["m-up"]]  # sorted by id, golden in shard 1 only
+    assert selftest.combine(tmp_path / "all", [tmp_path / "s1", tmp_path / "s2"]) == 0
+    combined = json.loads((tmp_path / "all" / "selftest.json").read_text())
+    assert combined["passed"] and combined["combined_from"] == ["1/2", "2/2"]
+    assert {r["id"]: r["killing_mutants"] for r in combined["requirements"]} == {"HLT-02": ["m-up"], "CRT-01": ["m-cert"]}
+    # one shard missing: a usage error, not a pass
+    assert selftest.combine(tmp_path / "half", [tmp_path / "s1"]) == 2
+
+
+def test_combined_shards_fail_when_a_requirement_is_left_without_killer(tmp_path, fake_campaigns):
+    script, _ = fake_campaigns
+    script["golden"] = [outcome("golden", exit_code=0)]
+    script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+    script["m-up"] = [outcome("m-up"), outcome("m-up")]  # not killed, even alone
+    assert selftest.run_selftest(tmp_path / "s1", jobs=2, shard=(1, 2)) == 0
+    assert selftest.run_selftest(tmp_path / "s2", jobs=2, shard=(2, 2)) == 1
+    assert selftest.combine(tmp_path / "all", [tmp_path / "s1", tmp_path / "s2"]) == 1
+    combined = json.loads((tmp_path / "all" / "selftest.json").read_text())
+    assert {r["id"]: r["killing_mutants"] for r in combined["requirements"]}["HLT-02"] == []
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0", "/2"])
+def test_bad_shard_is_refused(text):
+    with pytest.raises(ValueError):
+        selftest.parse_shard(text)
+
+
+def test_a_known_gap_is_reported_not_failed_but_a_failure_outside_its_declaration_still_fails(tmp_path, monkeypatch,
+                                                                                             fake_campaigns):
+    script, calls = fake_campaigns
+    gap = Mutant("m-gap", "lacune", ("CRT-01",), known_gap="aucun scénario ne le provoque")
+    monkeypatch.setattr("simulators.drimbox.mutants.load", lambda: {m.id: m for m in MUTANTS + [gap]})
+    script["golden"] = [outcome("golden", exit_code=0)]
+    script["m-up"] = [outcome("m-up", failed=("HLT-02",))]
+    script["m-cert"] = [outcome("m-cert", failed=("CRT-01",))]
+    script["m-gap"] = [outcome("m-gap")]  # not caught: expected, no retry
+    assert selftest.run_selftest(tmp_path / "a", jobs=2) == 0
+    assert calls == [["golden", "m-cert", "m-gap", "m-up"]]
+    report = json.loads((tmp_path / "a" / "selftest.json").read_text())
+    assert report["known_gaps"] == {"total": 1, "still_missed": ["m-gap"], "now_caught": []}
+    # the gap closes: reported as caught, counts as a killer
+    script.update(golden=[outcome("golden", exit_code=0)], **{"m-up": [outcome("m-up", failed=("HLT-02",))],
+                  "m-cert": [outcome("m-cert", failed=("CRT-01",))], "m-gap": [outcome("m-gap", failed=("CRT-01",))]})
+    assert selftest.run_selftest(tmp_path / "b", jobs=2) == 0
+    report = json.loads((tmp_path / "b" / "selftest.json").read_text())
+    assert report["known_gaps"]["now_caught"] == ["m-gap"]
+    # a gap that makes an undeclared requirement FAIL is a defect of the declaration or of a check
+    script.update(golden=[outcome("golden", exit_code=0)], **{"m-up": [outcome("m-up", failed=("HLT-02",))],
+                  "m-cert": [outcome("m-cert", failed=("CRT-01",))],
+                  "m-gap": [outcome("m-gap", failed=("HLT-02",)), outcome("m-gap", failed=("HLT-02",))]})
+    assert selftest.run_selftest(tmp_path / "c", jobs=2) == 1

@@ -56,9 +56,9 @@ def test_negotiation_q_zero_wildcard_default_and_foreign_media_types() -> None:
 
 
 @pytest.mark.parametrize("value, message", [
-    ('multipart/related; type="application/dicom";q=0.9;boundary=**', "transfer-syntax missing"),
-    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;boundary=**', "q missing"),
-    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;q=0.4', "boundary missing"),
+    ('multipart/related; type="application/dicom";q=0.9;boundary=**', "transfer-syntax absent"),
+    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;boundary=**', "q absent"),
+    ('multipart/related; type="application/dicom";transfer-syntax=1.2.840.10008.1.2.1;q=0.4', "boundary absent"),
 ])
 def test_poc_rules_reject_incomplete_elements(value: str, message: str) -> None:
     with pytest.raises(AcceptError, match=message):
@@ -181,3 +181,111 @@ def test_at_hash_and_fingerprint() -> None:
     assert jose.at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y") == "77QmUPtjPfzWtF2AnpK9RQ"
     assert jose.fingerprint("abc") == jose.fingerprint("abc") != jose.fingerprint("abd")
     assert len(jose.fingerprint("abc")) == 32
+
+
+# ----------------------------------------------------------------------------------------- PS3.18 §8.7 forms
+
+
+def test_acceptable_syntaxes_follow_ps318_defaults() -> None:
+    from drimcheck.wado import acceptable_syntaxes
+
+    assert acceptable_syntaxes(parse_accept('multipart/related; type="application/dicom"')) == {EXPLICIT_VR_LE}
+    assert acceptable_syntaxes(parse_accept("*/*")) == {EXPLICIT_VR_LE}
+    assert acceptable_syntaxes(parse_accept('multipart/related; type="application/dicom"; transfer-syntax=*')) == {"*"}
+    assert acceptable_syntaxes(parse_accept(dicom_accept((JPEG_LS, 0), (JPEG_LOSSLESS, 0.5)))) == {JPEG_LOSSLESS}
+    assert acceptable_syntaxes(parse_accept("application/json")) == set()
+    assert JPEG_LOSSLESS in acceptable_syntaxes(parse_accept(ANS_SAMPLE_ACCEPT))
+
+
+STANDARD_FORMS = [
+    'multipart/related; type="application/dicom"',
+    'multipart/related; type="application/dicom"; transfer-syntax=*',
+    f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_LOSSLESS}',
+    f'multipart/related; type="application/dicom"; transfer-syntax={J2K}, '
+    f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_LS}',
+    "*/*", ANS_SAMPLE_ACCEPT, dicom_accept((JPEG_LS, 0), (EXPLICIT_VR_LE, 0.1)), "application/json",
+]
+
+
+@pytest.mark.parametrize("accept", STANDARD_FORMS)
+def test_the_reference_source_negotiates_like_the_peer_simulator(accept: str) -> None:
+    """The reference's own parser (no harness import) picks the same first syntax as drimcheck.wado."""
+    from simulators.drimbox import wado as reference
+
+    mine = negotiate(parse_accept(accept), SUPPORTED_SYNTAXES)
+    theirs = reference.negotiate(reference.parse_accept(accept), SUPPORTED_SYNTAXES)
+    assert theirs[:1] == mine[:1] and set(mine) <= set(theirs)
+    assert reference.accept_problem(accept) is None
+
+
+# ----------------------------------------------------------------------------------------- WADO-02 check
+
+
+def _dicom(uid: str, ts: str) -> bytes:
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = uid
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _answer(ts: str, *, top: str | None = None, part: str | None = None, status: int = 200, n: int = 2):
+    from drimcheck.net import Exchange
+
+    body = b""
+    for i in range(n):
+        ctype = "application/dicom" + (f"; transfer-syntax={part}" if part else "")
+        body += f"--b\r\nContent-Type: {ctype}\r\n\r\n".encode() + _dicom(f"1.2.3.{i}", ts) + b"\r\n"
+    body += b"--b--\r\n"
+    ctype = 'multipart/related; type="application/dicom"' + (f"; transfer-syntax={top}" if top else "") + "; boundary=b"
+    return Exchange("t", "GET", "https://x/", "x", "now", [], status=status,
+                    response_headers=[("content-type", ctype)], response_body=body)
+
+
+def _err(status: int):
+    from drimcheck.net import Exchange
+
+    return Exchange("t", "GET", "https://x/", "x", "now", [], status=status,
+                    response_headers=[("content-type", "text/plain")], response_body=b"non")
+
+
+def _wado02(ex, accept: str, control=None):
+    from drimcheck.checks.conso import transfer_syntax_honoured
+
+    return [f.verdict.value for f in transfer_syntax_honoured(ex, "cas", accept, control or _answer(EXPLICIT_VR_LE))]
+
+
+ONLY_JPEG = dicom_accept((JPEG_LOSSLESS, 0.9))
+DEFAULT = 'multipart/related; type="application/dicom"'
+
+
+def test_wado02_accepted_and_declared_syntax_passes() -> None:
+    assert _wado02(_answer(JPEG_LOSSLESS, top=JPEG_LOSSLESS, part=JPEG_LOSSLESS), ONLY_JPEG) == ["PASS"]
+    assert _wado02(_answer(JPEG_LOSSLESS, part=JPEG_LOSSLESS), ONLY_JPEG) == ["PASS"]  # on each part only
+    assert _wado02(_answer(JPEG_LOSSLESS, top=JPEG_LOSSLESS), ONLY_JPEG) == ["PASS"]  # on the response only
+    assert _wado02(_answer(EXPLICIT_VR_LE), DEFAULT) == ["PASS"]  # Explicit VR LE: declaring it is optional
+    assert _wado02(_answer(JPEG_LS, top=JPEG_LS), DEFAULT + "; transfer-syntax=*") == ["PASS"]
+    assert _wado02(_err(406), ONLY_JPEG) == ["PASS"]  # nothing acceptable available: 406 is conformant
+
+
+def test_wado02_failures() -> None:
+    # the mutant src-wado-ts-ignored: Explicit VR LE whatever was asked, declared nowhere
+    assert _wado02(_answer(EXPLICIT_VR_LE), ONLY_JPEG) == ["FAIL"]
+    assert _wado02(_answer(JPEG_LOSSLESS), ONLY_JPEG) == ["FAIL"]  # compressed, not declared
+    assert _wado02(_answer(JPEG_LOSSLESS, top=JPEG_LS, part=JPEG_LS), ONLY_JPEG) == ["FAIL"]  # declared != actual
+    assert _wado02(_answer(JPEG_LOSSLESS, top=JPEG_LOSSLESS), DEFAULT) == ["FAIL"]  # default means Explicit VR LE
+    assert _wado02(_err(406), DEFAULT) == ["FAIL"]  # Explicit VR LE accepted: always available
+    assert _wado02(_err(500), ONLY_JPEG) == ["FAIL"]
+
+
+def test_wado02_standard_accept_refused_with_400_is_a_warning_and_no_control_is_inconclusive() -> None:
+    assert _wado02(_err(400), DEFAULT) == ["WARN"]
+    assert _wado02(_answer(JPEG_LOSSLESS, top=JPEG_LOSSLESS), ONLY_JPEG, control=_err(500)) == ["SKIP"]

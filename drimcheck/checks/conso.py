@@ -11,7 +11,7 @@ whitelisted Sources contacted, CON-08 the record's existence and the access test
 search, and respected when the record is absent, closed or forbidden.
 
 Source side, over drimcheck's own requests as a calling peer: PSC-01 (401 without an active PSC token),
-WADO-01 (400/404/410). "Served" means DICOM objects returned (checks.whitelist.served_instances); each
+WADO-01 (400/404/410), WADO-02 (transfer syntax accepted by the request and declared). "Served" means DICOM objects returned (checks.whitelist.served_instances); each
 refusal is judged only when the same peer, correctly equipped, is served (the control), so that a
 DUT that serves nobody cannot pass and one defect fails one requirement.
 """
@@ -31,8 +31,11 @@ from drimcheck.checks.whitelist import _how_refused as _how
 from drimcheck.checks.whitelist import contacted_only_listed_hosts, served_instances
 from drimcheck.checks.xds import TrustMaterial, vihf_signature_problems
 from drimcheck.net import Exchange
-from drimcheck.verdicts import Finding, errored, failed, passed, skipped
-from drimcheck.wado import AcceptError, check_drimbox_accept, parse_accept
+from drimcheck.verdicts import Finding, errored, failed, passed, skipped, warned
+from drimcheck.wado import (
+    EXPLICIT_VR_LE, AcceptError, MultipartError, acceptable_syntaxes, check_drimbox_accept, iter_parts, parse_accept,
+    parse_media_type,
+)
 
 MODE_PSC = "INDIRECTE_RENFORCEE"
 RESOURCE_ID = xds.RESOURCE_ID
@@ -381,13 +384,19 @@ def _header(record: dict, name: str) -> str | None:
 
 @check("CON-04")
 def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], retrieve_urls: Iterable[str]) -> list[Finding]:
-    """Each WADO-RS request of the DUT to the Source follows the ANS samples: series (or instance) of a KOS
-    RetrieveURL, Accept list of multipart/related ranges with transfer-syntax and q (boundary in the first),
-    ``Authorization: Bearer``, ``KOS-SOPInstanceUID`` of the KOS that references the series."""
+    """Each WADO-RS request of the DUT to the Source: series (or instance) of a KOS RetrieveURL,
+    ``Authorization: Bearer``, ``KOS-SOPInstanceUID`` of the KOS that references the series, an Accept that
+    DICOM PS3.18 §8.7 reads and that asks for DICOM (multipart/related application/dicom): FAIL otherwise.
+
+    The exact Accept shape of ANS's WADO-RS validator sample (ansdata/wado-rs/requete-wado-rs-serie.txt:
+    transfer-syntax and q in every element, boundary in the first) is also the only one the ANS PoC Source
+    can parse; PS3.18 does not require it (a standard DICOMweb client sends none of it), so a request that
+    deviates from it only there is a WARN: it works with a PS3.18 Source, not with a PoC-derived one."""
     if not requests:
         return [failed("CON-04", "aucune requête WADO-RS reçue par la Source listée dont le KOS est au DMP : les "
                        "images de l'étude n'ont pas été demandées")]
     paths = {re.sub(r"^https?://[^/]+", "", u) for u in retrieve_urls}
+    shape: list[tuple[dict, str]] = []
     for r in requests:
         problems = []
         path = r.get("path") or ""
@@ -395,11 +404,16 @@ def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], ret
             problems.append(f"chemin {path} hors des RetrieveURL du KOS")
         try:
             ranges = parse_accept(r.get("accept"))
-            check_drimbox_accept(ranges)
-            if not all(x.is_dicom() for x in ranges):
-                problems.append("Accept : un élément n'est pas multipart/related; type=\"application/dicom\"")
+            if not acceptable_syntaxes(ranges):
+                problems.append("Accept : aucun élément multipart/related; type=\"application/dicom\" accepté "
+                                "(DICOM PS3.18 §8.7.3)")
+            else:
+                try:
+                    check_drimbox_accept(ranges)
+                except AcceptError as exc:
+                    shape.append((r, str(exc)))
         except AcceptError as exc:
-            problems.append(f"Accept : {exc}")
+            problems.append(f"Accept illisible (RFC 9110, DICOM PS3.18 §8.7) : {exc}")
         if not r.get("token"):
             problems.append("pas d'en-tête Authorization: Bearer <jeton PSC>")
         expected = kos_of_study.get(r.get("study") or "")
@@ -411,6 +425,12 @@ def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], ret
         if problems:
             return [failed("CON-04", f"requête {r.get('method')} {path} : {' ; '.join(problems)}",
                            details={"accept": r.get("accept"), "headers": r.get("headers")})]
+    if shape:
+        r, why = shape[0]
+        return [warned("CON-04", f"requête {r.get('method')} {r.get('path')} : Accept valide selon DICOM PS3.18 mais "
+                       f"pas de la forme de l'échantillon validateur ANS ({why}) ; une Source dérivée du PoC ANS, "
+                       "qui ne lit que cette forme, la refusera (HTTP 400)",
+                       details={"accept": r.get("accept"), "requests_not_in_ans_form": len(shape)})]
     return [passed("CON-04", f"{len(requests)} requête(s) WADO-RS conformes aux exemples ANS (Accept avec syntaxes de "
                    "transfert et q, Bearer, KOS-SOPInstanceUID)")]
 
@@ -448,6 +468,13 @@ def login_requested(auth_requests: list[dict], dut_client_id: str) -> list[Findi
     """The DUT sent the practitioner to PSC's authorization endpoint: its client, response_type=code, scope
     openid, a state and a nonce (the authorization requests PSC recorded during the visit)."""
     mine = [r for r in auth_requests if (r.get("facts") or {}).get("client_id") == dut_client_id]
+    elsewhere = [r for r in auth_requests if (r.get("facts") or {}).get("outcome") == "authorization_endpoint_elsewhere"]
+    if not mine and elsewhere:  # an authorization URL built from the issuer, not read from the discovery document
+        where = elsewhere[0]
+        return [failed("PSC-03", f"la DRIMbox a envoyé le praticien vers {where.get('path')} sur {where.get('host_header')} "
+                       f"(404) : le point d'autorisation de Pro Santé Connect est "
+                       f"{where['facts'].get('authorization_endpoint')}, sur un autre hôte que l'émetteur comme le vrai "
+                       "PSC ; il se lit dans le document de découverte", details={"requests": len(elsewhere)})]
     if not mine:
         return [failed("PSC-03", f"aucune demande d'authentification à Pro Santé Connect pour le client {dut_client_id} "
                        "pendant l'ouverture du dossier")]
@@ -677,3 +704,92 @@ def request_refused(ex: Exchange | None, case: str, status: int, control: Exchan
     """The Source checks the WADO-RS request: 400 without KOS-SOPInstanceUID or with a malformed Accept, 404 for
     a KOS that does not reference the object, 410 for a referenced instance gone from the PACS."""
     return _refusal("WADO-01", ex, case, status, control)
+
+
+# ------------------------------------------------------------------------------------------- WADO-02 (Source side)
+
+
+def _served_syntaxes(ex: Exchange) -> tuple[list[tuple[str | None, str | None]], str | None]:
+    """[(declared syntax, actual syntax from the file meta)] per DICOM part, and the response-level declaration;
+    declared = the part's Content-Type transfer-syntax, else the response's (PS3.18 §8.7.3.4)."""
+    import io
+
+    import pydicom
+
+    try:
+        media, params = parse_media_type(ex.header("content-type") or "")
+    except AcceptError:
+        media, params = "", {}
+    top = params.get("transfer-syntax")
+    bodies: list[tuple[str | None, bytes]] = []
+    if media.startswith("multipart/") and params.get("boundary"):
+        try:
+            for part in iter_parts([ex.response_body], params["boundary"]):
+                bodies.append((part.transfer_syntax, part.body))
+        except MultipartError:
+            pass
+    if not bodies:  # unreadable framing: what whitelist.dicom_parts finds, declared at response level only
+        from drimcheck.checks.whitelist import dicom_parts
+
+        bodies = [(None, b) for b in dicom_parts(ex)]
+    out = []
+    for declared, body in bodies:
+        if len(body) <= 132 or body[128:132] != b"DICM":
+            continue
+        try:
+            actual = str(pydicom.dcmread(io.BytesIO(body), stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        except Exception:  # noqa: BLE001 - an unreadable object has no known syntax
+            actual = None
+        out.append((declared or top, actual))
+    return out, top
+
+
+@check("WADO-02")
+def transfer_syntax_honoured(ex: Exchange | None, case: str, accept: str, control: Exchange | None) -> list[Finding]:
+    """The Source answers in a transfer syntax the request accepts and declares it (DICOM PS3.18 §8.7.3):
+    every DICOM part in an accepted syntax (a range without transfer-syntax accepts Explicit VR LE, ``*``
+    any), its syntax named by ``transfer-syntax=`` on its Content-Type or the response's (mandatory for
+    anything but Explicit VR Little Endian, PS3.18 §8.7.3.4), the declaration matching the file meta.
+    406 is conformant when nothing acceptable can be produced, except when Explicit VR Little Endian is
+    acceptable (every origin server supports it). A PS3.18-valid Accept refused with 400 (as the ANS PoC
+    does for anything but its sample's shape) is a WARN: a standard DICOMweb client is not served."""
+    inconclusive = _control("WADO-02", control)
+    if inconclusive:
+        return [inconclusive]
+    accepted = acceptable_syntaxes(parse_accept(accept))
+    anything = "*" in accepted
+    if ex is None or not ex.ok:
+        return [failed("WADO-02", f"requête {case} : pas de réponse HTTP ({_how(ex)})", evidence=_ev(ex, control))]
+    if ex.status == 406:
+        if EXPLICIT_VR_LE in accepted or anything:
+            return [failed("WADO-02", f"requête {case} : HTTP 406 alors qu'Explicit VR Little Endian, que toute Source "
+                           "DICOMweb fournit, est accepté (DICOM PS3.18 §8.7.3)", evidence=_ev(ex, control))]
+        return [passed("WADO-02", f"requête {case} : HTTP 406, aucune syntaxe acceptée disponible (conforme à DICOM "
+                       "PS3.18 §8.7)", evidence=_ev(ex, control))]
+    if ex.status == 400:
+        return [warned("WADO-02", f"requête {case} : refusée en HTTP 400 alors que son Accept est valide selon DICOM "
+                       "PS3.18 §8.7 (comme la Source du PoC ANS) : un client DICOMweb standard n'est pas servi",
+                       evidence=_ev(ex, control), details={"accept": accept})]
+    if not ex.status or not 200 <= ex.status < 300:
+        return [failed("WADO-02", f"requête {case} : HTTP {ex.status} au lieu des images ou d'un refus HTTP 406",
+                       evidence=_ev(ex, control))]
+    parts, top = _served_syntaxes(ex)
+    if not parts:
+        return [failed("WADO-02", f"requête {case} : HTTP {ex.status} sans objet DICOM", evidence=_ev(ex, control))]
+    details = {"accept": accept, "content_type": ex.header("content-type"),
+               "parts": [{"declared": d, "actual": a} for d, a in parts]}
+    for declared, actual in parts:
+        if actual is None or not (anything or actual in accepted):
+            return [failed("WADO-02", f"requête {case} : objet servi en {actual or 'syntaxe illisible'}, syntaxe que la "
+                           f"requête n'accepte pas ({', '.join(sorted(accepted))})", evidence=_ev(ex, control),
+                           details=details)]
+        if declared is None and actual != EXPLICIT_VR_LE:
+            return [failed("WADO-02", f"requête {case} : objet servi en {actual} sans transfer-syntax= dans le "
+                           "Content-Type de la partie ni de la réponse (DICOM PS3.18 §8.7.3.4)",
+                           evidence=_ev(ex, control), details=details)]
+        if declared is not None and declared != actual:
+            return [failed("WADO-02", f"requête {case} : syntaxe déclarée {declared}, objet réellement en {actual}",
+                           evidence=_ev(ex, control), details=details)]
+    used = sorted({a for _, a in parts if a})
+    return [passed("WADO-02", f"requête {case} : {len(parts)} objet(s) servi(s) en {', '.join(used)}, syntaxe acceptée "
+                   "et déclarée", evidence=_ev(ex, control), details=details)]

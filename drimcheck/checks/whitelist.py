@@ -261,6 +261,9 @@ def downloaded_on_refresh(downloads: list[dict], deadline_s: float) -> list[Find
     """The daily refresh (test trigger) makes the DUT download the list again."""
     if any(d.get("status") == 200 and d.get("complete") for d in downloads):
         return [passed("WL-01", "la mise à jour quotidienne télécharge à nouveau la liste", details={"downloads": downloads})]
+    if any(d.get("status") == 304 for d in downloads):  # conditional GET, as raw.githubusercontent.com answers it
+        return [passed("WL-01", "la mise à jour quotidienne revalide la liste (If-None-Match, HTTP 304 : inchangée)",
+                       details={"downloads": downloads})]
     return [failed("WL-01", f"aucun téléchargement dans les {deadline_s:g} s suivant le déclenchement de la mise à jour "
                    "quotidienne", details={"downloads": downloads})]
 

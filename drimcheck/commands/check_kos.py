@@ -24,12 +24,18 @@ MAX_DEPTH = 32  # nesting of sequences; a KOS uses 3 or 4 levels
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("check-kos", help="judge one KOS file offline (IOD, template, identity, FQDN)")
-    p.add_argument("file", type=Path, help="the KOS (DICOM Part 10 file)")
+    p = subparsers.add_parser(
+        "check-kos", help="juger un fichier KOS hors ligne (IOD, gabarit, identité, FQDN)",
+        description="Juge un KOS (fichier DICOM Part 10) sur chaque contrôle qui n'a pas besoin du PACS : KOS-01 (IOD, "
+                    "dciodvfy), KOS-02 (gabarit Manifest), KOS-04 (identité), KOS-05 (emplacement de récupération), "
+                    "FQDN-01 (RetrieveURL). Code retour : 0 conforme, 1 non conforme, 2 fichier inutilisable, "
+                    "3 dciodvfy n'a pas pu s'exécuter.")
+    p.add_argument("file", type=Path, metavar="FICHIER", help="le KOS (fichier DICOM Part 10)")
     p.add_argument("--fqdn", metavar="dbN.<registre>.mesimagesmedicales.fr",
-                   help="the dbN FQDN every RetrieveURL must use (without it, only the form is checked)")
-    p.add_argument("--json", action="store_true", help="print the findings as JSON")
-    p.add_argument("--strict", action="store_true", help="inferred requirements FAIL instead of WARN")
+                   help="le FQDN dbN que chaque RetrieveURL doit employer (sans lui, seule la forme est contrôlée)")
+    p.add_argument("--json", action="store_true",
+                   help="constats en JSON (champs verdict, exit_code, findings)")
+    p.add_argument("--strict", action="store_true", help="les exigences inférées donnent FAIL au lieu de WARN")
     p.set_defaults(handler=run)
 
 
@@ -145,16 +151,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{shown} : fichier DICOM inexploitable par les vérifications (contenu inattendu ; "
                          "DRIMCHECK_DEBUG=1 pour le détail)") from None
     code = exit_code_for([f.verdict for f in findings])
+    verdict = {0: "CONFORME", 1: "NON CONFORME"}.get(int(code), "ERREUR D'EXÉCUTION")
     if args.json:
-        print(json.dumps({"file": str(args.file), "fqdn": fqdn, "strict": args.strict, "exit_code": int(code),
-                          "findings": [f.to_dict() for f in findings]}, ensure_ascii=False, indent=2))
+        print(json.dumps({"file": str(args.file), "fqdn": fqdn, "strict": args.strict, "verdict": verdict,
+                          "exit_code": int(code), "findings": [f.to_dict() for f in findings]},
+                         ensure_ascii=False, indent=2))
     else:
         from drimcheck.cli import _paint
 
         print(f"drimcheck check-kos {args.file}" + (f" (FQDN attendu : {fqdn})" if fqdn else " (sans --fqdn : forme seule)"))
         for f in findings:
             print(f"{_paint(f.verdict.value)} {f.requirement}: {f.message}")
-        verdict = {0: "CONFORME", 1: "NON CONFORME"}.get(int(code), "ERREUR D'EXÉCUTION")
         print(f"Verdict : {verdict}")
     sys.stdout.flush()
     return int(code)

@@ -14,13 +14,14 @@ from typing import Any
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "check-sut", help="validate a sut.toml and print its effective configuration",
+        "check-sut", help="vérifier un sut.toml et afficher sa configuration effective",
         description="Vérifie une description du SUT (sut.toml) sans lancer de campagne : sections et clés connues, "
                     "types, ports, durées, titres AE, URL, conflits d'adresses. Affiche la configuration effective "
                     "(valeurs par défaut comprises). Code retour : 0 valide, 2 invalide.")
-    p.add_argument("file", type=Path, nargs="?", metavar="FILE",
-                   help="the SUT description (default: the embedded reference description)")
-    p.add_argument("--json", action="store_true", help="machine-readable effective configuration")
+    p.add_argument("file", type=Path, nargs="?", metavar="FICHIER",
+                   help="la description du SUT (par défaut : celle de la DRIMbox de référence intégrée)")
+    p.add_argument("--json", action="store_true",
+                   help="configuration effective en JSON (champs verdict et valid, puis chaque section)")
     p.set_defaults(handler=run)
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     sut = load(args.file)  # ConfigError -> exit 2, one line (cli.main)
     effective = sut.effective()
     if args.json:
-        print(json.dumps({"valid": True, **effective}, ensure_ascii=False, indent=2))
+        print(json.dumps({"verdict": "VALIDE", "valid": True, **effective}, ensure_ascii=False, indent=2))
     else:
         print(render_text(effective))
     return 0

@@ -22,21 +22,27 @@ MAX_PKI_BYTES = 16 * 1024 * 1024  # a CRL or a certificate bundle
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "check-whitelist", help="verify the XAdES signature, signer, chain, validity and revocation of an ANS whitelist",
+        "check-whitelist", help="vérifier la signature XAdES, le signataire, la chaîne, la validité et la révocation "
+                                "d'une liste blanche de l'ANS",
         description="Vérifie une liste blanche DRIM-M comme une DRIMbox doit le faire : intégrité XMLDSig de chaque "
                     "référence, propriétés XAdES signées, chaîne vers une ancre de confiance, CN et OU du signataire, "
                     "validité à la date donnée, révocation par CRL, domaines exactement ceux qui sont signés. "
+                    "Sans CRL utilisable, la révocation est inconnue et la liste NON VALIDE : donnez la CRL de l'AC "
+                    "émettrice avec --crl, ou vérifiez sans révocation avec --no-revocation. "
                     "Code retour : 0 valide, 1 non valide, 2 entrée inutilisable.")
-    p.add_argument("file", type=Path, metavar="FILE", help="the whitelist (XML)")
+    p.add_argument("file", type=Path, metavar="FICHIER", help="la liste blanche (XML)")
     p.add_argument("--trust-anchor", action="append", type=Path, metavar="PEM", default=[],
-                   help="trust anchor certificate(s) (PEM or DER; repeatable); default: the public IGC-Santé TEST "
-                        "root and ORGANISATIONS intermediate shipped with drimcheck")
-    p.add_argument("--crl", action="append", type=Path, metavar="FILE", default=[],
-                   help="CRL (PEM or DER; repeatable) used for the revocation check")
+                   help="certificat(s) d'ancre de confiance (PEM ou DER ; répétable) ; par défaut : la racine IGC-Santé "
+                        "TEST et l'intermédiaire ORGANISATIONS publics, livrés avec drimcheck")
+    p.add_argument("--crl", action="append", type=Path, metavar="FICHIER", default=[],
+                   help="CRL (PEM ou DER ; répétable) pour le contrôle de révocation")
     p.add_argument("--no-revocation", action="store_true",
-                   help="do not check revocation (otherwise, without a usable CRL the list is not valid)")
-    p.add_argument("--at", metavar="ISO-8601", help="verification time, e.g. 2025-01-01T00:00:00Z (default: now)")
-    p.add_argument("--json", action="store_true", help="machine-readable report (reasons, signer, chain, domains)")
+                   help="ne pas contrôler la révocation (sinon, sans CRL utilisable, la liste n'est pas valide)")
+    p.add_argument("--at", metavar="ISO-8601",
+                   help="date de vérification, par ex. 2025-01-01T00:00:00Z (par défaut : maintenant)")
+    p.add_argument("--json", action="store_true",
+                   help="rapport en JSON (verdict, raisons, signataire, chaîne ; domains n'est rempli que si la liste "
+                        "est valide, domain_count compte les domaines trouvés même sinon, hint donne l'action à mener)")
     p.set_defaults(handler=run)
 
 
@@ -100,11 +106,33 @@ def run(args: argparse.Namespace) -> int:
     except RecursionError:
         raise UsageError(f"{printable(str(args.file), 200)} : entrée inutilisable : XML imbriqué trop "
                          "profondément") from None
+    hint = revocation_hint(report, crl_given=bool(args.crl))
     if args.json:
-        print(json.dumps({"file": str(args.file), **report.to_dict()}, ensure_ascii=False, indent=2))
+        data = report.to_dict()
+        if not report.valid:
+            data["domains"] = []  # an unverified list vouches for no domain (domain_count still says how many)
+        print(json.dumps({"file": str(args.file), "verdict": "VALIDE" if report.valid else "NON VALIDE", **data,
+                          "hint": hint}, ensure_ascii=False, indent=2))
     else:
         _print_text(args.file, report)
+        if hint:
+            print(f"  indice : {hint}")
     return ExitCode.CONFORMANT if report.valid else ExitCode.NON_CONFORMANT
+
+
+def revocation_hint(report, *, crl_given: bool) -> str | None:
+    """What to do when the only reason the list is not valid may be a missing or stale CRL."""
+    if not any(p.code == "revocation-inconnue" for p in report.problems):
+        return None
+    if crl_given:
+        return ("aucune des CRL données n'est signée par l'AC émettrice ou valide à la date de vérification : "
+                "téléchargez la CRL en cours (point de distribution du certificat signataire, pour la liste TEST "
+                "http://igc-sante.esante.gouv.fr/CRL/ACI-EL-ORG-TEST.crl) et passez-la avec --crl FICHIER, ou "
+                "vérifiez sans révocation avec --no-revocation")
+    return ("la révocation du signataire n'a pas pu être vérifiée faute de CRL : téléchargez la CRL de l'AC émettrice "
+            "(point de distribution du certificat signataire, pour la liste TEST "
+            "http://igc-sante.esante.gouv.fr/CRL/ACI-EL-ORG-TEST.crl) et passez-la avec --crl FICHIER, ou vérifiez "
+            "sans révocation avec --no-revocation")
 
 
 def _print_text(path: Path, report) -> None:

@@ -15,25 +15,25 @@ from drimcheck.verdicts import ExitCode
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "kit", help="create the stable test kit of an external DRIMbox (CAs, its certificates, dut-settings.json)",
+        "kit", help="créer le kit de test stable d'une DRIMbox externe (AC, ses certificats, dut-settings.json)",
         description="Crée le kit de test qu'un éditeur installe une fois sur sa DRIMbox : AC de test type IGC-Santé "
                     "et « marché », certificats et clés de la DRIMbox (SERV_SSL par dbN, OV par viN, ORG AUTH_CLI, "
                     "ORG SIGN), magasins de confiance, dut-settings.json et extrait de fichier hosts. Les clés des "
                     "AC restent dans harness/, jamais donné à la DRIMbox. Déclarez ensuite [pki] kit = \"DIR\" dans "
                     "sut.toml. --show affiche les réglages de la DRIMbox sous forme de tableau.")
-    p.add_argument("--sut", type=Path, help="SUT description (sut.toml) of the external DRIMbox")
-    p.add_argument("--out", type=Path, metavar="DIR", help="kit directory to create (absent or empty)")
-    p.add_argument("--days", type=int, default=None, help="validity of the kit in days (default 90)")
-    p.add_argument("--force", action="store_true", help="empty an existing kit directory first")
-    p.add_argument("--show", nargs="?", const=True, default=None, metavar="DIR",
-                   help="print the DUT's settings as a table (of DIR, of --out, or of the sut.toml's [pki] kit)")
-    p.add_argument("--json", action="store_true", help="with --show: print dut-settings.json itself")
+    p.add_argument("--sut", type=Path, metavar="FICHIER", help="description du SUT (sut.toml) de la DRIMbox externe")
+    p.add_argument("--out", type=Path, metavar="DOSSIER", help="dossier du kit à créer (absent ou vide)")
+    p.add_argument("--days", type=int, default=None, metavar="N", help="validité du kit en jours (par défaut 90)")
+    p.add_argument("--force", action="store_true", help="vider d'abord un dossier de kit existant")
+    p.add_argument("--show", nargs="?", const=True, default=None, metavar="DOSSIER",
+                   help="afficher les réglages de la DRIMbox en tableau (du DOSSIER, de --out ou du [pki] kit du sut.toml)")
+    p.add_argument("--json", action="store_true", help="avec --show : afficher dut-settings.json lui-même")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from drimcheck import kit
-    from drimcheck.cli import UsageError, _load_sut
+    from drimcheck.cli import UsageError, _load_sut, os_reason
 
     show_dir = Path(args.show) if isinstance(args.show, str) else None
     existing = args.out is not None and kit.manifest_path(args.out).is_file()
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     create = show_dir is None and args.sut is not None and args.out is not None and \
         not (args.show is not None and existing and not args.force)
     if not create and args.show is None:
-        raise UsageError("kit: --sut FILE --out DIR creates a kit; --show [DIR] prints one")
+        raise UsageError("kit : « --sut FICHIER --out DOSSIER » crée un kit ; « --show [DOSSIER] » en affiche un")
     try:
         if create:
             sut = _load_sut(args.sut)
@@ -61,12 +61,14 @@ def run(args: argparse.Namespace) -> int:
             if target is None and args.sut is not None:
                 target = _load_sut(args.sut).pki_kit
             if target is None:
-                raise UsageError("kit --show: give the kit directory (or --out DIR, or --sut with [pki] kit)")
+                raise UsageError("kit --show : donnez le dossier du kit (ou --out DOSSIER, ou --sut dont [pki] kit le désigne)")
             kit.read_manifest(target)
             try:
                 document = json.loads(kit.settings_path(target).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"{kit.settings_path(target)}: {exc}") from None
+            except OSError as exc:
+                raise UsageError(f"{kit.settings_path(target)} : illisible ({os_reason(exc)})") from None
+            except ValueError:
+                raise UsageError(f"{kit.settings_path(target)} : JSON invalide (régénérez le kit : drimcheck kit)") from None
     except kit.KitError as exc:
         raise UsageError(str(exc)) from None
     if args.json:

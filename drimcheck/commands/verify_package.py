@@ -35,15 +35,15 @@ MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (.+)$")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "verify-package", help="check a referencing package (SHA-256 manifest, optional CMS signature)",
+        "verify-package", help="vérifier un paquet de référencement (manifeste SHA-256, signature CMS éventuelle)",
         description="Vérifie un paquet de référencement produit par « drimcheck run --referencement » : chaque "
                     "fichier est au manifeste SHA-256 avec la bonne empreinte, aucun fichier manquant ni en trop, "
                     "signature CMS du manifeste valide si elle est présente. Code retour : 0 valide, 1 non valide, "
                     "2 fichier illisible.")
-    p.add_argument("file", type=Path, metavar="FILE", help="the package (.zip)")
+    p.add_argument("file", type=Path, metavar="FICHIER", help="le paquet (.zip)")
     p.add_argument("--expect-signer", type=Path, metavar="CERT",
-                   help="the operator certificate (PEM or DER) the manifest must be signed with")
-    p.add_argument("--json", action="store_true", help="machine-readable report")
+                   help="le certificat de l'opérateur (PEM ou DER) qui doit avoir signé le manifeste")
+    p.add_argument("--json", action="store_true", help="rapport en JSON (champ verdict : VALIDE ou NON VALIDE)")
     p.set_defaults(handler=run)
 
 
@@ -275,7 +275,8 @@ def run(args: argparse.Namespace) -> int:
     except Unreadable as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+        print(json.dumps({"verdict": "VALIDE" if report.valid else "NON VALIDE", **report.to_dict()},
+                         ensure_ascii=False, indent=2))
     else:
         print(f"drimcheck verify-package {args.file}")
         c = report.campaign

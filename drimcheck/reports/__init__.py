@@ -40,6 +40,6 @@ def write_all(result: RunResult, run_dir: Path) -> dict[str, Path]:
     paths = {"json": run_dir / "results.json", "junit": run_dir / "junit.xml", "html": run_dir / "report.html"}
     data = safe_tree(result.to_dict())  # SUT strings may hold control characters or lone surrogates
     paths["json"].write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-    paths["junit"].write_bytes(render_junit(result))
-    paths["html"].write_text(render_html(data), encoding="utf-8")
+    paths["junit"].write_bytes(render_junit(result, run_dir))
+    paths["html"].write_text(render_html(data, run_dir), encoding="utf-8")
     return paths

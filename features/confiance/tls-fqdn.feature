@@ -4,6 +4,8 @@ Fonctionnalité: Certificats, versions TLS et flux en clair des FQDN dbN et viN
   Les certificats présentés sont renouvelés à temps (§2.6) ; TLS 1.0 et 1.1 sont refusés (SECU-IG) ;
   en HTTP clair, seuls le challenge ACME, les CRL et les certificats d'AC sont admis (FAQ ANS, point
   de contrôle C17), et aucun ancien fichier de challenge ACME ne reste servi (CGI, §2.6).
+  Chaque version ancienne est offerte comme un vieux client l'offrirait : avec toutes les suites que l'OpenSSL
+  du banc sait négocier, puis avec les suites historiques qu'il n'a plus (3DES, RC4, DES, export, IDEA, SEED).
 
   @req:CRT-04
   Scénario: Le FQDN viN présente un certificat SSL du marché de niveau OV à son nom

@@ -2,9 +2,11 @@
 Fonctionnalité: DRIMbox Source — images servies seulement avec un jeton PSC actif et le KOS qui les référence
   Une DRIMbox Source ne sert ses images en WADO-RS qu'à une DRIMbox listée (mTLS, voir
   mtls-source.feature) qui présente un jeton Pro Santé Connect actif, vérifié par introspection, et
-  l'en-tête KOS-SOPInstanceUID d'un KOS publié par la Source qui référence l'objet demandé, avec une
-  liste Accept conforme aux exemples ANS (drimbox-spec §5.3, codes d'erreur du PoC ANS). drimcheck
-  joue la DRIMbox Conso listée ; chaque refus n'est jugé que si la même requête, correcte, est servie.
+  l'en-tête KOS-SOPInstanceUID d'un KOS publié par la Source qui référence l'objet demandé, avec un
+  en-tête Accept lisible (drimbox-spec §5.3, codes d'erreur du PoC ANS ; DICOM PS3.18 §8.7 pour la
+  négociation de contenu : un Accept sans transfer-syntax, q ni boundary est valide et vaut Explicit VR
+  Little Endian). drimcheck joue la DRIMbox Conso listée ; chaque refus n'est jugé que si la même
+  requête, correcte, est servie.
 
   Contexte:
     Étant donné la liste blanche nominale est en vigueur sur la DRIMbox
@@ -40,3 +42,16 @@ Fonctionnalité: DRIMbox Source — images servies seulement avec un jeton PSC a
     Étant donné une instance référencée par le KOS de la seconde étude a disparu du PACS
     Quand la DRIMbox pair listée demande cette instance
     Alors la DRIMbox refuse la requête en HTTP 410
+
+  @req:WADO-02
+  Plan du scénario: Les images sont servies dans une syntaxe de transfert acceptée par la requête, et déclarée
+    Quand la DRIMbox pair listée demande une série en acceptant <syntaxes>
+    Alors la DRIMbox sert la série dans une syntaxe acceptée qu'elle déclare, ou répond HTTP 406 si aucune n'est disponible
+
+    Exemples:
+      | syntaxes                                                             |
+      | seulement JPEG Lossless SV1 (1.2.840.10008.1.2.4.70)                 |
+      | seulement JPEG-LS Lossless (1.2.840.10008.1.2.4.80)                  |
+      | seulement Explicit VR Little Endian (1.2.840.10008.1.2.1)            |
+      | sans syntaxe de transfert, comme un client DICOMweb standard         |
+      | toute syntaxe (transfer-syntax=*), comme un client DICOMweb standard |

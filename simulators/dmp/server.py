@@ -8,6 +8,11 @@
   `drimcheck.xds`, applied to the registry, answered Success, or Failure + RegistryErrorList when the
   request cannot be read or applied, or when the scenario asked for a failure. Parseable but
   non-conformant content is accepted and left to the checks: one defect, one finding.
+* What the real DMP's SOAP 1.2 / WS-Addressing layer refuses before any XDS processing is refused the
+  same way (:func:`transport_refusal`): a non-SOAP 1.2 media type (415), no ``wsa:Action`` or
+  ``wsa:MessageID``, a Content-Type ``action`` that contradicts ``wsa:Action`` (400, SOAP Fault with the
+  WS-Addressing subcode). The refused request is still parsed and recorded, attributed to its study, so
+  the checks name the refusal. Which real behaviour each rule follows: docs/simulators.md.
 * Every request is written to the evidence store (raw MIME, summary JSON, KOS and signature document).
 
 Action handlers are a table (`handlers`): ITI-41, ITI-57, and the consultation side (ITI-18, ITI-43,
@@ -52,11 +57,47 @@ def registry_response(action: str, relates_to: str, errors: list[tuple[str, str]
             "</soap:Body></soap:Envelope>").encode()
 
 
-def soap_fault(reason: str, code: str = "soap:Sender") -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{xds.NS["soap"]}"><soap:Body>'
-            f'<soap:Fault><soap:Code><soap:Value>{code}</soap:Value></soap:Code><soap:Reason>'
+def soap_fault(reason: str, code: str = "soap:Sender", subcode: str | None = None) -> bytes:
+    """A SOAP 1.2 Fault; ``subcode`` a WS-Addressing fault (``wsa:...``, WS-Addressing 1.0 SOAP Binding §6)."""
+    sub = f"<soap:Subcode><soap:Value>{escape(subcode)}</soap:Value></soap:Subcode>" if subcode else ""
+    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{xds.NS["soap"]}" '
+            f'xmlns:wsa="{xds.NS["wsa"]}"><soap:Body>'
+            f'<soap:Fault><soap:Code><soap:Value>{code}</soap:Value>{sub}</soap:Code><soap:Reason>'
             f'<soap:Text xml:lang="fr">{escape(reason)}</soap:Text></soap:Reason></soap:Fault></soap:Body>'
             "</soap:Envelope>").encode()
+
+
+#: media types of a SOAP 1.2 request (RFC 3902; MTOM/XOP: multipart/related). ``text/xml`` is SOAP 1.1's:
+#: a SOAP 1.2 stack (the DMP's) refuses it, as it refuses a SOAP 1.1 envelope.
+SOAP12_MEDIA_TYPES = ("application/soap+xml", "multipart/related")
+
+
+def transport_refusal(content_type: str, request: xds.XdsRequest) -> tuple[int, str, str] | None:
+    """What the real DMP's SOAP 1.2 / WS-Addressing stack refuses before the XDS layer sees the request:
+    (HTTP status, fault subcode, French reason), or None.
+
+    * a media type other than ``application/soap+xml`` or MTOM (SOAP 1.2 Part 2 §7.1.4, RFC 3902): 415;
+    * no ``wsa:Action`` or no ``wsa:MessageID`` (IHE ITI TF-2x Appendix V: both required in a synchronous
+      request; WS-Addressing 1.0 SOAP Binding §6.4.2 ``wsa:MessageAddressingHeaderRequired``): 400;
+    * an ``action`` parameter of the Content-Type that differs from ``wsa:Action`` (WS-Addressing 1.0
+      SOAP Binding: the SOAP 1.2 action feature must equal [action]; ``wsa:ActionMismatch``): 400.
+    """
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in SOAP12_MEDIA_TYPES:
+        return (415, "soap:VersionMismatch" if media == "text/xml" else "soap:Sender",
+                f"Content-Type « {media or 'absent'} » refusé : SOAP 1.2 attend application/soap+xml "
+                "(ou multipart/related MTOM/XOP)")
+    header = request.soap.envelope.find("soap:Header", xds.NS)
+    for name in ("Action", "MessageID"):
+        element = header.find(f"wsa:{name}", xds.NS) if header is not None else None
+        if element is None or not (element.text or "").strip():
+            return (400, "wsa:MessageAddressingHeaderRequired",
+                    f"en-tête WS-Addressing {name} absent ou vide (exigé par le DMP, IHE ITI TF-2x annexe V)")
+    declared = (xds._param(content_type, "action") or "").replace("\\", "").strip('"').strip()
+    if declared and declared != request.soap.action:
+        return (400, "wsa:ActionMismatch",
+                f"action du Content-Type « {declared} » différente de wsa:Action « {request.soap.action} »")
+    return None
 
 
 class DmpSimulator:
@@ -141,6 +182,14 @@ class DmpSimulator:
                 ex.status = "Failure"
                 ex.errors = [("XDSRegistryMetadataError", f"requête illisible : {exc}")]
                 return self._finish(ex, self._answer(ex, ""))
+            refusal = transport_refusal(content_type, ex.request)
+            if refusal is not None:
+                http_status, subcode, reason = refusal
+                ex.status, ex.parse_error, ex.errors = "Fault", reason, [(subcode, reason)]
+                self._attribute(ex)
+                return self._finish(ex, Response(http_status, soap_fault(reason, subcode=subcode),
+                                                 'application/soap+xml; charset=UTF-8; '
+                                                 'action="http://www.w3.org/2005/08/addressing/fault"'))
             handler = self.handlers.get(ex.action)
             if handler is None:
                 ex.status = "Fault"
@@ -152,6 +201,19 @@ class DmpSimulator:
             ex.status = "Fault"
             ex.parse_error = f"défaut du DMP simulé : {type(exc).__name__}: {exc}"
             return self._finish(ex, Response(500, soap_fault(ex.parse_error, "soap:Receiver"), "application/soap+xml"))
+
+    def _attribute(self, ex: xds.DmpExchange) -> None:
+        """The studies a refused request is about, so that the checks find it among the scenario's attempts."""
+        try:
+            if ex.action == xds.ACTION_PNR:
+                ex.study_uids = self._study_resolver(ex.request)
+            elif ex.action == xds.ACTION_UPDATE:
+                for assoc in ex.request.associations(xds.UPDATE_AVAILABILITY):
+                    entry = self.registry.get(assoc.target)
+                    if entry is not None:
+                        ex.study_uids |= entry.study_uids
+        except Exception:  # noqa: BLE001 - attribution is best effort; the refusal is recorded anyway
+            pass
 
     def _rejected(self, entry: dict[str, Any], scope: dict[str, Any]) -> tuple[str, bytes]:
         """A request the HTTP layer refused for a bound (simulators.httpsim.BoundedApp: body, headers, time):

@@ -1,5 +1,9 @@
 """Pro Santé Connect client of the reference DRIMbox (Conso login, Source token introspection).
 
+* Endpoints come from PSC's discovery document (``peers.psc.discovery_url``, else ``<issuer>/.well-known/
+  openid-configuration``), read once (through the proxy when there is one) and checked: its ``issuer`` must be
+  the configured one (OpenID Connect Discovery §4.3). Never issuer-relative URLs: the real PSC's authorization
+  endpoint is on another host (``wallet.esw.esante.gouv.fr/auth``) than its issuer.
 * Front channel (the practitioner's browser): the PSC authorization endpoint with ``response_type=code``,
   ``scope=openid scope_all``, ``acr_values=eidas1``, a random ``state`` (bound to the browser's session
   cookie, checked on return) and a random ``nonce`` (checked in the ID token).
@@ -79,12 +83,14 @@ class PscClient:
     def __init__(self, config: Any, *, timeout_s: float = 5.0, skip_nonce: bool = False):
         self.skip_nonce = skip_nonce  # mutant conso-nonce-unchecked only
         psc = config.peers.get("psc") or {}
-        if not psc.get("authorization_endpoint"):
+        if not psc.get("issuer") or not psc.get("client_id"):
             raise PscError("Pro Santé Connect non configuré (peers.psc)")
         self.settings = psc
         self.client_id = str(psc["client_id"])
         self.secret = psc.get("client_secret")
-        self.issuer = psc["issuer"]
+        self.issuer = str(psc["issuer"])
+        self.discovery_url = str(psc.get("discovery_url") or self.issuer.rstrip("/") + "/.well-known/openid-configuration")
+        self._metadata: dict[str, Any] | None = None
         proxy = config.peers.get("proxy") or {}
         route = (proxy.get("routes") or {}).get("psc")
         self.via_proxy = bool(route)
@@ -102,6 +108,27 @@ class PscClient:
     def close(self) -> None:
         self._http.close()
 
+    # -- discovery ---------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        """PSC's OpenID Provider metadata (fetched once; PscError when missing, unreadable or of another issuer)."""
+        with self._lock:
+            if self._metadata is None:
+                doc = self._json("get", self.discovery_url, "document de découverte")
+                if doc.get("issuer") != self.issuer:
+                    raise PscError(f"document de découverte d'un autre émetteur ({doc.get('issuer')})")
+                for name in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
+                    if not str(doc.get(name) or "").startswith("https://"):
+                        raise PscError(f"document de découverte sans {name} https")
+                self._metadata = doc
+            return self._metadata
+
+    def endpoint(self, name: str) -> str:
+        """An endpoint URL of the discovery document (``authorization_endpoint``, ``token_endpoint``…)."""
+        url = self.metadata().get(name)
+        if not url:
+            raise PscError(f"Pro Santé Connect n'annonce pas de {name}")
+        return str(url)
+
     # -- login (authorization code flow) -----------------------------------------------------------
     def authorization(self, redirect_uri: str) -> LoginRequest:
         """The authorization request to send the browser to, with fresh state and nonce."""
@@ -109,7 +136,8 @@ class PscClient:
         query = urlencode({"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
                            "scope": self.settings.get("scope") or "openid scope_all", "state": state, "nonce": nonce,
                            "acr_values": self.settings.get("acr_values") or "eidas1"})
-        return LoginRequest(state, nonce, f"{self.settings['authorization_endpoint']}?{query}")
+        endpoint = self.endpoint("authorization_endpoint")
+        return LoginRequest(state, nonce, f"{endpoint}{'&' if '?' in endpoint else '?'}{query}")
 
     def _client_auth(self, form: dict[str, str]) -> dict[str, Any]:
         """RFC 8705 through the proxy (client_id only), else client_secret_basic."""
@@ -122,12 +150,12 @@ class PscClient:
         """Exchange the code, verify the ID token (signature, iss, aud, exp, nonce), read the UserInfo."""
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         kw = self._client_auth(form)
-        data = self._json("post", self.settings["token_endpoint"], "échange du code", data=form, **kw)
+        data = self._json("post", self.endpoint("token_endpoint"), "échange du code", data=form, **kw)
         access, id_token = data.get("access_token"), data.get("id_token")
         if not access or not id_token:
             raise PscError("réponse du point de jeton sans access_token ou id_token")
         claims = self.verify_id_token(id_token, nonce)
-        userinfo = self._json("get", self.settings["userinfo_endpoint"], "UserInfo",
+        userinfo = self._json("get", self.endpoint("userinfo_endpoint"), "UserInfo",
                               headers={"Authorization": f"Bearer {access}"})
         return Login(access, data.get("refresh_token"), id_token, claims, userinfo,
                      time.time() + float(data.get("expires_in") or 0), str(claims.get("sid") or ""))
@@ -160,9 +188,10 @@ class PscClient:
     def _key(self, kid: str) -> Any:
         from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
 
+        jwks_uri = self.endpoint("jwks_uri")
         with self._lock:
             if kid not in self._jwks:
-                jwks = self._json("get", self.settings["jwks_uri"], "JWKS")
+                jwks = self._json("get", jwks_uri, "JWKS")
                 for jwk in jwks.get("keys", []):
                     if jwk.get("kty") == "RSA":
                         n = int.from_bytes(_b64url_decode(jwk["n"]), "big")
@@ -178,7 +207,7 @@ class PscClient:
         form = {"token": token, "token_type_hint": "access_token"}
         kw = self._client_auth(form)
         try:
-            return self._json("post", self.settings["introspection_endpoint"], "introspection", data=form, **kw)
+            return self._json("post", self.endpoint("introspection_endpoint"), "introspection", data=form, **kw)
         except PscError as exc:
             return {"active": False, "error": str(exc)}
 

@@ -260,6 +260,23 @@ def _peercert_protocol():
     return PeerCertH11
 
 
+#: Cipher suites of the `tls-legacy-ciphers-only` mutant: AEAD suites that only TLS 1.2 can use, plus historical
+#: suites that TLS 1.0/1.1 can use. The historical suites this libssl still has are the NULL-encryption ones: Debian
+#: builds OpenSSL 3 with OPENSSL_NO_WEAK_SSL_CIPHERS, so 3DES, RC4, DES, IDEA and SEED suites do not exist here.
+LEGACY_ONLY_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:NULL-SHA:NULL-MD5:@SECLEVEL=0"
+
+
+def accept_legacy_tls_with_legacy_ciphers_only(ctx: "ssl.SSLContext") -> None:
+    """Mutant: TLS 1.0 and 1.1 accepted, but only with a historical cipher suite (TLS 1.2 and 1.3 unchanged)."""
+    import ssl
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.set_ciphers(LEGACY_ONLY_CIPHERS)
+
+
 def serve(config: DrimboxConfig) -> None:
     """Run every listener until SIGTERM/SIGINT; write the ready file once all of them accept connections."""
     import signal
@@ -287,6 +304,8 @@ def serve(config: DrimboxConfig) -> None:
             for f in box.functions:
                 if hasattr(f, "configure_tls"):
                     f.configure_tls(lst, uc.ssl)
+            if box.is_mutant("tls-legacy-ciphers-only"):
+                accept_legacy_tls_with_legacy_ciphers_only(uc.ssl)
         servers.append(uvicorn.Server(uc))
     threads = [threading.Thread(target=s.run, name=f"listener-{i}", daemon=True) for i, s in enumerate(servers)]
     for t in threads:

@@ -12,14 +12,25 @@ request (drimbox-spec §5.3, the ANS PoC's error codes):
 2. ``Authorization: Bearer <token>`` introspected at Pro Santé Connect (RFC 7662, through the Proxy
    e-santé with mTLS/RFC 8705, psc_client): missing -> 401 ``WWW-Authenticate: Bearer``; inactive
    (expired, revoked, logged out, unknown) or introspection impossible -> 401 ``error="invalid_token"``;
-3. ``Accept``: every element a ``multipart/related`` range with ``transfer-syntax=`` and ``q=``, the
-   first with ``boundary=`` (the PoC's rules), else 400;
+3. ``Accept`` as DICOM PS3.18 §8.7 (Content Negotiation) reads it, like the Orthanc DICOMweb plugin
+   and dcm4chee: only a syntactically broken header is 400 (RFC 9110 media-range syntax, qvalue,
+   transfer-syntax neither a UID nor ``*``); ``q`` and ``boundary`` are optional, a range without
+   ``transfer-syntax`` means Explicit VR Little Endian (PS3.18 §8.7.3), no Accept header means ``*/*``.
+   (The ANS PoC Source refuses with 400 everything but the shape of ANS's validator sample; the
+   reference does not copy that limitation: it is judged on the Conso side, CON-04, as a warning.)
+   Then the transfer syntax: :func:`negotiate` against :data:`SUPPORTED_SYNTAXES`, nothing acceptable
+   -> 406 (PS3.18 §8.7);
 4. ``KOS-SOPInstanceUID``: missing -> 400; not a KOS this Source published and still in force, or a
    KOS that does not reference the study / series / instance asked -> 404 (the Source's own archive,
    `source.Function.kos_in_force`).
 
 Then a referenced object the PACS no longer holds is 410 (Gone), and the series or instance is
-served as multipart/related from the PACS.
+served as multipart/related from the PACS in the best acceptable transfer syntax: Orthanc (DICOMweb
+plugin) is asked for each candidate in turn and transcodes (it refuses, HTTP 500, what it cannot
+encode, e.g. JPEG 2000 with Debian's DCMTK build or JPEG Baseline for 16-bit pixels; all refused ->
+406, conformant under PS3.18 §8.7: the origin server answers 406 when it cannot provide any acceptable
+representation). The syntax served is declared (PS3.18 §8.7.3.4): ``transfer-syntax=`` on the
+response Content-Type and on each part's Content-Type.
 """
 
 from __future__ import annotations
@@ -29,6 +40,17 @@ from typing import Any, Callable
 
 WADO_ROOT = "/api/source"  # same base as the RetrieveURL the reference writes in its KOS (ANS samples)
 UPSTREAM_ACCEPT = 'multipart/related; type="application/dicom"'
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+#: what the reference serves, in its order of preference (``transfer-syntax=*`` picks the first): the
+#: syntaxes Debian 12's Orthanc 1.10 + DICOMweb 1.7 really encodes (JPEG Baseline only for 8-bit images;
+#: Orthanc's refusal then moves on to the next candidate)
+SUPPORTED_SYNTAXES: tuple[str, ...] = (
+    EXPLICIT_VR_LE, "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.50",
+)
+#: Orthanc's answers when it cannot encode the syntax asked (500 with Debian's build); anything else is a PACS failure
+_CANNOT_ENCODE = frozenset({400, 406, 415, 500})
 
 Guard = Callable[[Any], Any]  # request -> starlette Response (refusal) or None (go on)
 
@@ -115,12 +137,14 @@ class Function:
         return None
 
     def require_valid_accept(self, request: Any) -> Any:
-        """An Accept list as the ANS samples: multipart/related ranges with transfer-syntax and q, boundary first."""
+        """A syntactically valid Accept (PS3.18 §8.7), else 400; the negotiated syntaxes go to request.state."""
         from starlette.responses import JSONResponse
 
-        problem = accept_problem(request.headers.get("accept"))
-        if problem:
-            return JSONResponse({"erreur": f"en-tête Accept invalide : {problem}"}, status_code=400)
+        try:
+            ranges = parse_accept(request.headers.get("accept"))
+        except ValueError as exc:
+            return JSONResponse({"erreur": f"en-tête Accept invalide : {exc}"}, status_code=400)
+        request.state.transfer_syntaxes = negotiate(ranges, SUPPORTED_SYNTAXES)
         return None
 
     def require_matching_kos(self, request: Any) -> Any:
@@ -153,25 +177,58 @@ class Function:
         return self._serve(request, f"/studies/{p['study']}/series/{p['series']}/instances/{p['instance']}")
 
     def _serve(self, request: Any, path: str) -> Any:
+        import uuid
+
         import httpx
         from starlette.responses import JSONResponse, Response
+
+        from simulators.drimbox import netutil
 
         for guard in self.guards:
             refusal = guard(request)
             if refusal is not None:
                 return refusal
+        if self.box.is_mutant("src-wado-ts-ignored"):
+            candidates = [None]  # whatever was asked: the PACS's default (Explicit VR LE), declared nowhere
+        else:
+            candidates = list(getattr(request.state, "transfer_syntaxes", None) or [])
+            if not candidates:
+                return JSONResponse({"erreur": "aucune des syntaxes de transfert acceptées n'est disponible ; "
+                                     f"disponibles : {', '.join(SUPPORTED_SYNTAXES)}"}, status_code=406)
         pacs = self._pacs_for(request)
+        attempts = []
+        for ts in candidates:
+            accept = UPSTREAM_ACCEPT + (f"; transfer-syntax={ts}" if ts else "")
+            try:
+                upstream = self._pacs_http.get(f"{pacs.http_url}/dicom-web{path}", headers={"Accept": accept},
+                                               auth=(pacs.username, pacs.password))
+            except httpx.HTTPError as exc:
+                return JSONResponse({"erreur": f"PACS injoignable : {type(exc).__name__}"}, status_code=502)
+            if upstream.status_code == 404 or (upstream.status_code == 200 and b"DICM" not in upstream.content[:4096]):
+                # referenced by a KOS in force (guard above) but no longer held by the PACS
+                return JSONResponse({"erreur": "objet référencé par le KOS absent du PACS"}, status_code=410)
+            if upstream.status_code == 200:
+                break
+            if upstream.status_code not in _CANNOT_ENCODE:
+                return JSONResponse({"erreur": f"PACS : HTTP {upstream.status_code}"}, status_code=502)
+            attempts.append(f"{ts}->{upstream.status_code}")
+        else:
+            return JSONResponse({"erreur": "le PACS ne fournit aucune des syntaxes de transfert acceptées : "
+                                 + ", ".join(attempts)}, status_code=406)
+        if ts is None:
+            return Response(upstream.content, status_code=200, media_type=upstream.headers.get("content-type"))
         try:
-            upstream = self._pacs_http.get(f"{pacs.http_url}/dicom-web{path}", headers={"Accept": UPSTREAM_ACCEPT},
-                                           auth=(pacs.username, pacs.password))
-        except httpx.HTTPError as exc:
-            return JSONResponse({"erreur": f"PACS injoignable : {type(exc).__name__}"}, status_code=502)
-        if upstream.status_code == 404 or (upstream.status_code == 200 and b"DICM" not in upstream.content[:4096]):
-            # referenced by a KOS in force (guard above) but no longer held by the PACS
-            return JSONResponse({"erreur": "objet référencé par le KOS absent du PACS"}, status_code=410)
-        if upstream.status_code != 200:
-            return JSONResponse({"erreur": f"PACS : HTTP {upstream.status_code}"}, status_code=502)
-        return Response(upstream.content, status_code=200, media_type=upstream.headers.get("content-type"))
+            parts = netutil.split_multipart(upstream.headers.get("content-type", ""), upstream.content)
+        except ValueError:
+            return JSONResponse({"erreur": "PACS : réponse multipart illisible"}, status_code=502)
+        boundary = uuid.uuid4().hex
+        body = bytearray()
+        for _, content in parts:
+            body += (f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n"
+                     f"Content-Length: {len(content)}\r\n\r\n").encode() + content + b"\r\n"
+        body += f"--{boundary}--\r\n".encode()
+        ctype = f'multipart/related; type="application/dicom"; transfer-syntax={ts}; boundary={boundary}'
+        return Response(bytes(body), status_code=200, headers={"Content-Type": ctype})
 
     def _pacs_for(self, request: Any) -> Any:
         host = (request.headers.get("host") or "").split(":")[0].lower()
@@ -181,31 +238,93 @@ class Function:
         return next((p for p in pacs if p.db.lower() == host), pacs[0])
 
 
-def accept_problem(value: str | None) -> str | None:
-    """Why an Accept header does not follow the ANS samples (None when it does)."""
+# -- Accept (RFC 9110 §12.5.1 syntax, DICOM PS3.18 §8.7 semantics): the reference's own parser ------------
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QVALUE = r"0(\.[0-9]{0,3})?|1(\.0{0,3})?"
+_DICOM_RANGES = ("multipart/related", "multipart/*", "*/*")
+
+
+def _split(text: str, sep: str) -> list[str]:
+    """Split outside quoted strings; ValueError on an unterminated quoted string."""
+    out, cur, quoted, escaped = [], [], False, False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            out.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    if quoted:
+        raise ValueError(f"guillemet non fermé dans « {text.strip()} »")
+    out.append("".join(cur))
+    return out
+
+
+def parse_accept(value: str | None) -> list[tuple[str, dict[str, str], int]]:
+    """[(media range, params, position)], names lower-cased, values unquoted; ValueError when the header is
+    syntactically broken. None (no header) means ``*/*``; an empty value accepts nothing ([])."""
     import re
 
-    if not value or not value.strip():
-        return "absent"
-    elements = [e.strip() for e in re.split(r',(?=(?:[^"]*"[^"]*")*[^"]*$)', value) if e.strip()]
-    if not elements:
-        return "vide"
-    for index, element in enumerate(elements):
-        media, *params = [p.strip() for p in element.split(";")]
-        names = {}
-        for p in params:
-            name, eq, val = p.partition("=")
-            if not eq or not name.strip() or not val.strip():
-                return f"paramètre mal formé « {p} »"
-            names[name.strip().lower()] = val.strip().strip('"')
-        if media.lower() not in ("multipart/related", "multipart/*", "*/*"):
-            return f"type « {media} » au lieu de multipart/related"
-        if "transfer-syntax" not in names:
-            return f"transfer-syntax absent de « {element} »"
-        if not re.fullmatch(r"\*|[0-9]+(\.[0-9]+)*", names["transfer-syntax"]):
-            return f"transfer-syntax invalide « {names['transfer-syntax']} »"
-        if "q" not in names or not re.fullmatch(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?", names["q"]):
-            return f"q absent ou invalide dans « {element} »"
-        if index == 0 and "boundary" not in names:
-            return f"boundary absent du premier élément « {element} »"
+    if value is None:
+        return [("*/*", {}, 0)]
+    out = []
+    for element in _split(value, ","):
+        if not element.strip():
+            continue  # empty list elements are allowed (RFC 9110 §5.6.1), like the ANS sample's trailing comma
+        media, *pieces = _split(element, ";")
+        media = media.strip().lower()
+        if not re.fullmatch(f"{_TOKEN}/{_TOKEN}", media):
+            raise ValueError(f"« {media} » n'est pas un type de média")
+        params = {}
+        for piece in pieces:
+            if not piece.strip():
+                continue
+            name, eq, val = piece.strip().partition("=")
+            name, val = name.strip().lower(), val.strip()
+            if not eq or not re.fullmatch(_TOKEN, name) or not val:
+                raise ValueError(f"paramètre mal formé « {piece.strip()} »")
+            if len(val) >= 2 and val[0] == val[-1] == '"':
+                val = re.sub(r"\\(.)", r"\1", val[1:-1])
+            elif not re.fullmatch(_TOKEN, val):
+                raise ValueError(f"valeur mal formée « {piece.strip()} »")
+            params[name] = val
+        if "q" in params and not re.fullmatch(_QVALUE, params["q"]):
+            raise ValueError(f"q invalide « {params['q']} »")
+        ts = params.get("transfer-syntax")
+        if ts is not None and not (ts == "*" or (re.fullmatch(r"[0-9]+(\.[0-9]+)*", ts) and len(ts) <= 64)):
+            raise ValueError(f"transfer-syntax invalide « {ts} »")
+        out.append((media, params, len(out)))
+    return out
+
+
+def negotiate(ranges: list[tuple[str, dict[str, str], int]], supported: tuple[str, ...]) -> list[str]:
+    """The acceptable syntaxes among ``supported``, best first (q descending, client order on ties); a DICOM
+    range without transfer-syntax means Explicit VR LE, ``*`` the server's first choice (PS3.18 §8.7.3)."""
+    dicom = [(media, params, i) for media, params, i in ranges if media in _DICOM_RANGES
+             and params.get("type", "application/dicom").lower() == "application/dicom"]
+    ranked = sorted(((float(p.get("q") or 1), -i, p.get("transfer-syntax") or EXPLICIT_VR_LE)
+                     for _, p, i in dicom), reverse=True)
+    refused = {ts for q, _, ts in ranked if q == 0}
+    out: list[str] = []
+    for q, _, ts in ranked:
+        if q == 0:
+            continue
+        for pick in (supported if ts == "*" else (ts,)):
+            if pick in supported and pick not in out and pick not in refused:
+                out.append(pick)
+    return out
+
+
+def accept_problem(value: str | None) -> str | None:
+    """Why an Accept header is syntactically broken (the reference's 400), None when PS3.18 can read it."""
+    try:
+        parse_accept(value)
+    except ValueError as exc:
+        return str(exc)
     return None
