@@ -175,6 +175,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          description="Liste chaque exigence du catalogue avec sa force, son acteur, sa couverture "
                                      "automatisée et les documents publics qu'elle cite.")
     req.add_argument("--json", action="store_true", help="sortie lisible par une machine")
+    req.add_argument("--coverage", action="store_true",
+                     help="taxonomie des défauts : pour chaque exigence, les axes couverts, hors périmètre ou à couvrir")
 
     sub.add_parser("mutants", help="lister les mutants de la DRIMbox de référence",
                    description="Liste les mutants de la DRIMbox de référence et l'exigence que chacun viole.")
@@ -504,6 +506,11 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 def cmd_requirements(args: argparse.Namespace) -> int:
     from drimcheck.coverage import coverage_rows
 
+    if getattr(args, "coverage", False):
+        from drimcheck.coverage import render_taxonomy
+
+        print(render_taxonomy(), end="")
+        return 0
     rows = coverage_rows()
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))

@@ -115,6 +115,8 @@ class KosView:
     stray_retrieve_urls: list[tuple[str, str]]  # (where, url): RetrieveURL outside series items
     creation: str
     problems: list[str] = field(default_factory=list)
+    patient_birth_date: str = ""
+    patient_sex: str = ""
 
     def series(self) -> list[SeriesRef]:
         return [s for st in self.evidence for s in st.series]
@@ -268,7 +270,7 @@ def _read_kos(ds: Dataset) -> KosView:
         requests=requests, concept=_concept(ds), value_type=_s(ds, "ValueType"),
         continuity=_s(ds, "ContinuityOfContent"), templates=templates, evidence=evidence, content=content,
         stray_retrieve_urls=stray, creation=_s(ds, "InstanceCreationDate") + _s(ds, "InstanceCreationTime"),
-        problems=problems)
+        problems=problems, patient_birth_date=_s(ds, "PatientBirthDate"), patient_sex=_s(ds, "PatientSex"))
 
 
 def header_uid(data: bytes, keyword: str) -> str:

@@ -83,6 +83,13 @@ class PeerIdentities:
                                                                        organisation=USURPER_ORGANISATION),
                                         f"certificat au CN listé {LISTED} mais d'une autre organisation (DN non listé)"),
             "no_certificate": lambda: Identity("no_certificate", LISTED, None, "aucun certificat client"),
+            # look-alikes of the listed DN (issue 9): equal only for a lenient comparison
+            "lookalike_prefix": lambda: Identity("lookalike_prefix", LISTED, pki.serv_ssl(f"x{LISTED}"),
+                                                 f"certificat au CN x{LISTED} (CN listé précédé d'un préfixe)"),
+            "lookalike_dot": lambda: Identity("lookalike_dot", LISTED, pki.serv_ssl(f"{LISTED}."),
+                                              f"certificat au CN {LISTED}. (CN listé suivi d'un point final)"),
+            "lookalike_extra_rdn": lambda: Identity("lookalike_extra_rdn", LISTED, _with_locality(pki, LISTED),
+                                                    "certificat au DN listé augmenté d'un attribut L=Paris"),
             **{f"{d}": (lambda d=d: Identity(d, LISTED, pki.negative(d, LISTED), _DEFECTS_FR[d]))
                for d in CLIENT_DEFECTS},
         }
@@ -105,6 +112,18 @@ class PeerIdentities:
         return Domain(identifiant=identifiant, db=ident.fqdn, vi=f"vi{n}.test.mesimagesmedicales.fr",
                       denomination=f"DRIMCHECK PAIR {key.upper()}", dn=dn or ident.dn,
                       support_contact=f"support-{key}@drimcheck.test", date_maj="2026-01-15T10:00:00Z")
+
+
+def _with_locality(pki: TestPKI, fqdn: str) -> Any:
+    """A SERV_SSL whose subject is the listed peer's DN plus one attribute (L=Paris)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from fixtures.pki import DEFAULT_ORGANISATION, DEFAULT_STATE, DEFAULT_STRUCTURE_ID, org_name
+
+    base = list(org_name(fqdn, DEFAULT_STRUCTURE_ID, DEFAULT_ORGANISATION, DEFAULT_STATE))
+    subject = x509.Name([*base[:2], x509.NameAttribute(NameOID.LOCALITY_NAME, "Paris"), *base[2:]])
+    return pki.issue(f"serv_ssl:{subject.rfc4514_string()}", subject=subject, profile="serv_ssl", san=[fqdn])
 
 
 _DEFECTS_FR = {

@@ -98,6 +98,8 @@ class WhitelistVectors:
         pki, now = self.pki, self.pki.now
         if kind == "cn":
             return pki.org_sign("Liste Grise DRIM-M", ou="318751275100020", organisation="AGENCE DU NUMERIQUE EN SANTE")
+        if kind == "cn_suffix":  # look-alike: the expected CN followed by a suffix (equal only for a prefix match)
+            return pki.org_sign("Liste Blanche DRIM-M Test", ou="318751275100020", organisation="AGENCE DU NUMERIQUE EN SANTE")
         if kind == "ou":
             return pki.org_sign("Liste Blanche DRIM-M", ou="300000009990777", organisation="DRIMCHECK ORGANISATION TIERCE")
         if kind == "rogue":
@@ -194,6 +196,9 @@ class WhitelistVectors:
                    lambda: wl.duplicate_signed_properties_id(self.get(NOMINAL), p.domain("unlisted", "903"))),
             Vector("signataire-cn", "liste ajoutant db903 signée par un certificat ORG SIGN de la même AC, CN "
                    "« Liste Grise DRIM-M »", "signataire", lambda: self._sign(with_unlisted(), self.signer("cn"))),
+            Vector("signataire-cn-suffixe", "liste ajoutant db903 signée par un certificat ORG SIGN de la même AC, CN "
+                   "« Liste Blanche DRIM-M Test » (CN attendu suivi d'un suffixe)", "signataire",
+                   lambda: self._sign(with_unlisted(), self.signer("cn_suffix"))),
             Vector("signataire-ou", "liste ajoutant db903 signée par un certificat « Liste Blanche DRIM-M » d'une "
                    "autre organisation (OU différente)", "signataire",
                    lambda: self._sign(with_unlisted(), self.signer("ou"))),

@@ -17,6 +17,9 @@ PEERS_FR = {
     "sans certificat client": "no_certificate",
     "retirée": "withdrawn",
     "ajoutée": "added",
+    "au CN listé précédé d'un préfixe": "lookalike_prefix",
+    "au CN listé suivi d'un point final": "lookalike_dot",
+    "au DN listé augmenté d'un attribut": "lookalike_extra_rdn",
 }
 DEFECTS_FR = {"expiré": "expired", "pas encore valide": "not_yet_valid", "d'une autre AC": "wrong_ca",
               "révoqué": "revoked"}
@@ -131,6 +134,15 @@ def injected_peer_not_served(campaign, peer, study, vector, before, judge):
 def listed_still_served(campaign, peer, study, vector, before, judge):
     ex = _fetch(campaign, peer, study, "listed", f"pair-listee-{vector.id}")
     judge(whitelist.previous_list_kept(ex, _who(peer, "listed"), vector.id, before.get("listed")))
+
+
+@then("le HealthCheck indique de nouveau le statut UP")
+def health_up_again(campaign, judge):
+    """State after a failure: once a list is applied again, the HealthCheck is UP again (not stuck DOWN)."""
+    from drimcheck.checks import health
+
+    ex = campaign.client.get(campaign.sut.health_url, label="healthcheck-apres-liste-valide")
+    judge(health.reports_up([ex]))
 
 
 @then("le HealthCheck signale l'échec de la mise à jour de la liste blanche")

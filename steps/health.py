@@ -6,6 +6,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from drimcheck.checks import health
+from drimcheck.plugin import HarnessError
 from simulators.meteo import MeteoPoller
 
 
@@ -43,6 +44,15 @@ def outage(campaign, request):
     """Times of the PACS outage of the scenario; the PACS is restored whatever happens."""
     request.addfinalizer(campaign.restore_nominal)
     return {"pacs": campaign.pacs_entry()}
+
+
+@when(parsers.parse("le {rank} PACS de la DRIMbox est arrêté"))
+def ranked_pacs_stopped(campaign, outage, poller, rank):
+    """Each PACS of a mutualised DRIMbox, not only the first: the last one is the first for a single-PACS DUT."""
+    if rank not in ("premier", "dernier"):
+        raise HarnessError(f"rang de PACS inconnu : {rank}")
+    outage["pacs"] = campaign.pacs_entry(0 if rank == "premier" else len(campaign.sut.pacs) - 1)
+    pacs_stopped(campaign, outage, poller)
 
 
 @when("un PACS de la DRIMbox est arrêté")
@@ -93,6 +103,12 @@ def _patient_identifiers(campaign, study) -> dict[str, str]:
 @then("aucune réponse observée ne contient de donnée patient")
 def no_patient_data_in_polls(campaign, poller, study, judge):
     judge(health.no_patient_data([p.exchange for p in poller.snapshot()], _patient_identifiers(campaign, study)))
+
+
+@then("chaque réponse observée, PACS arrêté compris, arrive dans le délai imparti")
+def all_polls_within_budget(campaign, poller, judge):
+    """State change: a HealthCheck that waits for an unreachable PACS answers the Météo too late."""
+    judge(health.answers_within([p.exchange for p in poller.snapshot()], campaign.sut.timeouts.health_budget_s))
 
 
 @then("chaque réponse indique le statut UP")

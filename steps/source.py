@@ -22,7 +22,7 @@ from fixtures.cda import Report, report_for
 from simulators import iocm
 from simulators.ris import MllpExchange, RisSimulator
 
-ORDINALS = {"premier": 0, "second": 1}
+ORDINALS = {"premier": 0, "second": 1, "dernier": -1}
 
 
 @dataclass
@@ -38,6 +38,7 @@ class StudyCase:
     waited_since: float | None = None  # a publication wait already ran from this time (and found nothing)
     last_trigger: float = 0.0
     trigger: str = ""
+    stored: bool = True  # the study is on a PACS (False: the "absent study" of SRC-04)
 
     @property
     def uid(self) -> str:
@@ -60,7 +61,9 @@ class SourceContext:
                                 timeout_s=max(campaign.sut.timeouts.request_s, campaign.sut.timeouts.publication_s))
         self.seed = hashlib.sha256(scenario.encode()).hexdigest()[:12]
         self.cases: list[StudyCase] = []
-        self.refused: list[tuple[str, MllpExchange]] = []
+        self.refused: list[tuple[str, MllpExchange]] = []  # every refused message (both lists below)
+        self.mismatched: list[tuple[str, MllpExchange]] = []  # SRC-02
+        self.malformed: list[tuple[str, MllpExchange]] = []  # SRC-03
         self._kos: dict[tuple[int, str], KosDocument] = {}
         self.started = time.monotonic()
         self.timeouts = campaign.sut.timeouts
@@ -71,17 +74,30 @@ class SourceContext:
             raise HarnessError("défaut du scénario : aucune étude préparée")
         return self.cases[-1]
 
-    def add_study(self, pacs: Any, *, stored: bool = True) -> StudyCase:
+    def add_study(self, pacs: Any, *, stored: bool = True, varied: bool = False) -> StudyCase:
         seed = f"source-{self.seed}-{pacs.name}-{len(self.cases)}"
         if stored:
-            study = self.campaign.seed_study(seed, pacs=pacs)
+            study = self.campaign.seed_study(seed, pacs=pacs, **({"varied": True} if varied else {}))
         else:
             from simulators.pacs import make_study
 
             study = make_study(seed)
-        case = StudyCase(pacs, study, report_for(study, pacs.vi))
+        case = StudyCase(pacs, study, report_for(study, pacs.vi), stored=stored)
         self.cases.append(case)
         return case
+
+    def stored_case(self, which: int) -> StudyCase:
+        """The first (0) or last (-1) study of the scenario held by a PACS: refusals of different requirements
+        are sent about different studies, so that a wrong publication is charged to one requirement only."""
+        stored = [c for c in self.cases if c.stored]
+        if not stored:
+            raise HarnessError("défaut du scénario : aucune étude détenue par un PACS")
+        return stored[which]
+
+    def quiet_after_sends(self) -> None:
+        """The bounded window after the last message sent in the scenario (once for several refusal checks)."""
+        last = max((c.last_trigger for c in self.cases), default=time.monotonic())
+        time.sleep(max(0.0, last + self.timeouts.quiet_s - time.monotonic()))
 
     def send(self, case: StudyCase, message: Any, label: str) -> MllpExchange:
         case.last_trigger = time.monotonic()
@@ -130,9 +146,15 @@ class SourceContext:
         return self._kos[key]
 
     def expected(self, case: StudyCase) -> kos_checks.ExpectedIdentity:
+        """Every identity-bearing value of the report (and of the PACS content) the KOS and its metadata carry."""
+        from fixtures.cda import AUTHOR, ORGANISATION
+
         r = case.report
-        return kos_checks.ExpectedIdentity(r.study_uid, r.ins, r.ins_oid, r.ipp, r.accession, r.accession_oid, r.order,
-                                           r.order_oid)
+        return kos_checks.ExpectedIdentity(
+            r.study_uid, r.ins, r.ins_oid, r.ipp, r.accession, r.accession_oid, r.order, r.order_oid,
+            family=r.family, given=r.given, birth_date=r.birth_date, sex=r.sex, birthplace=r.birthplace,
+            author_id=AUTHOR["rpps"], structure_id=ORGANISATION["id"], service_time=r.effective_time,
+            modalities=tuple(sorted({s.modality for s in case.study.series})))
 
     def trust(self) -> xds_checks.TrustMaterial:
         from fixtures.pki import POLICY_OIDS
@@ -153,7 +175,7 @@ def _pacs(campaign, ordinal: str):
     index = ORDINALS[ordinal]
     if index >= len(campaign.sut.pacs):
         pytest.skip(f"la DRIMbox testée n'a pas de {ordinal} PACS")
-    return campaign.pacs_entry(index)
+    return campaign.pacs_entry(index % len(campaign.sut.pacs))
 
 
 # --------------------------------------------------------------------------- arrange
@@ -161,6 +183,29 @@ def _pacs(campaign, ordinal: str):
 @given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude"))
 def pacs_holds_study(campaign, source, ordinal):
     source.add_study(_pacs(campaign, ordinal))
+
+
+@given(parsers.parse("le {ordinal} PACS de la DRIMbox détient deux études"))
+def pacs_holds_two_studies(campaign, source, ordinal):
+    pacs = _pacs(campaign, ordinal)
+    source.add_study(pacs)
+    source.add_study(pacs)
+
+
+@given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude variée : {what}"))
+def pacs_holds_varied_study(campaign, source, ordinal, what):
+    """Several series, modalities and SOP classes, a multi-frame image and a structured report (VARIED_SERIES)."""
+    source.add_study(_pacs(campaign, ordinal), varied=True)
+
+
+@given(parsers.parse("le {ordinal} PACS de la DRIMbox détient une étude d'un patient identifié par son {kind}"))
+def pacs_holds_study_of(campaign, source, ordinal, kind):
+    """Each value of the INS OID code set the requirement admits, not only the NIR (test OIDs of the INS)."""
+    oids = {"INS-NIA de test": "1.2.250.1.213.1.4.11", "INS-NIR de test": "1.2.250.1.213.1.4.10"}
+    if kind not in oids:
+        raise HarnessError(f"identifiant de patient inconnu : {kind}")
+    case = source.add_study(_pacs(campaign, ordinal))
+    case.report = report_for(case.study, case.pacs.vi, ins_oid=oids[kind])
 
 
 @given("la DRIMbox est mutualisée entre au moins deux PACS")
@@ -175,14 +220,16 @@ def each_pacs_holds_study(campaign, source):
         source.add_study(pacs)
 
 
-@given("une étude qu'aucun PACS de la DRIMbox ne détient")
-def study_nowhere(campaign, source):
-    source.add_study(campaign.pacs_entry(0), stored=False)
-
-
 @given("le DMP répondra en échec à la prochaine publication")
 def dmp_will_fail(source, request):
     source.dmp.fail_next(1)
+    request.addfinalizer(source.dmp.clear_failures)
+
+
+@given(parsers.parse("le DMP répondra en échec aux {count:d} prochaines publications"))
+def dmp_will_fail_n(source, request, count):
+    """A retry after a retry: the DUT must keep trying (and still publish once) after several failures."""
+    source.dmp.fail_next(count)
     request.addfinalizer(source.dmp.clear_failures)
 
 
@@ -196,7 +243,25 @@ def initially_published(source):
                            f"(ACK {ack.code or ack.problem}) : la mise à jour n'est pas observable")
 
 
+@given("le KOS de cette étude a été publié au DMP, sans quoi la suite n'est pas jugée")
+def initially_published_or_skip(source):
+    """As above, but a missing first publication (SRC-01/SRC-08's business, judged elsewhere) makes the sequence
+    not applicable rather than a bench defect: the sequence runs on the last PACS of a mutualised DRIMbox."""
+    case = source.case
+    source.send(case, messages.oru_r01(case.report), "cr-initial")
+    if source.wait_publication(case) is None:
+        ack = read_ack(case.sent[-1].ack)
+        pytest.skip(f"publication initiale du KOS absente (ACK {ack.code or ack.problem}) : suite de mises à jour "
+                    f"non observable — voir SRC-01 et SRC-08")
+
+
 # --------------------------------------------------------------------------- act
+
+@when("le RIS envoie le CR validé d'une étude qu'aucun PACS de la DRIMbox ne détient")
+def ris_sends_absent(campaign, source):
+    case = source.add_study(campaign.pacs_entry(0), stored=False)
+    source.send(case, messages.oru_r01(case.report), "cr-etude-absente")
+
 
 @when(parsers.parse("le RIS envoie le CR validé de l'étude en {kind}"))
 def ris_sends_report(source, kind):
@@ -214,8 +279,8 @@ def ris_sends_each(source):
 @when("le RIS envoie une nouvelle version du CR en MDM^T10")
 def ris_sends_update(source):
     case = source.case
-    case.report = report_for(case.study, case.pacs.vi, version=2)
-    source.send(case, messages.mdm(case.report, trigger="T10"), "cr-v2-MDM^T10")
+    case.report = report_for(case.study, case.pacs.vi, version=case.report.version + 1)
+    source.send(case, messages.mdm(case.report, trigger="T10"), f"cr-v{case.report.version}-MDM^T10")
 
 
 @when(parsers.parse("le RIS envoie le retrait du CR en {kind}"))
@@ -258,17 +323,40 @@ def pacs_sends_omi(source, what):
 
 @when(parsers.parse("le RIS envoie un CR dont {what} diffère de celui des images"))
 def ris_sends_mismatch(source, what):
-    case = source.case
+    case = source.stored_case(0)
     field_ = "accession" if "accession" in what else "ipp"
     value = {"accession": f"{case.report.accession}X", "ipp": f"{case.report.ipp}X"}[field_]
     bad = report_for(case.study, case.pacs.vi, **{field_: value})
     label = f"CR avec {what} différent"
-    source.refused.append((label, source.send(case, messages.oru_r01(bad), f"incoherence-{field_}")))
+    entry = (label, source.send(case, messages.oru_r01(bad), f"incoherence-{field_}"))
+    source.refused.append(entry)
+    source.mismatched.append(entry)
+
+
+@when(parsers.parse("le RIS envoie un CR dont {what} ressemble à celui des images : {how}"))
+def ris_sends_lookalike(source, what, how):
+    """Look-alike identities: a value equal to the images' one only for a lenient comparison."""
+    case = source.stored_case(0)
+    field_ = "accession" if "accession" in what else "ipp"
+    value = getattr(case.report, field_)
+    if how == "tronqué de son dernier caractère":
+        bad_value = value[:-1]
+    elif how == "en minuscules":
+        bad_value = value.lower()
+    else:
+        raise HarnessError(f"ressemblance inconnue : {how}")
+    if bad_value == value:
+        raise HarnessError(f"défaut du banc : « {value} » n'a pas de variante « {how} »")
+    bad = report_for(case.study, case.pacs.vi, **{field_: bad_value})
+    label = f"CR avec {what} {how}"
+    entry = (label, source.send(case, messages.oru_r01(bad), f"ressemblance-{field_}"))
+    source.refused.append(entry)
+    source.mismatched.append(entry)
 
 
 @when(parsers.parse("le RIS envoie le CR de l'étude {defect}"))
 def ris_sends_malformed(source, defect):
-    case = source.case
+    case = source.stored_case(-1)
     valid = messages.oru_r01(case.report)
     if defect == "sans OBX":
         message = messages.without_cda_obx(valid)
@@ -276,9 +364,13 @@ def ris_sends_malformed(source, defect):
         message = messages.with_bad_base64(valid)
     elif defect == "avec un OID d'INS inconnu":
         message = messages.oru_r01(report_for(case.study, case.pacs.vi, ins_oid="1.2.250.1.213.1.4.99"))
+    elif defect == "avec un OID d'INS admis prolongé d'un suffixe":  # look-alike: equal only for startswith
+        message = messages.oru_r01(report_for(case.study, case.pacs.vi, ins_oid=f"{case.report.ins_oid}.1"))
     else:
         raise HarnessError(f"défaut de message inconnu : {defect}")
-    source.refused.append((f"CR {defect}", source.send(case, message, f"malforme-{len(source.refused) + 1}")))
+    entry = (f"CR {defect}", source.send(case, message, f"malforme-{len(source.malformed) + 1}"))
+    source.refused.append(entry)
+    source.malformed.append(entry)
 
 
 # --------------------------------------------------------------------------- assert
@@ -376,6 +468,47 @@ def each_kos_on_its_dbn(source, judge):
         judge(fqdn_checks.retrieve_urls_on_dbn(doc, case.pacs.db, viewer_link=case.report.viewer_link))
 
 
+@then("chaque RetrieveURL de chaque KOS, suivie comme le ferait une DRIMbox Conso, sert sa série à une DRIMbox "
+      "listée et rien à une DRIMbox absente de la liste")
+def each_url_followed(campaign, source, judge):
+    """Use the artefact as its consumer does: GET every RetrieveURL exactly as written in the KOS (mTLS peer
+    certificate, PSC token, KOS-SOPInstanceUID), on the dbN of every PACS."""
+    from drimcheck import limits
+    from drimcheck.checks import whitelist as wl_checks
+    from simulators.peer_conso import ANS_ACCEPT
+    from steps.conso import source_access
+
+    endpoint = campaign.sims.get("whitelist")
+    if endpoint is None:
+        raise HarnessError("simulateur de liste blanche absent de la campagne")
+    endpoint.ensure_nominal(campaign)
+    access = source_access(campaign).access
+    listed, unlisted = endpoint.peers.get("listed"), endpoint.peers.get("unlisted")
+    followed = []
+    for case in source.cases:
+        doc = source.kos(_published(source, case), f"KOS de l'étude du PACS {case.pacs.name}")
+        if doc is None or doc.view is None:
+            continue
+        access.learn(case.uid, doc.view.sop_uid)
+        held = {r["SOPInstanceUID"] for r in source.campaign.orthanc(case.pacs).instances_of_study(case.uid)}
+        for series in doc.view.series():
+            url = series.retrieve_url or ""
+            where = f"{case.pacs.name}, série {series.series_uid}"
+            flaws = fqdn_checks.url_flaws(url, case.pacs.db, case.uid, series.series_uid) if url else ["absente"]
+            item = wl_checks.FollowedUrl(where, url, {uid for _, uid in series.instances} & held,
+                                         flaw="; ".join(flaws) or None)
+            if item.flaw is None:
+                for ident in (listed, unlisted):
+                    headers = {"Accept": ANS_ACCEPT, **access(ident, case.uid)}
+                    ex = campaign.client.get(url, headers=headers, client_cert=ident.issued,
+                                             label=f"suivi-retrieveurl-{case.pacs.name}-{ident.key}",
+                                             max_body=limits.MAX_RESPONSE_BODY)
+                    setattr(item, "listed" if ident is listed else "unlisted", ex)
+            followed.append(item)
+    judge(wl_checks.retrieve_urls_followed(followed, f"la DRIMbox listée {listed.fqdn}",
+                                           f"la DRIMbox absente de la liste {unlisted.fqdn}"))
+
+
 @then("la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente")
 def replaced(source, judge):
     case = source.case
@@ -388,6 +521,39 @@ def replaced(source, judge):
     if update is not None and update.success:
         case.publications.append(update)
     judge(source_checks.replaced_with_rplc(case.trigger, previous, update, source.timeouts.publication_s))
+
+
+def _versions(source, case) -> list:
+    return [d for d in (source.kos(p, f"KOS version {i}") for i, p in enumerate(case.publications, 1)) if d is not None]
+
+
+@then("chaque version du KOS porte l'identité du CR : INS, accession et commande")
+def each_version_identity(source, judge):
+    case = source.case
+    for doc in _versions(source, case):
+        judge(kos_checks.identity(doc, source.expected(case)))
+
+
+@then("les métadonnées XDS de chaque version du KOS sont conformes et cohérentes avec le KOS et le CR")
+def each_version_metadata(source, judge):
+    case = source.case
+    for publication in case.publications:
+        judge(xds_checks.kos_metadata(publication, source.expected(case)))
+
+
+@then("chaque version du KOS est un objet Key Object Selection valide selon dciodvfy, suit le gabarit Manifest et porte "
+      "Retrieve AE Title et Retrieve Location UID")
+def each_version_iod(source, judge):
+    for doc in _versions(source, source.case):
+        judge(kos_checks.iod_valid(doc))
+        judge(kos_checks.manifest_template(doc))
+        judge(kos_checks.retrieve_location(doc))
+
+
+@then("chaque version est accompagnée d'un document de signature vérifiable")
+def each_version_signed(source, judge):
+    for publication in source.case.publications:
+        judge(xds_checks.signature_document(publication, source.trust()))
 
 
 @then("chaque version du KOS de l'étude utilise le même FQDN dbN")
@@ -411,26 +577,47 @@ def unpublished(source, judge):
     judge(source_checks.unpublished(case.trigger, current, after, source.timeouts.publication_s))
 
 
+@then("la DRIMbox publie malgré l'échec du DMP la nouvelle version du KOS en remplacement (RPLC) de la précédente, "
+      "une seule fois")
+def replaced_after_failure(source, judge):
+    """A retry of an update keeps replacing the entry in force (RPLC) and is not published twice."""
+    case = source.case
+    previous = case.publications[-1] if case.publications else None
+    trigger, since = case.trigger, case.last_trigger
+    if read_ack(case.sent[-1].ack).error:  # a synchronous DUT reports the DMP failure: the RIS sends again
+        source.send(case, messages.mdm(case.report, trigger="T10"), f"cr-v{case.report.version}-renvoi")
+    update = source.wait_publication(case, since=since)
+    source.quiet()
+    if update is not None and all(update is not p for p in case.publications):
+        case.publications.append(update)
+    judge(source_checks.dmp_failure_handled(case.sent[-2:], source.attempts(case, since=since),
+                                            source.timeouts.publication_s, source.timeouts.quiet_s))
+    judge(source_checks.replaced_after_failure(f"{trigger} après un échec du DMP", previous, update,
+                                               source.timeouts.publication_s))
+
+
 @then("chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié")
 def mismatch_refused(source, judge):
-    source.quiet()
-    case = source.case
-    judge(source_checks.mismatch_refused(source.refused, source.attempts(case, since=source.started),
+    source.quiet_after_sends()
+    case = source.stored_case(0)
+    judge(source_checks.mismatch_refused(source.mismatched, source.attempts(case, since=source.started),
                                          source.timeouts.quiet_s))
 
 
 @then("chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié")
 def malformed_refused(source, judge):
-    source.quiet()
-    case = source.case
-    judge(source_checks.malformed_refused(source.refused, source.attempts(case, since=source.started),
+    source.quiet_after_sends()
+    case = source.stored_case(-1)
+    judge(source_checks.malformed_refused(source.malformed, source.attempts(case, since=source.started),
                                           source.timeouts.quiet_s))
 
 
-@then("aucun KOS n'est publié pour cette étude")
-def absent_not_published(source, judge):
-    source.quiet()
-    case = source.case
+@then(parsers.parse("aucun KOS n'est publié pour {which}"))
+def absent_not_published(source, judge, which):
+    source.quiet_after_sends()
+    case = next((c for c in source.cases if not c.stored), None)
+    if case is None:
+        raise HarnessError("défaut du scénario : aucune étude absente des PACS")
     judge(source_checks.absent_study_not_published(case.sent[-1], source.attempts(case, since=source.started),
                                                    source.timeouts.quiet_s))
 

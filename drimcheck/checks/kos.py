@@ -22,7 +22,8 @@ XDSI_PROFILE = "IHEXDSIManifest"
 
 @dataclass(frozen=True)
 class ExpectedIdentity:
-    """What the report (CDA) sent by the RIS says the KOS must carry."""
+    """What the report (CDA) sent by the RIS says the KOS must carry (the keyword fields are optional: empty
+    means "not known", and the value is then not compared)."""
 
     study_uid: str
     ins: str
@@ -32,6 +33,15 @@ class ExpectedIdentity:
     accession_oid: str
     order: str
     order_oid: str
+    family: str = ""
+    given: str = ""
+    birth_date: str = ""  # YYYYMMDD
+    sex: str = ""
+    birthplace: str = ""  # INSEE code
+    author_id: str = ""  # RPPS of the report's author
+    structure_id: str = ""  # identifier of the author's organisation in the report
+    service_time: str = ""  # serviceEvent effectiveTime of the report, YYYYMMDDHHMMSS
+    modalities: tuple[str, ...] = ()  # modalities of the series the PACS holds for the study
 
 
 def _unreadable(req: str, doc: KosDocument | None) -> list[Finding] | None:
@@ -254,6 +264,14 @@ def identity(doc: KosDocument | None, expected: ExpectedIdentity | None = None) 
             problems.append(f"PatientID « {v.patient_id} » au lieu de l'INS du CR « {expected.ins} »{what}")
         if ins_oids and expected.ins_oid not in ins_oids:
             problems.append(f"OID de l'INS {ins_oids[0]} au lieu de {expected.ins_oid}")
+        if expected.family:
+            want = f"{expected.family}^{expected.given}"
+            if v.patient_name.rstrip("^") != want:
+                problems.append(f"PatientName « {v.patient_name} » au lieu de « {want} » (nom et prénom du CR)")
+        if expected.birth_date and v.patient_birth_date != expected.birth_date:
+            problems.append(f"PatientBirthDate « {v.patient_birth_date} » au lieu de {expected.birth_date} (CR)")
+        if expected.sex and v.patient_sex != expected.sex:
+            problems.append(f"PatientSex « {v.patient_sex} » au lieu de {expected.sex} (CR)")
         if v.requests:
             req = v.requests[0]
             if req.accession and req.accession != expected.accession:

@@ -13,7 +13,7 @@ from drimcheck import xds
 from drimcheck.checks import check
 from drimcheck.hl7 import Ack, read_ack
 from drimcheck.kos import KosDocument
-from drimcheck.verdicts import Finding, errored, failed, passed
+from drimcheck.verdicts import Finding, errored, failed, passed, skipped
 
 
 def _ack_of(exchange) -> Ack:
@@ -151,6 +151,17 @@ def replaced_with_rplc(trigger: str, previous: xds.DmpExchange | None, update: x
                    evidence=_ev(previous, update))]
 
 
+@check("SRC-06")
+def replaced_after_failure(trigger: str, previous: xds.DmpExchange | None, update: xds.DmpExchange | None,
+                           deadline_s: float) -> list[Finding]:
+    """After a DMP Failure on an update, the successful retry still replaces the entry in force (RPLC). No
+    successful retry at all is a lost report, judged by SRC-05: not a second verdict here."""
+    if update is None and previous is not None and previous.success:
+        return [skipped("SRC-06", f"{trigger} : aucune nouvelle version acceptée par le DMP dans les {deadline_s:g} s "
+                        "(report perdu : jugé par SRC-05)")]
+    return replaced_with_rplc(trigger, previous, update, deadline_s)
+
+
 @check("SRC-07")
 def unpublished(trigger: str, current_entry: str | None, after: list[xds.DmpExchange], deadline_s: float) -> list[Finding]:
     """The KOS is unpublished by ITI-57: UpdateAvailabilityStatus Approved -> Deleted on its entry."""
@@ -215,4 +226,4 @@ def each_study_with_its_pair(outcomes: list[PacsOutcome], deadline_s: float) -> 
 
 
 __all__ = ["acknowledged_and_published", "mismatch_refused", "malformed_refused", "absent_study_not_published",
-           "dmp_failure_handled", "replaced_with_rplc", "unpublished", "PacsOutcome", "each_study_with_its_pair"]
+           "dmp_failure_handled", "replaced_with_rplc", "replaced_after_failure", "unpublished", "PacsOutcome", "each_study_with_its_pair"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from drimcheck.checks import check
@@ -104,6 +105,58 @@ def listed_peer_served(ex: Exchange | None, who: str, expected: Iterable[str]) -
 def unlisted_peer_refused(ex: Exchange | None, who: str, context: str = "") -> list[Finding]:
     """A peer whose certificate DN is not listed (or that presents none) is served nothing."""
     return _refused("WL-05", ex, who, context)
+
+
+@dataclass
+class FollowedUrl:
+    """One RetrieveURL of a KOS the DUT published, followed as a Conso would: by a listed peer (token, KOS UID)
+    and by an unlisted one. `flaw` says why the URL was not followed (FQDN-01's business); `expected` are the
+    instances the KOS references in that series and the PACS holds (what a correct Source serves)."""
+
+    where: str  # e.g. "PACS-2, série 1.2.3"
+    url: str
+    expected: set[str]
+    listed: Exchange | None = None
+    unlisted: Exchange | None = None
+    flaw: str | None = None
+
+
+def refused_for_access(ex: Exchange | None) -> bool:
+    """The peer was turned away by access control: TLS handshake or connection refused, or HTTP 403. A 401 is
+    the PSC token's business (PSC-01), a 404/410/5xx the WADO-RS service's (WADO-01): not the whitelist's."""
+    return ex is None or ex.status is None or ex.status == 403
+
+
+@check("WL-05")
+def retrieve_urls_followed(followed: list[FollowedUrl], listed_who: str, unlisted_who: str) -> list[Finding]:
+    """Every RetrieveURL of every KOS (each dbN of a mutualised DRIMbox, not only the first): the listed peer is
+    let through the access control, the unlisted one is served nothing — the whitelist is enforced on every dbN
+    the KOS designate. What the listed peer then receives (complete series, WADO-RS status) is not judged here."""
+    usable = [f for f in followed if f.flaw is None]
+    if not usable:
+        why = followed[0].flaw if followed else "aucune RetrieveURL dans les KOS publiés"
+        return [skipped("WL-05", f"aucune RetrieveURL utilisable à suivre ({why} ; voir FQDN-01)")]
+    problems, evidence, other = [], [], []
+    for f in usable:
+        evidence += _evidence(f.listed, f.unlisted)
+        if refused_for_access(f.listed):
+            problems.append(f"{f.where} : {listed_who} refusée en suivant « {f.url} » ({_how_refused(f.listed)}) "
+                            "alors que son DN figure dans la liste blanche en vigueur")
+        elif not served_instances(f.listed):
+            other.append(f"{f.where} : {_how_refused(f.listed)}")
+        leaked = served_instances(f.unlisted)
+        if leaked:
+            problems.append(f"{f.where} : {len(leaked)} objet(s) servi(s) à {unlisted_who} en suivant « {f.url} »")
+    hosts = sorted({f.url.split("/")[2] for f in usable if f.url.count("/") >= 2})
+    details = {"followed": [{"where": f.where, "url": f.url, "flaw": f.flaw} for f in followed],
+               "listed_not_served_for_other_reasons": other}
+    if problems:
+        return [failed("WL-05", " ; ".join(problems[:3]) + (f" ; … ({len(problems) - 3} autre(s))" if len(problems) > 3
+                                                            else ""), evidence=evidence, details=details)]
+    note = (f" ; {len(other)} réponse(s) à la DRIMbox listée sans images pour une autre raison que la liste blanche "
+            f"({other[0]}), hors du champ de WL-05" if other else "")
+    return [passed("WL-05", f"{len(usable)} RetrieveURL suivie(s) sur {', '.join(hosts)} : {listed_who} admise par le "
+                   f"contrôle d'accès, rien servi à {unlisted_who}{note}", evidence=evidence, details=details)]
 
 
 @check("MTLS-01")

@@ -133,6 +133,76 @@ def _same_cx(value: str, ident: str, oid: str, kind: str) -> bool:
     return got == (ident, oid, kind)
 
 
+#: modalities that are not acquisitions (derived or non-image objects): not expected in eventCodeList
+NON_ACQUISITION_MODALITIES = {"SR", "KO", "PR", "DOC", "OT", "REG", "SEG", "PLAN", "RWV"}
+
+
+def _xcn_id(value: str) -> str:
+    return (value or "").split("^", 1)[0]
+
+
+def _dtm_matches(value: str, expected: str) -> bool:
+    """An XDS DTM (UTC or local, truncated precision allowed down to the day) equal to the expected time."""
+    return len(value) >= 8 and value.isdigit() and expected.startswith(value)
+
+
+def identity_slot_problems(entry, expected: ExpectedIdentity) -> list[str]:
+    """Every identity-bearing slot of the KOS DocumentEntry compared with its source (report, PACS content):
+    sourcePatientId, sourcePatientInfo (name, birth date, sex, birthplace), serviceStart/StopTime, author and
+    legal authenticator, eventCodeList (every acquisition modality of the study). Values unknown to the
+    scenario (empty in `expected`) are not compared."""
+    problems = []
+    source_pid = entry.slot("sourcePatientId")
+    if source_pid is not None and not _same_cx(source_pid, expected.ins, expected.ins_oid, "NH"):
+        problems.append(f"sourcePatientId « {source_pid} » au lieu de l'INS du CR {expected.ins}")
+    info = entry.slots.get("sourcePatientInfo") or []
+    fields_: dict[str, str] = {}
+    for line in info:
+        key, _, value = line.partition("|")
+        fields_.setdefault(key.strip(), value.strip())
+    if expected.family:
+        if not info:
+            problems.append("sourcePatientInfo absent (identité du patient : nom, date de naissance, sexe)")
+        else:
+            name = fields_.get("PID-5", "")
+            want = f"{expected.family}^{expected.given}"
+            if not (name == want or name.startswith(want + "^")):
+                problems.append(f"sourcePatientInfo PID-5 « {name or 'absent'} » au lieu de « {want}… » (CR)")
+            if expected.birth_date and fields_.get("PID-7", "")[:8] != expected.birth_date:
+                problems.append(f"sourcePatientInfo PID-7 « {fields_.get('PID-7', 'absent')} » au lieu de "
+                                f"{expected.birth_date} (date de naissance du CR)")
+            if expected.sex and fields_.get("PID-8", "") != expected.sex:
+                problems.append(f"sourcePatientInfo PID-8 « {fields_.get('PID-8', 'absent')} » au lieu de {expected.sex} "
+                                "(sexe du CR)")
+            place = fields_.get("PID-11", "")
+            if expected.birthplace and place and not place.rstrip("^").endswith(expected.birthplace):
+                problems.append(f"sourcePatientInfo PID-11 « {place} » au lieu du lieu de naissance {expected.birthplace}")
+    if expected.service_time:
+        for slot in ("serviceStartTime", "serviceStopTime"):
+            value = entry.slot(slot)
+            if value is not None and not _dtm_matches(value, expected.service_time):
+                problems.append(f"{slot} {value} au lieu de {expected.service_time} (date de l'examen dans le CR)")
+    if expected.author_id:
+        authors = [_xcn_id(v) for c in entry.codes(xds.DOCUMENT_AUTHOR) for v in c.slots.get("authorPerson", [])]
+        if authors and expected.author_id not in authors:
+            problems.append(f"authorPerson {authors} au lieu de l'auteur du CR {expected.author_id}")
+        institutions = [v for c in entry.codes(xds.DOCUMENT_AUTHOR) for v in c.slots.get("authorInstitution", [])]
+        if expected.structure_id and institutions and not any(v.split("^")[-1] == expected.structure_id
+                                                              for v in institutions):
+            problems.append(f"authorInstitution {institutions} sans la structure du CR {expected.structure_id}")
+        legal = entry.slot("legalAuthenticator")
+        if legal is not None and _xcn_id(legal) != expected.author_id:
+            problems.append(f"legalAuthenticator « {_xcn_id(legal)} » au lieu de l'auteur du CR {expected.author_id}")
+    wanted = sorted(set(expected.modalities) - NON_ACQUISITION_MODALITIES)
+    if wanted:
+        events = {c.node for c in entry.codes(xds.EVENT_CODE)}
+        missing = [m for m in wanted if m not in events]
+        if missing:
+            problems.append(f"eventCodeList {sorted(events) or 'vide'} sans la ou les modalité(s) {', '.join(missing)} "
+                            f"de l'étude (séries {', '.join(wanted)} au PACS)")
+    return problems
+
+
 @check("XDS-01")
 def kos_metadata(ex: xds.DmpExchange | None, expected: ExpectedIdentity) -> list[Finding]:
     """KOS DocumentEntry: class/type/format codes, patientId INS NH, hash, size, uniqueId = KOS SOP Instance UID,
@@ -182,12 +252,16 @@ def kos_metadata(ex: xds.DmpExchange | None, expected: ExpectedIdentity) -> list
     orders = [xds.parse_cx(v)[:2] for v in refs.get("urn:ihe:iti:xds:2013:order", [])]
     if (expected.order, expected.order_oid) not in orders:
         problems.append(f"referenceIdList : commande {orders or 'absente'} au lieu de {expected.order} ({expected.order_oid})")
-    details = {"entry": entry.brief(), "reference_ids": refs, "kos_sha1": sha1, "kos_size": len(data)}
+    problems += identity_slot_problems(entry, expected)
+    details = {"entry": entry.brief(), "reference_ids": refs, "kos_sha1": sha1, "kos_size": len(data),
+               "slots": {k: v for k, v in entry.slots.items() if k != "hash"}}
     if problems:
         return [failed("XDS-01", f"{ex.describe()} : {' ; '.join(problems)}", evidence=ex.evidence, details=details)]
     return [passed("XDS-01", f"{ex.describe()} : fiche KOS classCode 31, typeCode IMG-KOS, formatCode KOS, patientId INS NH, "
                    f"hash/size du KOS ({len(data)} octets), uniqueId = SOPInstanceUID, referenceIdList (accession, étude, "
-                   "commande) conformes au CR", evidence=ex.evidence, details=details)]
+                   "commande) conformes au CR" + (" ; identité du patient (sourcePatientInfo), auteur, dates de l'examen "
+                   "et modalités (eventCodeList) égales à leur source" if expected.family else ""),
+                   evidence=ex.evidence, details=details)]
 
 
 @check("XDS-02")
@@ -337,5 +411,5 @@ def signature_document(ex: xds.DmpExchange | None, trust: TrustMaterial) -> list
                    evidence=ex.evidence, details=details)]
 
 
-__all__ = ["TrustMaterial", "auth_cli_flaws", "sign_flaws", "kos_metadata", "client_certificate", "vihf",
+__all__ = ["TrustMaterial", "auth_cli_flaws", "sign_flaws", "identity_slot_problems", "kos_metadata", "client_certificate", "vihf",
            "signature_document"]

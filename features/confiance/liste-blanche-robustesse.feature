@@ -23,11 +23,14 @@ Fonctionnalité: Liste blanche — pannes de téléchargement, analyse XML sûre
       | tronquee      |
       | delai-depasse |
 
-  @req:WL-04
-  Scénario: L'échec du téléchargement de la liste blanche se voit dans le HealthCheck
+  @req:WL-04 @req:HLT-01
+  Scénario: L'échec du téléchargement de la liste blanche se voit dans le HealthCheck, jusqu'au téléchargement suivant réussi
     Quand le point de publication ANS répond « http-404 »
     Et la DRIMbox met à jour sa liste blanche
     Alors le HealthCheck signale l'échec de la mise à jour de la liste blanche
+    Quand le point de publication ANS sert la liste « nominale »
+    Et la DRIMbox met à jour sa liste blanche
+    Alors le HealthCheck indique de nouveau le statut UP
 
   @req:WL-07
   Scénario: Les entités externes d'une DTD ne sont jamais résolues (XXE)

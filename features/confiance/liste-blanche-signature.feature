@@ -47,6 +47,7 @@ Fonctionnalité: Liste blanche — signature XAdES vérifiée à chaque téléch
     Exemples:
       | liste                        |
       | signataire-cn                |
+      | signataire-cn-suffixe        |
       | signataire-ou                |
       | signataire-autre-ac          |
       | signataire-expire            |

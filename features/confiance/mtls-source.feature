@@ -24,6 +24,9 @@ Fonctionnalité: DRIMbox Source — seules les DRIMbox de la liste blanche sont 
       | absente de la liste              |
       | au CN listé mais au DN différent |
       | sans certificat client           |
+      | au CN listé précédé d'un préfixe   |
+      | au CN listé suivi d'un point final |
+      | au DN listé augmenté d'un attribut |
 
   @req:WL-05
   Scénario: Une DRIMbox retirée de la liste n'est plus servie après la mise à jour, bien que son certificat soit valide

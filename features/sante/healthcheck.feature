@@ -20,15 +20,21 @@ Fonctionnalité: HealthCheck de la DRIMbox sondé par la Météo des DRIMbox
     Alors chaque réponse indique le statut UP
     Et chaque réponse arrive dans le délai imparti
 
-  @req:HLT-02 @req:HLT-03 @req:HLT-04 @req:HLT-05
-  Scénario: Arrêt puis redémarrage du PACS
+  @req:HLT-02 @req:HLT-03 @req:HLT-04 @req:HLT-05 @req:HLT-06
+  Plan du scénario: Arrêt puis redémarrage de chaque PACS d'une DRIMbox mutualisée
     Étant donné la Météo sonde le HealthCheck en continu toutes les 0,5 s
-    Quand un PACS de la DRIMbox est arrêté
+    Quand le <rang> PACS de la DRIMbox est arrêté
     Alors le HealthCheck passe DOWN en nommant ce PACS dans le délai imparti
     Quand ce PACS redémarre
     Alors le HealthCheck redevient UP dans le délai imparti
     Et toutes les réponses observées suivent le format MicroProfile Health
     Et aucune réponse observée ne contient de donnée patient
+    Et chaque réponse observée, PACS arrêté compris, arrive dans le délai imparti
+
+    Exemples:
+      | rang    |
+      | premier |
+      | dernier |
 
   @req:HLT-05
   Scénario: Aucune donnée patient dans le HealthCheck

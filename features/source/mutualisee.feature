@@ -4,10 +4,11 @@ Fonctionnalité: DRIMbox mutualisée entre plusieurs PACS
   (guide d'intégration §2.2, cas complexe). Chaque examen doit être publié avec le couple du PACS qui
   le détient, sans quoi le KOS désigne une DRIMbox qui ne sait pas servir ses images.
 
-  @req:SRC-08 @req:FQDN-01
+  @req:SRC-08 @req:FQDN-01 @req:WL-05
   Scénario: Une étude par PACS, chacune publiée avec le FQDN de son PACS
     Étant donné la DRIMbox est mutualisée entre au moins deux PACS
     Et chaque PACS de la DRIMbox détient une étude
     Quand le RIS envoie le CR validé de chaque étude en ORU^R01
     Alors chaque étude est publiée avec le FQDN dbN du PACS qui la détient
     Et chaque RetrieveURL de chaque KOS est sur le FQDN dbN de son PACS
+    Et chaque RetrieveURL de chaque KOS, suivie comme le ferait une DRIMbox Conso, sert sa série à une DRIMbox listée et rien à une DRIMbox absente de la liste

@@ -7,7 +7,7 @@ Fonctionnalité: Publication au DMP du KOS d'un examen dont le compte rendu est 
 
   @req:SRC-01 @req:KOS-01 @req:KOS-02 @req:KOS-03 @req:KOS-04 @req:KOS-05 @req:FQDN-01 @req:XDS-01 @req:XDS-02 @req:XDS-03 @req:XDS-04
   Scénario: CR validé transmis en ORU^R01
-    Étant donné le premier PACS de la DRIMbox détient une étude
+    Étant donné le premier PACS de la DRIMbox détient une étude variée : plusieurs séries, modalités et classes SOP, dont une image multi-frame et un compte rendu structuré
     Quand le RIS envoie le CR validé de l'étude en ORU^R01
     Alors la DRIMbox acquitte AA et publie le KOS de l'étude au DMP
     Et le KOS est un objet Key Object Selection valide selon dciodvfy
@@ -22,8 +22,8 @@ Fonctionnalité: Publication au DMP du KOS d'un examen dont le compte rendu est 
     Et le lot est accompagné d'un document de signature vérifiable
 
   @req:SRC-01 @req:KOS-03 @req:KOS-04 @req:FQDN-01 @req:XDS-01
-  Scénario: CR validé transmis en MDM^T02
-    Étant donné le premier PACS de la DRIMbox détient une étude
+  Scénario: CR validé transmis en MDM^T02, patient identifié par un INS-NIA
+    Étant donné le premier PACS de la DRIMbox détient une étude d'un patient identifié par son INS-NIA de test
     Quand le RIS envoie le CR validé de l'étude en MDM^T02
     Alors la DRIMbox acquitte AA et publie le KOS de l'étude au DMP
     Et le KOS référence exactement les instances que le PACS détient pour l'étude

@@ -2,33 +2,38 @@
 Fonctionnalité: Refus de publier ce qui ne doit pas l'être, et résistance aux échecs du DMP
   La DRIMbox ne publie que ce qui est cohérent : le CR et les images doivent porter le même IPP et le
   même numéro d'accession, le message HL7 doit être lisible et l'étude présente dans le PACS. Un refus
-  est signalé au RIS par un acquittement d'erreur. Un échec du DMP ne doit ni perdre le CR ni conduire
-  à une double publication.
+  est signalé au RIS par un acquittement d'erreur. Les refus portent sur des études distinctes (une
+  pour les incohérences, une pour les messages mal formés, une absente des PACS) et sont observés dans
+  une même fenêtre après le dernier envoi. Un échec du DMP ne doit ni perdre le CR ni conduire à une
+  double publication.
 
-  @req:SRC-02
-  Scénario: Incohérence de numéro d'accession ou d'IPP entre le CR et les images
-    Étant donné le premier PACS de la DRIMbox détient une étude
+  @req:SRC-02 @req:SRC-03 @req:SRC-04
+  Scénario: CR incohérents avec les images, même ressemblants, messages mal formés et étude absente : rien n'est publié
+    Étant donné le premier PACS de la DRIMbox détient deux études
     Quand le RIS envoie un CR dont le numéro d'accession diffère de celui des images
     Et le RIS envoie un CR dont l'IPP diffère de celui des images
-    Alors chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié
-
-  @req:SRC-03
-  Scénario: Messages HL7 mal formés
-    Étant donné le premier PACS de la DRIMbox détient une étude
-    Quand le RIS envoie le CR de l'étude sans OBX
+    Et le RIS envoie un CR dont le numéro d'accession ressemble à celui des images : tronqué de son dernier caractère
+    Et le RIS envoie un CR dont l'IPP ressemble à celui des images : en minuscules
+    Et le RIS envoie le CR de l'étude sans OBX
     Et le RIS envoie le CR de l'étude avec un base64 invalide
     Et le RIS envoie le CR de l'étude avec un OID d'INS inconnu
-    Alors chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié
-
-  @req:SRC-04
-  Scénario: Étude absente du PACS
-    Étant donné une étude qu'aucun PACS de la DRIMbox ne détient
-    Quand le RIS envoie le CR validé de l'étude en ORU^R01
-    Alors aucun KOS n'est publié pour cette étude
+    Et le RIS envoie le CR de l'étude avec un OID d'INS admis prolongé d'un suffixe
+    Et le RIS envoie le CR validé d'une étude qu'aucun PACS de la DRIMbox ne détient
+    Alors chaque CR incohérent reçoit un acquittement d'erreur et aucun KOS n'est publié
+    Et chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié
+    Et aucun KOS n'est publié pour l'étude absente des PACS
 
   @req:SRC-05
-  Scénario: Le DMP répond en échec à la première publication
+  Scénario: Le DMP répond en échec aux deux premières tentatives de publication
     Étant donné le premier PACS de la DRIMbox détient une étude
-    Et le DMP répondra en échec à la prochaine publication
+    Et le DMP répondra en échec aux 2 prochaines publications
     Quand le RIS envoie le CR validé de l'étude en ORU^R01
     Alors la DRIMbox ne perd pas le CR et ne publie qu'une seule fois
+
+  @req:SRC-05 @req:SRC-06
+  Scénario: Le DMP répond en échec à la nouvelle version du KOS
+    Étant donné le premier PACS de la DRIMbox détient une étude
+    Et le KOS de cette étude a été publié au DMP
+    Et le DMP répondra en échec à la prochaine publication
+    Quand le RIS envoie une nouvelle version du CR en MDM^T10
+    Alors la DRIMbox publie malgré l'échec du DMP la nouvelle version du KOS en remplacement (RPLC) de la précédente, une seule fois

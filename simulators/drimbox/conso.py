@@ -421,6 +421,7 @@ class Function:
             out.seconds = time.monotonic() - out.started
             return out
         token = login.id_token if self.mutant("conso-id-token-as-bearer") else login.access_token
+        first_kos_uid = None  # mutant cov-conso-kos-uid-first-study only
         for doc in kos_docs:
             data = blobs.get(doc.unique_id)
             if data is None:
@@ -439,7 +440,9 @@ class Function:
                         series.series_uid, series.retrieve_url, series.host, len(series.instances),
                         refused=f"Source {series.host} absente de la liste blanche : non contactée"))
                     continue
-                result.series.append(self.wado.fetch_series(series, token, kos.sop_uid))
+                first_kos_uid = first_kos_uid or kos.sop_uid
+                header_uid = first_kos_uid if self.mutant("cov-conso-kos-uid-first-study") else kos.sop_uid
+                result.series.append(self.wado.fetch_series(series, token, header_uid))
             out.studies.append(result)
         out.seconds = time.monotonic() - out.started
         return out

@@ -159,6 +159,8 @@ class WadoClient:
             return result
         result.transfer_syntax = params.get("transfer-syntax", "")
         result.instances = [data for _, data in parts if len(data) > 132 and data[128:132] == b"DICM"]
+        if self.mutant("cov-conso-multiframe-dropped"):  # mutant: only single-frame objects kept (viewer limitation)
+            result.instances = [data for data in result.instances if _frames(data) <= 1]
         return result
 
     # -- export ------------------------------------------------------------------------------------
@@ -186,6 +188,16 @@ class WadoClient:
         except (ValueError, AttributeError):
             stored = []
         return len(stored)
+
+
+def _frames(data: bytes) -> int:
+    """Mutant cov-conso-multiframe-dropped: NumberOfFrames of one instance (1 when absent)."""
+    import pydicom
+
+    try:
+        return int(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).get("NumberOfFrames", 1) or 1)
+    except Exception:  # noqa: BLE001 - unreadable: kept
+        return 1
 
 
 def _relabel(data: bytes, patient_id: str, issuer: str) -> bytes:

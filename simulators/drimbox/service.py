@@ -150,7 +150,7 @@ class Drimbox:
         if self.is_mutant("health-slow"):
             time.sleep(2.5)
         checks: list[dict[str, Any]] = [{"name": "DRIMbox", "status": "UP"}]
-        for pacs in self.config.pacs:
+        for pacs in self.config.pacs[:1] if self.is_mutant("cov-health-first-pacs-only") else self.config.pacs:
             checks.append(self._pacs_check(pacs))
         if self.is_mutant("health-down-unnamed"):  # hides which PACS is down (functions' checks stay as they are)
             checks = [{"name": "backend", "status": "DOWN" if any(c["status"] == "DOWN" for c in checks) else "UP"}]

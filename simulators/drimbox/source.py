@@ -34,6 +34,10 @@ RETRY_DELAYS_S = (0.3, 0.6, 1.2, 2.4, 4.8)
 INTERNAL_HOST = "drimbox-source.radiologie.local"
 INTERNAL_IP = "10.20.30.40"
 FAKE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture, for the wrong-SOP-class mutant
+#: SOP classes a Source that manifests "images only" would leave out (mutant cov-src-kos-images-only):
+#: SR, key objects, presentation states, encapsulated documents, raw data
+NON_IMAGE_PREFIXES = ("1.2.840.10008.5.1.4.1.1.88.", "1.2.840.10008.5.1.4.1.1.11.", "1.2.840.10008.5.1.4.1.1.104.",
+                      "1.2.840.10008.5.1.4.1.1.66")
 
 
 @dataclass
@@ -49,6 +53,7 @@ class StudyState:
     kos_sop_uid: str | None = None  # SOP Instance UID of the KOS in force (what a Conso sends as KOS-SOPInstanceUID)
     kos_series: dict[str, set[str]] = field(default_factory=dict)  # what that KOS references: series -> instances
     version: int = 0
+    first_entry: str | None = None  # entry of the first version (mutants cov-src-*-original-entry only)
     deleted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -132,12 +137,16 @@ class Function:
 
     def _on_report(self, msg: hl7.Message) -> bytes:
         lenient = self.mutant("src-ack-aa-on-malformed")
+        # mutant: the INS-NIA OIDs (production .9, test .11) forgotten, only the INS-NIR ones accepted
+        oids = {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10"} if self.mutant("cov-src-ins-nia-refused") else hl7.INS_OIDS
         try:
-            report = hl7.read_report(msg, ins_oids=None if lenient else hl7.INS_OIDS)
+            report = hl7.read_report(msg, ins_oids=None if lenient else oids)
         except hl7.Hl7Error as err:
             if lenient and err.code == "AE":
                 return hl7.ack(msg, "AA")  # accepted, then silently dropped
             raise
+        if report.kind == "withdrawal" and self.mutant("cov-src-withdrawal-t04-only") and report.message_type != "MDM^T04":
+            report.kind = "update"  # ORC|CA and OBX-11 D read as a corrected report
         if report.kind == "withdrawal":
             return self._on_withdrawal(msg, report)
         if self.mutant("src-mdm-ignored") and report.message_type == "MDM^T02":
@@ -234,7 +243,8 @@ class Function:
 
     def _retry(self, job: Job, why: str) -> None:
         log.warning("%s (job %s for %s, attempt %d)", why, job.kind, job.study_uid, job.attempt + 1)
-        if self.mutant("src-lose-report-on-failure") or job.attempt >= len(RETRY_DELAYS_S):
+        if self.mutant("src-lose-report-on-failure") or job.attempt >= len(RETRY_DELAYS_S) or \
+                (self.mutant("cov-src-single-retry") and job.attempt >= 1):
             log.error("job %s for %s abandoned", job.kind, job.study_uid)
             return
         delay = RETRY_DELAYS_S[job.attempt]
@@ -299,6 +309,8 @@ class Function:
         dmp = self._dmp()
         if self.mutant("src-update-without-rplc"):
             replacing = None
+        if self.mutant("cov-src-rplc-original-entry") and replacing and state.first_entry:
+            replacing = state.first_entry
         request = xds.provide_and_register(
             pub, data, ds.SOPInstanceUID, created, to=dmp["repository_url"], signer=self._signer(), replaces=replacing,
             signed_vihf=not self.mutant("src-vihf-unsigned"), with_signature=not self.mutant("src-no-signature-document"),
@@ -306,9 +318,11 @@ class Function:
         creds, ctx = self._client()
         xds.send(dmp["repository_url"], request, ctx, self.config.hosts)
         state.entry_uuid, state.kos_uid, state.version = request.entry_uuid, request.unique_id, version
-        state.kos_sop_uid = str(ds.SOPInstanceUID)
-        state.kos_series = {str(item.SeriesInstanceUID): {str(r.ReferencedSOPInstanceUID) for r in item.ReferencedSOPSequence}
-                            for item in ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
+        state.first_entry = state.first_entry or request.entry_uuid
+        if not (self.mutant("cov-src-wado-first-kos-only") and state.kos_sop_uid):  # mutant: archive keeps the first KOS
+            state.kos_sop_uid = str(ds.SOPInstanceUID)
+            state.kos_series = {str(item.SeriesInstanceUID): {str(r.ReferencedSOPInstanceUID) for r in item.ReferencedSOPSequence}
+                                for item in ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
         state.history.append({"kos": ds.SOPInstanceUID, "entry": request.entry_uuid, "replaced": replacing})
         log.info("KOS %s published for study %s (version %d)", ds.SOPInstanceUID, state.study_uid, version)
 
@@ -317,7 +331,8 @@ class Function:
             state.deleted = True
             return
         dmp = self._dmp()
-        request = xds.update_status(self._publication(state.report, None), state.entry_uuid,
+        entry = state.first_entry if self.mutant("cov-src-delete-original-entry") and state.first_entry else state.entry_uuid
+        request = xds.update_status(self._publication(state.report, None), entry,
                                     to=dmp["registry_url"], signer=self._signer())
         creds, ctx = self._client()
         xds.send(dmp["registry_url"], request, ctx, self.config.hosts)
@@ -326,6 +341,8 @@ class Function:
 
     def _publication(self, report: hl7.Report, facts: kos.StudyFacts | None) -> xds.Publication:
         modalities = sorted({i.modality for i in facts.images if i.modality}) if facts else report.modalities
+        if self.mutant("cov-src-events-first-modality") and facts and facts.images and facts.images[0].modality:
+            modalities = [facts.images[0].modality]
         flags = {"MASQUE_PS": "Masqué aux professionnels de santé", "INVISIBLE_PATIENT": "Non visible par le patient"}
         return xds.Publication(
             **report.identity(), author_id=report.author_id, author_family=report.author_family, author_given=report.author_given,
@@ -353,6 +370,9 @@ class Function:
             facts.images.append(replace(first, sop_uid=kos.new_uid(), instance_number=9999))
         if self.mutant("src-kos-wrong-sop-class"):
             facts.images = [replace(i, sop_class_uid=FAKE_SOP_CLASS) for i in facts.images]
+        if self.mutant("cov-src-kos-images-only"):
+            kept = [i for i in facts.images if not i.sop_class_uid.startswith(NON_IMAGE_PREFIXES)]
+            facts.images = kept or facts.images
 
     def _mutate_kos(self, ds: Any, report: hl7.Report, db: str) -> None:
         series = ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
@@ -377,6 +397,9 @@ class Function:
             for item in series:
                 del item.RetrieveAETitle
                 del item.RetrieveLocationUID
+        if self.mutant("cov-src-retrieve-url-first-series") and series:
+            for item in series:
+                item.RetrieveURL = series[0].RetrieveURL
 
     def _xds_overrides(self, report: hl7.Report) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -388,6 +411,8 @@ class Function:
             out["unique_id"] = kos.new_uid()
         if self.mutant("src-signature-manifest-digest"):
             out["tamper_manifest"] = True
+        if self.mutant("cov-xds-sourcepatientid-ipp"):
+            out["source_patient_id"] = f"{report.ipp}^^^&{report.ipp_oid}&ISO^PI"  # the local IPP, as IHE's "source" id
         return out
 
 

@@ -319,6 +319,7 @@ class DocumentSpec:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     hash_override: str | None = None
     size_override: int | None = None
+    source_patient_id: str | None = None  # mutant cov-xds-sourcepatientid-ipp only
 
 
 def _author(parent: etree._Element, ids: _Ids, scheme: str, obj: str, pub: Publication) -> None:
@@ -339,7 +340,7 @@ def _document_entry(rol: etree._Element, ids: _Ids, pub: Publication, doc: Docum
         _slot(eo, "serviceStartTime", pub.service_start)
     if pub.service_stop:
         _slot(eo, "serviceStopTime", pub.service_stop)
-    _slot(eo, "sourcePatientId", f"{pub.ins}^^^&{pub.ins_oid}&ISO^NH")
+    _slot(eo, "sourcePatientId", doc.source_patient_id or f"{pub.ins}^^^&{pub.ins_oid}&ISO^NH")
     _slot(eo, "hash", doc.hash_override or hashlib.sha1(doc.data).hexdigest())
     _slot(eo, "size", str(doc.size_override if doc.size_override is not None else len(doc.data)))
     info = [f"PID-5|{pub.family}^{pub.given}^^^^^L", f"PID-7|{pub.birth_date}", f"PID-8|{pub.sex}"]
@@ -476,7 +477,8 @@ def provide_and_register(pub: Publication, kos: bytes, kos_uid: str, kos_created
     kos_doc = DocumentSpec(kos_entry, overrides.get("unique_id", kos_uid), kos, "application/dicom",
                            KOS_CLASS, overrides.get("type_code", KOS_TYPE), overrides.get("format_code", KOS_FORMAT),
                            "Reference d'Objets d'un Examen d'Imagerie", "fr-FR", kos_created, events,
-                           hash_override=overrides.get("hash"), size_override=overrides.get("size"))
+                           hash_override=overrides.get("hash"), size_override=overrides.get("size"),
+                           source_patient_id=overrides.get("source_patient_id"))
     env, body = _envelope(ACTION_PNR, to, vihf(pub, key, cert, signed=signed_vihf,
                                                resource_id=overrides.get("resource_id")))
     pnr = _el(body, XDSB, "ProvideAndRegisterDocumentSetRequest",

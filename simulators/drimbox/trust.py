@@ -404,6 +404,8 @@ class Function:
                     st = datetime.fromisoformat(_text(signing_time).replace("Z", "+00:00"))
                 except (ValueError, AttributeError):
                     raise Rejected("SigningTime absent ou illisible") from None
+                if self.mutant("cov-wl-signer-expiry-grace"):
+                    st = _skewed(cert, st)
                 if not self.mutant("wl-expiry-ignored") and not cert.not_valid_before_utc <= st <= cert.not_valid_after_utc:
                     raise Rejected("SigningTime hors de la validité du certificat signataire")
                 return cert
@@ -412,7 +414,7 @@ class Function:
     def _check_certificate(self, leaf, presented, sig) -> None:
         from cryptography.x509.oid import NameOID
 
-        now = datetime.now(timezone.utc)
+        now = _skewed(leaf, datetime.now(timezone.utc)) if self.mutant("cov-wl-signer-expiry-grace") else datetime.now(timezone.utc)
         if not self.mutant("wl-chain-unchecked"):
             self._verify_path(leaf, presented, self.anchors, now, ignore_time=self.mutant("wl-expiry-ignored"))
         elif not self.mutant("wl-expiry-ignored") and not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
@@ -420,6 +422,8 @@ class Function:
         if not self.mutant("wl-signer-dn-unchecked"):
             cn = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
             ou = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
+            if self.mutant("cov-wl-signer-cn-prefix"):  # mutant: case-insensitive prefix match of the CN
+                cn = [self.expected_cn] if cn and cn[0].casefold().startswith(self.expected_cn.casefold()) else cn
             if cn != [self.expected_cn] or self.expected_ou not in ou:
                 raise Rejected(f"signataire inattendu : {leaf.subject.rfc4514_string()}")
         if not self.mutant("wl-revocation-ignored"):
@@ -499,8 +503,11 @@ class Function:
             if not any_ca:
                 self._verify_path(cert, [], self.client_anchors, datetime.now(timezone.utc),
                                   ignore_time=self.mutant("mtls-expiry-ignored"))
-            if not self.mutant("mtls-revocation-ignored"):
+            cached = self.mutant("cov-mtls-revocation-cached") and cert.fingerprint(_sha256()) in self._authorised
+            if not self.mutant("mtls-revocation-ignored") and not cached:
                 self._check_not_revoked(cert, self.client_anchors, check_crl_signature=not any_ca)
+                if self.mutant("cov-mtls-revocation-cached"):  # mutant: "not revoked" remembered per certificate
+                    self._authorised.add(cert.fingerprint(_sha256()))
         except Rejected as exc:
             return False, str(exc)
         key = dn_key(cert.subject)
@@ -508,6 +515,8 @@ class Function:
             return True, "DN non comparé (mutant)"
         if self.mutant("mtls-cn-only"):
             ok = _cn_of(key) in state.cns
+        elif self.mutant("cov-mtls-dn-subset"):  # LDAP-like match: every listed attribute present, extras ignored
+            ok = any(set(dn) <= set(key) for dn in state.dns)
         elif self.mutant("mtls-stale-authorizations"):
             ok = key in state.dns or key in self._authorised
             if ok:
@@ -521,7 +530,28 @@ class Function:
         state = self.state
         if self.mutant("conso-any-host"):
             return True
+        if self.mutant("cov-conso-host-same-domain") and state is not None:  # mutant: *.<registry domain> trusted
+            parent = fqdn.lower().rstrip(".").partition(".")[2]
+            return any(h.partition(".")[2] == parent for h in state.hosts)
         return state is not None and fqdn.lower().rstrip(".") in state.hosts
+
+
+def _sha256():
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+CLOCK_SKEW = timedelta(days=7)
+
+
+def _skewed(cert, when: datetime) -> datetime:
+    """Mutant cov-wl-signer-expiry-grace: a week of "clock skew" tolerated around the validity period."""
+    if cert.not_valid_after_utc < when <= cert.not_valid_after_utc + CLOCK_SKEW:
+        return cert.not_valid_after_utc - timedelta(seconds=1)
+    if cert.not_valid_before_utc - CLOCK_SKEW <= when < cert.not_valid_before_utc:
+        return cert.not_valid_before_utc + timedelta(seconds=1)
+    return when
 
 
 def _text(el) -> str:

@@ -120,6 +120,8 @@ class Function:
                                 headers={"WWW-Authenticate": 'Bearer realm="DRIMbox"'})
         if self.box.is_mutant("wado-token-not-introspected"):
             return None
+        if self.box.is_mutant("cov-psc-introspection-cached") and token in getattr(self, "_seen_active", set()):
+            return None  # mutant: a token once active is never introspected again
         try:
             with self._psc_lock:
                 if self._psc is None:
@@ -130,6 +132,8 @@ class Function:
         if answer.get("active") is not True:
             return JSONResponse({"erreur": "jeton inactif, expiré ou inconnu de Pro Santé Connect"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer realm="DRIMbox", error="invalid_token"'})
+        if self.box.is_mutant("cov-psc-introspection-cached"):
+            self.__dict__.setdefault("_seen_active", set()).add(token)
         return None
 
     def require_valid_accept(self, request: Any) -> Any:
@@ -229,6 +233,8 @@ class Function:
     def _pacs_for(self, request: Any) -> Any:
         host = (request.headers.get("host") or "").split(":")[0].lower()
         pacs = self.box.config.pacs
+        if self.box.is_mutant("cov-wado-first-pacs-only"):
+            return pacs[0]  # mutant: WADO-RS proxy configured with one upstream PACS
         return next((p for p in pacs if p.db.lower() == host), pacs[0])
 
 

@@ -32,6 +32,13 @@ SOP_CLASSES = {
     "MR": "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
 }
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # any other modality
+MULTIFRAME_SC = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word Secondary Capture Image Storage
+BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR Storage: a non-image object
+MULTIFRAME_FRAMES = 3
+#: the series of a "varied" study, as sites really produce them (modality, SOP class, instances): several
+#: modalities and SOP classes, a multi-frame image and a non-image object (structured report)
+VARIED_SERIES = (("CT", SOP_CLASSES["CT"], 3), ("MR", SOP_CLASSES["MR"], 2), ("OT", MULTIFRAME_SC, 1),
+                 ("SR", BASIC_TEXT_SR, 1))
 
 # INS traits are upper case without diacritics; the locally entered given name keeps its accents, so every
 # synthetic patient exercises ISO_IR 100 (all characters below are Latin-1).
@@ -160,6 +167,8 @@ class SyntheticStudy:
         }
 
     def _dataset(self, series: Series, instance: Instance, index: int) -> Dataset:
+        if instance.sop_class_uid == BASIC_TEXT_SR:
+            return self._report_dataset(series, instance)
         p = self.patient
         ds = Dataset()
         meta = FileMetaDataset()
@@ -213,6 +222,12 @@ class SyntheticStudy:
         ds.HighBit = 11
         ds.PixelRepresentation = 0
         ds.PixelData = _pixels(self.rows, self.columns, _n(instance.sop_uid) % 4096)
+        if instance.sop_class_uid == MULTIFRAME_SC:  # every frame distinct
+            ds.NumberOfFrames = MULTIFRAME_FRAMES
+            ds.FrameIncrementPointer = 0x00181063  # FrameTime
+            ds.FrameTime = "100"
+            ds.PixelData = b"".join(_pixels(self.rows, self.columns, _n(instance.sop_uid, f) % 4096)
+                                    for f in range(MULTIFRAME_FRAMES))
         ds["PixelData"].VR = "OW"
 
         if instance.sop_class_uid in (SOP_CLASSES["CT"], SOP_CLASSES["MR"]):
@@ -250,6 +265,63 @@ class SyntheticStudy:
             ds.ConversionType = "WSD"
             ds.PatientOrientation = ""
             ds.Laterality = ""  # type 2C that dciodvfy cannot evaluate for SC: present and empty
+        for keyword, value in self.extra:
+            setattr(ds, keyword, value)
+        return ds
+
+
+    def _report_dataset(self, series: Series, instance: Instance) -> Dataset:
+        """A Basic Text SR (non-image object of the study): patient, study, series and a one-line report."""
+        p = self.patient
+        ds = Dataset()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = instance.sop_class_uid
+        meta.MediaStorageSOPInstanceUID = instance.sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        ds.file_meta = meta
+        series_time = _add_minutes(self.study_time, series.number)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.SOPClassUID = instance.sop_class_uid
+        ds.SOPInstanceUID = instance.sop_uid
+        ds.InstanceCreationDate = self.study_date
+        ds.InstanceCreationTime = series_time
+        set_patient(ds, p, p.ipp, p.ipp_issuer, p.ipp_oid)
+        ds.StudyInstanceUID = self.study_uid
+        ds.StudyDate = self.study_date
+        ds.StudyTime = self.study_time
+        ds.ReferringPhysicianName = self.referring_physician
+        ds.StudyID = self.study_id
+        ds.AccessionNumber = self.accession_number
+        ds.IssuerOfAccessionNumberSequence = Sequence([_entity(self.accession_issuer_oid)])
+        ds.StudyDescription = self.description
+        ds.Modality = series.modality
+        ds.SeriesInstanceUID = series.series_uid
+        ds.SeriesNumber = series.number
+        ds.SeriesDescription = series.description
+        ds.ReferencedPerformedProcedureStepSequence = Sequence([])
+        ds.Manufacturer = "DRIMCHECK"
+        ds.InstitutionName = self.institution
+        ds.InstanceNumber = instance.number
+        ds.ContentDate = self.study_date
+        ds.ContentTime = series_time
+        ds.CompletionFlag = "COMPLETE"
+        ds.VerificationFlag = "UNVERIFIED"
+        ds.PerformedProcedureCodeSequence = Sequence([])
+        ds.ValueType = "CONTAINER"
+        title = Dataset()
+        title.CodeValue, title.CodingSchemeDesignator, title.CodeMeaning = "18748-4", "LN", "Diagnostic imaging report"
+        ds.ConceptNameCodeSequence = Sequence([title])
+        ds.ContinuityOfContent = "SEPARATE"
+        text = Dataset()
+        text.RelationshipType = "CONTAINS"
+        text.ValueType = "TEXT"
+        concept = Dataset()
+        concept.CodeValue, concept.CodingSchemeDesignator, concept.CodeMeaning = "121071", "DCM", "Finding"
+        text.ConceptNameCodeSequence = Sequence([concept])
+        text.TextValue = "Examen de test drimcheck, sans anomalie."
+        ds.ContentSequence = Sequence([text])
         for keyword, value in self.extra:
             setattr(ds, keyword, value)
         return ds
@@ -313,22 +385,33 @@ def make_patient(seed: int | str) -> Patient:
 
 
 def make_study(seed: int | str, *, n_series: int = 2, n_instances: int = 3, modality: str = "CT",
-               patient: Patient | None = None, rows: int = 16, columns: int = 16) -> SyntheticStudy:
-    """A deterministic study; UIDs and accession depend on every argument, so different shapes never collide."""
+               patient: Patient | None = None, rows: int = 16, columns: int = 16,
+               varied: bool = False) -> SyntheticStudy:
+    """A deterministic study; UIDs and accession depend on every argument, so different shapes never collide.
+
+    varied=True ignores n_series/n_instances/modality: one series per entry of VARIED_SERIES (CT, MR, a
+    multi-frame image, a structured report), as a real examination mixes them."""
     if n_series < 1 or n_instances < 1 or rows < 1 or columns < 1:
         raise ValueError("n_series, n_instances, rows and columns must be >= 1")
     patient = patient or make_patient(seed)
-    modality = modality.upper()
+    modality = "CT" if varied else modality.upper()
     key = f"{seed}|{modality}|{n_series}|{n_instances}|{rows}x{columns}|{patient.ins}|{patient.ipp}"
-    sop_class = SOP_CLASSES.get(modality, SECONDARY_CAPTURE)
+    if varied:
+        key += "|varied"
+        shape = VARIED_SERIES
+    else:
+        shape = tuple((modality, SOP_CLASSES.get(modality, SECONDARY_CAPTURE), n_instances) for _ in range(n_series))
     study_uid = _uid("study", key)
-    descriptions = _SERIES_DESCRIPTIONS.get(modality, ())
-    series = tuple(
-        Series(series_uid=_uid("series", key, s), number=s + 1, modality=modality,
-               description=descriptions[s] if s < len(descriptions) else f"{modality} SERIE {s + 1}",
-               instances=tuple(Instance(sop_uid=_uid("sop", key, s, i), sop_class_uid=sop_class, number=i + 1)
-                               for i in range(n_instances)))
-        for s in range(n_series))
+    series = []
+    for s, (mod, sop_class, count) in enumerate(shape):
+        descriptions = _SERIES_DESCRIPTIONS.get(mod, ())
+        rank = sum(1 for m, _, _ in shape[:s] if m == mod)
+        series.append(Series(
+            series_uid=_uid("series", key, s), number=s + 1, modality=mod,
+            description=descriptions[rank] if rank < len(descriptions) else f"{mod} SERIE {s + 1}",
+            instances=tuple(Instance(sop_uid=_uid("sop", key, s, i), sop_class_uid=sop_class, number=i + 1)
+                            for i in range(count))))
+    series = tuple(series)
     day = date(2024, 1, 1) + timedelta(days=_n(key, "day") % 730)
     minute = 8 * 60 + _n(key, "time") % (10 * 60)
     return SyntheticStudy(
@@ -340,4 +423,4 @@ def make_study(seed: int | str, *, n_series: int = 2, n_instances: int = 3, moda
         columns=columns, study_id=f"S{_n(key, 'sid') % 10**7:07d}", frame_of_reference_uid=_uid("for", key))
 
 
-__all__ = ["Instance", "Patient", "Series", "SyntheticStudy", "make_patient", "make_study", "nir_key"]
+__all__ = ["Instance", "Patient", "Series", "SyntheticStudy", "make_patient", "make_study", "nir_key", "VARIED_SERIES"]
