@@ -7,7 +7,7 @@ import json
 import pytest
 
 from drimcheck.checks import health
-from drimcheck.net import Exchange, Poll
+from drimcheck.net import Exchange, Poll, TransportOutcome
 from drimcheck.verdicts import Verdict
 
 PACS = health.PacsIdentity(name="PACS", db="db1.349.mesimagesmedicales.fr", aet="DRIMCHECK_PACS")
@@ -20,9 +20,9 @@ def answer(status: int, body, *, ctype: str = "application/json", elapsed: float
                     response_headers=[("content-type", ctype)], response_body=raw, elapsed_s=elapsed)
 
 
-def unreachable(error: str = "connection refused") -> Exchange:
+def unreachable(error: str = "connection refused", outcome: TransportOutcome = TransportOutcome.REFUSED) -> Exchange:
     return Exchange(label="h", method="GET", url="https://x/q/health", connect_to="127.0.0.1:1", started_at="",
-                    request_headers=[], error=error)
+                    request_headers=[], error=error, outcome=outcome)
 
 
 UP = {"status": "UP", "checks": [{"name": "DRIMbox", "status": "UP"}, {"name": "PACS", "status": "UP"}]}
@@ -70,7 +70,7 @@ def test_answers_within_budget():
     assert only(health.answers_within([answer(200, UP, elapsed=0.3)], 2.0)).verdict is Verdict.PASS
     f = only(health.answers_within([answer(200, UP, elapsed=0.3), answer(200, UP, elapsed=2.4)], 2.0))
     assert f.verdict is Verdict.FAIL and f.details["slowest_s"] == 2.4
-    timed_out = unreachable("no answer within 5 s (the connection was accepted)")
+    timed_out = unreachable("no answer within 5 s (the connection was accepted)", TransportOutcome.TIMEOUT)
     assert only(health.answers_within([answer(200, UP), timed_out], 2.0)).verdict is Verdict.FAIL
 
 

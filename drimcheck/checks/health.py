@@ -132,7 +132,7 @@ def answers_within(exchanges: list[Exchange], budget_s: float) -> list[Finding]:
         return [errored("HLT-06", "aucune réponse du HealthCheck à chronométrer", evidence=_evidence(exchanges))]
     slowest = max(answered, key=lambda e: e.elapsed_s)
     details = {"slowest_s": round(slowest.elapsed_s, 3), "budget_s": budget_s, "answers": len(answered)}
-    late = [e for e in exchanges if (e.ok and e.elapsed_s > budget_s) or (not e.ok and "within" in (e.error or ""))]
+    late = [e for e in exchanges if (e.ok and e.elapsed_s > budget_s) or (not e.ok and e.timed_out)]
     if late:
         return [failed("HLT-06", f"{len(late)} réponse(s) au-delà de {budget_s:g} s (la plus lente : "
                        f"{slowest.elapsed_s:.2f} s)", evidence=_evidence(late), details=details)]
