@@ -586,7 +586,8 @@ def test_campaign_against_a_2gb_healthcheck_ends_bounded_with_reports(tmp_path):
         assert (out / name).is_file(), name
     data = json.loads((out / "results.json").read_text())
     assert data["run"]["exit_code"] == 1 and data["scenarios"]
-    hlt01 = [f for s in data["scenarios"] for f in s["findings"] if f["requirement"] == "HLT-01"]
+    hlt01 = [f for s in data["scenarios"] for f in s["findings"] if f["requirement"] == "HLT-01"
+             and "[hooks]" not in f["message"]]  # a scenario needing a hook this sut.toml does not declare
     assert hlt01 and all(f["verdict"] == "FAIL" for f in hlt01), hlt01
     assert any("réponse trop volumineuse" in f["message"] for f in hlt01), hlt01
     assert elapsed < 120 and peak < MEMORY_CAP, (elapsed, peak)

@@ -309,7 +309,12 @@ def _run_secrets(workdir: Path) -> dict[str, set[bytes]]:
     for path in workdir.rglob("*.pem"):
         text = path.read_text(errors="replace")
         if "PRIVATE KEY" in text:
-            found["key"].update(line.encode() for line in text.splitlines()[1:3] if len(line) > 40)
+            # base64 lines of the PRIVATE part only: in an RSA PKCS#8 PEM the first lines hold the modulus,
+            # public and present in every certificate (a line can reappear verbatim in a certificate's base64,
+            # one time in three); lines 9-10 hold the private exponent. A short (EC) key: its first line.
+            body = [line for line in text.splitlines() if line and not line.startswith("-----")]
+            picked = body[8:10] if len(body) > 10 else body[:1]
+            found["key"].update(line.encode() for line in picked if len(line) > 40)
     return found
 
 

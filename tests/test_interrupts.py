@@ -414,6 +414,7 @@ def test_sigterm_during_teardown_bounds_a_hanging_after_campaign_and_keeps_the_v
     assert_interrupted(data, "SIGTERM", 143)
     error = data["run"]["infrastructure_error"]
     assert "pendant le nettoyage" in error and "hook after_campaign en échec" in error, error
-    assert [s["verdict"] for s in data["scenarios"]] == ["PASS", "PASS"]  # both ran before the signal
+    verdicts = [s["verdict"] for s in data["scenarios"]]
+    assert len(verdicts) >= 2 and set(verdicts) == {"PASS"}  # every HLT-01 scenario ran before the signal
     assert data["run"]["interrupted"]["scenarios_not_run"] == []
     assert_cleaned_up(run, Path(calls(tmp_path)[0][2]).parent)
