@@ -1,13 +1,18 @@
-"""Helpers shared by the tests of the PSC, Proxy e-santé and peer Source simulators (imported, not collected)."""
+"""Helpers shared by the tests of the PSC, Proxy e-santé and peer Source simulators, and of the checks judging
+retrieved instances (imported, not collected)."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
 from drimcheck import config as sut_config
 from drimcheck.config import Address
@@ -17,6 +22,22 @@ from simulators.procutil import free_port
 from simulators.psc import DEFAULT_SCOPE, PscSimulator
 
 APP_REDIRECT = "https://vi1.349.mesimagesmedicales.fr/api/auth/redirect"
+
+
+def dicom_bytes(sop_uid: str) -> bytes:
+    """A minimal CT Image Storage Part 10 file with this SOP Instance UID (a retrieved instance as evidence)."""
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = sop_uid
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 TLS_FAILURES = (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from simsupport import dicom_bytes
 
 from drimcheck import xds
 from drimcheck.checks import kos as kos_checks
@@ -151,30 +152,12 @@ def test_varied_study_mixes_modalities_sop_classes_multiframe_and_non_image() ->
 
 # ------------------------------------------------------------------ WL-05: every RetrieveURL followed as a Conso would
 
-def _dicom(sop_uid: str) -> bytes:
-    import io
-
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
-
-    ds = pydicom.Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.SOPInstanceUID = sop_uid
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
 
 def _answer(status: int, *uids: str):
     from drimcheck.net import Exchange
 
     boundary = "b0undary"
-    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + _dicom(u) + b"\r\n"
+    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + dicom_bytes(u) + b"\r\n"
                     for u in uids) + b"--" + boundary.encode() + b"--\r\n"
     return Exchange(label="t", method="GET", url="https://db2.349.mesimagesmedicales.fr/x", connect_to="127.0.0.1:1",
                     started_at="", request_headers=[], status=status, response_body=body if uids else b"{}",

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 
-import pydicom
 import pytest
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
+from simsupport import dicom_bytes
 
 from drimcheck.checks import trust, whitelist
 from drimcheck.net import Exchange, TlsInfo, TlsVersionProbe
 from drimcheck.verdicts import Verdict
 from fixtures.pki import TestPKI
-
-
-def dicom_bytes(sop_uid: str) -> bytes:
-    ds = pydicom.Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.SOPInstanceUID = sop_uid
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def exchange(status=None, body=b"", content_type="", error=None) -> Exchange:

@@ -166,9 +166,9 @@ class SyntheticStudy:
             "order_placer_number": self.order_placer_number,
         }
 
-    def _dataset(self, series: Series, instance: Instance, index: int) -> Dataset:
-        if instance.sop_class_uid == BASIC_TEXT_SR:
-            return self._report_dataset(series, instance)
+    def _common(self, series: Series, instance: Instance) -> tuple[Dataset, str]:
+        """File meta, SOP Common, Patient, General Study, the series identity, equipment and content time:
+        what an image and the report of the study share. Returns the dataset and the series time."""
         p = self.patient
         ds = Dataset()
         meta = FileMetaDataset()
@@ -197,20 +197,26 @@ class SyntheticStudy:
         ds.AccessionNumber = self.accession_number
         ds.IssuerOfAccessionNumberSequence = Sequence([_entity(self.accession_issuer_oid)])
         ds.StudyDescription = self.description
-        # General Series / Equipment
+        # Series, equipment, content
         ds.Modality = series.modality
         ds.SeriesInstanceUID = series.series_uid
         ds.SeriesNumber = series.number
         ds.SeriesDescription = series.description
-        ds.SeriesDate = self.study_date
-        ds.SeriesTime = series_time
         ds.Manufacturer = "DRIMCHECK"
-        ds.ManufacturerModelName = "SYNTHETIC"
         ds.InstitutionName = self.institution
-        # General Image
         ds.InstanceNumber = instance.number
         ds.ContentDate = self.study_date
         ds.ContentTime = series_time
+        return ds, series_time
+
+    def _dataset(self, series: Series, instance: Instance, index: int) -> Dataset:
+        if instance.sop_class_uid == BASIC_TEXT_SR:
+            return self._report_dataset(series, instance)
+        ds, series_time = self._common(series, instance)
+        # General Series / Equipment / Image
+        ds.SeriesDate = self.study_date
+        ds.SeriesTime = series_time
+        ds.ManufacturerModelName = "SYNTHETIC"
         ds.AcquisitionNumber = 1
         # Image Pixel
         ds.SamplesPerPixel = 1
@@ -272,40 +278,8 @@ class SyntheticStudy:
 
     def _report_dataset(self, series: Series, instance: Instance) -> Dataset:
         """A Basic Text SR (non-image object of the study): patient, study, series and a one-line report."""
-        p = self.patient
-        ds = Dataset()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = instance.sop_class_uid
-        meta.MediaStorageSOPInstanceUID = instance.sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-        ds.file_meta = meta
-        series_time = _add_minutes(self.study_time, series.number)
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.SOPClassUID = instance.sop_class_uid
-        ds.SOPInstanceUID = instance.sop_uid
-        ds.InstanceCreationDate = self.study_date
-        ds.InstanceCreationTime = series_time
-        set_patient(ds, p, p.ipp, p.ipp_issuer, p.ipp_oid)
-        ds.StudyInstanceUID = self.study_uid
-        ds.StudyDate = self.study_date
-        ds.StudyTime = self.study_time
-        ds.ReferringPhysicianName = self.referring_physician
-        ds.StudyID = self.study_id
-        ds.AccessionNumber = self.accession_number
-        ds.IssuerOfAccessionNumberSequence = Sequence([_entity(self.accession_issuer_oid)])
-        ds.StudyDescription = self.description
-        ds.Modality = series.modality
-        ds.SeriesInstanceUID = series.series_uid
-        ds.SeriesNumber = series.number
-        ds.SeriesDescription = series.description
+        ds, _ = self._common(series, instance)
         ds.ReferencedPerformedProcedureStepSequence = Sequence([])
-        ds.Manufacturer = "DRIMCHECK"
-        ds.InstitutionName = self.institution
-        ds.InstanceNumber = instance.number
-        ds.ContentDate = self.study_date
-        ds.ContentTime = series_time
         ds.CompletionFlag = "COMPLETE"
         ds.VerificationFlag = "UNVERIFIED"
         ds.PerformedProcedureCodeSequence = Sequence([])
