@@ -1,10 +1,15 @@
 """Around a DUT Conso: the patient's imaging history (DMP + peer Sources), the RIS's contextual call, the practitioner.
 
-* :func:`prepare_history` puts the test data in place once per campaign: a patient with two KOS in the
-  DMP simulator, one for a study held by the peer Source **listed** in the whitelist
-  (``db7.350.mesimagesmedicales.fr``, 2 series x 2 instances), one for a study held by the **unlisted**
-  peer (``db2.351.mesimagesmedicales.fr``, 1 series x 2 instances). The KOS are written by the harness
+* :func:`prepare_history` puts the test data in place once per campaign: a patient whose DMP record holds
+  the KOS of two studies held by the peer Source **listed** in the whitelist
+  (``db7.350.mesimagesmedicales.fr``): a varied one as sites produce them (CT, MR, a multi-frame image and a
+  structured report, four series) and a second one (MR, 1 series x 2 instances), each with its own KOS;
+  the KOS of a study held by the **unlisted** peer (``db2.351.mesimagesmedicales.fr``, 1 series x 2
+  instances); and one KOS per look-alike host of the listed peer (simulators.peers.LOOKALIKE_HOSTS: 1
+  instance each, served by the unlisted peer under that name). The KOS are written by the harness
   (fixtures.kos), never by the reference DRIMbox.
+* :func:`prepare_withdrawal` puts in place a second patient whose only KOS points at the listed peer, and the
+  whitelist that no longer lists it (:data:`WITHDRAWN_VECTOR`), for a consultation after the withdrawal.
 * :func:`contextual_call_fields` gives the form a RIS posts for a patient (spec §5.1 parameter names).
 * :class:`ConsoVisit` plays the RIS and then the practitioner's browser (drimcheck.browser): the
   contextual call to ``[dut] conso`` (path ``[dut] conso_path``, default the PoC's
@@ -32,6 +37,19 @@ LOCAL_IPP_ISSUER = "DRIMCHECK-RIS-CONSO&1.2.250.1.213.4.5.2.9&ISO"  # CX-4 of PI
 SECOND_GIVEN_NAME = "MARIE"  # the patient has two birth given names (the list and the first one differ)
 
 
+WITHDRAWN_VECTOR = "retrait-source-conso"  # whitelist vector: the nominal list without the listed peer Source
+
+
+@dataclass(frozen=True)
+class Lookalike:
+    """A KOS whose RetrieveURLs name a look-alike of the listed peer (simulators.peers.LOOKALIKE_HOSTS)."""
+
+    case: str
+    authority: str  # as written in the RetrieveURL
+    host: str  # the name a client connects to
+    kos: Any  # simulators.dmp.consultation.PreloadedKos (peer = the simulator that answers for `host`)
+
+
 @dataclass
 class History:
     """The patient and the KOS the DMP holds for it (simulators.dmp.consultation.PreloadedKos)."""
@@ -39,20 +57,95 @@ class History:
     patient: Any
     listed: Any  # study at the whitelisted peer
     unlisted: Any  # study at the peer absent from the whitelist
+    second: Any = None  # another study at the whitelisted peer, with its own KOS
+    lookalikes: dict[str, Lookalike] = field(default_factory=dict)  # case -> KOS naming a look-alike host
+
+    def listed_kos(self) -> list[Any]:
+        """Every KOS of the record whose Source is the listed peer."""
+        return [k for k in (self.listed, self.second) if k is not None]
+
+
+def preload(dmp: Any, peer: Any, study: Any, base: str | None = None) -> Any:
+    """`study` stored at `peer` (its Orthanc) with a KOS the peer knows, and that KOS in the DMP for the patient;
+    the RetrieveURLs start with `base` (default the peer's own WADO-RS base). Returns a PreloadedKos."""
+    from fixtures.kos import build_kos, kos_uid_for
+    from simulators.dmp.consultation import MODALITY_SCHEME, PreloadedKos, preload_peer_study
+
+    if base is None:
+        return preload_peer_study(dmp, peer, study)
+    uid = kos_uid_for(study.study_uid, peer.fqdn, base)
+    peer.register_study(study, kos_sop_uid=uid)
+    kos = build_kos(study, base, sop_uid=uid, institution=f"DRIMBOX {peer.fqdn}")
+    p = study.patient
+    entry = dmp.consultation.preload_kos(kos.data, patient_id=p.xds_id,
+                                         event_codes=[(m, MODALITY_SCHEME, m) for m in kos.modalities],
+                                         accession=(study.accession_number, study.accession_issuer_oid))
+    return PreloadedKos(peer.fqdn, study, uid, entry, kos.data, kos.retrieve_urls)
+
+
+def lookalike_base(peer: Any, authority: str) -> str:
+    """The WADO-RS base of a look-alike authority served by `peer`: its port (if the peer's URLs have one) and
+    its base path."""
+    base = peer.base_url  # https://<fqdn>[:port]
+    port = base.rsplit(":", 1)[1] if base.count(":") > 1 else ""
+    return f"https://{authority}{':' + port if port else ''}{peer.base_path}"
 
 
 def prepare_history(runtime: Any) -> History:
-    """Patient, studies at the two peers, their KOS in the DMP (once per campaign, see module doc)."""
-    from simulators.dmp.consultation import preload_peer_study
+    """Patient, studies at the two peers and at look-alike hosts, their KOS in the DMP (once per campaign, see
+    module doc)."""
+    from simulators.peers import LOOKALIKE_HOSTS
 
     dmp, peers = runtime.simulator("dmp"), runtime.simulator("peers")
     if not peers.whitelisted or not peers.unlisted:
         raise RuntimeError("the campaign needs one listed and one unlisted peer Source")
+    listed_peer, unlisted_peer = peers.whitelisted[0], peers.unlisted[0]
     patient = make_patient("conso-patient")
-    listed = make_study("conso-pair-liste", n_series=2, n_instances=2, patient=patient)
+    listed = make_study("conso-pair-liste", varied=True, patient=patient)
+    second = make_study("conso-pair-liste-2", n_series=1, n_instances=2, modality="MR", patient=patient)
     unlisted = make_study("conso-pair-hors-liste", n_series=1, n_instances=2, modality="MR", patient=patient)
-    return History(patient, preload_peer_study(dmp, peers.whitelisted[0], listed),
-                   preload_peer_study(dmp, peers.unlisted[0], unlisted))
+    history = History(patient, preload(dmp, listed_peer, listed), preload(dmp, unlisted_peer, unlisted),
+                      preload(dmp, listed_peer, second))
+    served = set(getattr(unlisted_peer, "aliases", ()))
+    for index, (case, (authority, host)) in enumerate(LOOKALIKE_HOSTS.items()):
+        if host not in served:  # an external bed whose unlisted peer does not answer for it: case left out
+            continue
+        study = make_study(f"conso-sosie-{index}", n_series=1, n_instances=1, rows=8, columns=8, patient=patient)
+        history.lookalikes[case] = Lookalike(case, authority, host,
+                                             preload(dmp, unlisted_peer, study, lookalike_base(unlisted_peer, authority)))
+    return history
+
+
+@dataclass
+class Withdrawal:
+    """A patient whose only KOS points at the listed peer, consulted after the whitelist stopped listing it."""
+
+    patient: Any
+    kos: Any  # PreloadedKos at the listed peer
+    visit: Any = None  # Visit after the withdrawal
+    refreshed_at: float | None = None  # monotonic time the DUT was made to apply the list without the peer
+    contacted_before: bool = False  # the DUT had contacted the peer in the first consultation
+    requests: list = field(default_factory=list)  # the peer's records after the second contextual call
+
+
+def prepare_withdrawal(runtime: Any) -> Withdrawal:
+    """The second patient and its KOS at the listed peer, and the whitelist vector without that peer (registered
+    in the whitelist simulator's catalogue, not published)."""
+    from fixtures import whitelist as wl
+    from simulators.whitelist import Vector
+
+    dmp, peers, endpoint = runtime.simulator("dmp"), runtime.simulator("peers"), runtime.simulator("whitelist")
+    listed_peer = peers.whitelisted[0]
+    vectors = endpoint.vectors
+    if WITHDRAWN_VECTOR not in vectors.catalogue:
+        gone = listed_peer.fqdn.lower()
+        vectors.catalogue[WITHDRAWN_VECTOR] = Vector(
+            WITHDRAWN_VECTOR, f"liste nominale signée dont la Source {listed_peer.fqdn} est retirée", "valide",
+            lambda: wl.signed_whitelist([d for d in vectors.nominal_domains() if d.db.lower() != gone],
+                                        vectors.pki.whitelist_signer(), generated_at=vectors.generated_at))
+    patient = make_patient("conso-retrait")
+    study = make_study("conso-retrait", n_series=1, n_instances=1, rows=8, columns=8, patient=patient)
+    return Withdrawal(patient, preload(dmp, listed_peer, study))
 
 
 def contextual_call_fields(patient: Any) -> list[tuple[str, str]]:

@@ -61,6 +61,8 @@ from typing import Any
 import httpx
 from pydicom.uid import generate_uid
 
+from fixtures.pki import org_name
+
 from drimcheck.wado import (
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
@@ -154,8 +156,9 @@ class PeerSource(HttpsSimulator):
                  base_path: str = DEFAULT_BASE_PATH, require_client_cert: bool = False,
                  allowed_client_dns: Iterable[str] | None = None, structure_id: str = "300000009990350",
                  organisation: str = "DRIMCHECK CENTRE PAIR TEST",
-                 supported: tuple[str, ...] = SUPPORTED_SYNTAXES) -> None:
+                 supported: tuple[str, ...] = SUPPORTED_SYNTAXES, aliases: Iterable[str] = ()) -> None:
         self.pki = pki
+        self.aliases = tuple(aliases)
         self.orthanc = orthanc
         self.fqdn = fqdn
         self.base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
@@ -163,7 +166,12 @@ class PeerSource(HttpsSimulator):
         self.require_client_cert = require_client_cert
         self.allowed_client_dns = list(allowed_client_dns) if allowed_client_dns is not None else None
         self.supported = tuple(supported)
-        self.cert = pki.serv_ssl(fqdn, ou=structure_id, organisation=organisation)
+        if self.aliases:  # one certificate for every name it answers to (dNSName: A-labels, no final dot)
+            names = list(dict.fromkeys([fqdn, *(_dns_name(a) for a in self.aliases)]))
+            self.cert = pki.issue(f"serv_ssl_{fqdn}_aliases", subject=org_name(fqdn, structure_id, organisation),
+                                  profile="serv_ssl", san=names)
+        else:
+            self.cert = pki.serv_ssl(fqdn, ou=structure_id, organisation=organisation)
         if introspection is None and psc is not None:
             client_id = f"drimbox-{fqdn}"
             if introspection_auth == "basic":
@@ -186,7 +194,17 @@ class PeerSource(HttpsSimulator):
         self._server = SimServer(self._app(), host=host, port=port, ssl_context=ctx, name=f"peer:{fqdn}",
                                  lifespan="on", on_rejected=self._on_rejected)
 
-    # lifecycle, address, hosts(), base_url, requests, clear_requests, wait_for: see HttpsSimulator
+    # lifecycle, address, base_url, requests, clear_requests, wait_for: see HttpsSimulator
+
+    def hosts(self) -> dict[str, str]:
+        """``{name: "ip:port"}`` for its FQDN and every alias (an IDN alias under its A-label and its U-label: a
+        client may look up either)."""
+        out = {self.fqdn: self.address}
+        for alias in self.aliases:
+            out[alias] = self.address
+            if alias.startswith("xn--") or ".xn--" in alias:
+                out[alias.encode("ascii").decode("idna")] = self.address
+        return out
 
     @property
     def wado_base(self) -> str:
@@ -502,6 +520,11 @@ class PeerSource(HttpsSimulator):
                                      elapsed_s=round(time.monotonic() - t0, 6))
 
         return StreamingResponse(body(), status_code=status, headers=headers)
+
+
+def _dns_name(name: str) -> str:
+    """The dNSName a certificate carries for a host name: ASCII (A-labels), without the final dot."""
+    return name.rstrip(".").encode("idna").decode("ascii")
 
 
 def _orthanc_id(*uids: str) -> str:

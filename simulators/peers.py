@@ -5,7 +5,8 @@ default, in other registries than the DUT's:
 
 * :data:`WHITELISTED_PEER` ``db7.350.mesimagesmedicales.fr`` — meant to be listed in the whitelist;
 * :data:`UNLISTED_PEER` ``db2.351.mesimagesmedicales.fr`` — meant to be absent from it (a Conso must
-  never contact it, whatever a KOS says).
+  never contact it, whatever a KOS says). It also answers for :data:`LOOKALIKE_HOSTS`, names that look like
+  the listed peer's in its registry domain (none listed): a Conso must never contact them either.
 
 The whitelist and the DMP content (KOS pointing at these peers) are wired by the whitelist and DMP
 simulators; this module only serves images. Each peer has its own address: the first at
@@ -23,10 +24,25 @@ from typing import Any
 from simulators.peer_source import PeerSource
 from simulators.procutil import free_port
 
-__all__ = ["WHITELISTED_PEER", "UNLISTED_PEER", "PeerSpec", "DEFAULT_PEERS", "PeerGroup", "start_for_campaign"]
+__all__ = ["WHITELISTED_PEER", "UNLISTED_PEER", "LOOKALIKE_HOSTS", "PeerSpec", "DEFAULT_PEERS", "PeerGroup",
+           "start_for_campaign"]
 
 WHITELISTED_PEER = "db7.350.mesimagesmedicales.fr"
 UNLISTED_PEER = "db2.351.mesimagesmedicales.fr"
+
+#: Look-alikes of the listed peer in its registry domain (``*.350.mesimagesmedicales.fr``), none of them listed:
+#: case -> (authority written in the RetrieveURL, host name a client then connects to). Case and a final dot
+#: on the listed name itself are the same host (DNS): contacting them is allowed, so they are not here.
+LOOKALIKE_HOSTS: dict[str, tuple[str, str]] = {
+    "suffixe": ("db70.350.mesimagesmedicales.fr", "db70.350.mesimagesmedicales.fr"),
+    "préfixe": ("xdb7.350.mesimagesmedicales.fr", "xdb7.350.mesimagesmedicales.fr"),
+    # the listed name and a port before "@": the host is what follows (RFC 3986 userinfo)
+    "port en plus": ("db7.350.mesimagesmedicales.fr:443@db71.350.mesimagesmedicales.fr",
+                     "db71.350.mesimagesmedicales.fr"),
+    "point final": ("db72.350.mesimagesmedicales.fr.", "db72.350.mesimagesmedicales.fr."),
+    # A-label of "ԁb7.350.mesimagesmedicales.fr" (U+0501 CYRILLIC SMALL LETTER KOMI DE for the "d")
+    "confusable Unicode": ("xn--b7-32c.350.mesimagesmedicales.fr", "xn--b7-32c.350.mesimagesmedicales.fr"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,11 +51,13 @@ class PeerSpec:
     whitelisted: bool  # the intent: whether the campaign's whitelist should list it
     structure_id: str
     organisation: str
+    aliases: tuple[str, ...] = ()  # other names it answers to (certificate SANs, hosts map)
 
 
 DEFAULT_PEERS = (
     PeerSpec(WHITELISTED_PEER, True, "300000009990350", "DRIMCHECK CENTRE PAIR 350"),
-    PeerSpec(UNLISTED_PEER, False, "300000009990351", "DRIMCHECK CENTRE HORS LISTE 351"),
+    PeerSpec(UNLISTED_PEER, False, "300000009990351", "DRIMCHECK CENTRE HORS LISTE 351",
+             tuple(dict.fromkeys(host for _, host in LOOKALIKE_HOSTS.values()))),
 )
 
 
@@ -120,7 +138,7 @@ def start_for_campaign(runtime: Any) -> PeerGroup | None:
             public_port = None if runtime.sut.embedded or port == 443 else port
             peer = PeerSource(runtime.pki, orthanc, fqdn=spec.fqdn, psc=psc, host=host, port=port,
                               public_port=public_port, structure_id=spec.structure_id,
-                              organisation=spec.organisation)
+                              organisation=spec.organisation, aliases=spec.aliases)
             group.add(spec, peer.start())
     except BaseException:
         group.stop()

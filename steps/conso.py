@@ -24,6 +24,11 @@ CALL_DEFECTS = {
     "sans consentement": lambda f: [(k, v) for k, v in f if k != "InformationEtConsentement"],
     "avec un paramètre inconnu": lambda f: f + [("Patient.name.prefix", "M.")],
     "avec une valeur vide": lambda f: [(k, "" if k == "Patient.name.family" else v) for k, v in f],
+    # look-alike names: the mandatory parameter is absent, a parameter of another name is there instead
+    "avec Patient.identifier.value écrit en minuscules":
+        lambda f: [("patient.identifier.value" if k == "Patient.identifier.value" else k, v) for k, v in f],
+    "avec un suffixe au nom Patient.identifier.value":
+        lambda f: [("Patient.identifier.values" if k == "Patient.identifier.value" else k, v) for k, v in f],
 }
 
 
@@ -131,7 +136,8 @@ def kpi_lines_added(campaign, kpi_before, kpi_calls, judge):
 # ------------------------------------------------------------------------------------------ consultation
 
 
-@given("le DMP détient pour un patient le KOS d'une Source listée et celui d'une Source absente de la liste blanche")
+@given("le DMP détient pour un patient les KOS de deux études d'une Source listée, celui d'une Source absente de la "
+       "liste blanche et ceux d'hôtes ressemblant à la Source listée")
 def history(campaign):
     state = _conso(campaign)
     if state.history is None:
@@ -148,7 +154,9 @@ def history(campaign):
         campaign.evidence.write_json("dossier-dmp", {
             "patient": state.history.patient.ins,
             "kos": [{"source": k.peer, "kos": k.kos_uid, "etude": k.study.study_uid, "retrieve_urls": k.retrieve_urls}
-                    for k in (state.history.listed, state.history.unlisted)]})
+                    for k in (*state.history.listed_kos(), state.history.unlisted)],
+            "sosies": [{"cas": s.case, "hote": s.host, "kos": s.kos.kos_uid, "etude": s.kos.study.study_uid,
+                        "retrieve_urls": s.kos.retrieve_urls} for s in state.history.lookalikes.values()]})
 
 
 @given("un praticien a ouvert le dossier de ce patient depuis le RIS par appel contextuel")
@@ -212,13 +220,13 @@ def dmp_vihf(campaign, judge):
     judge(checks.dmp_consultation(exchanges, user, state.history.listed.patient_id, trust))
 
 
-@then("les requêtes WADO-RS vers la Source listée suivent les exemples ANS")
+@then("les requêtes WADO-RS vers la Source listée suivent les exemples ANS, chaque étude avec son propre KOS")
 def wado_headers(campaign, judge):
     state = _unified(campaign)
-    listed = state.history.listed
+    kos = state.history.listed_kos()
     _record_requests(campaign, state)
-    judge(checks.wado_request_headers(_listed_requests(campaign, state), {listed.study.study_uid: listed.kos_uid},
-                                      listed.retrieve_urls.values()))
+    judge(checks.wado_request_headers(_listed_requests(campaign, state), {k.study.study_uid: k.kos_uid for k in kos},
+                                      [u for k in kos for u in k.retrieve_urls.values()], every_study=True))
 
 
 def _record_requests(campaign, state: ConsoState) -> None:
@@ -302,19 +310,104 @@ def mtls_to_source(campaign, judge):
     judge(checks.client_certificate_presented(_listed_requests(campaign, state), [p.db for p in campaign.sut.pacs]))
 
 
+def _observe_unlisted(campaign, state: ConsoState) -> float:
+    """Bounded observation of the unlisted peer (which also answers for the look-alike hosts) until `quiet_s` after
+    the page, returning at its first request, if any; returns the window."""
+    peers = campaign.simulator("peers")
+    unlisted = state.history.unlisted.peer
+    window = campaign.sut.timeouts.quiet_s
+    left = (state.opened.page_at or time.monotonic()) + window - time.monotonic()
+    if left > 0:
+        peers[unlisted].wait_for(lambda e: True, timeout_s=left, after=state.opened.marks.peers.get(unlisted, 0))
+    return window
+
+
 @then("aucune requête n'arrive à la Source absente de la liste blanche")
 def unlisted_never_contacted(campaign, judge):
     state = _unified(campaign)
     peers = campaign.simulator("peers")
     unlisted = state.history.unlisted.peer
-    window = campaign.sut.timeouts.quiet_s
-    left = (state.opened.page_at or time.monotonic()) + window - time.monotonic()
-    if left > 0:  # bounded observation: returns at the first request, if any
-        peers[unlisted].wait_for(lambda e: True, timeout_s=left, after=state.opened.marks.peers.get(unlisted, 0))
+    window = _observe_unlisted(campaign, state)
     _record_requests(campaign, state)
     requests = [{"host": fqdn, "path": r.get("path"), "time": r.get("time"), "status": r.get("status")}
                 for fqdn in (state.history.listed.peer, unlisted) for r in _peer_requests(campaign, state, fqdn)]
     judge(checks.only_listed_sources_contacted(requests, [p.fqdn for p in peers.whitelisted], unlisted, window))
+
+
+@then(parsers.parse("aucune requête n'arrive à l'hôte qui ressemble à la Source listée par « {case} »"))
+def lookalike_never_contacted(campaign, case, judge):
+    state = _unified(campaign)
+    lookalike = state.history.lookalikes.get(case)
+    if lookalike is None:
+        from simulators.peers import LOOKALIKE_HOSTS
+
+        if case not in LOOKALIKE_HOSTS:
+            raise HarnessError(f"défaut du scénario : hôte ressemblant « {case} » inconnu ({', '.join(LOOKALIKE_HOSTS)})")
+        raise HarnessError(f"la Source simulée hors liste ne répond pas pour l'hôte ressemblant « {case} » "
+                           f"({LOOKALIKE_HOSTS[case][1]}) : ajoutez ce nom au banc (fichier hosts du kit)")
+    window = _observe_unlisted(campaign, state)
+    _record_requests(campaign, state)
+    study = lookalike.kos.study.study_uid
+    requests = [r for r in _peer_requests(campaign, state, state.history.unlisted.peer) if r.get("study") == study]
+    judge(checks.lookalike_not_contacted(case, lookalike.authority, lookalike.host, requests,
+                                         listed_contacted=bool(_listed_requests(campaign, state)), window_s=window))
+
+
+@given("la DRIMbox a contacté la Source listée, puis appliqué une liste blanche qui ne la liste plus",
+       target_fixture="withdrawal")
+def source_withdrawn(campaign):
+    from simulators.conso_visit import WITHDRAWN_VECTOR, prepare_withdrawal
+
+    state = _unified(campaign)
+    withdrawal = campaign.shared.get("conso-withdrawal")
+    if withdrawal is None:
+        withdrawal = campaign.shared["conso-withdrawal"] = prepare_withdrawal(campaign)
+        endpoint = campaign.simulator("whitelist")
+        endpoint.publish(WITHDRAWN_VECTOR)
+        withdrawal.refreshed_at = campaign.refresh_whitelist()
+        downloads = endpoint.wait_for_download(withdrawal.refreshed_at, campaign.sut.timeouts.whitelist_s)
+        campaign.evidence.write_json("liste-sans-source", {"vecteur": WITHDRAWN_VECTOR,
+                                                            "telechargements": [d.to_dict() for d in downloads]})
+        if not any(d.complete for d in downloads):
+            endpoint.ensure_nominal(campaign)
+            raise HarnessError("la DRIMbox n'a pas téléchargé la liste blanche sans la Source listée : le retrait ne "
+                               "peut pas être observé (voir WL-01)")
+    withdrawal.contacted_before = bool(_listed_requests(campaign, state))
+    return withdrawal
+
+
+@when("un praticien ouvre le dossier d'un patient dont le seul KOS désigne cette Source")
+def open_after_withdrawal(campaign, withdrawal):
+    from simulators.conso_visit import contextual_call_fields
+
+    if withdrawal.visit is not None:
+        return
+    state = _unified(campaign)
+    listed = withdrawal.kos.peer
+    try:
+        withdrawal.visit = state.visit.open_record(contextual_call_fields(withdrawal.patient),
+                                                   label="appel-contextuel-apres-retrait")
+        campaign.evidence.write_json("navigation-apres-retrait", withdrawal.visit.call.to_dict())
+        left = (withdrawal.visit.page_at or time.monotonic()) + campaign.sut.timeouts.quiet_s - time.monotonic()
+        if left > 0:  # bounded observation: returns at the first request to the withdrawn Source, if any
+            campaign.simulator("peers")[listed].wait_for(lambda e: True, timeout_s=left,
+                                                         after=withdrawal.visit.marks.peers.get(listed, 0))
+    finally:  # the nominal list again, whatever happened, for the scenarios that follow
+        withdrawal.requests = [r for r in campaign.simulator("peers")[listed].requests
+                               if r["seq"] > (withdrawal.visit.marks.peers.get(listed, 0) if withdrawal.visit else 0)]
+        campaign.simulator("whitelist").ensure_nominal(campaign)
+
+
+@then("aucune requête n'arrive à la Source retirée de la liste blanche")
+def withdrawn_never_contacted(campaign, withdrawal, judge):
+    visit = withdrawal.visit
+    dmp = campaign.simulator("dmp")
+    retrieved = any(withdrawal.kos.kos_uid == d.get("unique_id") for e in dmp.snapshot(visit.marks.t)
+                    if e.kind == "ITI-43" for d in e.consultation.get("returned") or [])
+    campaign.evidence.write_json("source-retiree", withdrawal.requests)
+    judge(checks.withdrawn_source_not_contacted(withdrawal.kos.peer, withdrawal.requests, contacted_before=
+                                                withdrawal.contacted_before, kos_retrieved=retrieved,
+                                                window_s=campaign.sut.timeouts.quiet_s))
 
 
 @then("la DRIMbox a testé l'existence du DMP du patient et l'autorisation d'accès avant d'y chercher des documents")

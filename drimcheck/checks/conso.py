@@ -149,6 +149,36 @@ def _value_forms(key: str, value: str) -> list[str]:
     return [_fold(value)]
 
 
+#: traits whose displayed value must be exactly the call's, not merely contain it: names, where a look-alike (the
+#: whole list of given names, the used given name or another given name in place of the first) is another trait
+EXACT_TRAITS = ("nom-naissance", "premier-prenom-naissance", "prenoms-naissance")
+
+
+def _name_tokens(text: str) -> list[str]:
+    """The words of a (folded) name value: separators are spaces, commas, semicolons and slashes, not hyphens."""
+    return [t for t in re.split(r"[\s,;/]+", _fold(text).strip(" :-")) if t]
+
+
+def _exact_problem(key: str, shown: str, value: str, all_given: str | None) -> str | None:
+    """Why a displayed name trait is not exactly the call's value (None when it is). ``shown``: the displayed text
+    (an element's, or the page text from the trait's label to the next label); ``all_given``: the call's list of
+    birth given names (another given name shown as the first one is the look-alike to catch)."""
+    got, want = _name_tokens(shown), _name_tokens(value)
+    if got[:len(want)] != want:
+        return f"« {shown.strip()} » au lieu de « {value} »"
+    rest = got[len(want):]
+    others = [t for t in _name_tokens(all_given or "") if t not in want]
+    if key == "premier-prenom-naissance" and rest and rest[0] in others:
+        return f"« {shown.strip()} » au lieu du seul premier prénom « {value} » (autres prénoms de naissance affichés)"
+    return None
+
+
+def _segment(text: str, start: int) -> str:
+    """The page text from `start` (the end of a trait's label) to the next trait label."""
+    ends = [m.start() for _, _, pattern in INS_TRAITS for m in [re.compile(pattern).search(text, start)] if m]
+    return text[start:min(ends)] if ends else text[start:start + 80]
+
+
 def _contains(text: str, forms: list[str], *, whole: bool = False) -> bool:
     return any(re.search(rf"(?<!\w){re.escape(f)}(?!\w)", text) if whole or len(f) <= 2 else f in text for f in forms)
 
@@ -173,24 +203,37 @@ def ins_traits_displayed(page: Exchange | None, expected: dict[str, str | None])
 
     ``expected``: trait key -> value sent in the call (None when the call does not carry it: the label alone is
     required). Elements marked ``data-ins-trait="<key>"`` are read when present; otherwise the page text must
-    show each trait's label and each expected value.
+    show each trait's label and each expected value. The name traits (:data:`EXACT_TRAITS`) are compared
+    exactly, word for word: in an element, its whole text; in the page text, what follows the label up to the
+    next label must start with the value, and the first given name must not be followed by the other birth
+    given names (the list, or the used given name, shown in place of the first given name is another trait).
     """
     if page is None or not page.ok or page.status != 200:
         return [errored("CON-02", f"page du dossier patient non obtenue ({_how(page)})", evidence=_ev(page))]
     text, marked = page_text(page.text())
     missing, wrong = [], []
+    all_given = expected.get("prenoms-naissance")
     for key, name, pattern in INS_TRAITS:
         value = expected.get(key)
         if marked:
             shown = marked.get(key)
             if shown is None:
                 missing.append(name)
+            elif value and key in EXACT_TRAITS:
+                problem = _exact_problem(key, shown, value, all_given)
+                rest = _name_tokens(shown)[len(_name_tokens(value)):]
+                if problem or rest:  # an element holds the trait and nothing else
+                    wrong.append(f"{name} {problem or f'« {shown} » au lieu de « {value} »'}")
             elif value and not _contains(shown, _value_forms(key, value), whole=key == "sexe"):
                 wrong.append(f"{name} « {shown} » au lieu de « {value} »")
             continue
         m = re.search(pattern, text)
         if m is None:
             missing.append(name)
+        elif value and key in EXACT_TRAITS:
+            problem = _exact_problem(key, _segment(text, m.end()), value, all_given)
+            if problem:
+                wrong.append(f"{name} : {problem}")
         elif value:
             zone = text[m.end():m.end() + 60] if key == "sexe" else text
             if not _contains(zone, _value_forms(key, value), whole=key == "sexe"):
@@ -383,10 +426,14 @@ def _header(record: dict, name: str) -> str | None:
 
 
 @check("CON-04")
-def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], retrieve_urls: Iterable[str]) -> list[Finding]:
+def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], retrieve_urls: Iterable[str], *,
+                         every_study: bool = False) -> list[Finding]:
     """Each WADO-RS request of the DUT to the Source: series (or instance) of a KOS RetrieveURL,
     ``Authorization: Bearer``, ``KOS-SOPInstanceUID`` of the KOS that references the series, an Accept that
     DICOM PS3.18 §8.7 reads and that asks for DICOM (multipart/related application/dicom): FAIL otherwise.
+    ``kos_of_study``: study UID -> SOP Instance UID of its KOS, for every KOS of the record at that Source;
+    with ``every_study``, the images of each of these studies must have been asked for (a Conso that follows
+    only the first KOS of the record fails), each with its own KOS.
 
     The exact Accept shape of ANS's WADO-RS validator sample (ansdata/wado-rs/requete-wado-rs-serie.txt:
     transfer-syntax and q in every element, boundary in the first) is also the only one the ANS PoC Source
@@ -425,6 +472,14 @@ def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], ret
         if problems:
             return [failed("CON-04", f"requête {r.get('method')} {path} : {' ; '.join(problems)}",
                            details={"accept": r.get("accept"), "headers": r.get("headers")})]
+    if every_study:
+        asked = {r.get("study") for r in requests}
+        never = [study for study in kos_of_study if study not in asked]
+        if never:
+            return [failed("CON-04", f"{len(never)} étude(s) sur {len(kos_of_study)} de la Source listée jamais "
+                           f"demandée(s) (étude {never[0]}, KOS {kos_of_study[never[0]]}) : seules les images "
+                           f"d'autres KOS du dossier l'ont été", details={"never_asked": never,
+                                                                           "asked": sorted(a for a in asked if a)})]
     if shape:
         r, why = shape[0]
         return [warned("CON-04", f"requête {r.get('method')} {r.get('path')} : Accept valide selon DICOM PS3.18 mais "
@@ -561,6 +616,53 @@ def only_listed_sources_contacted(requests: list[dict], listed_hosts: Iterable[s
     return findings
 
 
+def _request_names(r: dict) -> str:
+    """How a recorded request named its host: Host header and TLS SNI."""
+    sni = (r.get("tls") or {}).get("sni")
+    host = r.get("host_header")
+    return ", ".join(dict.fromkeys(f"{what} {v}" for what, v in (("Host", host), ("SNI", sni)) if v)) or "nom inconnu"
+
+
+@check("WL-06")
+def lookalike_not_contacted(case: str, authority: str, host: str, requests: list[dict], *, listed_contacted: bool,
+                            window_s: float) -> list[Finding]:
+    """Conso side: a KOS whose RetrieveURL names a host that looks like a listed one (same registry domain,
+    suffix, prefix, a port hiding another host, final dot, Unicode confusable) but is not listed is never followed.
+    ``requests``: what the simulator answering for ``host`` recorded for that KOS's study. Judged when the DUT
+    contacted the listed Source of the same record (otherwise it contacted nobody: inconclusive)."""
+    if requests:
+        r = requests[0]
+        return [failed("WL-06", f"hôte ressemblant à une Source listée ({case}) contacté : {len(requests)} requête(s) "
+                       f"vers {host} (RetrieveURL « https://{authority}/… », {_request_names(r)}), absent de la liste "
+                       "blanche", details={"requests": requests[:10], "authority": authority, "host": host})]
+    if not listed_contacted:
+        return [skipped("WL-06", "non jugeable : la DRIMbox n'a contacté aucune Source, même listée (voir CON-04)")]
+    return [passed("WL-06", f"aucune requête vers {host} ({case}, RetrieveURL « https://{authority}/… »), absent de "
+                   f"la liste blanche (observation jusqu'à {window_s:g} s après l'affichage du dossier)")]
+
+
+@check("WL-06")
+def withdrawn_source_not_contacted(host: str, requests: list[dict], *, contacted_before: bool, kos_retrieved: bool,
+                                   window_s: float) -> list[Finding]:
+    """Conso side, time and state: a Source the DUT contacted while listed, then removed from the whitelist the
+    DUT applied, is no longer contacted by a later consultation whose KOS designates it. Judged when the DUT did
+    contact it before, and did read the later KOS (ITI-43), so that the decision not to follow was its own."""
+    if requests:
+        return [failed("WL-06", f"Source {host} retirée de la liste blanche appliquée par la DRIMbox, contactée "
+                       f"quand même par la consultation suivante ({len(requests)} requête(s), "
+                       f"{_request_names(requests[0])}) : une autorisation antérieure est restée en vigueur",
+                       details={"requests": requests[:10]})]
+    if not contacted_before:
+        return [skipped("WL-06", f"non jugeable : la DRIMbox n'avait pas contacté {host} quand elle était listée "
+                        "(voir CON-04)")]
+    if not kos_retrieved:
+        return [skipped("WL-06", f"non jugeable : la DRIMbox n'a pas récupéré au DMP (ITI-43) le KOS désignant {host} "
+                        "lors de la consultation suivante (voir CON-03)")]
+    return [passed("WL-06", f"Source {host} contactée tant qu'elle était listée, plus aucune requête après son retrait "
+                   f"de la liste blanche (KOS récupéré au DMP, observation jusqu'à {window_s:g} s après l'affichage "
+                   "du dossier)")]
+
+
 # ------------------------------------------------------------------------------------------- CON-05 / CON-07
 
 
@@ -581,26 +683,54 @@ def export_complete(expected: dict[str, dict], exported: dict[str, dict], source
     missing = sorted(set(expected) - set(exported))
     extra = sorted(set(exported) - set(expected))
     different = sorted(uid for uid in set(expected) & set(exported)
-                       if expected[uid]["pixels"] != exported[uid]["pixels"]
-                       or expected[uid]["series"] != exported[uid]["series"])
+                       if any(expected[uid].get(k) != exported[uid].get(k) for k in CONTENT_FACTS))
     details = {"expected": len(expected), "exported": len(exported), "missing": missing[:10], "extra": extra[:10],
                "different": different[:10]}
     if missing:
+        kinds = _kinds({uid: expected[uid] for uid in missing})
         return [failed("CON-05", f"{len(missing)} instance(s) sur {len(expected)} absente(s) de l'étude exportée "
-                       f"vers {where}", details=details)]
+                       f"vers {where} ({kinds})", details=details)]
     if extra or different:
-        return [failed("CON-05", f"étude exportée différente de la source : {len(different)} instance(s) aux pixels ou "
-                       f"à la série modifiés, {len(extra)} instance(s) en trop", details=details)]
-    return [passed("CON-05", f"{len(expected)} instance(s) exportée(s) vers {where}, UID et pixels identiques à la "
-                   "source", details=details)]
+        changed = sorted({k for uid in different for k in CONTENT_FACTS if expected[uid].get(k) != exported[uid].get(k)})
+        details["changed"] = changed
+        return [failed("CON-05", f"étude exportée différente de la source : {len(different)} instance(s) modifiée(s) "
+                       f"({', '.join(changed) or '-'}), {len(extra)} instance(s) en trop", details=details)]
+    return [passed("CON-05", f"{len(expected)} instance(s) exportée(s) vers {where} ({_kinds(expected)}), UID, "
+                   "classes SOP, séries, pixels et contenu identiques à la source", details=details)]
+
+
+def _kinds(facts: dict[str, dict]) -> str:
+    """« 5 image(s), 1 multi-frame, 1 non-image » of a set of instance facts."""
+    frames = [f.get("frames") for f in facts.values()]
+    multi = sum(1 for n in frames if n and n > 1)
+    non_image = sum(1 for f in facts.values() if f.get("pixels") is None)
+    single = len(facts) - multi - non_image
+    return ", ".join(p for p in (f"{single} image(s) mono-trame" if single else "",
+                                 f"{multi} multi-frame" if multi else "",
+                                 f"{non_image} objet(s) non-image" if non_image else "") if p)
 
 
 IDENTITY_FIELDS = ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex", "OtherPatientIDs")
+#: what CON-05 compares per instance, besides its presence
+CONTENT_FACTS = ("sop_class", "series", "frames", "pixels", "content")
+
+
+def _content_digest(ds: Any) -> str | None:
+    """SHA-256 of the content tree of a non-image object (SR ContentSequence, or an encapsulated document), None
+    for an object without either."""
+    import hashlib
+
+    if "ContentSequence" in ds:
+        return hashlib.sha256(str(ds.ContentSequence).encode("utf-8", "replace")).hexdigest()
+    if "EncapsulatedDocument" in ds:
+        return hashlib.sha256(bytes(ds.EncapsulatedDocument)).hexdigest()
+    return None
 
 
 def instance_facts(ds: Any) -> tuple[str, dict]:
-    """(SOP Instance UID, {"series", "pixels": SHA-256 of the native pixel data, "identity"}) of a dataset in a
-    native transfer syntax (what CON-05 and CON-07 compare)."""
+    """(SOP Instance UID, {"sop_class", "series", "frames", "pixels": SHA-256 of the native pixel data (None for a
+    non-image object), "content": digest of a non-image object's content, "identity"}) of a dataset in a native
+    transfer syntax (what CON-05 and CON-07 compare)."""
     import hashlib
 
     others = "; ".join(f"{o.get('PatientID', '')}^{o.get('IssuerOfPatientID', '')}"
@@ -609,7 +739,13 @@ def instance_facts(ds: Any) -> tuple[str, dict]:
     identity = {"PatientID": str(ds.get("PatientID", "")), "IssuerOfPatientID": str(ds.get("IssuerOfPatientID", "")),
                 "PatientName": str(ds.get("PatientName", "")), "PatientBirthDate": str(ds.get("PatientBirthDate", "")),
                 "PatientSex": str(ds.get("PatientSex", "")), "OtherPatientIDs": others}
-    return str(ds.SOPInstanceUID), {"series": str(ds.get("SeriesInstanceUID", "")), "identity": identity,
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1) if pixels is not None else 0
+    except (TypeError, ValueError):
+        frames = -1
+    return str(ds.SOPInstanceUID), {"sop_class": str(ds.get("SOPClassUID", "")),
+                                    "series": str(ds.get("SeriesInstanceUID", "")), "identity": identity,
+                                    "frames": frames, "content": _content_digest(ds),
                                     "pixels": hashlib.sha256(bytes(pixels)).hexdigest() if pixels is not None else None}
 
 

@@ -3,7 +3,8 @@ Fonctionnalité: DRIMbox Conso — appel contextuel depuis le RIS, le DPI ou le 
   Le RIS ouvre la DRIMbox Conso sur le dossier d'un patient par un POST application/x-www-form-urlencoded
   (paramètres Patient.identifier.value, Patient.identifier.system… du PoC ANS et du serveur de test
   ANS de l'appel contextuel, drimbox-spec §5.1). Un paramètre inconnu, une valeur vide ou un paramètre
-  obligatoire absent est refusé en HTTP 400 ; un appel complet redirige le navigateur (302 ou 303)
+  obligatoire absent est refusé en HTTP 400 (les noms de paramètres sont comparés à l'identique : un nom
+  écrit dans une autre casse ou prolongé d'un suffixe est un paramètre inconnu) ; un appel complet redirige le navigateur (302 ou 303)
   vers l'interface de la DRIMbox. Chaque appel reçu donne une ligne d'indicateur « ModelStat »
   (FAQ ANS), relevée par [hooks] kpi pour une DRIMbox externe.
 
@@ -23,6 +24,8 @@ Fonctionnalité: DRIMbox Conso — appel contextuel depuis le RIS, le DPI ou le 
       | sans consentement             |
       | avec un paramètre inconnu     |
       | avec une valeur vide          |
+      | avec Patient.identifier.value écrit en minuscules |
+      | avec un suffixe au nom Patient.identifier.value   |
 
   @req:CON-06
   Scénario: Une ligne d'indicateur ModelStat par appel contextuel reçu

@@ -6,11 +6,15 @@ Fonctionnalité: DRIMbox Conso — consultation du dossier d'imagerie d'un patie
   blanche, affiche les traits stricts de l'INS et les examens, puis exporte une étude vers son PACS
   à la demande du praticien (drimbox-spec §5, §6). drimcheck joue le RIS, le navigateur du
   praticien, Pro Santé Connect, le Proxy e-santé, le DMP et deux DRIMbox Source : l'une listée, l'autre
-  absente de la liste blanche. Le dossier est ouvert une fois par campagne ; chaque scénario juge une
-  exigence sur ce qui a été enregistré.
+  absente de la liste blanche. Le dossier du patient contient les KOS de deux études de la Source listée
+  (la première variée comme un examen réel : scanner, IRM, image multi-frame et compte rendu structuré, sur
+  quatre séries ; la seconde en IRM), celui d'une étude de la Source non listée, et un KOS par hôte
+  ressemblant à la Source listée dans son domaine de registre (suffixe, préfixe, port suivi d'un autre hôte,
+  point final, confusable Unicode), qu'aucune liste ne nomme. Le dossier est ouvert une fois par campagne ;
+  chaque scénario juge une exigence sur ce qui a été enregistré.
 
   Contexte:
-    Étant donné le DMP détient pour un patient le KOS d'une Source listée et celui d'une Source absente de la liste blanche
+    Étant donné le DMP détient pour un patient les KOS de deux études d'une Source listée, celui d'une Source absente de la liste blanche et ceux d'hôtes ressemblant à la Source listée
     Et un praticien a ouvert le dossier de ce patient depuis le RIS par appel contextuel
 
   @req:CON-02
@@ -22,8 +26,8 @@ Fonctionnalité: DRIMbox Conso — consultation du dossier d'imagerie d'un patie
     Alors le DMP a été consulté avec un VIHF construit depuis l'utilisateur Pro Santé Connect
 
   @req:CON-04
-  Scénario: Les images sont demandées à la Source listée comme dans les exemples ANS
-    Alors les requêtes WADO-RS vers la Source listée suivent les exemples ANS
+  Scénario: Les images de chaque étude sont demandées à la Source listée comme dans les exemples ANS
+    Alors les requêtes WADO-RS vers la Source listée suivent les exemples ANS, chaque étude avec son propre KOS
 
   @req:PSC-02
   Scénario: La Source reçoit le jeton Pro Santé Connect du praticien
@@ -57,6 +61,24 @@ Fonctionnalité: DRIMbox Conso — consultation du dossier d'imagerie d'un patie
   @req:WL-06
   Scénario: La Source absente de la liste blanche n'est jamais contactée
     Alors aucune requête n'arrive à la Source absente de la liste blanche
+
+  @req:WL-06
+  Plan du scénario: Un hôte qui ressemble à la Source listée, dans son domaine de registre, n'est jamais contacté
+    Alors aucune requête n'arrive à l'hôte qui ressemble à la Source listée par « <ressemblance> »
+
+    Exemples:
+      | ressemblance       |
+      | suffixe            |
+      | préfixe            |
+      | port en plus       |
+      | point final        |
+      | confusable Unicode |
+
+  @req:WL-06
+  Scénario: Une Source retirée de la liste blanche entre deux consultations n'est plus contactée
+    Étant donné la DRIMbox a contacté la Source listée, puis appliqué une liste blanche qui ne la liste plus
+    Quand un praticien ouvre le dossier d'un patient dont le seul KOS désigne cette Source
+    Alors aucune requête n'arrive à la Source retirée de la liste blanche
 
   @req:CON-08
   Scénario: L'existence du DMP et l'autorisation d'accès sont testées avant la recherche de documents
