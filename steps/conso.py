@@ -329,8 +329,10 @@ def unlisted_never_contacted(campaign, judge):
     unlisted = state.history.unlisted.peer
     window = _observe_unlisted(campaign, state)
     _record_requests(campaign, state)
+    lookalikes = {s.kos.study.study_uid for s in state.history.lookalikes.values()}  # judged by their own scenario
     requests = [{"host": fqdn, "path": r.get("path"), "time": r.get("time"), "status": r.get("status")}
-                for fqdn in (state.history.listed.peer, unlisted) for r in _peer_requests(campaign, state, fqdn)]
+                for fqdn in (state.history.listed.peer, unlisted) for r in _peer_requests(campaign, state, fqdn)
+                if r.get("study") not in lookalikes]
     judge(checks.only_listed_sources_contacted(requests, [p.fqdn for p in peers.whitelisted], unlisted, window))
 
 

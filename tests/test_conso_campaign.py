@@ -50,15 +50,20 @@ def test_practitioner_visit_end_to_end(runtime) -> None:
 
         peers = runtime.sims["peers"]
         served = [r for r in peers[listed.peer].requests if r["status"] == 200]
-        assert len(served) == 2 and all(r["transfer_syntax"] == "1.2.840.10008.1.2.4.70" for r in served)
-        assert not peers[unlisted.peer].requests  # never contacted
+        # four series of the varied study, one of the second study, each asked with its own study's KOS
+        assert len(served) == 5 and all(r["transfer_syntax"] == "1.2.840.10008.1.2.4.70" for r in served)
+        assert {r["kos_sop_uid"] for r in served if r["study"] == history.second.study.study_uid} == \
+            {history.second.kos_uid}
+        assert not peers[unlisted.peer].requests  # never contacted, under its own name or a look-alike one
+        assert len(history.lookalikes) == 5 and all(f'data-kos="{s.kos.kos_uid}"' in page
+                                                     for s in history.lookalikes.values())
         proxy = runtime.sims["proxy"]
         assert any(r.get("route") == "psc" and r["path"].endswith("/token") and r["tls"]["client_cert"]
                    for r in proxy.requests)  # the code was exchanged through the proxy, in mTLS
 
         nav = visit.export(opened, listed.study.study_uid)
-        assert nav.final.status == 200 and 'data-instances="4"' in nav.final.text()
-        pacs, datasets = exported_study(runtime, listed.study.study_uid, 4, 2.0)
+        assert nav.final.status == 200 and 'data-instances="7"' in nav.final.text()
+        pacs, datasets = exported_study(runtime, listed.study.study_uid, 7, 2.0)
         expected = dict(checks.instance_facts(ds) for ds in listed.study.datasets())
         exported = dict(checks.instance_facts(ds) for ds in datasets)
         assert pacs == "PACS-1"

@@ -159,17 +159,22 @@ def _name_tokens(text: str) -> list[str]:
     return [t for t in re.split(r"[\s,;/]+", _fold(text).strip(" :-")) if t]
 
 
-def _exact_problem(key: str, shown: str, value: str, all_given: str | None) -> str | None:
-    """Why a displayed name trait is not exactly the call's value (None when it is). ``shown``: the displayed text
-    (an element's, or the page text from the trait's label to the next label); ``all_given``: the call's list of
-    birth given names (another given name shown as the first one is the look-alike to catch)."""
+def _exact_problem(key: str, shown: str, value: str, all_given: str | None, *, whole: bool) -> str | None:
+    """Why a displayed name trait is not exactly the call's value (None when it is). ``whole``: ``shown`` is an
+    element that must hold the value and nothing else; otherwise it is the page text from the trait's label to
+    the next label (the end of the label may precede the value), which must hold the value as whole words and,
+    for the first given name, no other birth given name next to it. ``all_given``: the call's list of birth
+    given names (another given name shown as the first one is the look-alike to catch)."""
     got, want = _name_tokens(shown), _name_tokens(value)
-    if got[:len(want)] != want:
-        return f"« {shown.strip()} » au lieu de « {value} »"
-    rest = got[len(want):]
+    if whole:
+        return None if got == want else f"« {shown.strip()} » au lieu de « {value} »"
+    at = next((i for i in range(len(got) - len(want) + 1) if got[i:i + len(want)] == want), None) if want else None
+    if at is None:
+        return f"valeur « {value} » absente après le libellé"
     others = [t for t in _name_tokens(all_given or "") if t not in want]
-    if key == "premier-prenom-naissance" and rest and rest[0] in others:
-        return f"« {shown.strip()} » au lieu du seul premier prénom « {value} » (autres prénoms de naissance affichés)"
+    around = got[at - 1:at] + got[at + len(want):at + len(want) + 1]
+    if key == "premier-prenom-naissance" and any(t in others for t in around):
+        return f"« {' '.join(got[max(0, at - 1):at + len(want) + 1])} » au lieu du seul premier prénom « {value} »"
     return None
 
 
@@ -220,10 +225,9 @@ def ins_traits_displayed(page: Exchange | None, expected: dict[str, str | None])
             if shown is None:
                 missing.append(name)
             elif value and key in EXACT_TRAITS:
-                problem = _exact_problem(key, shown, value, all_given)
-                rest = _name_tokens(shown)[len(_name_tokens(value)):]
-                if problem or rest:  # an element holds the trait and nothing else
-                    wrong.append(f"{name} {problem or f'« {shown} » au lieu de « {value} »'}")
+                problem = _exact_problem(key, shown, value, all_given, whole=True)
+                if problem:  # an element holds the trait and nothing else
+                    wrong.append(f"{name} {problem}")
             elif value and not _contains(shown, _value_forms(key, value), whole=key == "sexe"):
                 wrong.append(f"{name} « {shown} » au lieu de « {value} »")
             continue
@@ -231,7 +235,7 @@ def ins_traits_displayed(page: Exchange | None, expected: dict[str, str | None])
         if m is None:
             missing.append(name)
         elif value and key in EXACT_TRAITS:
-            problem = _exact_problem(key, _segment(text, m.end()), value, all_given)
+            problem = _exact_problem(key, _segment(text, m.end()), value, all_given, whole=False)
             if problem:
                 wrong.append(f"{name} : {problem}")
         elif value:
