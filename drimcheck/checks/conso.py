@@ -637,11 +637,11 @@ def lookalike_not_contacted(case: str, authority: str, host: str, requests: list
     if requests:
         r = requests[0]
         return [failed("WL-06", f"hôte ressemblant à une Source listée ({case}) contacté : {len(requests)} requête(s) "
-                       f"vers {host} (RetrieveURL « https://{authority}/… », {_request_names(r)}), absent de la liste "
+                       f"vers {host} (autorité de la RetrieveURL « {authority} », {_request_names(r)}), absent de la liste "
                        "blanche", details={"requests": requests[:10], "authority": authority, "host": host})]
     if not listed_contacted:
         return [skipped("WL-06", "non jugeable : la DRIMbox n'a contacté aucune Source, même listée (voir CON-04)")]
-    return [passed("WL-06", f"aucune requête vers {host} ({case}, RetrieveURL « https://{authority}/… »), absent de "
+    return [passed("WL-06", f"aucune requête vers {host} ({case}, autorité de la RetrieveURL « {authority} »), absent de "
                    f"la liste blanche (observation jusqu'à {window_s:g} s après l'affichage du dossier)")]
 
 
