@@ -61,8 +61,6 @@ from typing import Any
 import httpx
 from pydicom.uid import generate_uid
 
-from fixtures.pki import org_name
-
 from drimcheck.wado import (
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
@@ -74,6 +72,7 @@ from drimcheck.wado import (
     parse_media_type,
     part_sop_uid,
 )
+from fixtures.pki import org_name
 from simulators.httpsim import (
     HttpsSimulator,
     Recorder,
