@@ -196,11 +196,11 @@ class PeerSource(HttpsSimulator):
     # lifecycle, address, base_url, requests, clear_requests, wait_for: see HttpsSimulator
 
     def hosts(self) -> dict[str, str]:
-        """``{name: "ip:port"}`` for its FQDN and every alias (an IDN alias under its A-label and its U-label: a
-        client may look up either)."""
+        """``{name: "ip:port"}`` for its FQDN and every alias (an IDN alias under its A-label and its U-label, an
+        alias with a final dot with and without it: a client may look up either form)."""
         out = {self.fqdn: self.address}
         for alias in self.aliases:
-            out[alias] = self.address
+            out[alias] = out[alias.rstrip(".")] = self.address
             if alias.startswith("xn--") or ".xn--" in alias:
                 out[alias.encode("ascii").decode("idna")] = self.address
         return out
