@@ -65,16 +65,17 @@ class History:
         return [k for k in (self.listed, self.second) if k is not None]
 
 
-def preload(dmp: Any, peer: Any, study: Any, base: str | None = None) -> Any:
-    """`study` stored at `peer` (its Orthanc) with a KOS the peer knows, and that KOS in the DMP for the patient;
-    the RetrieveURLs start with `base` (default the peer's own WADO-RS base). Returns a PreloadedKos."""
+def preload(dmp: Any, peer: Any, study: Any, base: str | None = None, *, store: bool = True) -> Any:
+    """`study` stored at `peer` (its Orthanc, unless `store` is False: already there) with a KOS the peer knows, and
+    that KOS in the DMP for the patient; the RetrieveURLs start with `base` (default the peer's own WADO-RS base).
+    Returns a PreloadedKos."""
     from fixtures.kos import build_kos, kos_uid_for
     from simulators.dmp.consultation import MODALITY_SCHEME, PreloadedKos, preload_peer_study
 
     if base is None:
-        return preload_peer_study(dmp, peer, study)
+        return preload_peer_study(dmp, peer, study, store=store)
     uid = kos_uid_for(study.study_uid, peer.fqdn, base)
-    peer.register_study(study, kos_sop_uid=uid)
+    peer.register_study(study, kos_sop_uid=uid, store=store)
     kos = build_kos(study, base, sop_uid=uid, institution=f"DRIMBOX {peer.fqdn}")
     p = study.patient
     entry = dmp.consultation.preload_kos(kos.data, patient_id=p.xds_id,
@@ -104,15 +105,22 @@ def prepare_history(runtime: Any) -> History:
     listed = make_study("conso-pair-liste", varied=True, patient=patient)
     second = make_study("conso-pair-liste-2", n_series=1, n_instances=2, modality="MR", patient=patient)
     unlisted = make_study("conso-pair-hors-liste", n_series=1, n_instances=2, modality="MR", patient=patient)
-    history = History(patient, preload(dmp, listed_peer, listed), preload(dmp, unlisted_peer, unlisted),
-                      preload(dmp, listed_peer, second))
     served = set(getattr(unlisted_peer, "aliases", ()))
-    for index, (case, (authority, host)) in enumerate(LOOKALIKE_HOSTS.items()):
-        if host not in served:  # an external bed whose unlisted peer does not answer for it: case left out
-            continue
-        study = make_study(f"conso-sosie-{index}", n_series=1, n_instances=1, rows=8, columns=8, patient=patient)
-        history.lookalikes[case] = Lookalike(case, authority, host,
-                                             preload(dmp, unlisted_peer, study, lookalike_base(unlisted_peer, authority)))
+    lookalikes = {case: (authority, host, make_study(f"conso-sosie-{index}", n_series=1, n_instances=1, rows=8,
+                                                     columns=8, patient=patient))
+                  for index, (case, (authority, host)) in enumerate(LOOKALIKE_HOSTS.items())
+                  if host in served}  # an unlisted peer that does not answer for a name: that case is left out
+    # the studies of each peer's Orthanc in one STOW-RS (the peers share one), then the KOS
+    held = {id(listed_peer.orthanc): (listed_peer.orthanc, [listed, second])}
+    held.setdefault(id(unlisted_peer.orthanc), (unlisted_peer.orthanc, []))[1].extend(
+        [unlisted, *(v[2] for v in lookalikes.values())])
+    for orthanc, studies in held.values():
+        orthanc.store(d for study in studies for d in study.datasets())
+    history = History(patient, preload(dmp, listed_peer, listed, store=False),
+                      preload(dmp, unlisted_peer, unlisted, store=False), preload(dmp, listed_peer, second, store=False))
+    for case, (authority, host, study) in lookalikes.items():
+        history.lookalikes[case] = Lookalike(case, authority, host, preload(
+            dmp, unlisted_peer, study, lookalike_base(unlisted_peer, authority), store=False))
     return history
 
 
