@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from simulators.drimbox import conso_dmp, conso_wado
+from simulators.drimbox import conso_dmp, conso_wado, mutants
 from simulators.drimbox.psc_client import Login, PscClient, PscError
 
 log = logging.getLogger("drimbox.conso")
@@ -59,6 +59,7 @@ MANDATORY = ("Patient.identifier.value", "Patient.identifier.system", "Patient.n
 OPTIONAL = ("StudyInstanceUID", "Modality", "AccessionNumber", "AccessionNumberIssuer", "StudyDate", "AnatomicRegion",
             "Situation")
 KNOWN = set(MANDATORY) | set(OPTIONAL) | set(CONSENT)
+_LENIENT_NAMES = {name.lower(): name for name in KNOWN}  # mutant cov2-conso-param-names-lenient only
 SESSION_TTL_S = 8 * 3600
 
 
@@ -76,6 +77,8 @@ def parse_call(body: bytes) -> dict[str, str]:
     for pair in text.split("&") if text.strip() else []:
         key, eq, raw = pair.partition("=")
         key = unquote_plus(key).strip()
+        if mutants.active("cov2-conso-param-names-lenient"):  # mutant: names matched as equalsIgnoreCase, "[]" cut
+            key = _LENIENT_NAMES.get(key.lower().removesuffix("[]"), key)
         value = unquote_plus(raw).strip()
         if key not in KNOWN:
             raise CallError(f"paramètre inconnu : {key or '(vide)'}")
@@ -110,6 +113,8 @@ def ins_traits(params: dict[str, str], *, mutant: Any = lambda name: False) -> l
     """
     given = params.get("Patient.name.given", "")
     first = given.split()[0] if given.split() else given
+    if mutants.active("cov2-conso-ins-first-given-full"):  # mutant: the DPI's "prénom" field shown whole
+        first = given
     oid = params.get("Patient.identifier.system", "").removeprefix("urn:oid:")
     traits = [
         ("nom-naissance", "Nom de naissance", params.get("Patient.name.family", "")),

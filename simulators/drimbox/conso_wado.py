@@ -111,7 +111,9 @@ class WadoClient:
 
     def __init__(self, config: Any, *, mutant: Callable[[str], bool] = lambda name: False, timeout_s: float = 60.0):
         self.mutant = mutant
-        own = config.pacs[0].db
+        own = config.pacs[0].db  # the PACS the Conso exports to, and consults for
+        if mutant("cov2-conso-cert-other-dbn"):  # mutant: per-PACS certificates loaded in a loop, the last one kept
+            own = config.pacs[-1].db
         creds = config.certs.get(f"serv_ssl:{own}")
         with_cert = creds is not None and not mutant("conso-no-client-cert")
         ctx = netutil.tls_context([config.trust["igc_chain"]], creds["chain"] if with_cert else None,
@@ -170,6 +172,8 @@ class WadoClient:
             instances = instances[:-1]
         if self.mutant("conso-export-identity") and local_patient:
             instances = [_relabel(data, *local_patient) for data in instances]
+        if self.mutant("cov2-conso-export-identity-non-ct"):
+            instances = [_transcode_path(data) for data in instances]
         boundary = f"drimbox-export-{uuid.uuid4().hex}"
         body = bytearray()
         for data in instances:
@@ -198,6 +202,24 @@ def _frames(data: bytes) -> int:
         return int(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).get("NumberOfFrames", 1) or 1)
     except Exception:  # noqa: BLE001 - unreadable: kept
         return 1
+
+
+def _transcode_path(data: bytes) -> bytes:
+    """Mutant cov2-conso-export-identity-non-ct: objects other than single-frame CT go through the "transcoding"
+    path towards the local PACS, which rebuilds the header from a list of attributes that forgets the
+    issuer of the PatientID and the other patient identifiers (the INS). Single-frame CT is stored as received."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    if str(ds.get("Modality", "")) == "CT" and int(ds.get("NumberOfFrames", 1) or 1) <= 1:
+        return data
+    for keyword in ("IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "OtherPatientIDsSequence",
+                    "OtherPatientIDs"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
 
 
 def _relabel(data: bytes, patient_id: str, issuer: str) -> bytes:

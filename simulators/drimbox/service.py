@@ -116,10 +116,14 @@ class Drimbox:
     def __init__(self, config: DrimboxConfig):
         import importlib
 
+        from simulators.drimbox import mutants
+
         self.config = config
         self.mutant = config.mutant
+        mutants.activate(config.mutant)
         self.probe = PacsProbe(config.calling_aet)
         self._last_failure: dict[str, float] = {}
+        self._recovered_at: dict[str, float] = {}  # mutant cov2-health-up-cached-after-recovery only
         # Each function module exposes `Function(box)` with routes(), health_checks(), start(), stop().
         self.functions = [importlib.import_module(f"simulators.drimbox.{name}").Function(self)
                           for name in config.functions]
@@ -168,10 +172,17 @@ class Drimbox:
         if self.is_mutant("health-always-up"):
             return {"name": _check_name(pacs), "status": "UP", "data": data}
         port = pacs.dicom_port + 1 if self.is_mutant("health-always-down") else None
+        if self.is_mutant("cov2-health-up-cached-after-recovery") and \
+                time.monotonic() - self._recovered_at.get(pacs.db, -1e9) < 30.0:
+            # mutant: after a reconnection the pooled association is trusted until its 30 s keep-alive
+            return {"name": _check_name(pacs), "status": "UP", "data": data}
         ok, detail = self.probe.echo(pacs, port)
         now = time.monotonic()
         if not ok:
             self._last_failure[pacs.db] = now
+        elif self.is_mutant("cov2-health-up-cached-after-recovery") and pacs.db in self._last_failure and \
+                self._recovered_at.get(pacs.db, -1e9) < self._last_failure[pacs.db]:
+            self._recovered_at[pacs.db] = now
         elif self.is_mutant("health-slow-recovery") and now - self._last_failure.get(pacs.db, -1e9) < 15.0:
             ok, detail = False, "reconnexion en attente"
         if not ok:
@@ -222,6 +233,16 @@ def build_apps(box: Drimbox) -> dict[tuple[str, str], Any]:
     clear_routes = [Route("/.well-known/acme-challenge/{token}", acme_challenge)]
     if box.serves_health_in_clear():
         clear_routes.append(Route("/q/health", health))
+    if box.is_mutant("cov2-clr-health-path-variants"):
+        # mutant: the reverse proxy redirects the exact path /q/health only; its neighbours reach the backend,
+        # which (like Quarkus) answers /q/health/, /q/health/live... and any case of the path
+        def health_variant(request: Request) -> Any:
+            path = request.url.path
+            if path.lower().rstrip("/") == "/q/health" and path != "/q/health" or path.lower().startswith("/q/health/"):
+                return health(request)
+            return to_https(request)
+
+        clear_routes.append(Route("/{prefix:path}", health_variant, methods=["GET", "HEAD"]))
     clear_routes.append(Route("/{path:path}", to_https, methods=["GET", "POST", "HEAD"]))
 
     base = {

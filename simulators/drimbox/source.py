@@ -26,7 +26,7 @@ from typing import Any
 from simulators.drimbox import source_hl7 as hl7
 from simulators.drimbox import source_kos as kos
 from simulators.drimbox import source_xds as xds
-from simulators.drimbox.source_pacs import IocmScp, PacsError, find_images
+from simulators.drimbox.source_pacs import IocmScp, PacsError, find_images, find_study_uids
 
 log = logging.getLogger("drimbox.source")
 
@@ -156,7 +156,7 @@ class Function:
             if not self.mutant("src-publish-absent-study"):
                 raise hl7.Hl7Error("AE", f"étude {report.study_uid} absente des PACS de la DRIMbox")
             pacs, found = self.config.pacs[0], _empty()
-        elif not self.mutant("src-publish-despite-mismatch"):
+        elif not self.mutant("src-publish-despite-mismatch") and not self._update_unchecked(report.study_uid):
             _check_consistency(report, found)
         with self._lock:
             state = self.states.get(report.study_uid)
@@ -167,6 +167,15 @@ class Function:
                 self.states[report.study_uid] = StudyState(report.study_uid, pacs, report, found)
         self._enqueue(Job("replace" if update else "publish", report.study_uid, report.message_type))
         return hl7.ack(msg, "AA")
+
+    def _update_unchecked(self, study_uid: str) -> bool:
+        """Mutant cov2-src-update-unchecked: the consistency checks belong to the registration of a new study;
+        a new version of the report of a study already published goes straight to the update."""
+        if not self.mutant("cov2-src-update-unchecked"):
+            return False
+        with self._lock:
+            state = self.states.get(study_uid)
+            return state is not None and not state.deleted and state.entry_uuid is not None
 
     def _on_withdrawal(self, msg: hl7.Message, report: hl7.Report) -> bytes:
         with self._lock:
@@ -211,11 +220,20 @@ class Function:
             except PacsError as exc:
                 errors.append(f"{pacs.name} : {exc}")
                 continue
+            if not found.images and self.mutant("cov2-src-study-uid-prefix"):
+                found = self._query_by_prefix(pacs, study_uid)
             if found.images:
                 return pacs, found
         if errors and len(errors) == len(candidates):
             raise hl7.Hl7Error("AE", "PACS injoignable(s) : " + " ; ".join(errors))
         return None, None
+
+    def _query_by_prefix(self, pacs: Any, study_uid: str):
+        """Mutant cov2-src-study-uid-prefix: "RIS that truncate UIDs" tolerated, the study found by prefix."""
+        for uid in find_study_uids(pacs.host, pacs.dicom_port, pacs.aet, self.config.calling_aet):
+            if uid != study_uid and uid.startswith(study_uid):
+                return self._query(pacs, uid)
+        return _empty()
 
     # -- publication jobs ---------------------------------------------------------------------
     def _enqueue(self, job: Job) -> None:

@@ -105,6 +105,7 @@ class Function:
         self._crl_lock = threading.Lock()
         self._crls: dict[str, Any] = {}  # CRL distribution point URL -> CRL
         self._authorised: set[tuple] = set()  # mutant mtls-stale-authorizations only
+        self._conso_hosts: set[str] | None = None  # mutant cov2-conso-whitelist-snapshot only
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._admin: ThreadingHTTPServer | None = None
@@ -187,9 +188,32 @@ class Function:
                 f'<html><body><h1>Index of /.well-known/acme-challenge/</h1><a href="{token}">{token}</a></body></html>')),
                 Route(f"/.well-known/acme-challenge/{token}", lambda request: PlainTextResponse(
                     f"{token}.k8sDq0wTQqkQ1uH5pBv1rQm3n0aZx7yW2cE4fG6hJ8")) ]
+        if self.mutant("cov2-acme-stale-path-variants"):
+            clear.append(Route("/{path:path}", self._legacy_acme_webroot, methods=["GET", "HEAD"]))
         if clear:
             out[("vi", "http")] = clear
         return out
+
+    def _legacy_acme_webroot(self, request: Any) -> Any:
+        """Mutant cov2-acme-stale-path-variants: beside the purged webroot (exact prefix
+        /.well-known/acme-challenge/), a legacy case-insensitive rule of the web server still maps the old
+        webroot, never purged, with directory listing on: it answers the path without its trailing slash and
+        any other case of it."""
+        from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+
+        path = request.url.path
+        if path.startswith("/.well-known/acme-challenge/") or not path.lower().startswith("/.well-known/acme-challenge"):
+            if path.startswith("/.well-known/acme-challenge/") and path != "/.well-known/acme-challenge/":
+                return PlainTextResponse("not found", status_code=404)  # the purged webroot, as golden
+            host = (request.headers.get("host") or "").split(":")[0]
+            return RedirectResponse(f"https://{host}{path}", status_code=301)
+        token = "Hk2v9t3bQ1fYm4c7jW0sL5n8rT2uE6aZ9pKmNbVcQz"
+        rest = path[len("/.well-known/acme-challenge"):].strip("/")
+        if not rest:
+            return HTMLResponse(f'<html><body><h1>Index of {path}</h1><a href="{token}">{token}</a></body></html>')
+        if rest == token:
+            return PlainTextResponse(f"{token}.Vx7Dq2wTQpkR1uH5pBv9rQm3n0aZx1yW2cE4fG6hJ3")
+        return PlainTextResponse("not found", status_code=404)
 
     def health_checks(self) -> list[dict[str, Any]]:
         state, now = self.state, datetime.now(timezone.utc)
@@ -533,6 +557,11 @@ class Function:
         if self.mutant("cov-conso-host-same-domain") and state is not None:  # mutant: *.<registry domain> trusted
             parent = fqdn.lower().rstrip(".").partition(".")[2]
             return any(h.partition(".")[2] == parent for h in state.hosts)
+        if self.mutant("cov2-conso-whitelist-snapshot") and state is not None:
+            # mutant: the Conso's routing table is copied from the list in force at its first consultation
+            if self._conso_hosts is None:
+                self._conso_hosts = set(state.hosts)
+            return fqdn.lower().rstrip(".") in self._conso_hosts
         return state is not None and fqdn.lower().rstrip(".") in state.hosts
 
 
