@@ -59,7 +59,9 @@ _ACTIVE: str | None = None  # the mutant this process runs under (None: the gold
 def activate(mutant_id: str | None) -> None:
     """Set the mutant of this process (the DRIMbox's configuration); KeyError for an undeclared id."""
     global _ACTIVE
-    _ACTIVE = get(mutant_id).id if mutant_id is not None else None  # type: ignore[union-attr]
+    if mutant_id is not None:
+        get(mutant_id)  # KeyError for an undeclared id
+    _ACTIVE = mutant_id
 
 
 def active(mutant_id: str) -> bool:
