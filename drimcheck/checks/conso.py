@@ -242,10 +242,10 @@ def ins_traits_displayed(page: Exchange | None, expected: dict[str, str | None])
             zone = text[m.end():m.end() + 60] if key == "sexe" else text
             if not _contains(zone, _value_forms(key, value), whole=key == "sexe"):
                 wrong.append(f"{name} : valeur « {value} » absente de la page")
-    how = "éléments data-ins-trait" if marked else "texte de la page"
+    how = "les éléments data-ins-trait" if marked else "le texte de la page"
     if missing or wrong:
         return [failed("CON-02", "traits stricts de l'INS incomplets (" + " ; ".join(
-            ([f"absents : {', '.join(missing)}"] if missing else []) + wrong) + f" ; lus dans le {how})",
+            ([f"absents : {', '.join(missing)}"] if missing else []) + wrong) + f" ; lus dans {how})",
             evidence=_ev(page), details={"expected": expected, "marked": marked})]
     return [passed("CON-02", f"les {len(INS_TRAITS)} traits stricts de l'INS sont affichés avec les valeurs de "
                    f"l'appel contextuel ({how})", evidence=_ev(page))]
