@@ -28,7 +28,7 @@ EXTERNAL_SUT = REPO / "examples" / "external-dut" / "sut.toml"
 HTTP_HOOKS = """[hooks]
 before_campaign = { url = "https://admin.drimbox.example:8443/start" }
 refresh_whitelist = { url = "https://admin.drimbox.example:8443/refresh-whitelist", method = "POST", timeout_s = 60 }
-kpi = { url = "http://127.0.0.1:24634/kpi", method = "GET", verify_tls = false }
+kpi = { url = "http://admin.drimbox.example:9090/kpi", method = "GET", verify_tls = false }
 """
 
 
@@ -47,12 +47,23 @@ def users_add(url: str, data: Path, name: str, role: str) -> str:
 
 
 def external_sut(hooks: str) -> str:
-    """The external-DUT example's sut.toml with its [hooks] section replaced (kit: the server's own)."""
+    """The external-DUT example's sut.toml with its [hooks] section replaced (kit: the server's own), and its
+    fixed ports (246xx) moved to free ones: making a kit binds the simulators' addresses, and other tests
+    (test_external_dut) may hold the example's ports at the same time."""
     text = EXTERNAL_SUT.read_text(encoding="utf-8")
     head, sep, tail = text.partition("[hooks]")
     assert sep, "the example has a [hooks] section"
     rest = tail[tail.index("\n[simulators]"):]
-    return head + hooks + rest
+    ports: dict[str, str] = {}
+
+    def moved(m: re.Match) -> str:
+        while m.group(0) not in ports:
+            port = str(free_port())
+            if port not in ports.values():
+                ports[m.group(0)] = port
+        return ports[m.group(0)]
+
+    return re.sub(r"\b246\d\d\b", moved, head + hooks + rest)
 
 
 @dataclass
@@ -94,12 +105,13 @@ class Worker:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_workers(url: str, data: Path, n: int, timeout: float = 30) -> list[Worker]:
+def start_workers(url: str, data: Path, n: int, timeout: float = 30, extra: tuple[str, ...] = ()) -> list[Worker]:
     workers = []
     for i in range(n):
         log = data / f"worker-{i}.log"
         with open(log, "wb") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "drimcheck", "worker", "--db", url, "--data", str(data)],
+            proc = subprocess.Popen([sys.executable, "-m", "drimcheck", "worker", "--db", url, "--data", str(data),
+                                     *extra],
                                     stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
                                     start_new_session=True)
         workers.append(Worker(proc, log))
@@ -281,6 +293,27 @@ def check_worker_stop(srv: Server) -> None:
     marker = f"{srv.data}/runs/{cid}"
     left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
     assert left.stdout == "", left.stdout
+
+
+def check_max_running(srv: Server) -> None:
+    """Two workers, `--max-running 1`: two campaigns run one after the other, whichever worker takes them."""
+    from drimcheck.server import db
+    from drimcheck.server.models import Campaign
+
+    c, h = srv.client, srv.h("alice")
+    workers = start_workers(srv.url, srv.data, 2, extra=("--max-running", "1"))
+    try:
+        ids = [c.post("/api/campaigns", json={"dut": "reference", "mode": "partial", "requirements": ["HLT-01"]},
+                      headers=h).json()["id"] for _ in range(2)]
+        bodies = [wait_campaign(srv, "alice", cid) for cid in ids]
+        logs = "".join(w.text() for w in workers)
+    finally:
+        stop_workers(workers)
+    assert [b["status"] for b in bodies] == ["done", "done"], bodies
+    with db.session_scope(srv.url, srv.data) as session:
+        spans = sorted((camp.started_at, camp.finished_at) for camp in (session.get(Campaign, i) for i in ids))
+    assert spans[0][1] <= spans[1][0], spans  # never both running
+    assert "raised RetryTask" in logs  # the second one waited in the queue, not in a worker
 
 
 # ------------------------------------------------------------------------------------------- PostgreSQL

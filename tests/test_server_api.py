@@ -109,7 +109,7 @@ def test_a_sut_toml_with_a_shell_hook_is_refused(srv):
     sut = parse(external_sut(HTTP_HOOKS), "sut.toml")
     hooks = sut.effective()["hooks"]
     assert hooks["before_campaign"] == "POST https://admin.drimbox.example:8443/start"
-    assert hooks["kpi"] == "GET http://127.0.0.1:24634/kpi"
+    assert hooks["kpi"] == "GET http://admin.drimbox.example:9090/kpi"
     assert sut.hooks["kpi"].split()[1:3] == ["-m", "drimcheck.http_hook"]
 
 
@@ -150,7 +150,7 @@ def test_the_kit_of_a_dut_holds_no_ca_key(srv):
     c, h = srv.client, srv.h("alice")
     dut = c.post("/api/duts", json={"sut_toml": external_sut(HTTP_HOOKS)}, headers=h).json()["id"]
     r = c.get(f"/api/duts/{dut}/kit", headers=h)
-    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip", r.text[:500]
     names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
     assert "kit/dut-settings.json" in names and "kit/hosts" in names
     assert not any("harness" in n or "ca.key" in n for n in names), names
@@ -214,6 +214,29 @@ def test_campaigns_against_the_reference_with_two_workers(srv, capsys):
     with capsys.disabled():
         print(f"\n[serveur SQLite] lancement -> verdict : référence {timings['reference']:.1f} s, "
               f"référence + mutant (2 workers) {timings['both']:.1f} s")
+
+
+def test_max_running_counts_the_running_campaigns_of_the_whole_database(srv):
+    """The claim of --max-running (one UPDATE counting the running campaigns); the two-worker run of it is in
+    tests/test_server_pg.py."""
+    from drimcheck.server import db, worker
+    from drimcheck.server.models import Campaign
+
+    with db.session_scope(srv.url, srv.data) as session:
+        camps = [Campaign(owner_id=2, mode="full", requirements=[], status="queued", requirement_verdicts={})
+                 for _ in range(3)]
+        session.add_all(camps)
+        session.flush()
+        a, b, gone = (camp.id for camp in camps)
+        camps[2].status = "error"
+    assert worker._claim(srv.url, srv.data, a, max_running=1) == "claimed"
+    assert worker._claim(srv.url, srv.data, b, max_running=1) == "busy"
+    assert worker._claim(srv.url, srv.data, b, max_running=2) == "claimed"
+    assert worker._claim(srv.url, srv.data, gone, max_running=5) == "gone"
+    assert worker._claim(srv.url, srv.data, a) == "gone"  # already running
+    with db.session_scope(srv.url, srv.data) as session:  # leave no running campaign for the other tests
+        for cid in (a, b):
+            session.get(Campaign, cid).status = "done"
 
 
 def test_a_worker_marks_the_campaigns_of_a_vanished_worker_of_its_machine(srv):

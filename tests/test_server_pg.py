@@ -10,6 +10,7 @@ from serversupport import (
     check_bad_requests,
     check_campaign_flow,
     check_isolation,
+    check_max_running,
     check_worker_stop,
     pg_cluster,
     server,
@@ -61,3 +62,7 @@ def test_campaigns_against_the_reference_with_two_workers(srv, capsys):
 
 def test_a_stopped_worker_stops_its_campaign(srv):
     check_worker_stop(srv)
+
+
+def test_max_running_is_one_limit_for_every_worker_of_the_database(srv):
+    check_max_running(srv)

@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     _add_db_options(w)
     w.add_argument("--concurrency", type=int, default=1, metavar="N",
                    help="campagnes exécutées en même temps par ce worker (par défaut 1)")
+    w.add_argument("--max-running", type=int, default=None, metavar="N",
+                   help="au plus N campagnes en cours pour toute la base, tous workers et machines confondus")
     w.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `serve`
     w.set_defaults(handler=cmd_worker)
 
@@ -131,9 +133,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if args.concurrency < 1:
         raise UsageError("--concurrency : au moins 1")
+    if args.max_running is not None and args.max_running < 1:
+        raise UsageError("--max-running : au moins 1")
     url, data = _resolve(args)
     try:
-        return worker.run_worker(url, data, args.concurrency, parent_pid=args.parent_pid)
+        return worker.run_worker(url, data, args.concurrency, parent_pid=args.parent_pid, max_running=args.max_running)
     except SQLAlchemyError as exc:
         return _db_error(exc)
 

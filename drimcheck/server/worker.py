@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from drimcheck.server import db
 from drimcheck.server.models import Campaign, Dut, utcnow
@@ -46,22 +46,39 @@ class _NotStarted(Exception):
     """The campaign cannot start (its error is already known)."""
 
 
-def configure(url: str, data_dir: Path) -> None:
-    _context.update(url=url, data_dir=Path(data_dir).resolve(), name=f"{socket.gethostname()}:{os.getpid()}")
+BUSY_RETRY_S = 2.0  # a job refused by --max-running goes back to the queue for this long
+MAX_RUNNING_LOCK_ID = 0x44524D44  # PostgreSQL advisory lock key of the global limit
+
+
+def configure(url: str, data_dir: Path, max_running: int | None = None) -> None:
+    _context.update(url=url, data_dir=Path(data_dir).resolve(), name=f"{socket.gethostname()}:{os.getpid()}",
+                    max_running=max_running)
 
 
 def worker_name() -> str:
     return str(_context.get("name") or f"{socket.gethostname()}:{os.getpid()}")
 
 
-def _claim(url: str, data_dir: Path, campaign_id: int) -> bool:
-    """queued -> running, atomically: False if another worker has it (or it is gone)."""
+def _claim(url: str, data_dir: Path, campaign_id: int, max_running: int | None = None) -> str:
+    """queued -> running, atomically: "claimed"; "gone" if another worker has it (or it was cancelled);
+    "busy" when `max_running` campaigns already run, counted over every worker of the database.
+
+    One UPDATE whose condition counts the running campaigns: atomic on SQLite (the statement holds the write
+    lock); on PostgreSQL the transaction first takes an advisory lock, so two claims never count together."""
     run_dir = data_dir / "runs" / str(campaign_id)
     with db.session_scope(url, data_dir) as session:
-        result = session.execute(
-            update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "queued")
-            .values(status="running", worker=worker_name(), started_at=utcnow(), run_dir=str(run_dir)))
-        return bool(getattr(result, "rowcount", 0) == 1)
+        condition = [Campaign.id == campaign_id, Campaign.status == "queued"]
+        if max_running is not None:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MAX_RUNNING_LOCK_ID})
+            running = select(func.count()).select_from(Campaign).where(Campaign.status == "running")
+            condition.append(running.scalar_subquery() < max_running)
+        result = session.execute(update(Campaign).where(*condition).values(
+            status="running", worker=worker_name(), started_at=utcnow(), run_dir=str(run_dir)))
+        if getattr(result, "rowcount", 0) == 1:
+            return "claimed"
+        status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+        return "busy" if status == "queued" else "gone"
 
 
 def command(campaign: Campaign, dut: Dut | None, data_dir: Path) -> list[str]:
@@ -103,8 +120,13 @@ def execute(campaign_id: int) -> None:
     """Run one campaign (the huey task). Status, verdict and per-requirement verdicts go to the database."""
 
     url, data_dir = _context["url"], _context["data_dir"]
-    if not _claim(url, data_dir, campaign_id):
-        log.info("campagne %s déjà prise ou absente", campaign_id)
+    claim = _claim(url, data_dir, campaign_id, _context.get("max_running"))
+    if claim == "busy":
+        from huey.exceptions import RetryTask  # type: ignore[import-untyped]
+
+        raise RetryTask(delay=BUSY_RETRY_S)  # back in the queue (huey's schedule), taken again later
+    if claim == "gone":
+        log.info("campagne %s déjà prise, annulée ou absente", campaign_id)
         return
     try:
         _run_claimed(url, data_dir, campaign_id)
@@ -236,22 +258,25 @@ def reap_orphans(url: str, data_dir: Path) -> int:
     return reaped
 
 
-def run_worker(url: str, data_dir: Path, concurrency: int = 1, parent_pid: int | None = None) -> int:
-    """The `drimcheck worker` process: a huey consumer with `concurrency` threads, until SIGTERM/SIGINT."""
+def run_worker(url: str, data_dir: Path, concurrency: int = 1, parent_pid: int | None = None,
+               max_running: int | None = None) -> int:
+    """The `drimcheck worker` process: a huey consumer with `concurrency` threads, until SIGTERM/SIGINT;
+    `max_running`: at most that many campaigns running over every worker of the database."""
     from drimcheck.server import queue
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     db.upgrade(url)
-    configure(url, data_dir)
+    configure(url, data_dir, max_running)
     reaped = reap_orphans(url, Path(data_dir))
     if reaped:
         log.info("%d campagne(s) d'un worker disparu de cette machine marquée(s) en erreur", reaped)
     huey = queue.huey_for(url)
     consumer = huey.create_consumer(workers=concurrency, worker_type="thread", periodic=False,
                                     initial_delay=0.1, backoff=1.2, max_delay=1.0, check_worker_health=True)
-    log.info("worker %s : %d campagne(s) à la fois, base %s", worker_name(), concurrency,
+    log.info("worker %s : %d campagne(s) à la fois%s, base %s", worker_name(), concurrency,
+             f" ({max_running} au plus pour toute la base)" if max_running else "",
              db.engine(url).url.render_as_string(hide_password=True))
     if parent_pid is not None:
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
