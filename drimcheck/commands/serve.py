@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     s.add_argument("--workers", type=int, default=1, metavar="N",
                    help="campagnes exécutées en même temps sur cette machine (un processus worker, N à la fois ; "
                         "0 : aucun, les workers sont lancés à part avec « drimcheck worker »)")
+    s.add_argument("--max-running", type=int, default=None, metavar="N",
+                   help="au plus N campagnes en cours pour toute la base, tous workers et machines confondus")
     s.set_defaults(handler=cmd_serve)
 
     w = subparsers.add_parser(
@@ -142,11 +144,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return _db_error(exc)
 
 
-def worker_command(url: str, data: Path, concurrency: int) -> list[str]:
+def worker_command(url: str, data: Path, concurrency: int, max_running: int | None = None) -> list[str]:
     """The worker `serve` starts: it stops by itself when `serve` is gone (uvicorn ends the process with the
     signal it received, before any `finally` runs)."""
     return [sys.executable, "-m", "drimcheck", "worker", "--db", url, "--data", str(data),
-            "--concurrency", str(concurrency), "--parent-pid", str(os.getpid())]
+            "--concurrency", str(concurrency), "--parent-pid", str(os.getpid()),
+            *(["--max-running", str(max_running)] if max_running else [])]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -160,6 +163,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--port : de 1 à 65535")
     if args.workers < 0:
         raise UsageError("--workers : 0 ou plus")
+    if args.max_running is not None and args.max_running < 1:
+        raise UsageError("--max-running : au moins 1")
     url, data = _resolve(args)
     try:
         app = create_app(url, data)
@@ -167,7 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _db_error(exc)
     proc = None
     if args.workers:
-        proc = subprocess.Popen(worker_command(url, data, args.workers), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(worker_command(url, data, args.workers, args.max_running), stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     print(f"drimcheck serve : http://{args.host}:{args.port}/ (API : /api, base : "
           f"{app.state.sessions.kw['bind'].url.render_as_string(hide_password=True)}, données : {data}, "
