@@ -14,6 +14,7 @@ import threading
 import zipfile
 
 import pytest
+from fastapi import Request
 from serversupport import (
     HTTP_HOOKS,
     check_auth,
@@ -263,3 +264,23 @@ def test_a_worker_marks_the_campaigns_of_a_vanished_worker_of_its_machine(srv):
     assert c.get(f"/api/campaigns/{ids[1]}", headers=h).json()["status"] == "running"  # not judged from here
     with db.session_scope(srv.url, srv.data) as session:  # leave no running campaign for the other tests
         session.get(Campaign, ids[1]).status = "error"
+
+
+def test_no_request_body_goes_past_the_global_cap_declared_or_not():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from drimcheck.server.app import BodyLimit
+
+    inner = FastAPI()
+
+    @inner.post("/echo")
+    async def echo(request: Request):
+        return {"size": len(await request.body())}
+
+    client = TestClient(BodyLimit(inner, limit=1000))
+    assert client.post("/echo", content=b"x" * 1000).json() == {"size": 1000}
+    r = client.post("/echo", content=b"x" * 1001)  # Content-Length says it: refused before reading
+    assert r.status_code == 413 and r.json()["detail"] == "envoi trop volumineux : au plus 1000 octets"
+    r = client.post("/echo", content=iter([b"x" * 600, b"x" * 600]))  # chunked: counted while read
+    assert r.status_code == 413 and "au plus 1000 octets" in r.json()["detail"]
