@@ -133,9 +133,6 @@ class Sut:
     def with_pacs(self, pacs: tuple[Pacs, ...]) -> Sut:
         return replace(self, pacs=pacs)
 
-    def with_addresses(self, simulators: dict[str, Address], dut: dict[str, Any]) -> Sut:
-        return replace(self, simulators=simulators, dut=dut)
-
     def describe(self) -> dict[str, Any]:
         """Identity of the SUT as written into every report."""
         return {

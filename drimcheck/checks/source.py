@@ -29,10 +29,6 @@ def _describe_ack(ack: Ack) -> str:
     return f"ACK {ack.code}" + (f" « {ack.text} »" if ack.text else "")
 
 
-def _after(exchanges: list[xds.DmpExchange], since: float) -> list[xds.DmpExchange]:
-    return [e for e in exchanges if e.received_at >= since]
-
-
 @check("SRC-01")
 def acknowledged_and_published(mllp, publication: xds.DmpExchange | None, attempts: list[xds.DmpExchange],
                                deadline_s: float) -> list[Finding]:
