@@ -13,6 +13,7 @@ issuer ``auth.esw.esante.gouv.fr``): here ``wallet.psc.drimcheck.test`` on the s
     /auth/realms/esante-wallet/protocol/openid-connect/certs         JWKS
     /auth/realms/esante-wallet/protocol/openid-connect/logout        RP-initiated logout (Keycloak rules)
 
+
 Any other path, or an endpoint asked on the other host (e.g. an authorization URL built from the issuer), is a
 404 recorded as endpoint ``misdirected``.
 
@@ -50,6 +51,7 @@ Behaviour (what a DUT can rely on, and what the harness can check):
   tokens only, ``SubjectNameID`` (spec §6.2).
 * Every request is recorded (:attr:`PscSimulator.requests`): evidence-friendly dicts, credentials
   redacted, tokens reduced to facts (fingerprint + identifying claims; see ``simulators.httpsim``).
+
 
 Scenario controls: :meth:`~PscSimulator.issue_token`, :meth:`~PscSimulator.revoke`,
 :meth:`~PscSimulator.expire`, :meth:`~PscSimulator.logout_session`, :meth:`~PscSimulator.set_unavailable`,

@@ -31,8 +31,10 @@ RESPONSE_MODES = ("query", "fragment", "form_post")
 CLAIMS_SUPPORTED = ("aud", "sub", "iss", "auth_time", "name", "given_name", "family_name", "preferred_username",
                     "email", "acr")
 
+
 SCOPES_SUPPORTED = ("openid", "address", "email", "identity", "microprofile-jwt", "offline_access", "phone",
                     "profile", "roles", "scope_1", "scope_2", "scope_all", "web-origins", "eidas2")
+
 
 SESSION_COOKIE = "KEYCLOAK_SESSION"  # Keycloak's SSO session cookie: <realm>/<user id>/<session id>
 
@@ -57,6 +59,7 @@ TOKEN_TYPE_ID = "urn:ietf:params:oauth:token-type:id_token"
 #: Endpoint names used in records, faults and set_unavailable(endpoints=...).
 ENDPOINTS = ("discovery", "realm", "auth", "token", "token-exchange", "userinfo", "introspect", "revoke", "certs",
              "logout")
+
 
 _SUB_NAMESPACE = uuid.UUID("550dc1c8-d97b-4b1e-ac8c-8eb4471cf9dd")  # shape of PSC's federated "f:<uuid>:<id>" subs
 
@@ -94,6 +97,7 @@ class Activity:
             "autoriteDenregistrement": "CNOM/CNOM/CNOM",
         }
 
+
 @dataclass(frozen=True)
 class Exercice:
     """One professional exercise (``SubjectRefPro.exercices[]``); codes from TRE_G15 / TRE_R38 [I for SM44]."""
@@ -114,6 +118,7 @@ class Exercice:
             "codeTypeSavoirFaire": self.code_type_savoir_faire, "codeSavoirFaire": self.code_savoir_faire,
             "activities": [a.to_psc() for a in self.activities],
         }
+
 
 @dataclass(frozen=True)
 class Practitioner:
@@ -163,6 +168,7 @@ class Practitioner:
             "family_name": self.family_name,
         }
 
+
 DEFAULT_PRACTITIONER = Practitioner(
     idnat="899700990349", family_name="RADIOLOGUE0990349", given_name="CLAIRE", civilite="MME",
     exercices=(Exercice(
@@ -200,6 +206,7 @@ class OidcClient:
                 return True
         return False
 
+
 @dataclass
 class Session:
     """A login session (Keycloak SSO session): its ``sid`` is the tokens' ``sid``/``session_state``."""
@@ -211,6 +218,7 @@ class Session:
     nonce: str | None
     scope: str
     ended_at: float | None = None
+
 
 @dataclass
 class TokenRecord:
@@ -251,6 +259,7 @@ class TokenRecord:
             out["state"] = self.state(now)
         return out
 
+
 @dataclass(frozen=True)
 class TokenSet:
     """What the token endpoint returned (or :meth:`PscSimulator.issue_token` minted)."""
@@ -274,6 +283,7 @@ class TokenSet:
         out.update({"not-before-policy": 0, "session_state": self.sid, "scope": self.scope})
         return out
 
+
 @dataclass
 class _AuthCode:
     code: str
@@ -288,11 +298,13 @@ class _AuthCode:
     used: bool = False
     issued_jtis: list[str] = field(default_factory=list)
 
+
 @dataclass(frozen=True)
 class _Fault:
     status: int
     error: str | None = None
     description: str | None = None
+
 
 class OAuthError(Exception):
     """An OAuth/OIDC error answer: JSON ``{"error", "error_description"}`` with an HTTP status."""

@@ -22,11 +22,13 @@ def _json(data: Any, *, status: int = 200, no_store: bool = False) -> Any:
     return Response(json.dumps(data, ensure_ascii=False), status_code=status, media_type="application/json",
                     headers=headers)
 
+
 def _oauth_error_response(exc: OAuthError) -> Any:
     resp = _json({"error": exc.error, "error_description": exc.description}, status=exc.status, no_store=True)
     if exc.www_authenticate:
         resp.headers["WWW-Authenticate"] = exc.www_authenticate
     return resp
+
 
 def _parse_form(body: bytes, *, repeatable: tuple[str, ...] = ()) -> dict[str, Any]:
     """application/x-www-form-urlencoded body; a parameter sent twice is an error (RFC 6749 §3.1) unless repeatable."""
@@ -44,6 +46,7 @@ def _parse_form(body: bytes, *, repeatable: tuple[str, ...] = ()) -> dict[str, A
             out[key] = values[0]
     return out
 
+
 def _form_value(body: bytes, name: str) -> str | None:
     try:
         values = parse_qs(body.decode("utf-8", "replace")).get(name)
@@ -51,7 +54,9 @@ def _form_value(body: bytes, name: str) -> str | None:
         return None
     return values[0] if values else None
 
+
 _FORM_POST_CODE = re.compile(rb'(name="code" value=")[^"]*')
+
 
 def _host_only(value: str | None) -> str:
     """The host of a ``Host`` header, lowercase, without its port."""
@@ -59,6 +64,7 @@ def _host_only(value: str | None) -> str:
     if host.startswith("["):
         return host.partition("]")[0] + "]"
     return host.rpartition(":")[0] if ":" in host else host
+
 
 def _common_parent(a: str, b: str) -> str | None:
     """The longest parent domain shared by two host names (at least two labels), for a cookie's Domain."""
@@ -72,6 +78,7 @@ def _common_parent(a: str, b: str) -> str | None:
         return None
     return ".".join(reversed(shared))
 
+
 def _server_certificate(pki: Any, fqdn: str, wallet_fqdn: str) -> Any:
     """Market-CA server certificate naming both the issuer's host and the authorization endpoint's host."""
     subject = x509.Name([
@@ -81,6 +88,7 @@ def _server_certificate(pki: Any, fqdn: str, wallet_fqdn: str) -> Any:
     ])
     return pki.issue(f"market_ov:{fqdn}+{wallet_fqdn}", subject=subject, profile="market_ov", issuer="market_ca",
                      san=[fqdn, wallet_fqdn])
+
 
 def _form_post_page(action: str, fields: list[tuple[str, str]]) -> str:
     """OAuth 2.0 Form Post Response Mode: an HTML page that POSTs ``fields`` to ``action`` on load."""
@@ -93,11 +101,14 @@ def _form_post_page(action: str, fields: list[tuple[str, str]]) -> str:
             '<noscript><p>JavaScript est désactivé : cliquez sur le bouton pour continuer.</p>'
             '<input type="submit" value="Continuer"/></noscript></form></body></html>')
 
+
 def _single_params(query: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
 
+
 def _redact_query(query: str) -> str:
     return redact_url("?" + query)[1:]
+
 
 def _describe_target(what: str) -> str:
     """A token in an event is shown by its fingerprint, never verbatim."""
