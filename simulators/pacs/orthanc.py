@@ -79,13 +79,12 @@ __all__ = [
     "NODELAY_HANDLER", "Orthanc", "OrthancConfig", "OrthancError", "bind_shim", "encode_dataset", "listening_sockets",
 ]
 
+# --------------------------------------------------------------------------- process plumbing
 
 _PORT_IN_USE = "privileged or already in use"
 _START_ATTEMPTS = 5
 _PR_SET_PDEATHSIG = 1
 _SIGKILL = int(signal.SIGKILL)
-
-
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: no dlopen/import in the forked child
 except (OSError, AttributeError):  # not Linux/glibc: atexit and __del__ still apply
