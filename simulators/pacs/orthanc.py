@@ -71,7 +71,7 @@ from simulators.pacs.orthanc_config import (
     OrthancSettings,
     _one_line,
 )
-from simulators.pacs.orthanc_data import NODELAY_HANDLER, OrthancData, encode_dataset
+from simulators.pacs.orthanc_data import NODELAY_HANDLER, OrthancStorage, OrthancStudies, encode_dataset
 
 #: The public names of this module, as before it was split (settings, errors and helpers now live in its parts).
 __all__ = [
@@ -281,12 +281,12 @@ def _poke(host: str, port: int) -> None:
 # --------------------------------------------------------------------------- the managed Orthanc
 
 
-class Orthanc(OrthancSettings, OrthancData):
+class Orthanc(OrthancSettings, OrthancStorage, OrthancStudies):
     """A managed Orthanc (own JSON config, scratch storage under workdir, basic auth, DICOMweb plugin).
 
     This module holds its process lifecycle; its parts: :mod:`~simulators.pacs.orthanc_config` (settings and
     the Orthanc JSON configuration), :mod:`~simulators.pacs.orthanc_rest` (REST client) and
-    :mod:`~simulators.pacs.orthanc_data` (storing, finding and deleting instances and studies).
+    :mod:`~simulators.pacs.orthanc_data` (storing instances; finding and deleting studies).
     """
 
     def __init__(self, config: OrthancConfig | None, workdir: Path | str) -> None:

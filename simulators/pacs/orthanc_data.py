@@ -1,4 +1,4 @@
-"""What the PACS holds: storing instances (STOW-RS or C-STORE), finding and deleting studies."""
+"""What the PACS holds: storing instances (STOW-RS or C-STORE); study management (list, delete, reset)."""
 
 from __future__ import annotations
 
@@ -69,17 +69,11 @@ def _tag_value(item: dict, tag: str) -> str | None:
     return values[0]
 
 
-class OrthancData(OrthancRest):
-    """DICOM operations and study management over the REST API and the DICOM port."""
+class OrthancStorage(OrthancRest):
+    """DICOM operations: storing instances by STOW-RS (REST) or C-STORE (the DICOM port)."""
 
     host: str
     dicom_port: int
-
-    def clear(self) -> None:
-        """Delete every patient (hence every study, series and instance): fast reset between scenarios."""
-        patients = self._request("GET", "/patients").json()
-        if patients:
-            self._request("POST", "/tools/bulk-delete", json={"Resources": patients})
 
     def store(self, datasets: Iterable[pydicom.Dataset], *, via: str = "stow", batch_size: int = _STOW_BATCH) -> None:
         """Store instances via STOW-RS (batches of batch_size) or via C-STORE (pynetdicom, TCP_NODELAY)."""
@@ -153,6 +147,16 @@ class OrthancData(OrthancRest):
         finally:
             if assoc.is_established:
                 assoc.release()
+
+
+class OrthancStudies(OrthancRest):
+    """Study management over the REST API: reset, list a study's instances, delete an instance or a study."""
+
+    def clear(self) -> None:
+        """Delete every patient (hence every study, series and instance): fast reset between scenarios."""
+        patients = self._request("GET", "/patients").json()
+        if patients:
+            self._request("POST", "/tools/bulk-delete", json={"Resources": patients})
 
     def instances_of_study(self, study_uid: str) -> list[dict[str, str]]:
         """Every instance of a study per QIDO-RS, as UID dicts sorted by series then SOP UID; [] when absent."""
