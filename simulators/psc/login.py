@@ -116,52 +116,21 @@ class LoginEndpointsMixin(PscBase):
           ``state``), or a "logged out" page. The legacy ``redirect_uri`` (Keycloak < 18, still on PSC's
           ``/auth``-prefixed Keycloak) is accepted when allowed for a registered client.
         """
-        from starlette.responses import HTMLResponse, RedirectResponse, Response
-
-        def page(outcome: str, message: str, status: int = 400) -> Any:
-            facts["outcome"] = outcome
-            return HTMLResponse(f"<!doctype html><title>Erreur</title><p>{message}</p>", status_code=status)
+        from starlette.responses import HTMLResponse, RedirectResponse
 
         params = _single_params(request.url.query)
         form = _parse_form(body) if request.method == "POST" else {}
         if form.get("refresh_token"):
-            client = self._authenticate(request, form, facts)
-            rec = self._find(form["refresh_token"])
-            facts["presented"] = token_facts(form["refresh_token"])
-            if rec is None or rec.kind != "refresh" or rec.client_id != client.client_id or \
-                    rec.state(self.now()) != "active":
-                raise OAuthError(400, "invalid_grant", "Invalid refresh token")
-            facts.update(outcome="ok", sid=rec.sid, revoked=self._end_session(rec.sid), mode="backchannel")
-            return Response(status_code=204)
+            return self._logout_backchannel(request, form, facts)
         params.update({k: v for k, v in form.items() if k != "client_secret"})
-        hint, client_id = params.get("id_token_hint"), params.get("client_id")
-        target = params.get("post_logout_redirect_uri")
-        legacy = params.get("redirect_uri")
-        facts.update(mode="frontchannel", id_token_hint=bool(hint), client_id=client_id,
-                     post_logout_redirect_uri=target, legacy_redirect_uri=legacy)
-        claims: dict[str, Any] = {}
-        if hint:
-            try:
-                claims = self.verify(hint)
-            except JoseError:
-                return page("invalid_id_token_hint", "Paramètre invalide : id_token_hint")
-            if claims.get("typ") != "ID" or claims.get("iss") != self.issuer:
-                return page("invalid_id_token_hint", "Paramètre invalide : id_token_hint")
-            if client_id and client_id != claims.get("azp"):
-                return page("client_id_mismatch",
-                            "Le paramètre client_id diffère du client pour lequel l'ID token a été émis")
-        client = self._clients.get(client_id or str(claims.get("azp") or claims.get("aud") or ""))
-        if client_id and client is None:
-            return page("invalid_client_id", "Paramètre invalide : client_id")
-        if target:
-            if not hint and not client_id:
-                return page("missing_id_token_hint", "Paramètre manquant : id_token_hint")
-            if client is None or not client.redirect_allowed(target):
-                return page("invalid_post_logout_redirect_uri", "URI de redirection invalide")
-        elif legacy:
-            if not any(c.redirect_allowed(legacy) for c in self._clients.values()):
-                return page("invalid_redirect_uri", "URI de redirection invalide")
-            target = legacy
+        hint, legacy = params.get("id_token_hint"), params.get("redirect_uri")
+        facts.update(mode="frontchannel", id_token_hint=bool(hint), client_id=params.get("client_id"),
+                     post_logout_redirect_uri=params.get("post_logout_redirect_uri"), legacy_redirect_uri=legacy)
+        try:
+            claims, target = self._logout_checks(params)
+        except _LogoutRefused as refused:  # each error is a 400 page, never a redirect
+            facts["outcome"] = refused.outcome
+            return HTMLResponse(f"<!doctype html><title>Erreur</title><p>{refused.message}</p>", status_code=400)
         if hint:
             sid = str(claims.get("sid") or "")
             facts.update(sid=sid, confirmed="id_token_hint")
@@ -180,3 +149,56 @@ class LoginEndpointsMixin(PscBase):
         response.delete_cookie(SESSION_COOKIE, path="/", domain=_common_parent(self.fqdn, self.wallet_fqdn)
                                if self.wallet_fqdn else None)
         return response
+
+    def _logout_backchannel(self, request: Any, form: dict[str, str], facts: dict[str, Any]) -> Any:
+        """Keycloak's back-channel logout: ``refresh_token`` + client authentication ends its session (204)."""
+        from starlette.responses import Response
+
+        client = self._authenticate(request, form, facts)
+        rec = self._find(form["refresh_token"])
+        facts["presented"] = token_facts(form["refresh_token"])
+        if rec is None or rec.kind != "refresh" or rec.client_id != client.client_id or \
+                rec.state(self.now()) != "active":
+            raise OAuthError(400, "invalid_grant", "Invalid refresh token")
+        facts.update(outcome="ok", sid=rec.sid, revoked=self._end_session(rec.sid), mode="backchannel")
+        return Response(status_code=204)
+
+    def _logout_checks(self, params: dict[str, str]) -> tuple[dict[str, Any], str | None]:
+        """Keycloak's checks of a front-channel logout: the ID token hint's claims and where to send the browser
+        (None: a "logged out" page); _LogoutRefused (outcome, French message) for the first check that fails."""
+        hint, client_id = params.get("id_token_hint"), params.get("client_id")
+        target = params.get("post_logout_redirect_uri")
+        legacy = params.get("redirect_uri")
+        claims: dict[str, Any] = {}
+        if hint:
+            try:
+                claims = self.verify(hint)
+            except JoseError:
+                raise _LogoutRefused("invalid_id_token_hint", "Paramètre invalide : id_token_hint") from None
+            if claims.get("typ") != "ID" or claims.get("iss") != self.issuer:
+                raise _LogoutRefused("invalid_id_token_hint", "Paramètre invalide : id_token_hint")
+            if client_id and client_id != claims.get("azp"):
+                raise _LogoutRefused("client_id_mismatch",
+                                     "Le paramètre client_id diffère du client pour lequel l'ID token a été émis")
+        client = self._clients.get(client_id or str(claims.get("azp") or claims.get("aud") or ""))
+        if client_id and client is None:
+            raise _LogoutRefused("invalid_client_id", "Paramètre invalide : client_id")
+        if target:
+            if not hint and not client_id:
+                raise _LogoutRefused("missing_id_token_hint", "Paramètre manquant : id_token_hint")
+            if client is None or not client.redirect_allowed(target):
+                raise _LogoutRefused("invalid_post_logout_redirect_uri", "URI de redirection invalide")
+        elif legacy:
+            if not any(c.redirect_allowed(legacy) for c in self._clients.values()):
+                raise _LogoutRefused("invalid_redirect_uri", "URI de redirection invalide")
+            target = legacy
+        return claims, target
+
+
+class _LogoutRefused(Exception):
+    """A front-channel logout Keycloak refuses: the outcome recorded and the message of its error page."""
+
+    def __init__(self, outcome: str, message: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.message = message
