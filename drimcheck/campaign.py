@@ -15,17 +15,44 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from drimcheck.config import Address, Endpoint, Pacs, Sut
+from drimcheck.errors import (
+    INTERRUPTED_FR,
+    CampaignInterrupted,
+    DutUnreachable,
+    HarnessError,
+    HookFailed,
+    signal_name,
+)
 from drimcheck.evidence import EvidenceStore
 from drimcheck.net import DutClient
-from drimcheck.plugin import INTERRUPTED_FR, CampaignInterrupted, DutUnreachable, HarnessError, HookFailed, signal_name
+from drimcheck.services import (
+    Closeable,
+    ConfiguresDut,
+    InterruptState,
+    ScenarioHost,
+    ServesHosts,
+    SimulatorHandle,
+    SimulatorRuntime,
+    StepServices,
+    WatchesDutStart,
+)
 from simulators.procutil import free_port
+
+if TYPE_CHECKING:
+    from drimcheck.reference import ReferenceDrimbox
+    from fixtures.pki import TestPKI
+    from simulators.pacs import Orthanc, SyntheticStudy
+
+#: start_for_campaign(runtime) of a simulator module: its handle, or None when it does not apply to this SUT
+Starter = Callable[[SimulatorRuntime], SimulatorHandle | None]
 
 HOOK_TIMEOUT_S = 120
 #: After SIGINT/SIGTERM, after_campaign and the embedded DUT's stop must be done within this many seconds of
@@ -50,13 +77,17 @@ def workdir_pattern(pid: int) -> str:
 
 
 class _NotInterrupted:
+    """InterruptState until the runner gives its InterruptGuard."""
+
     signum: int | None = None
     first_at: float | None = None
 
+
 #: Simulators started for every campaign, in this order, before the DUT: (name, "module:function").
-#: function(runtime) returns a handle with stop() and optionally dut_settings() -> dict (what the
-#: embedded reference DRIMbox is configured with) and hosts() -> {fqdn: "ip:port"}; or None when
-#: the simulator does not apply to this SUT. A module that does not exist yet is skipped.
+#: function(runtime) is a Starter: it returns a drimcheck.services.SimulatorHandle (stop()), which may also be
+#: ConfiguresDut (dut_settings(): what the embedded reference DRIMbox is configured with), ServesHosts
+#: (hosts() -> {fqdn: "ip:port"}) and WatchesDutStart; or None when the simulator does not apply to this SUT.
+#: A module that does not exist yet is skipped.
 SIMULATORS = (
     ("igc", "simulators.igc:start_for_campaign"),  # IGC-Santé publication point (CRL, CA certs), plain HTTP
     ("whitelist", "simulators.whitelist:start_for_campaign"),  # ANS whitelist endpoint
@@ -70,32 +101,32 @@ SIMULATORS = (
 class CampaignRuntime:
     """Owns every process and file of one campaign; started lazily by the first scenario, always stopped."""
 
-    def __init__(self, sut: Sut, run_dir: Path, *, mutant: str | None = None, keep_workdir: bool = False):
+    def __init__(self, sut: Sut, run_dir: Path, *, mutant: str | None = None, keep_workdir: bool = False) -> None:
         self.sut = sut
         self.run_dir = run_dir
         self.mutant = mutant
         self.keep_workdir = keep_workdir
         self.evidence = EvidenceStore(run_dir)
         self.workdir: Path | None = None
-        self.pki: Any = None
-        self.pacs: dict[str, Any] = {}  # PACS name -> simulators.pacs.Orthanc
-        self.dut: Any = None
-        self.sims: dict[str, Any] = {}  # started simulators, by SIMULATORS name
+        self.pki: TestPKI | None = None
+        self.pacs: dict[str, Orthanc] = {}  # PACS name -> its simulator
+        self.dut: ReferenceDrimbox | None = None  # the embedded reference (None for an external DUT)
+        self.sims: dict[str, SimulatorHandle] = {}  # started simulators, by SIMULATORS name
         self._allocated: dict[tuple[str, str], Address] = {}
         self.client: DutClient | None = None
-        self._seeded: dict[tuple[str, str], Any] = {}
+        self._seeded: dict[tuple[str, str], SyntheticStudy] = {}
         self.dut_ready_at: float | None = None  # monotonic time the DUT was up (reference ready, or hooks done)
         self.whitelist_triggers: list[float] = []  # monotonic times drimcheck triggered a whitelist refresh
         self.shared: dict[str, Any] = {}  # state step modules share across the scenarios of this campaign
         self._started = False
         self._start_error: BaseException | None = None
         self._lock = threading.Lock()
-        self.interrupt: Any = _NotInterrupted()  # runner.InterruptGuard: signum and time of the first signal
+        self.interrupt: InterruptState = _NotInterrupted()  # runner.InterruptGuard: signum, time of the first signal
         self.phase = "la préparation du banc"  # where an interruption hit, for the reports
         self.cleanup_errors: list[str] = []  # after_campaign failures and the like, found while stopping
         self._before_started = False  # before_campaign was launched (or would have been): after_campaign is owed
         self._after_done = False
-        self._hooks_running: set[subprocess.Popen] = set()
+        self._hooks_running: set[subprocess.Popen[str]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def ensure_started(self) -> CampaignRuntime:
@@ -138,7 +169,7 @@ class CampaignRuntime:
                 raise HarnessError(str(exc)) from None
         else:
             self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
-        resolved = []
+        resolved: list[Pacs] = []
         for i, p in enumerate(self.sut.pacs):
             creds: dict[str, Any] = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
             orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
@@ -156,7 +187,7 @@ class CampaignRuntime:
         self.start_simulators()
         self.client = DutClient(self.sut, self.evidence)
         if self.sut.embedded:
-            from simulators.drimbox.launcher import LaunchError, ReferenceDrimbox
+            from drimcheck.reference import LaunchError, ReferenceDrimbox
 
             self.dut = ReferenceDrimbox(self, mutant=self.mutant)
             try:
@@ -168,7 +199,7 @@ class CampaignRuntime:
         self.dut_ready_at = time.monotonic()
         self._preflight()
         for handle in self.sims.values():  # e.g. observe the DUT's startup downloads, then bring it to nominal
-            if hasattr(handle, "after_dut_ready"):
+            if isinstance(handle, WatchesDutStart):
                 handle.after_dut_ready(self)
         self.phase = "les scénarios"
 
@@ -213,7 +244,7 @@ class CampaignRuntime:
         """Simulators run for the embedded reference, and for an external DUT when [simulators] declares them."""
         return bool(self.sut.embedded) or self.sut.simulator_address(name) is not None
 
-    def simulator(self, name: str) -> Any:
+    def simulator(self, name: str) -> Any:  # each simulator its own type: the step knows which it asked for
         """A started simulator handle, or a clear ERROR for the scenario that needs it."""
         if name not in self.sims:
             raise HarnessError(f"simulateur « {name} » non démarré : déclarez son adresse dans la section [simulators] "
@@ -236,7 +267,7 @@ class CampaignRuntime:
 
     def dut_addresses(self) -> dict[str, Address]:
         """The DUT's own non-HTTP endpoints ([dut] addresses); "auto" ones get free loopback ports."""
-        out = {}
+        out: dict[str, Address] = {}
         for name, value in self.sut.dut.items():
             if isinstance(value, Address):
                 if not value.port:
@@ -255,13 +286,13 @@ class CampaignRuntime:
 
     def dut_settings(self) -> dict[str, Any]:
         """What each simulator tells the embedded reference DRIMbox (URLs, AE titles, ...)."""
-        return {name: h.dut_settings() for name, h in self.sims.items() if hasattr(h, "dut_settings")}
+        return {name: h.dut_settings() for name, h in self.sims.items() if isinstance(h, ConfiguresDut)}
 
     def extra_hosts(self) -> dict[str, str]:
         """FQDN -> "ip:port" of simulated peers (the test bed has no DNS)."""
         out: dict[str, str] = {}
         for h in self.sims.values():
-            if hasattr(h, "hosts"):
+            if isinstance(h, ServesHosts):
                 out.update(h.hosts())
         return out
 
@@ -293,7 +324,7 @@ class CampaignRuntime:
     def stop(self) -> None:
         """Idempotent: after_campaign (while the simulators still run), then the DUT, simulators, PACS, workdir."""
         for value in self.shared.values():  # e.g. a browser session with keep-alive connections to simulators
-            if hasattr(value, "close"):
+            if isinstance(value, Closeable):
                 try:
                     value.close()
                 except Exception:  # noqa: BLE001 - best effort
@@ -338,7 +369,7 @@ class CampaignRuntime:
             raise RuntimeError("campagne terminée : PKI de test fermée")
 
         try:
-            self.pki._dir = sealed  # every file the PKI writes goes through _dir()
+            setattr(self.pki, "_dir", sealed)  # noqa: B010 - every file the PKI writes goes through _dir()
         finally:
             if got:
                 lock.release()
@@ -367,10 +398,10 @@ class CampaignRuntime:
     def pacs_entry(self, index: int = 0) -> Pacs:
         return self.sut.pacs[index]
 
-    def orthanc(self, pacs: Pacs) -> Any:
+    def orthanc(self, pacs: Pacs) -> Orthanc:
         return self.pacs[pacs.name]
 
-    def seed_study(self, seed: str, *, pacs: Pacs | None = None, **kw: Any) -> Any:
+    def seed_study(self, seed: str, *, pacs: Pacs | None = None, **kw: Any) -> SyntheticStudy:
         """Store a deterministic synthetic study in a PACS simulator (once per campaign) and return it."""
         from simulators.pacs import make_study
 
@@ -385,7 +416,7 @@ class CampaignRuntime:
             self._seeded[key] = study
         return self._seeded[key]
 
-    def seeded_studies(self) -> list[Any]:
+    def seeded_studies(self) -> list[SyntheticStudy]:
         """Every synthetic study stored in the PACS simulators so far in this campaign."""
         return list(self._seeded.values())
 
@@ -446,12 +477,12 @@ class CampaignRuntime:
         reference, or the kit's with [pki] kit) or the public web PKI (certifi bundle) for an external DRIMbox."""
         paths = list(self.sut.market_trust_anchors)
         if not paths and (self.sut.embedded or self.sut.pki_kit is not None):  # the kit's market CA is stable
-            return [self.pki.market_ca.cert]
+            return [self._started_pki().market_ca.cert]
         if not paths:
             import certifi
 
             paths = [Path(certifi.where())]
-        out = []
+        out: list[x509.Certificate] = []
         for path in paths:
             out.extend(x509.load_pem_x509_certificates(path.read_bytes()))
         return out
@@ -459,11 +490,16 @@ class CampaignRuntime:
     def trust_anchors(self) -> list[x509.Certificate]:
         """IGC-Santé-like roots the dbN certificates must chain to: from sut.toml, else the per-run test PKI."""
         if self.sut.trust_anchors:
-            out = []
+            out: list[x509.Certificate] = []
             for path in self.sut.trust_anchors:
                 out.extend(x509.load_pem_x509_certificates(path.read_bytes()))
             return out
-        return [self.pki.igc_root.cert]
+        return [self._started_pki().igc_root.cert]
+
+    def _started_pki(self) -> TestPKI:
+        if self.pki is None:
+            raise HarnessError("PKI de test non créée : la campagne n'est pas démarrée")
+        return self.pki
 
     def read_kpi(self) -> str:
         """The DUT's KPI "ModelStat" lines: stdout of `[hooks] kpi`, or the embedded reference's file."""
@@ -524,14 +560,14 @@ class CampaignRuntime:
         return out
 
 
-def _kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+def _kill_group(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
     try:
         os.killpg(proc.pid, sig)  # the shell and whatever it started in its group
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _kill_and_collect(proc: subprocess.Popen) -> tuple[str, str]:
+def _kill_and_collect(proc: subprocess.Popen[str]) -> tuple[str, str]:
     """SIGTERM to the hook's process group, SIGKILL 1 s later; its output so far."""
     _kill_group(proc, signal.SIGTERM)
     try:
@@ -549,7 +585,7 @@ def _kill_and_collect(proc: subprocess.Popen) -> tuple[str, str]:
 
 def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
     """Give every "auto" address of the embedded SUT a free loopback port."""
-    out = {}
+    out: dict[str, Endpoint] = {}
     for fqdn, ep in network.items():
         https = Address(ep.https.host, ep.https.port or free_port(ep.https.host)) if ep.https else None
         http = Address(ep.http.host, ep.http.port or free_port(ep.http.host)) if ep.http else None
@@ -557,7 +593,7 @@ def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
     return out
 
 
-def _load_starter(target: str):
+def _load_starter(target: str) -> Starter | None:
     """Import "module:function"; None when the module does not exist (simulator not built yet)."""
     import importlib
 
@@ -568,4 +604,10 @@ def _load_starter(target: str):
         if exc.name == module_name:
             return None
         raise
-    return getattr(module, func, None)
+    starter: Starter | None = getattr(module, func, None)
+    return starter
+
+
+if TYPE_CHECKING:  # mypy proves the runtime offers every seam it is handed through
+    def _seams(runtime: CampaignRuntime) -> tuple[StepServices, SimulatorRuntime, ScenarioHost]:
+        return runtime, runtime, runtime
