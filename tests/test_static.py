@@ -54,15 +54,12 @@ def _imports_inside_functions(path: Path, package: str) -> list[tuple[str, str]]
     importer does not import X at module level too (so only the function's import can link them)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     module = ".".join(path.relative_to(REPO).with_suffix("").parts)
-    top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
-    inner = []
-    for fn in ast.walk(tree):
-        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
-            for node in ast.walk(fn):
-                if (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-                        and node.module.split(".")[0] == package and node.module not in top):
-                    inner.append((module, node.module))
-    return inner
+    in_functions = [node for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+                    for node in ast.walk(fn) if isinstance(node, ast.ImportFrom)]
+    elsewhere = {node.module for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and all(node is not n for n in in_functions)}
+    return [(module, node.module) for node in in_functions
+            if node.module and node.level == 0 and node.module.split(".")[0] == package and node.module not in elsewhere]
 
 
 def test_import_contracts_see_imports_inside_functions(tmp_path):
