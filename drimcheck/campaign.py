@@ -10,29 +10,21 @@ import atexit
 import errno
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from drimcheck.config import Address, Endpoint, Pacs, Sut
-from drimcheck.errors import (
-    INTERRUPTED_FR,
-    CampaignInterrupted,
-    DutUnreachable,
-    HarnessError,
-    HookFailed,
-    signal_name,
-)
+from drimcheck.errors import INTERRUPTED_FR, CampaignInterrupted, DutUnreachable, HarnessError, signal_name
 from drimcheck.evidence import EvidenceStore
+from drimcheck.hooks import CAMPAIGN_HOOKS, HOOK_TIMEOUT_S, INTERRUPT_CLEANUP_S, HookRunner
 from drimcheck.net import DutClient
+from drimcheck.pacsfleet import PacsFleet
 from drimcheck.services import (
     Closeable,
     ConfiguresDut,
@@ -51,14 +43,12 @@ if TYPE_CHECKING:
     from fixtures.pki import TestPKI
     from simulators.pacs import Orthanc, SyntheticStudy
 
+__all__ = ["CAMPAIGN_HOOKS", "HOOK_TIMEOUT_S", "INTERRUPT_CLEANUP_S", "SIMULATORS", "CampaignRuntime", "Starter",
+           "workdir_pattern"]
+
 #: start_for_campaign(runtime) of a simulator module: its handle, or None when it does not apply to this SUT
 Starter = Callable[[SimulatorRuntime], SimulatorHandle | None]
 
-HOOK_TIMEOUT_S = 120
-#: After SIGINT/SIGTERM, after_campaign and the embedded DUT's stop must be done within this many seconds of
-#: the signal (the whole run is bounded to 10 s by runner.InterruptGuard); a hook still running is killed.
-INTERRUPT_CLEANUP_S = 6.0
-CAMPAIGN_HOOKS = ("before_campaign", "after_campaign")  # their evidence goes to evidence/campaign/
 WORKDIR_PREFIX = "drimcheck-"  # + "<pid>-": the work directory (CA keys, Orthanc storage) of a campaign process
 
 _WORKDIRS: set[Path] = set()  # work directories of this process still to remove, whatever the exit path
@@ -99,7 +89,11 @@ SIMULATORS = (
 
 
 class CampaignRuntime:
-    """Owns every process and file of one campaign; started lazily by the first scenario, always stopped."""
+    """Owns every process and file of one campaign; started lazily by the first scenario, always stopped.
+
+    The façade steps and simulators see (drimcheck.services.StepServices, SimulatorRuntime): the simulated PACS
+    are a PacsFleet (drimcheck/pacsfleet.py), the `[hooks]` processes a HookRunner (drimcheck/hooks.py); this
+    class keeps the life cycle, the addresses, the simulators and the DUT."""
 
     def __init__(self, sut: Sut, run_dir: Path, *, mutant: str | None = None, keep_workdir: bool = False) -> None:
         self.sut = sut
@@ -109,12 +103,12 @@ class CampaignRuntime:
         self.evidence = EvidenceStore(run_dir)
         self.workdir: Path | None = None
         self.pki: TestPKI | None = None
-        self.pacs: dict[str, Orthanc] = {}  # PACS name -> its simulator
+        self.fleet = PacsFleet()
+        self.pacs: dict[str, Orthanc] = self.fleet.orthancs  # PACS name -> its simulator
         self.dut: ReferenceDrimbox | None = None  # the embedded reference (None for an external DUT)
         self.sims: dict[str, SimulatorHandle] = {}  # started simulators, by SIMULATORS name
         self._allocated: dict[tuple[str, str], Address] = {}
         self.client: DutClient | None = None
-        self._seeded: dict[tuple[str, str], SyntheticStudy] = {}
         self.dut_ready_at: float | None = None  # monotonic time the DUT was up (reference ready, or hooks done)
         self.whitelist_triggers: list[float] = []  # monotonic times drimcheck triggered a whitelist refresh
         self.shared: dict[str, Any] = {}  # state step modules share across the scenarios of this campaign
@@ -126,7 +120,7 @@ class CampaignRuntime:
         self.cleanup_errors: list[str] = []  # after_campaign failures and the like, found while stopping
         self._before_started = False  # before_campaign was launched (or would have been): after_campaign is owed
         self._after_done = False
-        self._hooks_running: set[subprocess.Popen[str]] = set()
+        self.hooks = HookRunner(self.evidence, lambda: self.interrupt)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def ensure_started(self) -> CampaignRuntime:
@@ -149,7 +143,6 @@ class CampaignRuntime:
 
     def _start(self) -> None:
         from fixtures.pki import TestPKI
-        from simulators.pacs import Orthanc, OrthancConfig, OrthancError
 
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))  # 0700
         if not self.keep_workdir:
@@ -169,21 +162,10 @@ class CampaignRuntime:
                 raise HarnessError(str(exc)) from None
         else:
             self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
-        resolved: list[Pacs] = []
-        for i, p in enumerate(self.sut.pacs):
-            creds: dict[str, Any] = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
-            orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
-                                            name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password,
-                                            bind_host=self.pacs_bind_host(), calling_aets=self.pacs_calling_aets(),
-                                            **creds),
-                              self.workdir / f"pacs-{i + 1}")
-            self.pacs[p.name] = orthanc  # stopped by stop() even if start() is interrupted half-way
-            try:
-                orthanc.start()
-            except OrthancError as exc:
-                raise HarnessError(f"PACS simulé « {p.name} » : démarrage d'Orthanc impossible : {exc.message}") from None
-            resolved.append(replace(p, dicom_port=orthanc.dicom_port, http_port=orthanc.http_port))
-        self.sut = self.sut.with_pacs(tuple(resolved))
+        # stopped by stop() even if start() is interrupted half-way
+        resolved = self.fleet.start(self.sut.pacs, self.workdir, bind_host=self.pacs_bind_host(),
+                                    calling_aets=self.pacs_calling_aets())
+        self.sut = self.sut.with_pacs(resolved)
         self.start_simulators()
         self.client = DutClient(self.sut, self.evidence)
         if self.sut.embedded:
@@ -348,12 +330,7 @@ class CampaignRuntime:
             except Exception:  # noqa: BLE001 - best effort
                 pass
         self.sims.clear()
-        for orthanc in self.pacs.values():
-            try:
-                orthanc.stop(graceful=False)
-            except Exception:  # noqa: BLE001 - best effort, the process dies with us anyway
-                pass
-        self.pacs.clear()
+        self.fleet.stop_all()
         if self.workdir and not self.keep_workdir:
             self._seal_pki(self._cleanup_left(5.0))
             shutil.rmtree(self.workdir, ignore_errors=True)  # and again at exit (_WORKDIRS), for a late writer
@@ -376,13 +353,8 @@ class CampaignRuntime:
 
     def emergency_cleanup(self) -> None:
         """Last resort before a forced exit (runner watchdog): kill hooks and PACS, remove the workdir."""
-        for proc in list(self._hooks_running):
-            _kill_group(proc)
-        for orthanc in list(self.pacs.values()):
-            try:
-                orthanc.stop(graceful=False)
-            except BaseException:  # noqa: BLE001 - the process is about to exit
-                pass
+        self.hooks.kill_all()
+        self.fleet.stop_all()
         if self.workdir and not self.keep_workdir:
             self._seal_pki(0.5)
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -399,39 +371,23 @@ class CampaignRuntime:
         return self.sut.pacs[index]
 
     def orthanc(self, pacs: Pacs) -> Orthanc:
-        return self.pacs[pacs.name]
+        return self.fleet.orthanc(pacs)
 
     def seed_study(self, seed: str, *, pacs: Pacs | None = None, **kw: Any) -> SyntheticStudy:
         """Store a deterministic synthetic study in a PACS simulator (once per campaign) and return it."""
-        from simulators.pacs import make_study
-
-        pacs = pacs or self.pacs_entry()
-        key = (pacs.name, seed)
-        if key not in self._seeded:
-            study = make_study(seed, **kw)
-            try:
-                self.orthanc(pacs).store(study.datasets())
-            except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
-                raise HarnessError(f"PACS simulé « {pacs.name} » : stockage de l'étude impossible : {exc}") from None
-            self._seeded[key] = study
-        return self._seeded[key]
+        return self.fleet.seed_study(pacs or self.pacs_entry(), seed, **kw)
 
     def seeded_studies(self) -> list[SyntheticStudy]:
         """Every synthetic study stored in the PACS simulators so far in this campaign."""
-        return list(self._seeded.values())
+        return self.fleet.seeded_studies()
 
     def stop_pacs(self, pacs: Pacs) -> float:
         """Simulate a PACS outage (immediate kill); returns the monotonic time of the outage."""
-        self.orthanc(pacs).stop(graceful=False)
-        return time.monotonic()
+        return self.fleet.stop_pacs(pacs)
 
     def start_pacs(self, pacs: Pacs) -> float:
         """Bring the PACS back (same ports, same data); returns the monotonic time it is ready again."""
-        try:
-            self.orthanc(pacs).restart()
-        except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
-            raise HarnessError(f"PACS simulé « {pacs.name} » : redémarrage impossible : {exc}") from None
-        return time.monotonic()
+        return self.fleet.start_pacs(pacs)
 
     def restore_nominal(self) -> None:
         """Scenario cleanup: every PACS running and the HealthCheck UP again (bounded), whatever happened."""
@@ -513,8 +469,8 @@ class CampaignRuntime:
     def run_hook(self, name: str, extra_env: dict[str, str] | None = None, *, timeout: float | None = None) -> str | None:
         """Run a `[hooks]` command (bounded); returns its stdout (None when the hook is not declared).
 
-        The command runs in its own process group, killed as a whole on timeout or interruption. A non-zero
-        exit or a timeout raises HookFailed naming the hook, with the tail of its output. Evidence of
+        The command runs in its own process group, killed as a whole on timeout or interruption (HookRunner). A
+        non-zero exit or a timeout raises HookFailed naming the hook, with the tail of its output. Evidence of
         before_campaign/after_campaign goes to evidence/campaign/, that of the others to the current scenario.
         """
         command = self.sut.hooks.get(name)
@@ -525,62 +481,7 @@ class CampaignRuntime:
         limit = HOOK_TIMEOUT_S if timeout is None else timeout
         env = {**os.environ, "DRIMCHECK_RUN_DIR": str(self.run_dir), "DRIMCHECK_HOOK": name,
                "DRIMCHECK_PKI_DIR": str(self.workdir / "pki") if self.workdir else "", **(extra_env or {})}
-        scope = "campaign" if name in CAMPAIGN_HOOKS else None
-        t0 = time.monotonic()
-        proc = subprocess.Popen(command, shell=True, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
-        self._hooks_running.add(proc)
-        outcome = None
-        try:
-            while True:
-                try:
-                    out, err = proc.communicate(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    deadline = t0 + limit
-                    if self.interrupt.first_at is not None:  # a signal came while this hook runs (cleanup)
-                        deadline = min(deadline, self.interrupt.first_at + INTERRUPT_CLEANUP_S)
-                    if time.monotonic() >= deadline:
-                        outcome = f"pas terminé en {time.monotonic() - t0:.0f} s, arrêté"
-                        out, err = _kill_and_collect(proc)
-                        break
-        except BaseException:  # SIGINT/SIGTERM while the hook runs: the whole group goes
-            out, err = _kill_and_collect(proc)
-            self.evidence.write_text(f"hook-{name}", f"$ {command}\n{INTERRUPTED_FR}\n{out}\n{err}", scope=scope)
-            raise
-        finally:
-            self._hooks_running.discard(proc)
-        code = proc.returncode
-        self.evidence.write_text(f"hook-{name}", f"$ {command}\nexit {code}\n{out}\n{err}", scope=scope)
-        if outcome is None and code != 0:
-            outcome = f"code {code}"
-        if outcome is not None:
-            tail = " | ".join(line.strip() for line in (err.strip() or out.strip()).splitlines()[-3:])[-300:]
-            raise HookFailed(f"hook {name} en échec ({outcome}) : {tail or 'aucune sortie'}")
-        return out
-
-
-def _kill_group(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # the shell and whatever it started in its group
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_and_collect(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """SIGTERM to the hook's process group, SIGKILL 1 s later; its output so far."""
-    _kill_group(proc, signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=1)
-    except BaseException:  # noqa: BLE001 - still running, or interrupted again
-        _kill_group(proc)
-        try:
-            out, err = proc.communicate(timeout=2)
-        except BaseException:  # noqa: BLE001 - a grandchild in another group keeps the pipes: give up on them
-            proc.kill()
-            return "", ""
-    _kill_group(proc)  # what the shell left behind in its group
-    return out or "", err or ""
+        return self.hooks.run(name, command, env, limit=limit)
 
 
 def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
