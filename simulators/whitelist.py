@@ -137,8 +137,12 @@ class WhitelistVectors:
     def _vectors(self) -> list[Vector]:
         p = self.peers
         nominal = self.nominal_domains
-        with_unlisted = lambda: [*nominal(), p.domain("unlisted", "903")]  # noqa: E731
-        unlisted_dn = lambda: p.get("unlisted").dn  # noqa: E731
+
+        def with_unlisted() -> list[wl.Domain]:
+            return [*nominal(), p.domain("unlisted", "903")]
+
+        def unlisted_dn() -> str:
+            return p.get("unlisted").dn
 
         def tampered() -> bytes:  # signed with db913, served with db903: one digit changed in <db> and in the DN
             decoy = p.domain("unlisted", "903", dn=unlisted_dn().replace("CN=db903", "CN=db913"))
@@ -491,7 +495,7 @@ def start_for_campaign(runtime: Any) -> WhitelistEndpoint:
                                                            if (r.get("path") or "").startswith(CANARY_PATH)])
                                  if igc is not None else None)
     # written now (they are lazy): the trust files an external DUT loads from DRIMCHECK_PKI_DIR/trust/
-    pki.igc_trust_pem, pki.igc_chain_pem, pki.market_trust_pem  # noqa: B018
+    pki.igc_trust_pem, pki.igc_chain_pem, pki.market_trust_pem  # noqa: B018 - read for the files the properties write
     endpoint.vectors.get(NOMINAL)
     endpoint.start()
     # the other keys and signatures are made while Orthanc and the DUT start (another process, another core)
