@@ -77,7 +77,8 @@ class _NotInterrupted:
 #: function(runtime) is a Starter: it returns a drimcheck.services.SimulatorHandle (stop()), which may also be
 #: ConfiguresDut (dut_settings(): what the embedded reference DRIMbox is configured with), ServesHosts
 #: (hosts() -> {fqdn: "ip:port"}) and WatchesDutStart; or None when the simulator does not apply to this SUT.
-#: A module that does not exist yet is skipped.
+#: A module or function that cannot be loaded is a HarnessError naming it (an incomplete installation), never a
+#: simulator silently left out.
 SIMULATORS = (
     ("igc", "simulators.igc:start_for_campaign"),  # IGC-Santé publication point (CRL, CA certs), plain HTTP
     ("whitelist", "simulators.whitelist:start_for_campaign"),  # ANS whitelist endpoint
@@ -187,10 +188,10 @@ class CampaignRuntime:
 
     def start_simulators(self) -> None:
         """Start every simulator of SIMULATORS that applies to this SUT (campaign start-up, `drimcheck kit`);
-        one that cannot start is a HarnessError of one line."""
-        for name, target in SIMULATORS:
-            starter = _load_starter(target)
-            if starter is None or not self.has_simulator(name):
+        one that cannot start is a HarnessError of one line; so is one that cannot be loaded, before any starts."""
+        starters = [(name, _load_starter(name, target)) for name, target in SIMULATORS]
+        for name, starter in starters:
+            if not self.has_simulator(name):
                 continue
             try:
                 handle = starter(self)
@@ -494,18 +495,24 @@ def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
     return out
 
 
-def _load_starter(target: str) -> Starter | None:
-    """Import "module:function"; None when the module does not exist (simulator not built yet)."""
+def _load_starter(name: str, target: str) -> Starter:
+    """Import the "module:function" of simulator `name`; a module that is missing or misses a module it imports, or
+    a function the module does not have, is a HarnessError naming them (exit 3)."""
     import importlib
 
     module_name, _, func = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
+        missing = exc.name or "?"
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise HarnessError(f"simulateur {name} : module {module_name} introuvable "
+                               "(installation de drimcheck incomplète)") from None
+        raise HarnessError(f"simulateur {name} : le module {module_name} ne se charge pas : "
+                           f"module {missing} introuvable") from None
     starter: Starter | None = getattr(module, func, None)
+    if not callable(starter):
+        raise HarnessError(f"simulateur {name} : le module {module_name} n'a pas de fonction {func}")
     return starter
 
 
