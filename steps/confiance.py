@@ -220,6 +220,52 @@ def no_longer_served(campaign, peer, study, pair, judge):
     judge(whitelist.unlisted_peer_refused(ex, _who(peer, key), "après la mise à jour de la liste blanche"))
 
 
+@given("une DRIMbox pair au DN listé a été servie avec un certificat client valide", target_fixture="revocation")
+def served_before_revocation(campaign, peer, study):
+    """Time and state (issue 9): a certificate the DUT accepted once, to be revoked by the scenario."""
+    ident = peer.identities.get("revoked_after_use")
+    if campaign.pki.is_revoked(ident.issued):
+        raise HarnessError("défaut du banc : le certificat à révoquer après usage l'est déjà (scénario rejoué ?)")
+    return {"key": ident.key, "first": _fetch(campaign, peer, study, ident.key, "pair-avant-revocation")}
+
+
+@when("l'IGC-Santé révoque ce certificat client")
+def igc_revokes(campaign, peer, revocation):
+    from datetime import UTC, datetime
+
+    ident = peer.identities.get(revocation["key"])
+    revocation["revoked_at"] = datetime.now(UTC)
+    campaign.pki.revoke(ident.issued)
+
+
+@when("cette DRIMbox pair demande de nouveau une série de l'étude")
+def asks_again_after_revocation(campaign, peer, study, revocation):
+    revocation["again"] = _fetch(campaign, peer, study, revocation["key"], "pair-apres-revocation")
+
+
+@then("rien ne lui est servi dès lors que la DRIMbox a téléchargé une CRL qui révoque son certificat")
+def refused_after_revocation(campaign, peer, revocation, judge):
+    from datetime import datetime, timedelta
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+
+    ident = peer.identities.get(revocation["key"])
+    points = ident.issued.cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    urls = [n.value for p in points for n in (p.full_name or []) if str(n.value).startswith("http")]
+    if not urls:
+        raise HarnessError("défaut du banc : certificat de pair sans point de distribution de CRL")
+    again = revocation["again"]
+    answered = datetime.fromisoformat(again.started_at) + timedelta(seconds=again.elapsed_s + 0.5)
+    igc = campaign.sims.get("igc")
+    downloads = [{"time": r["time"], "path": r["path"] or "", "status": r["status"]}
+                 for r in (igc.requests if igc is not None else [])]
+    campaign.evidence.write_json("telechargements-crl", downloads)
+    judge(whitelist.revoked_after_use_refused(revocation["first"], again, _who(peer, revocation["key"]),
+                                              crl_path=urlsplit(urls[0]).path, revoked_at=revocation["revoked_at"],
+                                              answered_at=answered, crl_downloads=downloads))
+
+
 # ------------------------------------------------------------------------------------------ TLS of dbN and viN
 
 

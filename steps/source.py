@@ -468,11 +468,10 @@ def each_kos_on_its_dbn(source, judge):
         judge(fqdn_checks.retrieve_urls_on_dbn(doc, case.pacs.db, viewer_link=case.report.viewer_link))
 
 
-@then("chaque RetrieveURL de chaque KOS, suivie comme le ferait une DRIMbox Conso, sert sa série à une DRIMbox "
-      "listée et rien à une DRIMbox absente de la liste")
-def each_url_followed(campaign, source, judge):
-    """Use the artefact as its consumer does: GET every RetrieveURL exactly as written in the KOS (mTLS peer
-    certificate, PSC token, KOS-SOPInstanceUID), on the dbN of every PACS."""
+def _follow(campaign, source, case, doc, *, unlisted: bool = True, tag: str = "") -> list:
+    """Use the artefact as its consumer does: GET every RetrieveURL of `doc` exactly as written in the KOS (mTLS
+    peer certificate, PSC token, the KOS's own SOPInstanceUID as KOS-SOPInstanceUID), as the listed peer and,
+    with `unlisted`, as a peer absent from the whitelist. Returns checks.whitelist.FollowedUrl items."""
     from drimcheck import limits
     from drimcheck.checks import whitelist as wl_checks
     from simulators.peer_conso import ANS_ACCEPT
@@ -483,30 +482,67 @@ def each_url_followed(campaign, source, judge):
         raise HarnessError("simulateur de liste blanche absent de la campagne")
     endpoint.ensure_nominal(campaign)
     access = source_access(campaign).access
-    listed, unlisted = endpoint.peers.get("listed"), endpoint.peers.get("unlisted")
+    idents = [endpoint.peers.get("listed")] + ([endpoint.peers.get("unlisted")] if unlisted else [])
+    if doc is None or doc.view is None:
+        return []
+    access.learn(case.uid, doc.view.sop_uid)
+    held = {r["SOPInstanceUID"] for r in source.campaign.orthanc(case.pacs).instances_of_study(case.uid)}
     followed = []
+    for series in doc.view.series():
+        url = series.retrieve_url or ""
+        where = f"{case.pacs.name}, série {series.series_uid}"
+        flaws = fqdn_checks.url_flaws(url, case.pacs.db, case.uid, series.series_uid) if url else ["absente"]
+        item = wl_checks.FollowedUrl(where, url, {uid for _, uid in series.instances} & held,
+                                     flaw="; ".join(flaws) or None)
+        if item.flaw is None:
+            for ident in idents:
+                headers = {"Accept": ANS_ACCEPT, **access(ident, case.uid)}
+                ex = campaign.client.get(url, headers=headers, client_cert=ident.issued,
+                                         label=f"suivi-retrieveurl{tag}-{case.pacs.name}-{ident.key}",
+                                         max_body=limits.MAX_RESPONSE_BODY)
+                setattr(item, "listed" if ident.key == "listed" else "unlisted", ex)
+        followed.append(item)
+    return followed
+
+
+@pytest.fixture
+def followed_urls():
+    """The RetrieveURLs a scenario followed (shared by the WL-05 and WADO-01 judgements of the same exchanges)."""
+    return []
+
+
+@then("chaque RetrieveURL de chaque KOS, suivie comme le ferait une DRIMbox Conso, sert sa série à une DRIMbox "
+      "listée et rien à une DRIMbox absente de la liste")
+def each_url_followed(campaign, source, judge, followed_urls):
+    """Every RetrieveURL of every KOS, on the dbN of every PACS, followed by a listed and an unlisted peer."""
+    from drimcheck.checks import whitelist as wl_checks
+
+    endpoint = campaign.sims.get("whitelist")
     for case in source.cases:
         doc = source.kos(_published(source, case), f"KOS de l'étude du PACS {case.pacs.name}")
-        if doc is None or doc.view is None:
-            continue
-        access.learn(case.uid, doc.view.sop_uid)
-        held = {r["SOPInstanceUID"] for r in source.campaign.orthanc(case.pacs).instances_of_study(case.uid)}
-        for series in doc.view.series():
-            url = series.retrieve_url or ""
-            where = f"{case.pacs.name}, série {series.series_uid}"
-            flaws = fqdn_checks.url_flaws(url, case.pacs.db, case.uid, series.series_uid) if url else ["absente"]
-            item = wl_checks.FollowedUrl(where, url, {uid for _, uid in series.instances} & held,
-                                         flaw="; ".join(flaws) or None)
-            if item.flaw is None:
-                for ident in (listed, unlisted):
-                    headers = {"Accept": ANS_ACCEPT, **access(ident, case.uid)}
-                    ex = campaign.client.get(url, headers=headers, client_cert=ident.issued,
-                                             label=f"suivi-retrieveurl-{case.pacs.name}-{ident.key}",
-                                             max_body=limits.MAX_RESPONSE_BODY)
-                    setattr(item, "listed" if ident is listed else "unlisted", ex)
-            followed.append(item)
-    judge(wl_checks.retrieve_urls_followed(followed, f"la DRIMbox listée {listed.fqdn}",
+        followed_urls += _follow(campaign, source, case, doc)
+    listed, unlisted = endpoint.peers.get("listed"), endpoint.peers.get("unlisted")
+    judge(wl_checks.retrieve_urls_followed(followed_urls, f"la DRIMbox listée {listed.fqdn}",
                                            f"la DRIMbox absente de la liste {unlisted.fqdn}"))
+
+
+@then("aucune de ces requêtes de la DRIMbox listée n'est refusée en 400, 404 ou 410 : le KOS référence chaque série "
+      "et le PACS qui la détient est celui du dbN de l'URL")
+def followed_not_refused(followed_urls, judge):
+    judge(source_checks.followed_urls_not_refused(followed_urls, "KOS de l'étude de chaque PACS"))
+
+
+@then("chaque RetrieveURL de la version en vigueur du KOS, suivie avec le KOS-SOPInstanceUID de cette version, sert "
+      "sa série sans refus 400, 404 ou 410")
+def current_version_followed(campaign, source, judge):
+    """The KOS in force after updates (RPLC), used as its consumer uses it: its RetrieveURLs with its own UID."""
+    case = source.case
+    versions = _versions(source, case)
+    doc = versions[-1] if versions else None
+    followed = _follow(campaign, source, case, doc, unlisted=False, tag=f"-v{len(versions)}")
+    judge(source_checks.followed_urls_not_refused(
+        followed, f"version {len(versions)} du KOS (en vigueur après {len(versions) - 1} mise(s) à jour), "
+                  f"étude du PACS {case.pacs.name}"))
 
 
 @then("la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente")
@@ -631,3 +667,55 @@ def failure_handled(source, judge):
     source.quiet()
     judge(source_checks.dmp_failure_handled(case.sent, source.attempts(case, since=source.started),
                                             source.timeouts.publication_s, source.timeouts.quiet_s))
+
+
+# --------------------------------------------------------------------------- PSC token after a first use (PSC-01)
+
+@dataclass
+class TokenAfterUse:
+    token: str
+    sid: str
+    first: Any = None  # the accepted request
+    again: Any = None  # the same request after PSC invalidated the token
+    how: str = ""
+
+
+def _series_with_token(campaign, access, access_peer, token: str, label: str):
+    study = access.studies["test"]
+    headers = access.access("listed", study.study_uid)
+    headers["Authorization"] = f"Bearer {token}"
+    return access_peer.fetch_series(campaign.pacs_entry().db, study.study_uid, study.series[0].series_uid,
+                                    identity=access_peer.identities.get("listed"), label=label, headers=headers)
+
+
+@given("la DRIMbox pair listée a été servie avec un jeton Pro Santé Connect neuf", target_fixture="used_token")
+def token_used_once(campaign, access, access_peer):
+    issued = campaign.simulator("psc").issue_token(client_id="drimcheck")
+    used = TokenAfterUse(issued.access_token, issued.sid)
+    used.first = _series_with_token(campaign, access, access_peer, used.token, "jeton-neuf-premier-usage")
+    return used
+
+
+@when(parsers.parse("Pro Santé Connect {how} ce jeton"))
+def psc_invalidates(campaign, used_token, how):
+    psc = campaign.simulator("psc")
+    if how == "révoque":
+        psc.revoke(used_token.token)
+    elif how == "termine la session de":
+        psc.logout_session(used_token.sid)
+    else:
+        raise HarnessError(f"invalidation de jeton inconnue : « {how} »")
+    used_token.how = {"révoque": "révoqué", "termine la session de": "dont la session PSC est terminée"}[how]
+
+
+@when("la DRIMbox pair listée demande de nouveau la série avec ce jeton")
+def token_used_again(campaign, access, access_peer, used_token):
+    used_token.again = _series_with_token(campaign, access, access_peer, used_token.token, "jeton-apres-invalidation")
+
+
+@then("la DRIMbox refuse ce jeton (HTTP 401) alors qu'elle l'avait accepté")
+def token_refused_after_use(used_token, judge):
+    from drimcheck.checks import conso as conso_checks
+
+    judge(conso_checks.token_refused(used_token.again, f"avec un jeton {used_token.how} après un premier usage accepté",
+                                     used_token.first))
