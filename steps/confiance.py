@@ -341,22 +341,27 @@ def viewer_in_clear(campaign):
     return probes
 
 
-@when("drimcheck explore /.well-known/acme-challenge/ en HTTP clair sur chaque FQDN viN", target_fixture="acme")
+@when("drimcheck explore /.well-known/acme-challenge/ et ses chemins voisins (sans barre finale, en majuscules) en "
+      "HTTP clair sur chaque FQDN viN", target_fixture="acme")
 def explore_acme(campaign):
     out = {}
     for fqdn in _fqdns(campaign, "vi"):
         if campaign.sut.endpoint(fqdn).http is None:
-            out[fqdn] = (None, [])
+            out[fqdn] = (None, [], [])
             continue
-        base = f"http://{fqdn}/.well-known/acme-challenge/"
-        index = campaign.client.get(base, label=f"acme-index-{fqdn}")
-        names = trust.listed_challenge_files(index)[:5]
-        out[fqdn] = (index, [campaign.client.get(base + name, label=f"acme-{name[:12]}") for name in names])
+        index = campaign.client.get(f"http://{fqdn}{trust.ACME_DIR}", label=f"acme-index-{fqdn}")
+        variants = [campaign.client.get(f"http://{fqdn}{path}", label=f"acme-voisin-{i}-{fqdn}")
+                    for i, path in enumerate(trust.ACME_LOOKALIKES)]
+        names: list[str] = []
+        for probe in (index, *variants):
+            names += [n for n in trust.listed_challenge_files(probe) if n not in names]
+        base = f"http://{fqdn}{trust.ACME_DIR}"
+        out[fqdn] = (index, [campaign.client.get(base + name, label=f"acme-{name[:12]}") for name in names[:5]], variants)
     return out
 
 
 @then("aucun fichier de challenge ACME n'y est servi")
 def no_acme_file(acme, judge):
-    for fqdn, (index, files) in acme.items():
-        judge(trust.no_stale_acme_challenge(index, files, fqdn))
+    for fqdn, (index, files, variants) in acme.items():
+        judge(trust.no_stale_acme_challenge(index, files, fqdn, variants))
 

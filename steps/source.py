@@ -65,6 +65,9 @@ class SourceContext:
         self.mismatched: list[tuple[str, MllpExchange]] = []  # SRC-02
         self.malformed: list[tuple[str, MllpExchange]] = []  # SRC-03
         self._kos: dict[tuple[int, str], KosDocument] = {}
+        self.inconsistent_update: tuple[StudyCase, str, MllpExchange] | None = None  # SRC-02 after a publication
+        self.prefix: tuple[MllpExchange, str, str] | None = None  # SRC-04: (message, UID sent, UID held)
+        self.other_trigger = 0.0  # last message sent about no case of the scenario (the UID prefix)
         self.started = time.monotonic()
         self.timeouts = campaign.sut.timeouts
 
@@ -96,7 +99,7 @@ class SourceContext:
 
     def quiet_after_sends(self) -> None:
         """The bounded window after the last message sent in the scenario (once for several refusal checks)."""
-        last = max((c.last_trigger for c in self.cases), default=time.monotonic())
+        last = max([c.last_trigger for c in self.cases] + [self.other_trigger], default=time.monotonic())
         time.sleep(max(0.0, last + self.timeouts.quiet_s - time.monotonic()))
 
     def send(self, case: StudyCase, message: Any, label: str) -> MllpExchange:
@@ -356,7 +359,7 @@ def ris_sends_lookalike(source, what, how):
 
 @when(parsers.parse("le RIS envoie le CR de l'étude {defect}"))
 def ris_sends_malformed(source, defect):
-    case = source.stored_case(-1)
+    case = source.stored_case(1)
     valid = messages.oru_r01(case.report)
     if defect == "sans OBX":
         message = messages.without_cda_obx(valid)
@@ -371,6 +374,41 @@ def ris_sends_malformed(source, defect):
     entry = (f"CR {defect}", source.send(case, message, f"malforme-{len(source.malformed) + 1}"))
     source.refused.append(entry)
     source.malformed.append(entry)
+
+
+@given("le premier PACS de la DRIMbox détient une troisième étude, dont le KOS a été publié au DMP")
+def third_study_published(campaign, source):
+    """Sequences (issue 9): a study whose first report was published, for an inconsistent update afterwards."""
+    case = source.add_study(_pacs(campaign, "premier"))
+    source.send(case, messages.oru_r01(case.report), "cr-initial")
+    if source.wait_publication(case) is None:
+        ack = read_ack(case.sent[-1].ack)
+        raise HarnessError(f"publication initiale du KOS absente dans les {source.timeouts.publication_s:g} s "
+                           f"(ACK {ack.code or ack.problem}) : la mise à jour incohérente n'est pas observable")
+
+
+@when("le RIS envoie pour l'étude publiée une nouvelle version du CR en MDM^T10 dont le numéro d'accession diffère "
+      "de celui des images")
+def ris_sends_inconsistent_update(source):
+    case = source.stored_case(2)
+    if not case.publications:
+        raise HarnessError("défaut du scénario : l'étude publiée n'a pas de publication")
+    bad = report_for(case.study, case.pacs.vi, version=case.report.version + 1, accession=f"{case.report.accession}X")
+    label = "nouvelle version du CR (MDM^T10) au numéro d'accession différent, après une publication réussie"
+    source.inconsistent_update = (case, label, source.send(case, messages.mdm(bad, trigger="T10"), "maj-incoherente"))
+
+
+@when("le RIS envoie le CR validé d'une étude dont l'UID n'est qu'un préfixe de celui d'une étude détenue")
+def ris_sends_uid_prefix(campaign, source):
+    """Look-alike identity (issue 9): the report names a study UID that only a prefix (or wildcard) search finds;
+    IPP and accession are those of the held study, so nothing but the UID tells them apart."""
+    pacs = _pacs(campaign, "premier")
+    held = campaign.seed_study(f"source-{source.seed}-prefixe", pacs=pacs, n_series=1, n_instances=1)
+    uid = held.study_uid[:-1].rstrip(".")
+    report = report_for(held, pacs.vi, study_uid=uid)
+    ex = source.ris.send(messages.oru_r01(report), "cr-uid-prefixe")
+    source.prefix = (ex, uid, held.study_uid)
+    source.other_trigger = time.monotonic()  # the shared observation window runs from the last message sent
 
 
 # --------------------------------------------------------------------------- assert
@@ -643,7 +681,7 @@ def mismatch_refused(source, judge):
 @then("chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié")
 def malformed_refused(source, judge):
     source.quiet_after_sends()
-    case = source.stored_case(-1)
+    case = source.stored_case(1)
     judge(source_checks.malformed_refused(source.malformed, source.attempts(case, since=source.started),
                                           source.timeouts.quiet_s))
 
@@ -656,6 +694,27 @@ def absent_not_published(source, judge, which):
         raise HarnessError("défaut du scénario : aucune étude absente des PACS")
     judge(source_checks.absent_study_not_published(case.sent[-1], source.attempts(case, since=source.started),
                                                    source.timeouts.quiet_s))
+
+
+@then("la nouvelle version incohérente du CR de l'étude publiée reçoit un acquittement d'erreur et aucun KOS n'est "
+      "publié")
+def inconsistent_update_refused(source, judge):
+    source.quiet_after_sends()
+    if source.inconsistent_update is None:
+        raise HarnessError("défaut du scénario : aucune mise à jour incohérente envoyée")
+    case, label, ex = source.inconsistent_update
+    since = case.last_trigger
+    judge(source_checks.mismatch_refused([(label, ex)], source.attempts(case, since=since), source.timeouts.quiet_s))
+
+
+@then("aucune publication au DMP ne suit le CR de l'étude dont l'UID n'est qu'un préfixe de celui d'une étude détenue")
+def prefix_not_published(source, judge):
+    source.quiet_after_sends()
+    if source.prefix is None:
+        raise HarnessError("défaut du scénario : aucun CR à l'UID préfixe envoyé")
+    ex, uid, held = source.prefix
+    attempts = [e for e in source.dmp.snapshot(source.started) if uid in e.study_uids or held in e.study_uids]
+    judge(source_checks.absent_study_not_published(ex, attempts, source.timeouts.quiet_s))
 
 
 @then("la DRIMbox ne perd pas le CR et ne publie qu'une seule fois")
