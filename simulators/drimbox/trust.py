@@ -604,14 +604,23 @@ def _verify_document_only(root, sig, leaf) -> None:
                                  hashes.SHA256())
     except (InvalidSignature, ValueError, TypeError) as exc:
         raise Rejected(f"valeur de signature invalide ({type(exc).__name__})") from None
-    from drimcheck.whitelist import detach  # a tree helper only: the mutant's verdict logic is its own
-
     doc = copy.deepcopy(root)
-    detach(doc.find(f"{{{DS}}}Signature"))
+    _detach(doc.find(f"{{{DS}}}Signature"))
     digest = hashlib.sha256(etree.tostring(doc.getroottree(), method="c14n", exclusive=True, with_comments=False)).digest()
     ref = next(r for r in signed_info.findall(f"{{{DS}}}Reference") if r.get("URI") == "")
     if base64.b64decode(_text(ref.find(f"{{{DS}}}DigestValue"))) != digest:
         raise Rejected("empreinte du document différente")
+
+
+def _detach(el) -> None:
+    """Remove an element, keeping the text that followed it: what the enveloped-signature transform leaves."""
+    parent, prev = el.getparent(), el.getprevious()
+    if el.tail:
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
 
 
 class _NetworkResolver:
