@@ -85,6 +85,10 @@ class PeerIdentities:
                                               f"certificat au CN {LISTED}. (CN listé suivi d'un point final)"),
             "lookalike_extra_rdn": lambda: Identity("lookalike_extra_rdn", LISTED, _with_locality(pki, LISTED),
                                                     "certificat au DN listé augmenté d'un attribut L=Paris"),
+            # time and state (issue 9): valid when first used, revoked by the scenario afterwards (MTLS-01)
+            "revoked_after_use": lambda: Identity("revoked_after_use", LISTED, _listed_dn_twin(pki, LISTED),
+                                                  "certificat client au DN listé, révoqué après un premier accès "
+                                                  "accepté"),
             **{f"{d}": (lambda d=d: Identity(d, LISTED, pki.negative(d, LISTED), _DEFECTS_FR[d]))
                for d in CLIENT_DEFECTS},
         }
@@ -119,6 +123,15 @@ def _with_locality(pki: TestPKI, fqdn: str) -> Any:
     base = list(org_name(fqdn, DEFAULT_STRUCTURE_ID, DEFAULT_ORGANISATION, DEFAULT_STATE))
     subject = x509.Name([*base[:2], x509.NameAttribute(NameOID.LOCALITY_NAME, "Paris"), *base[2:]])
     return pki.issue(f"serv_ssl:{subject.rfc4514_string()}", subject=subject, profile="serv_ssl", san=[fqdn])
+
+
+def _listed_dn_twin(pki: TestPKI, fqdn: str) -> Any:
+    """A second, valid SERV_SSL with exactly the listed peer's DN (another serial and key): revoking it leaves the
+    listed peer's own certificate untouched."""
+    from fixtures.pki import DEFAULT_ORGANISATION, DEFAULT_STATE, DEFAULT_STRUCTURE_ID, org_name
+
+    subject = org_name(fqdn, DEFAULT_STRUCTURE_ID, DEFAULT_ORGANISATION, DEFAULT_STATE)
+    return pki.issue(f"serv_ssl-revoque-apres-usage:{fqdn}", subject=subject, profile="serv_ssl", san=[fqdn])
 
 
 _DEFECTS_FR = {
