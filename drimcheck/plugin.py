@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from drimcheck.catalogue import Catalogue
+from drimcheck.checks import record_judgement
 from drimcheck.results import ScenarioResult, StepResult
 from drimcheck.verdicts import Finding, Verdict, errored
 
@@ -116,6 +117,7 @@ class DrimcheckPlugin:
         items = [findings] if isinstance(findings, Finding) else list(findings)
         if self.current is None:
             raise HarnessError("a check was judged outside of a scenario")
+        record_judgement(getattr(self.runtime, "evidence", None), self.current.id, items)  # for `drimcheck rejudge`
         for f in items:
             if f.requirement not in self.catalogue:
                 f = errored(f.requirement, f"harness defect: finding for unknown requirement ({f.message})", check=f.check)
