@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import contextvars
 import dataclasses
@@ -45,7 +46,7 @@ import importlib
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
@@ -67,6 +68,8 @@ class CodecError(ValueError):
 
 class Record:
     """An object of a class outside drimcheck, read back from evidence: the same attributes, no behaviour."""
+
+    _type: str
 
     def __init__(self, type_name: str, attrs: dict[str, Any]):
         object.__setattr__(self, "_type", type_name)
@@ -133,8 +136,8 @@ class Encoder:
             self._count(len(data))
             kept = data if is_dicom(data) else redact_bytes(data)
             return {"$": "bytes", "size": len(data), "b64": base64.b64encode(kept).decode("ascii")}
-        if isinstance(value, list):
-            return [self.encode(v, d) for v in value]
+        if isinstance(value, (list, KeysView, ValuesView, ItemsView, range, collections.deque)):
+            return [self.encode(v, d) for v in value]  # views and sequences are read back as lists
         if isinstance(value, dict):
             return {"$": "dict", "items": [[self.encode(k, d), self.encode(v, d)] for k, v in value.items()]}
         if isinstance(value, tuple) and not hasattr(value, "_fields"):

@@ -140,6 +140,10 @@ def load_catalogue(path: Path | None) -> Catalogue:
         raise _fail("catalogue", path, printable(str(exc), 300)) from None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _verdict(value: Any, default: Verdict = Verdict.ERROR) -> Verdict:
     try:
         return Verdict(value)
@@ -154,7 +158,7 @@ def finding_from_dict(d: Any, *, raw: bool = True) -> Finding:
     verdict = _verdict(d.get("raw_verdict") if raw else d.get("verdict"))
     f = Finding(str(d.get("requirement", "")), verdict, str(d.get("message", "")), check=str(d.get("check", "")),
                 evidence=[str(e) for e in d.get("evidence") or [] if isinstance(e, str)],
-                details=d.get("details") if isinstance(d.get("details"), dict) else {})
+                details=_dict(d.get("details")))
     if not raw:
         recorded_raw = _verdict(d.get("raw_verdict"), verdict)
         f.raw_verdict = recorded_raw if recorded_raw is not verdict else None
@@ -275,18 +279,18 @@ def rejudge(run_dir: Path, catalogue: Catalogue | None = None, *,
                            f"{printable(', '.join(stray[:3]), 200)} (preuves d'une autre campagne ?)")
     scenarios = [_scenario(s, records.get(s["id"], []), catalogue, strict, stats) for s in data["scenarios"]]
     stats.scenarios = len(scenarios)
-    c = data.get("campaign") if isinstance(data.get("campaign"), dict) else {}
+    c = _dict(data.get("campaign"))
     campaign = CampaignInfo(referencing=bool(c.get("referencing")), mutant=c.get("mutant"),
                             requirements_selected=c.get("requirements_selected"), timeouts=list(c.get("timeouts") or []),
                             loosened=list(c.get("loosened_bounds") or []), sut_file=c.get("sut_file"),
                             sut_sha256=c.get("sut_sha256"))
     automated = {r["id"] for r in data["requirements"] if isinstance(r, dict) and r.get("automated")}
     automated |= {r for s in scenarios for r in s.requirements}
-    interrupted = run.get("interrupted") if isinstance(run.get("interrupted"), dict) else {}
+    interrupted = _dict(run.get("interrupted"))
     result = RunResult(
         run_id=str(run.get("id", run_dir.name)), started_at=str(run.get("started_at", "")),
         finished_at=str(run.get("finished_at", "")), duration_s=float(run.get("duration_s") or 0), strict=strict,
-        sut=data.get("sut") if isinstance(data.get("sut"), dict) else {}, catalogue=catalogue, scenarios=scenarios,
+        sut=_dict(data.get("sut")), catalogue=catalogue, scenarios=scenarios,
         automated_ids=automated, infrastructure_error=run.get("infrastructure_error"),
         command=list(command or run.get("command") or []), campaign=campaign,
         interrupted_by=_signal_number(interrupted.get("signal")),
