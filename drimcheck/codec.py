@@ -51,7 +51,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from drimcheck import limits
-from drimcheck.evidence import is_dicom, redact_bytes, redact_text
+from drimcheck.evidence import SECRET_HEADERS, is_dicom, marker, redact_bytes, redact_text, secret_key
 
 FORMAT = 1
 MAX_VALUE = limits.MAX_RESPONSE_BODY
@@ -78,6 +78,40 @@ class Record:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items() if k != "_type")
         return f"Record[{self._type}]({shown[:300]})"
+
+
+def _credential(name: str, value: str) -> str:
+    """The value of a credential header without the credential: its scheme or cookie names stay readable, each
+    secret becomes a marker with its size and SHA-256 (two equal credentials stay equal)."""
+    low = name.lower()
+    if value.startswith("[REDACTED"):
+        return value
+    if low in ("authorization", "proxy-authorization"):
+        scheme, sep, rest = value.strip().partition(" ")
+        return f"{scheme} {marker(rest, 'credential')}" if sep and scheme.isalpha() else marker(value, "credential")
+    if low in ("cookie", "set-cookie"):
+        head, sep, attributes = value.partition(";") if low == "set-cookie" else (value, "", "")
+        cookies = [c.strip().partition("=") for c in head.split(";")]
+        shown = "; ".join(f"{k}={marker(v, 'cookie')}" if eq else marker(k, "cookie") for k, eq, v in cookies)
+        return shown + sep + attributes
+    return marker(value, "credential")
+
+
+def _pair(items: Any) -> Any:
+    """A header as a (name, value) pair: a credential header's value redacted (``Cookie``, ``Authorization``...)."""
+    if isinstance(items, (list, tuple)) and len(items) == 2 and isinstance(items[0], str) and isinstance(items[1], str) and items[0].lower() in SECRET_HEADERS:
+        return [items[0], _credential(items[0], items[1])]
+    return items
+
+
+def _field(key: Any, value: Any) -> Any:
+    """A field or key named like a secret (password, client_secret, token...) holds a marker, not the secret."""
+    if isinstance(key, str) and isinstance(value, str) and value and not value.startswith("[REDACTED"):
+        if key.lower() in SECRET_HEADERS:
+            return _credential(key, value)
+        if secret_key(key):
+            return marker(value, key)
+    return value
 
 
 def _type_name(cls: type) -> str:
@@ -137,11 +171,11 @@ class Encoder:
             kept = data if is_dicom(data) else redact_bytes(data)
             return {"$": "bytes", "size": len(data), "b64": base64.b64encode(kept).decode("ascii")}
         if isinstance(value, (list, KeysView, ValuesView, ItemsView, range, collections.deque)):
-            return [self.encode(v, d) for v in value]  # views and sequences are read back as lists
+            return [self.encode(v, d) for v in _pair(value)]  # views and sequences are read back as lists
         if isinstance(value, dict):
-            return {"$": "dict", "items": [[self.encode(k, d), self.encode(v, d)] for k, v in value.items()]}
+            return {"$": "dict", "items": [[self.encode(k, d), self.encode(_field(k, v), d)] for k, v in value.items()]}
         if isinstance(value, tuple) and not hasattr(value, "_fields"):
-            return {"$": "tuple", "items": [self.encode(v, d) for v in value]}
+            return {"$": "tuple", "items": [self.encode(v, d) for v in _pair(value)]}
         if isinstance(value, (set, frozenset)):
             tag = "set" if isinstance(value, set) else "frozenset"
             return {"$": tag, "items": [self.encode(v, d) for v in value]}
@@ -233,7 +267,7 @@ class Encoder:
                             attrs[name] = getattr(value, name)
                         except Exception:  # noqa: BLE001 - a property that raises is simply absent
                             pass
-        fields = {str(k): self.encode(v, depth) for k, v in attrs.items()}
+        fields = {str(k): self.encode(_field(k, v), depth) for k, v in attrs.items()}
         return {"$": "dc" if own else "record", "type": _type_name(cls), "fields": fields}
 
 

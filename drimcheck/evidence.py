@@ -156,6 +156,11 @@ def is_dicom(data: bytes) -> bool:
 _SECRET_KEY = re.compile(rf"^(?:[A-Za-z0-9]+[_-])*(?:{_KEYS}|client-secret)$", re.IGNORECASE)
 
 
+def secret_key(name: str) -> bool:
+    """A field or key named like a secret (``dicomweb_password``, ``client_secret``, ``access_token``...)."""
+    return bool(_SECRET_KEY.match(name))
+
+
 def redact_value(value: Any) -> Any:
     """A copy of a JSON-like value with every string redacted and secret-named string fields replaced."""
     if isinstance(value, str):

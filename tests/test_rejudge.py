@@ -270,6 +270,15 @@ def test_codec_redacts_secrets_and_reads_foreign_records_and_datasets():
     enc = json.dumps(codec.encode({"body": body, "note": "https://u:pw@host/x"}))
     assert "hunter2" not in enc and ":pw@" not in enc
     assert "hunter2" not in roundtrip(body).decode()
+    headers = [("Authorization", "Bearer opaque-token-1"), ("Cookie", "SESSION=s3cr3t; lang=fr"), ("Accept", "*/*")]
+    fields = {"client_secret": "pw-42", "access_token": "opaque-token-1", "who": "Dr X", "views": {"a": "b"}.values()}
+    enc = json.dumps(codec.encode([headers, fields]))
+    assert not any(secret in enc for secret in ("opaque-token-1", "s3cr3t", "pw-42"))
+    back_headers, back_fields = roundtrip([headers, fields])
+    assert back_headers[0][1].startswith("Bearer [REDACTED credential size=14 ") and "SESSION=[REDACTED cookie" in back_headers[1][1]
+    assert back_headers[2] == ("Accept", "*/*") and back_fields["who"] == "Dr X" and back_fields["views"] == ["b"]
+    assert back_fields["access_token"].startswith("[REDACTED access_token size=14 ")
+    assert back_headers[0][1].split("sha256=")[1] == back_fields["access_token"].split("sha256=")[1]  # equal stay equal
     rec = roundtrip(ForeignRecord("hl7", 1.0, 1.5))
     assert isinstance(rec, codec.Record) and rec.label == "hl7" and rec.elapsed_s == 0.5
     ds = pydicom.Dataset()

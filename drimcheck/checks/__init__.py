@@ -58,8 +58,9 @@ class CheckCall:
                 kwargs = {k: enc.encode(v) for k, v in (self.kwargs or {}).items()}
                 self.encoded = {"check": self.name, "args": args, "kwargs": kwargs, "docs": enc.docs,
                                 "facts": self.facts.entries, "findings": redact_value(self.findings)}
-            except (codec.CodecError, RecursionError) as exc:  # stored as not re-judgeable, with what it found
-                self.encoded = {"check": self.name, "unrecordable": str(exc)[:300],
+            except Exception as exc:  # noqa: BLE001 - stored as not re-judgeable, with what it found
+                why = str(exc) if isinstance(exc, codec.CodecError) else f"{type(exc).__name__}: {exc}"
+                self.encoded = {"check": self.name, "unrecordable": why[:300],
                                 "findings": redact_value(self.findings)}
             self.args = self.kwargs = None
         return self.encoded
