@@ -46,6 +46,7 @@ import importlib
 import io
 import json
 import math
+import re
 from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -80,6 +81,58 @@ class Record:
         return f"Record[{self._type}]({shown[:300]})"
 
 
+# Every pattern of evidence.redact_text needs one of these (a quote, =, :, <, a PEM armour, a JWT-like run):
+# a string without any is returned as is, without the dozen substitutions (most strings a check reads: UIDs, codes).
+_MAYBE_SECRET = re.compile(r'[=:"<]|-----|[eICD][A-Za-z0-9_-]{7,}\.')
+
+
+@functools.lru_cache(maxsize=16384)
+def _redacted_short(text: str) -> str:
+    return redact_text(text)
+
+
+class _LargeCache:
+    """Redactions of large texts and bodies, by digest: one exchange is read by several checks, hence stored in
+    several records; it is redacted once. At most MAX_BYTES of results are kept (oldest dropped first)."""
+
+    MAX_BYTES = 32 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._items: collections.OrderedDict[bytes, tuple[Any, int]] = collections.OrderedDict()
+        self._size = 0
+
+    def get(self, data: str | bytes, compute: Callable[[Any], Any]) -> Any:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        key = hashlib.blake2b(raw, digest_size=20).digest() + (b"s" if isinstance(data, str) else b"b")
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            return hit[0]
+        result = compute(data)
+        if len(raw) <= self.MAX_BYTES // 4:
+            self._items[key] = (result, len(raw))
+            self._size += len(raw)
+            while self._size > self.MAX_BYTES:
+                _, (_, size) = self._items.popitem(last=False)
+                self._size -= size
+        return result
+
+
+_LARGE = _LargeCache()
+
+
+def _redacted(text: str) -> str:
+    if not _MAYBE_SECRET.search(text):
+        return text
+    if len(text) < 512:
+        return _redacted_short(text)
+    return str(_LARGE.get(text, redact_text))
+
+
+def _redacted_bytes(data: bytes) -> bytes:
+    return data if is_dicom(data) or len(data) < 512 else bytes(_LARGE.get(data, redact_bytes))
+
+
 def _credential(name: str, value: str) -> str:
     """The value of a credential header without the credential: its scheme or cookie names stay readable, each
     secret becomes a marker with its size and SHA-256 (two equal credentials stay equal)."""
@@ -99,7 +152,8 @@ def _credential(name: str, value: str) -> str:
 
 def _pair(items: Any) -> Any:
     """A header as a (name, value) pair: a credential header's value redacted (``Cookie``, ``Authorization``...)."""
-    if isinstance(items, (list, tuple)) and len(items) == 2 and isinstance(items[0], str) and isinstance(items[1], str) and items[0].lower() in SECRET_HEADERS:
+    if isinstance(items, (list, tuple)) and len(items) == 2 and isinstance(items[0], str) and isinstance(items[1], str) \
+            and items[0].lower() in SECRET_HEADERS:
         return [items[0], _credential(items[0], items[1])]
     return items
 
@@ -160,7 +214,7 @@ class Encoder:
             return {"$": "enum", "type": _type_name(type(value)), "value": self.encode(value.value, d)}
         if isinstance(value, str):
             self._count(len(value))
-            return redact_text(value)
+            return _redacted(value)
         if isinstance(value, _PRIMITIVES):
             return value
         if isinstance(value, float):
@@ -168,7 +222,7 @@ class Encoder:
         if isinstance(value, (bytes, bytearray, memoryview)):
             data = bytes(value)
             self._count(len(data))
-            kept = data if is_dicom(data) else redact_bytes(data)
+            kept = data if is_dicom(data) else (_redacted_bytes(data) if len(data) >= 512 else redact_bytes(data))
             return {"$": "bytes", "size": len(data), "b64": base64.b64encode(kept).decode("ascii")}
         if isinstance(value, (list, KeysView, ValuesView, ItemsView, range, collections.deque)):
             return [self.encode(v, d) for v in _pair(value)]  # views and sequences are read back as lists
@@ -221,7 +275,7 @@ class Encoder:
             if len(self.docs) >= MAX_DOCS:
                 raise CodecError("trop de documents XML")
             index = len(self.docs)
-            self.docs.append(redact_text(text))
+            self.docs.append(_redacted(text))
             self._doc_index[id(root)] = index
             self._roots.append(root)
         path: list[int] = []  # child indexes from the root (comments and processing instructions count)

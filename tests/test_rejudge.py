@@ -288,6 +288,25 @@ def test_codec_redacts_secrets_and_reads_foreign_records_and_datasets():
     assert roundtrip(ds).PatientID == "123"
 
 
+def test_redaction_shortcuts_give_what_evidence_redaction_gives(monkeypatch):
+    from drimcheck.evidence import redact_bytes, redact_text
+
+    samples = ["Authorization: Bearer abc", "-----BEGIN PRIVATE KEY-----\nMIIB", "a=1&client_secret=x", '{"token": "t"}',
+               "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "https://u:pw@h/x", "<Password>x</Password>",
+               '<saml:Assertion ID="a"><ds:SignatureValue>QUJD</ds:SignatureValue></saml:Assertion>', "1.2.250.1.213"]
+    for text in samples:
+        for value in (text, text * 60):  # short (cached) and large (cached by digest)
+            assert codec._redacted(value) == redact_text(value)
+            assert codec._redacted(value) == redact_text(value)
+            data = value.encode()
+            assert codec._redacted_bytes(data) == codec._redacted_bytes(data) == (data if len(data) < 512 else redact_bytes(data))
+    monkeypatch.setattr(codec._LargeCache, "MAX_BYTES", 4096)
+    cache = codec._LargeCache()
+    for i in range(20):
+        cache.get(f"{i:04d}" * 200, redact_text)
+    assert cache._size <= 4096 and len(cache._items) < 20
+
+
 def test_codec_refuses_what_it_cannot_store_or_should_not_rebuild(monkeypatch):
     for bad in (lambda: 1, iter([1]), object()):
         with pytest.raises(codec.CodecError):
