@@ -273,6 +273,8 @@ def rejudge(run_dir: Path, catalogue: Catalogue | None = None, *,
     strict = bool(run.get("strict"))
     stats = Stats()
     known = {s["id"] for s in data["scenarios"]}
+    if len(known) < len(data["scenarios"]):
+        raise RejudgeError("results.json : identifiants de scénario en double (les preuves ne peuvent leur être rattachées)")
     stray = sorted(set(records) - known)
     if stray:
         raise RejudgeError(f"enregistrements de jugement de scénarios absents de results.json : "

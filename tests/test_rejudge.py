@@ -380,6 +380,7 @@ def test_check_calls_are_recorded_at_judgement_and_replayed(tmp_path, sample_che
     loaded = load_records(tmp_path)
     assert list(loaded) == ["scn"] and loaded["scn"][0]["judged"] == [{"call": 0, "index": 0}, {"call": 0, "index": 1}]
     assert record_judgement(None, "scn", findings) is None  # outside a campaign: nothing stored, nothing raised
+    assert "finding" in judgement_record("scn", findings)["judged"][0]  # once stored, the inputs are released
     unstorable = sample_check([lambda: 0] * 9, 5)
     rec = judgement_record("scn", unstorable)["calls"][0]
     assert "unrecordable" in rec and rec["findings"][0]["verdict"] == "FAIL"

@@ -156,6 +156,9 @@ def record_judgement(store: Any, scenario: str, findings: list[Finding]) -> str 
         return str(write(RECORD_LABEL, json.dumps(record, ensure_ascii=False, separators=(",", ":")), scope=scenario))
     except Exception:  # noqa: BLE001 - the campaign goes on; rejudge reports the scenario as not re-judgeable
         return None
+    finally:
+        for f in findings:  # the results keep the findings for the whole campaign: not the calls' inputs
+            f.__dict__.pop(_CALL_ATTR, None)
 
 
 def replay(call: dict[str, Any]) -> list[Finding]:
