@@ -279,6 +279,10 @@ def rejudge(run_dir: Path, catalogue: Catalogue | None = None, *,
     if stray:
         raise RejudgeError(f"enregistrements de jugement de scénarios absents de results.json : "
                            f"{printable(', '.join(stray[:3]), 200)} (preuves d'une autre campagne ?)")
+    if not records and any(isinstance(f, dict) and f.get("check") in REGISTRY
+                           for s in data["scenarios"] for f in s["findings"]):
+        raise RejudgeError(f"campagne {printable(str(run_dir), 200)} : aucun enregistrement de jugement dans evidence/ "
+                           "(campagne exécutée par un drimcheck antérieur à « rejudge » ?)")
     scenarios = [_scenario(s, records.get(s["id"], []), catalogue, strict, stats) for s in data["scenarios"]]
     stats.scenarios = len(scenarios)
     c = _dict(data.get("campaign"))

@@ -202,6 +202,11 @@ def test_malformed_records_out_and_catalogue_are_one_line_exit_2(tmp_path):
     _assert_one_line(code, err, "catalogue")
     code, _, err = run_main("rejudge", str(run))
     _assert_one_line(code, err, "--out")
+    data = json.loads((run / "results.json").read_text())
+    data["scenarios"] = [{"id": "s", "findings": [{"requirement": "HLT-01", "verdict": "PASS", "check": "health.reports_up"}]}]
+    (run / "results.json").write_text(json.dumps(data))
+    code, _, err = run_main("rejudge", str(run), "--out", str(tmp_path / "o4"))
+    _assert_one_line(code, err, "aucun enregistrement de jugement")
 
 
 # ------------------------------------------------------------------------------------------ codec
