@@ -14,8 +14,8 @@ Every non-primitive node is an object tagged ``"$"``:
 ``xml``      ``doc`` (index in the record's table of XML documents, each stored once, redacted), ``path``
              (child indexes from the root)
 ``dicom``    ``b64``: a pydicom Dataset written as a DICOM file
-``dc``       ``type``, ``fields``: an instance of a drimcheck class (dataclass or plain), rebuilt as that class
-``record``   ``type``, ``attrs``: an object of a class outside drimcheck (e.g. a simulator's record): its fields
+``dc``       ``type``, ``fields``: an instance of a drimcheck dataclass, rebuilt as that class
+``record``   ``type``, ``fields``: any other object (e.g. a simulator's record, a plain class): its fields
              and the values of its properties, read back as a :class:`Record` with the same attributes
 ========== ==================================================================================================
 
@@ -27,8 +27,8 @@ check is re-judged they are replayed, in call order, each one matched by a diges
 Bounds: one value of at most ``MAX_VALUE`` bytes (the largest body the harness reads from a DUT,
 ``limits.MAX_RESPONSE_BODY``), one encoded record of at most ``MAX_RECORD`` bytes, ``MAX_DEPTH`` levels of nesting;
 beyond them ``CodecError`` (the call is then recorded as not re-judgeable, never truncated silently). Decoding
-rebuilds only classes of the ``drimcheck`` package that the encoder could have written (dataclasses or classes
-with a ``__dict__``), without calling their constructors; anything else is a ``CodecError``.
+rebuilds only dataclasses of ``drimcheck`` modules already loaded (never imports a module a record names; no
+finaliser), without calling their constructors; anything else is a ``CodecError``.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import dataclasses
 import enum
 import functools
 import hashlib
-import importlib
 import io
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, ItemsView, Iterator, KeysView, ValuesView
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -179,11 +179,11 @@ def _class(name: Any) -> type:
     module, _, qual = name.partition(":")
     if module != "drimcheck" and not module.startswith("drimcheck."):
         raise CodecError(f"type hors de drimcheck : {name[:80]}")
+    obj: Any = sys.modules.get(module)  # never imported on the word of a record: the checks' modules are loaded
     try:
-        obj: Any = importlib.import_module(module)
         for part in qual.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError):
+    except AttributeError:
         raise CodecError(f"type inconnu : {name[:80]}") from None
     if not isinstance(obj, type):
         raise CodecError(f"pas une classe : {name[:80]}")
@@ -304,7 +304,7 @@ class Encoder:
         cls = type(value)
         if callable(value) or isinstance(value, (Iterator, type, io.IOBase)):
             raise CodecError(f"valeur non enregistrable : {cls.__qualname__}")
-        own = cls.__module__ == "drimcheck" or cls.__module__.startswith("drimcheck.")
+        own = (cls.__module__ == "drimcheck" or cls.__module__.startswith("drimcheck.")) and dataclasses.is_dataclass(cls)
         attrs: dict[str, Any] = {}
         if dataclasses.is_dataclass(value):
             for f in dataclasses.fields(value):
@@ -407,7 +407,7 @@ class Decoder:
             return pydicom.dcmread(io.BytesIO(base64.b64decode(node["b64"], validate=True)), force=True)
         if tag == "dc":
             cls = _class(node["type"])
-            if not (dataclasses.is_dataclass(cls) or "__dict__" in dir(cls)) or issubclass(cls, BaseException):
+            if not dataclasses.is_dataclass(cls) or hasattr(cls, "__del__") or issubclass(cls, BaseException):
                 raise CodecError(f"classe non reconstructible : {node['type'][:80]}")
             obj = object.__new__(cls)
             for name, value in node["fields"].items():

@@ -144,6 +144,14 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _verdict(value: Any, default: Verdict = Verdict.ERROR) -> Verdict:
     try:
         return Verdict(value)
@@ -250,7 +258,7 @@ def _scenario(s: dict[str, Any], records: list[dict[str, Any]], catalogue: Catal
                         float(st.get("duration_s") or 0)) for st in s.get("steps") or [] if isinstance(st, dict)]
     return ScenarioResult(
         id=sid, feature=str(s.get("feature", "")), feature_file=str(s.get("feature_file", "")), name=str(s.get("name", sid)),
-        requirements=[str(r) for r in s.get("requirements") or []], tags=[str(t) for t in s.get("tags") or []],
+        requirements=_strings(s.get("requirements")), tags=_strings(s.get("tags")),
         findings=findings, steps=steps, error=s.get("error") if isinstance(s.get("error"), str) else None,
         duration_s=float(s.get("duration_s") or 0), interrupted=bool(s.get("interrupted")))
 
@@ -269,6 +277,23 @@ def rejudge(run_dir: Path, catalogue: Catalogue | None = None, *,
     records = load_records(run_dir)
     catalogue = catalogue or catalogue_mod.load()
     load_all()
+    try:
+        return _rejudge(run_dir, data, records, catalogue, command)
+    except RejudgeError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # a field of the wrong type
+        raise _fail("résultats", run_dir / "results.json", f"mal formés ({type(exc).__name__})") from None
+
+
+def _timeouts(value: Any) -> list[dict[str, Any]]:
+    """The campaign's timeout rows that have the shape results.py reads (name, value in seconds)."""
+    rows = value if isinstance(value, list) else []
+    return [t for t in rows if isinstance(t, dict) and isinstance(t.get("name"), str)
+            and isinstance(t.get("value_s"), (int, float)) and not isinstance(t.get("value_s"), bool)]
+
+
+def _rejudge(run_dir: Path, data: dict[str, Any], records: dict[str, list[dict[str, Any]]], catalogue: Catalogue,
+             command: list[str] | None) -> tuple[RunResult, Stats]:
     run = data["run"]
     strict = bool(run.get("strict"))
     stats = Stats()
@@ -286,10 +311,10 @@ def rejudge(run_dir: Path, catalogue: Catalogue | None = None, *,
     scenarios = [_scenario(s, records.get(s["id"], []), catalogue, strict, stats) for s in data["scenarios"]]
     stats.scenarios = len(scenarios)
     c = _dict(data.get("campaign"))
-    campaign = CampaignInfo(referencing=bool(c.get("referencing")), mutant=c.get("mutant"),
-                            requirements_selected=c.get("requirements_selected"), timeouts=list(c.get("timeouts") or []),
-                            loosened=list(c.get("loosened_bounds") or []), sut_file=c.get("sut_file"),
-                            sut_sha256=c.get("sut_sha256"))
+    campaign = CampaignInfo(referencing=bool(c.get("referencing")), mutant=_text(c.get("mutant")),
+                            requirements_selected=_strings(c.get("requirements_selected")) or None,
+                            timeouts=_timeouts(c.get("timeouts")), loosened=_strings(c.get("loosened_bounds")),
+                            sut_file=_text(c.get("sut_file")), sut_sha256=_text(c.get("sut_sha256")))
     automated = {r["id"] for r in data["requirements"] if isinstance(r, dict) and r.get("automated")}
     automated |= {r for s in scenarios for r in s.requirements}
     interrupted = _dict(run.get("interrupted"))
@@ -297,10 +322,10 @@ def rejudge(run_dir: Path, catalogue: Catalogue | None = None, *,
         run_id=str(run.get("id", run_dir.name)), started_at=str(run.get("started_at", "")),
         finished_at=str(run.get("finished_at", "")), duration_s=float(run.get("duration_s") or 0), strict=strict,
         sut=_dict(data.get("sut")), catalogue=catalogue, scenarios=scenarios,
-        automated_ids=automated, infrastructure_error=run.get("infrastructure_error"),
-        command=list(command or run.get("command") or []), campaign=campaign,
+        automated_ids=automated, infrastructure_error=_text(run.get("infrastructure_error")),
+        command=command or _strings(run.get("command")), campaign=campaign,
         interrupted_by=_signal_number(interrupted.get("signal")),
-        not_run=list(interrupted.get("scenarios_not_run") or []))
+        not_run=_strings(interrupted.get("scenarios_not_run")))
     return result, stats
 
 
@@ -347,6 +372,8 @@ def write_reports(result: RunResult, run_dir: Path, out: Path) -> dict[str, Path
         return write_all(result, out)
     except OSError as exc:
         raise RejudgeError(f"--out {printable(str(out), 200)} : écriture impossible ({exc.strerror or exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a value of results.json the reports cannot show
+        raise _fail("résultats", run_dir / "results.json", f"mal formés, rapports impossibles ({type(exc).__name__})") from None
 
 
 __all__ = ["RejudgeError", "Stats", "load_results", "load_records", "load_catalogue", "rejudge", "prepare_out",

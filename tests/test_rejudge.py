@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from drimcheck import codec
 from drimcheck.checks import check, judgement_record, record_judgement, replay
@@ -209,6 +211,46 @@ def test_malformed_records_out_and_catalogue_are_one_line_exit_2(tmp_path):
     _assert_one_line(code, err, "aucun enregistrement de jugement")
 
 
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                           max_leaves=12)
+fields = st.sampled_from(["$", "check", "args", "kwargs", "docs", "facts", "findings", "call", "index", "finding",
+                          "items", "type", "fields", "b64", "doc", "path", "value", "requirement", "verdict"])
+nodes = st.recursive(json_values, lambda inner: st.dictionaries(fields, inner, max_size=4) | st.lists(inner, max_size=3),
+                     max_leaves=16)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(calls=nodes, judged=nodes, scenario=st.dictionaries(st.sampled_from(
+    ["name", "requirements", "steps", "error", "duration_s", "tags", "findings"]), json_values, max_size=3),
+    campaign=st.dictionaries(st.sampled_from(["timeouts", "mutant", "requirements_selected", "loosened_bounds"]),
+                             json_values, max_size=2), real=st.booleans())
+def test_any_record_or_results_content_follows_the_exit_contract(tmp_path, calls, judged, scenario, campaign, real):
+    run = tmp_path / "fuzz"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    (run / "evidence" / "s").mkdir(parents=True)
+    scenario = {"requirements": ["HLT-01"], "findings": [], **scenario, "id": "s"}
+    if not isinstance(scenario["findings"], list):
+        scenario["findings"] = []
+    (run / "results.json").write_text(json.dumps({"run": {"id": "f"}, "campaign": campaign, "scenarios": [scenario],
+                                                  "requirements": []}))
+    record = {"format": codec.FORMAT, "scenario": "s", "calls": calls if isinstance(calls, list) else [calls],
+              "judged": judged if isinstance(judged, list) else [judged]}
+    if real:  # a real check on arbitrary arguments: re-judged as ERROR at worst
+        record["calls"] = [{"check": "health.reports_up", "args": record["calls"], "kwargs": {}, "docs": [], "facts": [],
+                            "findings": [{"requirement": "HLT-01", "verdict": "PASS", "raw_verdict": "PASS"}]}]
+        record["judged"] = [{"call": 0, "index": 0}]
+    (run / "evidence" / "s" / "001-judgement.json").write_text(json.dumps(record))
+    code, _, err = run_main("rejudge", str(run), "--out", str(tmp_path / "out"))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code in (0, 1, 2, 3) and "Traceback" not in err and len(lines) <= 1, err
+    assert "erreur interne" not in err, err
+    if code == 2:
+        assert lines[0].startswith("drimcheck : erreur : "), err
+
+
 # ------------------------------------------------------------------------------------------ codec
 
 @dataclasses.dataclass
@@ -317,6 +359,8 @@ def test_codec_refuses_what_it_cannot_store_or_should_not_rebuild(monkeypatch):
         with pytest.raises(codec.CodecError):
             codec.encode(bad)
     for node in ({"$": "dc", "type": "os:PathLike", "fields": {}}, {"$": "enum", "type": "subprocess:Popen", "value": 1},
+                 {"$": "dc", "type": "drimcheck.__main__:main", "fields": {}},  # never imported (it runs the CLI)
+                 {"$": "dc", "type": "drimcheck.evidence:EvidenceStore", "fields": {}},  # not a dataclass
                  {"$": "nope"}, {"$": "bytes", "b64": "***"}, {"$": "xml", "doc": 3, "path": []}, {"x": 1}):
         with pytest.raises(codec.CodecError):
             codec.decode({"value": node, "docs": []})
