@@ -21,6 +21,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -79,11 +80,19 @@ def golden(tmp_path_factory) -> Path:
     return campaign(tmp_path_factory.mktemp("golden") / "run", *GOLDEN)
 
 
-@pytest.fixture(scope="module", params=sorted(MUTANTS))
-def mutant(request, tmp_path_factory) -> tuple[str, Path]:
-    req, strict = MUTANTS[request.param]
-    out = tmp_path_factory.mktemp(request.param) / "run"
-    return request.param, campaign(out, "--mutant", request.param, "--req", req, *(["--strict"] if strict else []))
+@pytest.fixture(scope="module")
+def mutant_run(tmp_path_factory):
+    """The run of one mutant (campaign made once per module, whichever test asks first)."""
+    runs: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in runs:
+            req, strict = MUTANTS[name]
+            out = tmp_path_factory.mktemp(name) / "run"
+            runs[name] = campaign(out, "--mutant", name, "--req", req, *(["--strict"] if strict else []))
+        return runs[name]
+
+    return get
 
 
 # ------------------------------------------------------------------------------------------ campaigns
@@ -98,22 +107,23 @@ def test_rejudge_reproduces_the_golden_run_exactly(golden, tmp_path):
     assert summary["calls"] > 0 and summary["same_verdict"] == summary["findings"] == summary["same_message"]
     assert verdicts(tmp_path / "re") == (scenarios, requirements, findings)
     assert (tmp_path / "re" / "junit.xml").is_file() and "CONFORME" in (tmp_path / "re" / "report.html").read_text()
+    schema = json.loads((REPO / "docs" / "results.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(json.loads((tmp_path / "re" / "results.json").read_text(encoding="utf-8")), schema)
 
 
-def test_rejudge_reproduces_mutant_runs_exactly(mutant, tmp_path):
-    name, run = mutant
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_rejudge_reproduces_mutant_runs_exactly(mutant_run, name, tmp_path):
+    run = mutant_run(name)
     scenarios, requirements, findings = verdicts(run)
-    req, strict = MUTANTS[name]
+    req, _ = MUTANTS[name]
     assert requirements[req] == "FAIL"  # PSC-01 is required: FAIL even without --strict
     code, summary = rejudge(run, tmp_path / "re")
     assert code == 1 and summary["not_rejudged"] == [] and summary["differing"] == []
     assert verdicts(tmp_path / "re") == (scenarios, requirements, findings)
 
 
-def test_another_catalogue_changes_the_verdicts_accordingly(mutant, tmp_path):
-    name, run = mutant
-    if name != "wado-no-token-check":
-        pytest.skip("one non-strict run is enough")
+def test_another_catalogue_changes_the_verdicts_accordingly(mutant_run, tmp_path):
+    run = mutant_run("wado-no-token-check")  # not --strict
     text = (REPO / "drimcheck" / "data" / "requirements.toml").read_text(encoding="utf-8")
     head, sep, tail = text.partition('id = "PSC-01"')
     tail = tail.replace('strength = "required"', 'strength = "inferred"\ninferred_from = "essai de rejugement"', 1)

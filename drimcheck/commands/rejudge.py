@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         catalogue = load_catalogue(args.catalogue)
-        result, stats = rejudge(args.run_dir, catalogue, command=None)
+        command = ["drimcheck", "rejudge", str(args.run_dir), "--out", str(args.out),
+                   *(["--catalogue", str(args.catalogue)] if args.catalogue else [])]  # what wrote these reports
+        result, stats = rejudge(args.run_dir, catalogue, command=command)
         prepare_out(args.out, args.run_dir)
         paths = write_reports(result, args.run_dir, args.out)
     except RejudgeError as exc:
