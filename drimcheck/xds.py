@@ -695,9 +695,6 @@ class DmpExchange:
         entries = self.request.kos_entries()
         return self.request.documents.get(entries[0].id) if entries else None
 
-    def is_replacement(self) -> bool:
-        return bool(self.request and self.request.associations(RPLC))
-
     def describe(self) -> str:
         what = f"{self.kind} n°{self.seq}"
         if self.forced:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from drimcheck import limits
 from drimcheck.net import DutClient, Exchange
+from drimcheck.wado import ANS_SAMPLE_ACCEPT
 from fixtures.pki import TestPKI
 from fixtures.whitelist import Domain
 
@@ -33,13 +34,7 @@ USURPER_ORGANISATION = "DRIMCHECK OPERATEUR USURPATEUR"
 CLIENT_DEFECTS = ("expired", "not_yet_valid", "wrong_ca", "revoked")
 
 # The Accept list of ANS's WADO-RS validator samples (../ansdata/wado-rs/requete-wado-rs-serie.txt).
-ANS_ACCEPT = ",".join(
-    f'multipart/related; type="application/dicom";transfer-syntax={ts};q={q};boundary=**'
-    for ts, q in (("1.2.840.10008.1.2.4.70", "0.9"), ("1.2.840.10008.1.2.4.80", "0.8"),
-                  ("1.2.840.10008.1.2.4.91", "0.6"), ("1.2.840.10008.1.2.4.50", "0.5"),
-                  ("1.2.840.10008.1.2.4.51", "0.5"), ("1.2.840.10008.1.2.4.100", "0.5"),
-                  ("1.2.840.10008.1.2.4.101", "0.5"), ("1.2.840.10008.1.2.4.102", "0.5"),
-                  ("1.2.840.10008.1.2.4.103", "0.5"), ("1.2.840.10008.1.2.1", "0.4"))) + ","
+ANS_ACCEPT = ANS_SAMPLE_ACCEPT
 
 
 @dataclass(frozen=True)

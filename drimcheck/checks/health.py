@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from drimcheck.checks import check
 from drimcheck.net import Exchange, Poll
 from drimcheck.verdicts import Finding, errored, failed, passed
+from drimcheck.verdicts import evidence_of as _evidence
 
 STATUSES = ("UP", "DOWN")
 
@@ -77,10 +78,6 @@ def read(ex: Exchange) -> HealthReading:
         if reading.checks and reading.status == "DOWN" and not reading.down_checks():
             reading.problems.append("status DOWN sans aucun contrôle DOWN")
     return reading
-
-
-def _evidence(exchanges: Iterable[Exchange]) -> list[str]:
-    return [e.evidence for e in exchanges if e.evidence]
 
 
 @check("HLT-01")

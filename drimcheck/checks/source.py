@@ -14,6 +14,7 @@ from drimcheck.checks import check
 from drimcheck.hl7 import Ack, read_ack
 from drimcheck.kos import KosDocument
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _ev
 
 
 def _ack_of(exchange) -> Ack:
@@ -26,22 +27,6 @@ def _describe_ack(ack: Ack) -> str:
     if ack.code is None:
         return ack.problem or "acquittement illisible"
     return f"ACK {ack.code}" + (f" « {ack.text} »" if ack.text else "")
-
-
-def _ev(*items) -> list[str]:
-    out = []
-    for item in items:
-        if item is None:
-            continue
-        if isinstance(item, list):
-            out += _ev(*item)
-        else:
-            out += list(getattr(item, "evidence", []) or [])
-    return out
-
-
-def _after(exchanges: list[xds.DmpExchange], since: float) -> list[xds.DmpExchange]:
-    return [e for e in exchanges if e.received_at >= since]
 
 
 @check("SRC-01")

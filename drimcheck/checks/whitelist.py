@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from drimcheck.checks import check
 from drimcheck.net import Exchange
 from drimcheck.verdicts import Finding, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _evidence
 
 WHITELIST_CHECK_NAME = re.compile(r"liste.?blanche|white.?list|allow.?list", re.IGNORECASE)
 FAILURE_WORDS = re.compile(r"[ée]chec|erreur|error|fail|refus|rejet|invalid|ko\b|indisponible|unavailable|timeout|"
@@ -68,10 +69,6 @@ def _how_refused(ex: Exchange | None) -> str:
     if ex.error:
         return ex.error
     return f"HTTP {ex.status}" + (f" ({ex.text()[:120]})" if ex.response_body else "")
-
-
-def _evidence(*exchanges: Exchange | None) -> list[str]:
-    return [e.evidence for e in exchanges if e is not None and e.evidence]
 
 
 def _refused(requirement: str, ex: Exchange | None, who: str, context: str) -> list[Finding]:
