@@ -21,6 +21,7 @@ import pytest
 from pytest_bdd.parser import Feature, Scenario, Step
 
 from drimcheck.catalogue import Catalogue
+from drimcheck.checks import record_judgement
 from drimcheck.errors import (
     INTERRUPTED_FR,
     CampaignInterrupted,
@@ -116,6 +117,7 @@ class DrimcheckPlugin:
         items = [findings] if isinstance(findings, Finding) else list(findings)
         if self.current is None:
             raise HarnessError("a check was judged outside of a scenario")
+        record_judgement(getattr(self.runtime, "evidence", None), self.current.id, items)  # for `drimcheck rejudge`
         for f in items:
             if f.requirement not in self.catalogue:
                 f = errored(f.requirement, f"harness defect: finding for unknown requirement ({f.message})",
