@@ -268,6 +268,8 @@ def test_ans_pages_are_for_ans_only(app):
         r = alice.get(url)
         assert r.status_code == 403 and "Page réservée aux comptes ANS." in text(r)
     assert "Tableau de bord ANS" not in text(alice.get("/"))
+    r = alice.post("/ans/paquet", data={"csrf": csrf_of(alice, "/")}, files={"paquet": ("p.zip", b"PK", "application/zip")})
+    assert r.status_code == 403 and "Page réservée aux comptes ANS." in text(r)
     ans = logged_in(app, "agent")
     board = ans.get("/ans")
     assert board.status_code == 200 and "DRIMbox d'Alice" in text(board) and "alice" in text(board)
@@ -351,3 +353,13 @@ def test_compare_two_runs(app, mutant_run):
     assert f'<option value="{a}">' in text(page)  # the other runs of the same DRIMbox are offered
     r = c.get(f"/comparer?a={a}&b={b}")
     assert r.status_code == 200 and "SANS RÉGRESSION" in text(r) and "Régressions (0)" in text(r)
+
+
+def test_unknown_pages_get_the_french_error_page_and_the_api_keeps_json(app):
+    c = logged_in(app, "alice")
+    r = c.get("/nulle-part")
+    assert r.status_code == 404 and "Page introuvable" in text(r) and r.headers["content-type"].startswith("text/html")
+    for url in ("/campagnes/abc", "/campagnes/99999", "/drimbox/99999/kit.zip", "/comparer?a=1"):
+        assert c.get(url).status_code == 404, url
+    api = c.get("/api/nulle-part")
+    assert api.status_code in (401, 404) and api.headers["content-type"].startswith("application/json")

@@ -32,18 +32,20 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "drimcheck_session"
 SESSION_MAX_AGE = 12 * 3600
 SUT_MAX_BYTES = 256 * 1024  # a sut.toml, pasted or uploaded
 FORM_MAX_BYTES = SUT_MAX_BYTES * 2 + 64 * 1024  # any ordinary form (two copies of a sut.toml at most)
-PACKAGE_MAX_BYTES = 64 * 1024 * 1024  # a referencing package uploaded for verification
+PACKAGE_MAX_BYTES = 256 * 1024 * 1024  # a referencing package uploaded for verification (services.MAX_PACKAGE_BYTES)
 REFRESH_S = 2  # auto-refresh of a queued or running campaign's page
 
 VERDICT_FR = {
@@ -229,11 +231,19 @@ def _verdict_class(verdict: str | None) -> str:
     return "ERROR" if v else "NOT_RUN"
 
 
+def _verdict_short(verdict: str | None) -> str:
+    """CONFORME / NON CONFORME / HORS RÉFÉRENCEMENT / ... without the qualifiers (for the dashboard's matrix)."""
+    v = verdict or ""
+    if "NON CONFORME" in v.upper():
+        return "NON CONFORME"
+    return v.split(" (", 1)[0].split(" —", 1)[0][:40]
+
+
 def _build_env() -> Environment:
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.globals.update(VERDICT_FR=VERDICT_FR, STATUS_FR=STATUS_FR, MODE_FR=MODE_FR, ROLE_FR=ROLE_FR,
-                       verdict_class=_verdict_class, quote=lambda s: quote(str(s), safe="/"))
+                       verdict_class=_verdict_class, verdict_short=_verdict_short, quote=lambda s: quote(str(s), safe="/"))
     env.filters["date"] = lambda d: d.strftime("%d/%m/%Y %H:%M:%S UTC") if d is not None else "—"
     return env
 
@@ -329,12 +339,21 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.add_exception_handler(WebError, _web_error)  # type: ignore[arg-type]
     app.add_exception_handler(_Redirect, _redirect_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
 
 def _web_error(request: Request, exc: WebError) -> HTMLResponse:
     html = _ENV.get_template("erreur.html").render(user=None, csrf="", is_ans=False, flash=[], path=request.url.path,
                                                    status=exc.status, message=exc.message)
     return HTMLResponse(html, status_code=exc.status, headers=_PAGE_HEADERS)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Unknown pages get the French error page; the API (/api) keeps FastAPI's JSON errors."""
+    if request.url.path.startswith("/api") or exc.status_code not in (404, 405):
+        return await http_exception_handler(request, exc)
+    message = "Page introuvable." if exc.status_code == 404 else "Méthode non autorisée pour cette page."
+    return _web_error(request, WebError(exc.status_code, message))
 
 
 def _redirect_handler(request: Request, exc: _Redirect) -> Response:
@@ -728,13 +747,14 @@ def ans_dashboard(request: Request) -> Response:
 def ans_package_form(request: Request) -> Response:
     with _context(request) as ctx:
         _require_ans(ctx)
-        return _render(ctx, "ans_paquet.html", report=None)
+        return _render(ctx, "ans_paquet.html", report=None, cap_mib=PACKAGE_MAX_BYTES // (1024 * 1024))
 
 
 @router.post("/ans/paquet")
 async def ans_package_verify(request: Request) -> Response:
     import tempfile
 
+    await run_in_threadpool(_ans_only, request)  # before reading up to PACKAGE_MAX_BYTES of upload
     form = await _form(request, PACKAGE_MAX_BYTES)
     try:
         upload = form.get("paquet")
@@ -743,7 +763,8 @@ async def ans_package_verify(request: Request) -> Response:
             _require_ans(ctx)
             if not isinstance(upload, UploadFile) or not upload.filename:
                 ctx.flash.append("Choisissez le paquet de référencement (.zip) à vérifier.")
-                return _render(ctx, "ans_paquet.html", status=400, report=None)
+                return _render(ctx, "ans_paquet.html", status=400, report=None,
+                               cap_mib=PACKAGE_MAX_BYTES // (1024 * 1024))
             with tempfile.TemporaryDirectory(prefix="drimcheck-paquet-") as tmp:
                 path = Path(tmp) / "paquet.zip"
                 upload.file.seek(0)
@@ -755,11 +776,17 @@ async def ans_package_verify(request: Request) -> Response:
                             raise WebError(413, f"Paquet trop volumineux : {PACKAGE_MAX_BYTES // (1024 * 1024)} Mio au plus.")
                         out.write(chunk)
                 report = _services().verify_package(path)
-            return _render(ctx, "ans_paquet.html", report=_package_report(report), filename=upload.filename)
+            return _render(ctx, "ans_paquet.html", report=_package_report(report), filename=upload.filename,
+                           cap_mib=PACKAGE_MAX_BYTES // (1024 * 1024))
 
         return await run_in_threadpool(_in_context, request, work, form, True)
     finally:
         await form.close()
+
+
+def _ans_only(request: Request) -> None:
+    with _context(request) as ctx:
+        _require_ans(ctx)
 
 
 def _package_report(report: Any) -> dict[str, Any]:
