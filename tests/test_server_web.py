@@ -363,3 +363,24 @@ def test_unknown_pages_get_the_french_error_page_and_the_api_keeps_json(app):
         assert c.get(url).status_code == 404, url
     api = c.get("/api/nulle-part")
     assert api.status_code in (401, 404) and api.headers["content-type"].startswith("application/json")
+
+
+def test_the_referencing_package_is_offered_to_its_owner_only(app, mutant_run, tmp_path):
+    import io
+    import zipfile
+
+    run = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(mutant_run), str(run)], check=True)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("results.json", (run / "results.json").read_text())
+    (run / "referencement-essai.zip").write_bytes(buf.getvalue())
+    cid = add_done_campaign(app, "alice", run)
+    alice, bob = logged_in(app, "alice"), logged_in(app, "bob")
+    assert "Télécharger le paquet de référencement" in text(alice.get(f"/campagnes/{cid}"))
+    r = alice.get(f"/campagnes/{cid}/paquet")
+    assert r.status_code == 200 and r.content == buf.getvalue() and "referencement-essai.zip" in r.headers["content-disposition"]
+    assert bob.get(f"/campagnes/{cid}/paquet").status_code == 404
+    other = add_done_campaign(app, "alice", mutant_run)  # no package in that run
+    assert "paquet de référencement" not in text(alice.get(f"/campagnes/{other}"))
+    assert alice.get(f"/campagnes/{other}/paquet").status_code == 404
