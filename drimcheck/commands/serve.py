@@ -30,7 +30,7 @@ def register(subparsers) -> None:
         "serve", help="serveur de campagnes (web et API) : DRIMbox, campagnes, preuves et paquets partagés",
         description="Lance le serveur de campagnes : pages web en français et API à jeton (/api), base SQLite "
                     "(par défaut) ou PostgreSQL, migrations appliquées au démarrage, et --workers processus worker "
-                    "qui exécutent les campagnes de la file.")
+                    "qui exécutent les campagnes en attente.")
     s.add_argument("--host", default="127.0.0.1", help="adresse d'écoute (par défaut 127.0.0.1)")
     s.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port d'écoute (par défaut {DEFAULT_PORT})")
     _add_db_options(s)
@@ -40,8 +40,8 @@ def register(subparsers) -> None:
     s.set_defaults(handler=cmd_serve)
 
     w = subparsers.add_parser(
-        "worker", help="worker de campagnes : exécute les campagnes de la file du serveur",
-        description="Prend les campagnes de la file (base partagée avec le serveur) et les exécute une par une "
+        "worker", help="worker de campagnes : exécute les campagnes en attente du serveur",
+        description="Prend les campagnes en attente (base partagée avec le serveur) et les exécute une par une "
                     "(ou --concurrency à la fois) avec « drimcheck run ». Plusieurs workers, sur une ou plusieurs "
                     "machines, peuvent partager la même base (PostgreSQL pour plusieurs machines, avec le dossier "
                     "de données partagé).")

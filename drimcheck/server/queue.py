@@ -36,8 +36,7 @@ def peewee_database(url: str) -> Any:
                               pragmas={"journal_mode": "wal", "busy_timeout": SQLITE_BUSY_TIMEOUT_S * 1000})
     from playhouse.postgres_ext import Psycopg3Database  # type: ignore[import-untyped]  # psycopg 3, as SQLAlchemy
 
-    return Psycopg3Database(u.database, host=u.host, port=u.port, user=u.username, password=u.password,
-                            autorollback=True)
+    return Psycopg3Database(u.database, host=u.host, port=u.port, user=u.username, password=u.password)
 
 
 @lru_cache(maxsize=8)
