@@ -118,16 +118,20 @@ def test_editor_runs_a_conformant_and_a_failing_campaign_and_opens_the_evidence(
             assert page.locator("a:has-text('Télécharger le kit de test')").count() == 1
 
             # a campaign against the embedded reference that ends CONFORME
+            t0 = time.monotonic()
             launch_on_reference(page, served, "CRT-03")
             assert page.locator('meta[http-equiv="refresh"]').count() == 1  # followed live while it runs
             verdict = wait_for_verdict(page)
+            timings = {"CRT-03": time.monotonic() - t0}
             assert verdict.startswith("Verdict : CONFORME"), verdict
             assert page.locator('meta[http-equiv="refresh"]').count() == 0
             assert page.locator("table.results tr.FAIL-row").count() == 0
 
             # a campaign with a mutant of the reference that ends NON CONFORME, failure first
+            t0 = time.monotonic()
             launch_on_reference(page, served, "CLR-01 CRT-03", mutant="vin-plain-http")
             verdict = wait_for_verdict(page)
+            timings["vin-plain-http CLR-01 CRT-03"] = time.monotonic() - t0
             assert "NON CONFORME" in verdict and "vin-plain-http" in verdict, verdict
             first = page.locator("table.results tbody tr").first
             assert first.get_attribute("id") == "req-CLR-01" and "FAIL-row" in (first.get_attribute("class") or "")
@@ -151,5 +155,6 @@ def test_editor_runs_a_conformant_and_a_failing_campaign_and_opens_the_evidence(
         finally:
             browser.close()
     elapsed = time.monotonic() - started
-    print(f"\ncaptures d'écran : {tmp_path / 'resultats.png'} {shot} ; parcours navigateur : {elapsed:.1f} s")
+    print(f"\ncaptures d'écran : {tmp_path / 'resultats.png'} {shot} ; parcours navigateur : {elapsed:.1f} s ; "
+          "du clic « Lancer » au verdict affiché : " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     assert shot.stat().st_size > 10_000
