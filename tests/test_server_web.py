@@ -209,6 +209,19 @@ def test_register_a_drimbox_then_download_its_kit_and_settings(app):
     assert isinstance(settings.json(), dict) and settings.json()
 
 
+def test_the_sut_toml_of_a_drimbox_can_be_replaced(app):
+    c = logged_in(app, "alice")
+    url = register(c, "Ma DRIMbox").headers["location"]
+    token = csrf_of(c, url)
+    r = c.post(url + "/sut", data={"csrf": token, "sut_toml": config.template_text() + "\n[[pacs]]\n", "version": ""})
+    assert r.status_code == 400 and 'class="flash"' in r.text and "[[pacs]]" in text(r)  # the edit is kept to fix
+    new = config.template_text().replace("\n", "\n# modifié\n", 1)
+    r = c.post(url + "/sut", data={"csrf": token, "sut_toml": new, "version": "1.1"})
+    assert r.status_code == 303 and r.headers["location"] == url
+    page = text(c.get(url))
+    assert "version 1.1" in page and "# modifié" in page
+
+
 def test_an_invalid_sut_toml_is_refused_with_the_french_reason(app):
     c = logged_in(app, "alice")
     r = register(c, "Cassée", config.template_text() + "\n[sut]\nname = 'doublon'\n")
@@ -253,7 +266,9 @@ def test_an_editor_sees_nothing_of_another_editor(app, mutant_run):
     for url in ("/", "/campagnes"):
         page = text(bob.get(url))
         assert "DRIMbox d'Alice" not in page and f"Campagne {cid}" not in page, url
-    # bob cannot launch a campaign on alice's DRIMbox either
+    # bob can neither change alice's sut.toml nor launch a campaign on her DRIMbox
+    r = bob.post(dut_url + "/sut", data={"csrf": csrf_of(bob, "/"), "sut_toml": config.template_text()})
+    assert r.status_code == 404
     r = bob.post("/campagnes", data={"csrf": csrf_of(bob, "/"), "drimbox": dut_url.rsplit("/", 1)[1], "mode": "full"})
     assert r.status_code == 400 and "Choisissez la DRIMbox à tester." in text(r)
     # and the ANS account sees both

@@ -489,6 +489,39 @@ def dut_page(request: Request, dut_id: str) -> Response:
         return _render(ctx, "drimbox.html", dut=dut, campaigns=campaigns, catalogue=_catalogue())
 
 
+@router.post("/drimbox/{dut_id}/sut")
+async def dut_update(request: Request, dut_id: str) -> Response:
+    """Replace a DRIMbox's sut.toml (validated as at registration); campaigns already run keep theirs."""
+    form = await _form(request)
+    try:
+        uploaded = await _upload_text(form, "fichier", SUT_MAX_BYTES)
+
+        def work(ctx: Ctx, form: FormData) -> Response:
+            svc = _services()
+            dut = _dut_or_404(ctx, dut_id)
+            text = uploaded if uploaded is not None else _text(form, "sut_toml", SUT_MAX_BYTES + 1)
+            if not text:
+                ctx.flash.append("Collez le sut.toml ou choisissez un fichier.")
+            elif len(text.encode("utf-8")) > SUT_MAX_BYTES:
+                ctx.flash.append(f"sut.toml trop volumineux ({SUT_MAX_BYTES // 1024} Kio au plus).")
+            else:
+                try:
+                    svc.update_dut(ctx.db, ctx.user, dut.id, text, _text(form, "version", 60) or None)
+                except svc.NotFound:
+                    raise _not_found() from None
+                except svc.ServiceError as exc:
+                    ctx.flash.append(str(exc))
+                else:
+                    return _redirect(ctx, f"/drimbox/{dut.id}")
+            ctx.db.rollback()
+            return _render(ctx, "drimbox.html", status=400, dut=dut, edited=text,
+                           campaigns=svc.list_campaigns(ctx.db, ctx.user, dut_id=dut.id), catalogue=_catalogue())
+
+        return await run_in_threadpool(_in_context, request, work, form, True)
+    finally:
+        await form.close()
+
+
 @router.get("/drimbox/{dut_id}/kit.zip")
 def dut_kit(request: Request, dut_id: str) -> Response:
     with _context(request) as ctx:
