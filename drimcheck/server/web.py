@@ -564,6 +564,13 @@ def _slug(text: str) -> str:
 # --- campaigns
 
 
+def _mutants() -> list[Any]:
+    """The mutants of the embedded reference (offered in the launch form, for demonstrations)."""
+    from simulators.drimbox import mutants
+
+    return sorted(mutants.load().values(), key=lambda m: m.id)
+
+
 def _catalogue() -> list[Any]:
     from drimcheck import catalogue
 
@@ -577,7 +584,7 @@ def campaigns_page(request: Request, drimbox: str = "") -> Response:
         duts = svc.list_duts(ctx.db, ctx.user)
         campaigns = svc.list_campaigns(ctx.db, ctx.user)
         return _render(ctx, "campagnes.html", duts=duts, campaigns=campaigns, dut_names=_dut_names(duts),
-                       selected=drimbox, catalogue=_catalogue(), values={})
+                       selected=drimbox, catalogue=_catalogue(), mutants=_mutants(), values={})
 
 
 def _requirements(text: str) -> list[str]:
@@ -624,7 +631,7 @@ async def campaign_launch(request: Request) -> Response:
         ctx.flash.extend(errors)
         duts = svc.list_duts(ctx.db, ctx.user)
         return _render(ctx, "campagnes.html", status=400, duts=duts, campaigns=svc.list_campaigns(ctx.db, ctx.user),
-                       dut_names=_dut_names(duts), selected=target, catalogue=_catalogue(),
+                       dut_names=_dut_names(duts), selected=target, catalogue=_catalogue(), mutants=_mutants(),
                        values={"mode": mode, "exigences": " ".join(reqs), "mutant": mutant or ""})
 
     return await _post(request, work)
