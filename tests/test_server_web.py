@@ -142,6 +142,17 @@ def test_wrong_password_is_refused_without_saying_which_part_is_wrong(app):
     assert c.get("/").status_code == 303
 
 
+def test_repeated_failed_logins_are_braked(app):
+    c = client(app)
+    for _ in range(web.LOGIN_MAX_FAILURES):
+        assert c.post("/connexion", data={"csrf": csrf_of(c), "nom": "alice", "mot_de_passe": "devine"}).status_code == 401
+    r = c.post("/connexion", data={"csrf": csrf_of(c), "nom": "alice", "mot_de_passe": PASSWORDS["alice"]})
+    assert r.status_code == 429 and "Trop de tentatives de connexion échouées : réessayez dans" in text(r)
+    assert c.get("/").status_code == 303
+    # another account is not locked by it
+    assert c.post("/connexion", data={"csrf": csrf_of(c), "nom": "bob", "mot_de_passe": PASSWORDS["bob"]}).status_code == 303
+
+
 def test_login_never_redirects_to_another_site(app):
     for target in ("//exemple.org/", "https://exemple.org/", "/\\exemple.org"):
         c = client(app)

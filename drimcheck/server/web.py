@@ -47,6 +47,8 @@ SUT_MAX_BYTES = 256 * 1024  # a sut.toml, pasted or uploaded
 FORM_MAX_BYTES = SUT_MAX_BYTES * 2 + 64 * 1024  # any ordinary form (two copies of a sut.toml at most)
 PACKAGE_MAX_BYTES = 256 * 1024 * 1024  # a referencing package uploaded for verification (services.MAX_PACKAGE_BYTES)
 REFRESH_S = 2  # auto-refresh of a queued or running campaign's page
+LOGIN_MAX_FAILURES = 5  # failed logins for one name from one address within LOGIN_WINDOW_S: then refused
+LOGIN_WINDOW_S = 300
 
 VERDICT_FR = {
     "PASS": "Conforme", "FAIL": "Non conforme", "WARN": "Avertissement", "SKIP": "Non applicable",
@@ -134,6 +136,35 @@ def load_secret(data_dir: Path | None) -> bytes:
         key = secrets.token_hex(32).encode("ascii")
         f.write(key)
     return key
+
+
+class _Failures:
+    """Recent failed logins per (client address, name), in this process: a brake on password guessing."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], list[float]] = {}
+
+    def wait_s(self, key: tuple[str, str], now: float) -> int:
+        """Seconds before `key` may try again (0: now)."""
+        with self._lock:
+            recent = [t for t in self._seen.get(key, []) if now - t < LOGIN_WINDOW_S]
+            self._seen[key] = recent
+            if len(recent) < LOGIN_MAX_FAILURES:
+                return 0
+            return int(LOGIN_WINDOW_S - (now - recent[-LOGIN_MAX_FAILURES])) + 1
+
+    def failed(self, key: tuple[str, str], now: float) -> None:
+        with self._lock:
+            if len(self._seen) > 10_000:  # bounded memory
+                self._seen.clear()
+            self._seen.setdefault(key, []).append(now)
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._seen.pop(key, None)
 
 
 # ----------------------------------------------------------------------------------------- request context
@@ -335,6 +366,7 @@ router = APIRouter(include_in_schema=False)
 def install(app: FastAPI) -> None:
     """Mount the UI on `app`: static files, pages, the session key and the French error pages."""
     app.state.web_secret = load_secret(getattr(app.state, "data_dir", None))
+    app.state.web_login_failures = _Failures()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
     app.add_exception_handler(WebError, _web_error)  # type: ignore[arg-type]
@@ -400,10 +432,18 @@ async def login(request: Request) -> Response:
     def work(ctx: Ctx, form: FormData) -> Response:
         name, password = _text(form, "nom", 100), form.get("mot_de_passe")
         nxt = _safe_next(_text(form, "suite", 500))
+        failures: _Failures = request.app.state.web_login_failures
+        key, now = (request.client.host if request.client else "", name.lower()), time.monotonic()
+        wait = failures.wait_s(key, now)
+        if wait:
+            ctx.flash.append(f"Trop de tentatives de connexion échouées : réessayez dans {wait} s.")
+            return _render(ctx, "connexion.html", status=429, suite=nxt, nom=name)
         user = _services().authenticate(ctx.db, name, password) if name and isinstance(password, str) else None
         if user is None:
+            failures.failed(key, now)
             ctx.flash.append("Nom d'utilisateur ou mot de passe incorrect.")
             return _render(ctx, "connexion.html", status=401, suite=nxt, nom=name)
+        failures.succeeded(key)
         _new_session(ctx, user)
         return _redirect(ctx, nxt)
 
