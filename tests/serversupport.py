@@ -185,6 +185,12 @@ def check_isolation(srv: Server) -> None:
     assert c.get(f"/api/campaigns/{cid}", headers=srv.h("alice")).json()["status"] == "queued"
     assert c.get(f"/api/campaigns/{cid}", headers=srv.h("ans")).json()["dut"] == dut
     assert dut in [d["id"] for d in c.get("/api/duts", headers=srv.h("ans")).json()]
+    # bob cannot cancel it; alice can, once (a worker taking its job later skips it)
+    assert c.post(f"/api/campaigns/{cid}/cancel", headers=srv.h("bob")).status_code == 404
+    r = c.post(f"/api/campaigns/{cid}/cancel", headers=srv.h("alice"))
+    assert r.status_code == 200 and r.json()["status"] == "error" and r.json()["error"] == "campagne annulée par alice"
+    r = c.post(f"/api/campaigns/{cid}/cancel", headers=srv.h("alice"))
+    assert r.status_code == 409 and "seule une campagne en attente" in r.json()["detail"]
     assert c.get("/api/dashboard", headers=srv.h("bob")).status_code == 403
     rows = c.get("/api/dashboard", headers=srv.h("ans")).json()
     assert [(row["editor"], row["version"]) for row in rows if row["dut_id"] == dut] == [("alice", "2.1")]
@@ -247,6 +253,29 @@ def check_campaign_flow(srv: Server) -> dict:
     diff = c.get(f"/api/compare?a={good}&b={bad}", headers=h).json()
     assert diff["verdict"] == "RÉGRESSION" and "HLT-01" in [row["id"] for row in diff["regressed"]]
     return {"reference": t_good, "both": t_both}
+
+
+def check_worker_stop(srv: Server) -> None:
+    """SIGTERM to a worker while it runs a campaign: the campaign's processes are stopped, it ends "error"."""
+    c, h = srv.client, srv.h("alice")
+    workers = start_workers(srv.url, srv.data, 1)
+    try:
+        cid = c.post("/api/campaigns", json={"dut": "reference", "mode": "partial", "requirements": ["HLT-01"]},
+                     headers=h).json()["id"]
+        deadline = time.monotonic() + 30
+        while c.get(f"/api/campaigns/{cid}", headers=h).json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(2)  # the campaign's Orthanc and reference DRIMbox are starting
+        t0 = time.monotonic()
+    finally:
+        stop_workers(workers)
+    assert time.monotonic() - t0 < 15
+    body = c.get(f"/api/campaigns/{cid}", headers=h).json()
+    assert body["status"] == "error" and body["error"] == "campagne interrompue (arrêt du worker)", body
+    marker = f"{srv.data}/runs/{cid}"
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
 
 
 # ------------------------------------------------------------------------------------------- PostgreSQL

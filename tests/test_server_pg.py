@@ -10,6 +10,7 @@ from serversupport import (
     check_bad_requests,
     check_campaign_flow,
     check_isolation,
+    check_worker_stop,
     pg_cluster,
     server,
 )
@@ -56,3 +57,7 @@ def test_campaigns_against_the_reference_with_two_workers(srv, capsys):
     with capsys.disabled():
         print(f"\n[serveur PostgreSQL] lancement -> verdict : référence {timings['reference']:.1f} s, "
               f"référence + mutant (2 workers) {timings['both']:.1f} s")
+
+
+def test_a_stopped_worker_stops_its_campaign(srv):
+    check_worker_stop(srv)

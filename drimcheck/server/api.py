@@ -203,6 +203,18 @@ def get_campaign(campaign_id: int, user: UserDep, session: SessionDep) -> dict[s
     return services.campaign_summary(_campaign(session, user, campaign_id))
 
 
+@router.post("/campaigns/{campaign_id}/cancel")
+def cancel_campaign(campaign_id: int, user: UserDep, session: SessionDep):
+    """Cancel a campaign still in the queue (409 if it already runs or ended)."""
+    try:
+        campaign = services.cancel_campaign(session, user, campaign_id)
+    except services.NotFound as exc:
+        return error_response(exc)
+    except services.ServiceError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+    return services.campaign_summary(campaign)
+
+
 @router.get("/campaigns/{campaign_id}/report")
 def campaign_report(campaign_id: int, user: UserDep, session: SessionDep):
     try:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -86,16 +86,48 @@ def session_scope(url: str, data_dir: str | Path) -> Iterator[Session]:
         session.close()
 
 
+MIGRATION_LOCK_ID = 0x44524D43  # PostgreSQL advisory lock key ("DRMC")
+
+
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """One process at a time migrates (the server and workers may start together on an empty database):
+    an advisory lock on PostgreSQL, an exclusive file lock beside the SQLite file."""
+    eng = engine(url)
+    if eng.dialect.name == "postgresql":
+        with eng.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_ID})
+                connection.commit()
+        return
+    import fcntl
+
+    with open(f"{eng.url.database}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade(url: str) -> None:
-    """Apply every migration (`alembic upgrade head`), programmatically (no alembic.ini to ship)."""
+    """Apply every migration (`alembic upgrade head`, programmatically: no alembic.ini to ship), then create the
+    queue's tables (huey's own schema, drimcheck.server.queue) — under the migration lock."""
     from alembic import command
     from alembic.config import Config
 
+    from drimcheck.server import queue
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine(url).begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    with migration_lock(url):
+        with engine(url).begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+        queue.create_tables(url)
 
 
 def current_revision(url: str) -> str | None:

@@ -44,7 +44,9 @@ def huey_for(url: str) -> Any:
     """The huey instance of a database (one per URL and process), with the campaign task registered."""
     from huey.contrib.sql_huey import SqlHuey  # type: ignore[import-untyped]
 
-    huey = SqlHuey(QUEUE_NAME, database=peewee_database(url), results=False, utc=True)
+    # tables: created once by create_tables(), under the migration lock (concurrent CREATE TABLE IF NOT EXISTS
+    # from several starting workers collide on PostgreSQL)
+    huey = SqlHuey(QUEUE_NAME, database=peewee_database(url), results=False, utc=True, create_tables=False)
 
     def run_campaign(campaign_id: int) -> None:
         from drimcheck.server import worker
@@ -53,6 +55,11 @@ def huey_for(url: str) -> Any:
 
     huey.drimcheck_task = huey.task(name=TASK_NAME)(run_campaign)
     return huey
+
+
+def create_tables(url: str) -> None:
+    """huey's tables (task, schedule, kv, counter), if absent; called by db.upgrade()."""
+    huey_for(url).storage.create_tables()
 
 
 def enqueue(url: str, campaign_id: int) -> None:

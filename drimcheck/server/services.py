@@ -200,11 +200,18 @@ def kit_dir(session: Session, dut: Dut) -> Path:
 
 def ensure_kit(session: Session, user: User, dut_id: int) -> Path:
     """The DUT's stable test kit (created on first use, in <data_dir>/duts/<id>/kit); NotFound / ServiceError."""
-    from drimcheck import kit
 
     dut = get_dut(session, user, dut_id)
     if dut is None:
         raise NotFound(f"DRIMbox n° {dut_id} introuvable")
+    return dut_kit(session, dut)
+
+
+def dut_kit(session: Session, dut: Dut) -> Path:
+    """The kit of a DUT (created if absent), whoever asks: the worker before a campaign whose sut.toml
+    declares `[pki] kit = "kit"`, or ensure_kit for its owner."""
+    from drimcheck import kit
+
     out = kit_dir(session, dut)
     if kit.manifest_path(out).is_file():
         return out
@@ -311,6 +318,26 @@ def get_campaign(session: Session, user: User, campaign_id: int) -> Campaign | N
     campaign = session.get(Campaign, campaign_id)
     if campaign is None or not (user.is_ans or campaign.owner_id == user.id):
         return None
+    return campaign
+
+
+def cancel_campaign(session: Session, user: User, campaign_id: int) -> Campaign:
+    """Cancel a campaign still waiting in the queue (it ends "error", « campagne annulée »); a worker that
+    takes its job later skips it. A running campaign is not cancelled here (ServiceError)."""
+    from sqlalchemy import update
+
+    from drimcheck.server.models import utcnow
+
+    campaign = get_campaign(session, user, campaign_id)
+    if campaign is None:
+        raise NotFound(f"campagne n° {campaign_id} introuvable")
+    result = session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "queued").values(
+        status="error", error=f"campagne annulée par {user.name}", finished_at=utcnow()))
+    session.commit()
+    session.refresh(campaign)
+    if getattr(result, "rowcount", 0) != 1:
+        raise ServiceError(f"campagne n° {campaign_id} déjà {'en cours' if campaign.status == 'running' else 'terminée'} : "
+                           "seule une campagne en attente peut être annulée")
     return campaign
 
 

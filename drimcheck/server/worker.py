@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +40,10 @@ log = logging.getLogger("drimcheck.worker")
 _context: dict[str, Any] = {}
 _running: dict[int, subprocess.Popen] = {}
 _lock = threading.Lock()
+
+
+class _NotStarted(Exception):
+    """The campaign cannot start (its error is already known)."""
 
 
 def configure(url: str, data_dir: Path) -> None:
@@ -96,23 +101,42 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
 
 def execute(campaign_id: int) -> None:
     """Run one campaign (the huey task). Status, verdict and per-requirement verdicts go to the database."""
-    from drimcheck.server import services
 
     url, data_dir = _context["url"], _context["data_dir"]
     if not _claim(url, data_dir, campaign_id):
         log.info("campagne %s déjà prise ou absente", campaign_id)
         return
+    try:
+        _run_claimed(url, data_dir, campaign_id)
+    except Exception as exc:  # a claimed campaign never stays "running": it ends in error, with the reason
+        log.exception("campagne %s : erreur interne du worker", campaign_id)
+        with db.session_scope(url, data_dir) as session:
+            session.execute(update(Campaign).where(Campaign.id == campaign_id, Campaign.status == "running").values(
+                status="error", error=f"erreur interne du worker : {type(exc).__name__}: {exc}"[:2000],
+                finished_at=utcnow()))
+
+
+def _run_claimed(url: str, data_dir: Path, campaign_id: int) -> None:
+    from drimcheck.server import services
+
+    error: str | None = None
+    code: int | None = None
     with db.session_scope(url, data_dir) as session:
         campaign = session.get(Campaign, campaign_id)
         assert campaign is not None
         dut = session.get(Dut, campaign.dut_id) if campaign.dut_id is not None else None
         cmd = command(campaign, dut, data_dir)
+        if dut is not None and re.search(r"(?m)^\s*\[pki\]", dut.sut_toml):
+            try:
+                services.dut_kit(session, dut)  # `[pki] kit = "kit"`: the kit the server keeps for this DUT
+            except services.ServiceError as exc:
+                error = f"kit de test : {exc}"
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logs / f"{campaign_id}.out", logs / f"{campaign_id}.err"
-    error: str | None = None
-    code: int | None = None
     try:
+        if error is not None:
+            raise _NotStarted
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
                                     env={**os.environ, "NO_COLOR": "1"})
@@ -131,6 +155,8 @@ def execute(campaign_id: int) -> None:
             finally:
                 with _lock:
                     _running.pop(campaign_id, None)
+    except _NotStarted:
+        pass
     except OSError as exc:
         error = f"lancement de la campagne impossible : {exc}"
     with db.session_scope(url, data_dir) as session:
@@ -180,7 +206,8 @@ def run_worker(url: str, data_dir: Path, concurrency: int = 1) -> int:
     from drimcheck.server import queue
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     db.upgrade(url)
     configure(url, data_dir)
     huey = queue.huey_for(url)
