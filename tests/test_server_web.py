@@ -333,6 +333,16 @@ def test_launch_form_checks_requirements_and_queues_a_campaign(app):
     with app.state.sessions() as s:
         (campaign,) = s.query(Campaign).all()
         assert (campaign.mode, campaign.requirements, campaign.dut_id) == ("partial", ["CRT-03"], None)
+    # no worker here: it stays queued, and can be cancelled by its owner only
+    assert "Annuler la campagne" in text(page)
+    bob = logged_in(app, "bob")
+    assert bob.post(r.headers["location"] + "/annuler", data={"csrf": csrf_of(bob, "/")}).status_code == 404
+    r2 = c.post(r.headers["location"] + "/annuler", data={"csrf": token})
+    assert r2.status_code == 303
+    page = c.get(r.headers["location"])
+    assert "en erreur" in text(page) and "campagne annulée par alice" in text(page) and "refresh" not in text(page)
+    r2 = c.post(r.headers["location"] + "/annuler", data={"csrf": token})
+    assert r2.status_code == 409 and "seule une campagne en attente peut être annulée" in text(r2)
 
 
 def test_results_show_failures_first_and_the_evidence_of_the_failing_requirement(app, mutant_run):

@@ -729,6 +729,23 @@ def campaign_page(request: Request, campaign_id: str, tout: int = 0) -> Response
                        report=_run_file(campaign, "report.html") is not None, refresh=REFRESH_S if live else None)
 
 
+@router.post("/campagnes/{campaign_id}/annuler")
+async def campaign_cancel(request: Request, campaign_id: str) -> Response:
+    """Cancel a campaign still in the queue (a running one is not: the page says so)."""
+    def work(ctx: Ctx, form: FormData) -> Response:
+        svc = _services()
+        campaign = _campaign_or_404(ctx, campaign_id)
+        try:
+            svc.cancel_campaign(ctx.db, ctx.user, campaign.id)
+        except svc.NotFound:
+            raise _not_found() from None
+        except svc.ServiceError as exc:
+            raise WebError(409, str(exc)) from None
+        return _redirect(ctx, f"/campagnes/{campaign.id}")
+
+    return await _post(request, work)
+
+
 def _run_file(campaign: Any, name: str) -> Path | None:
     if not campaign.run_dir:
         return None
