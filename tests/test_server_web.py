@@ -420,3 +420,21 @@ def test_the_referencing_package_is_offered_to_its_owner_only(app, mutant_run, t
     other = add_done_campaign(app, "alice", mutant_run)  # no package in that run
     assert "paquet de référencement" not in text(alice.get(f"/campagnes/{other}"))
     assert alice.get(f"/campagnes/{other}/paquet").status_code == 404
+
+
+def test_ans_dashboard_shows_the_latest_referencing_result_and_regressions(app):
+    alice = logged_in(app, "alice")
+    dut_id = int(register(alice, "DRIMbox d'Alice").headers["location"].rsplit("/", 1)[1])
+    with app.state.sessions() as s:  # two referencing campaigns as workers leave them: CRT-03 then fails
+        for verdict, crt03 in (("CONFORME", "PASS"), ("NON CONFORME", "FAIL")):
+            s.add(Campaign(owner_id=user_id(app, "alice"), dut_id=dut_id, mode="referencement", requirements=[],
+                           status="done", verdict=verdict, exit_code=0 if crt03 == "PASS" else 1, run_dir=None,
+                           requirement_verdicts={"CRT-03": crt03, "HLT-01": "PASS"}))
+        s.commit()
+    board = logged_in(app, "agent").get("/ans")
+    page = text(board)
+    assert board.status_code == 200 and "1 en régression" in page
+    assert re.search(r'<td class="cell FAIL regressed" title="CRT-03 : Non conforme \(régression\)">✗</td>', page)
+    assert re.search(r'<td class="cell PASS" title="HLT-01 : Conforme">✓</td>', page)
+    row = page[page.index("Par DRIMbox et version"):]
+    assert "Campagne 2" in row and '<span class="v FAIL">CRT-03</span>' in row and "comparer les deux derniers" in row
