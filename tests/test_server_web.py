@@ -302,17 +302,43 @@ def test_ans_pages_are_for_ans_only(app):
     assert ans.get("/ans/paquet").status_code == 200
 
 
-def test_ans_package_verification_reports_an_invalid_package(app):
+def package_zip(tamper: bool = False) -> bytes:
+    """A referencing package as `drimcheck run --referencement` lays it out (manifest of every file's SHA-256)."""
     import io
     import zipfile
 
+    from drimcheck import package
+
+    results = json.dumps({"run": {"id": "r1", "verdict": "CONFORME", "exit_code": 0}, "sut": {"name": "DRIMbox d'Alice"},
+                          "harness": {"catalogue_version": "7"},
+                          "campaign": {"mode": "full", "referencing": True, "out_of_referencing": False}}).encode()
+    files = {"report.html": b"<html>", "results.json": results, "junit.xml": b"<testsuite/>", "sut.toml": b"[sut]",
+             "configuration.json": b"{}", "versions.json": b"{}", "evidence/s/001-a.json": b"{}"}
+    manifest = package.manifest_text(files)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("results.json", "{}")
+        for name, data in files.items():
+            z.writestr(name, data + (b" " if tamper and name == "sut.toml" else b""))
+        z.writestr(package.MANIFEST, manifest)
+    return buf.getvalue()
+
+
+def test_ans_verifies_an_uploaded_package(app):
     ans = logged_in(app, "agent")
-    r = ans.post("/ans/paquet", data={"csrf": csrf_of(ans, "/ans/paquet")},
-                 files={"paquet": ("paquet.zip", buf.getvalue(), "application/zip")})
-    assert r.status_code == 200 and "NON VALIDE" in text(r) and "Problèmes" in text(r)
+    token = csrf_of(ans, "/ans/paquet")
+    r = ans.post("/ans/paquet", data={"csrf": token}, files={"paquet": ("referencement-r1.zip", package_zip(), "application/zip")})
+    page = text(r)
+    assert r.status_code == 200 and '<div class="banner PASS" id="verdict">VALIDE</div>' in page
+    assert "Résultat pour referencement-r1.zip" in page and "Verdict de la campagne</dt><dd>CONFORME" in page
+    assert "Version du catalogue</dt><dd>7" in page and "Manifeste signé</dt><dd>non" in page
+    r = ans.post("/ans/paquet", data={"csrf": token}, files={"paquet": ("p.zip", package_zip(tamper=True), "application/zip")})
+    page = text(r)
+    assert '<div class="banner FAIL" id="verdict">NON VALIDE</div>' in page
+    assert "empreinte SHA-256 différente du manifeste (fichier modifié) : sut.toml" in page
+    r = ans.post("/ans/paquet", data={"csrf": token}, files={"paquet": ("p.zip", b"pas une archive", "application/zip")})
+    assert "ILLISIBLE" in text(r)
+    r = ans.post("/ans/paquet", data={"csrf": token})
+    assert r.status_code == 400 and "Choisissez le paquet de référencement" in text(r)
 
 
 # ------------------------------------------------------------------------------------------------ campaigns
