@@ -98,6 +98,9 @@ def test_editor_runs_a_conformant_and_a_failing_campaign_and_opens_the_evidence(
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="fr-FR")
             page.set_default_timeout(15_000)
+            errors: list[str] = []  # console errors: a CSP refusal, a missing stylesheet...
+            page.on("console", lambda m: errors.append(f"{page.url}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(f"{page.url}: {e}"))
 
             # log in (a signed-out visitor lands on the login page)
             page.goto(f"{served}/")
@@ -152,6 +155,14 @@ def test_editor_runs_a_conformant_and_a_failing_campaign_and_opens_the_evidence(
             page.go_back()
             page.click("text=Rapport complet (report.html)")
             playwright_api.expect(page.locator("h1")).to_have_text("Rapport de conformité DRIMbox — drimcheck")
+
+            # and out
+            page.go_back()
+            page.click("button:has-text('Se déconnecter')")
+            page.wait_for_url(re.compile(r".*/connexion$"))
+            page.goto(f"{served}/campagnes/1")
+            assert "/connexion" in page.url
+            assert errors == [], errors
         finally:
             browser.close()
     elapsed = time.monotonic() - started
