@@ -104,11 +104,15 @@ def start_workers(url: str, data: Path, n: int, timeout: float = 30) -> list[Wor
                                     start_new_session=True)
         workers.append(Worker(proc, log))
     deadline = time.monotonic() + timeout
-    while not all("consumer started" in w.text() for w in workers):
-        for w in workers:
-            assert w.proc.poll() is None, w.text()
-        assert time.monotonic() < deadline, [w.text() for w in workers]
-        time.sleep(0.2)
+    try:
+        while not all("consumer started" in w.text() for w in workers):
+            for w in workers:
+                assert w.proc.poll() is None, w.text()
+            assert time.monotonic() < deadline, [w.text() for w in workers]
+            time.sleep(0.2)
+    except BaseException:
+        stop_workers(workers)
+        raise
     return workers
 
 

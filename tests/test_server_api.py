@@ -92,9 +92,13 @@ def test_a_sut_toml_with_a_shell_hook_is_refused(srv):
     r = c.post("/api/duts", json={"sut_toml": typo}, headers=h)
     assert r.status_code == 422
     assert r.json()["detail"] == "sut.toml : clé inconnue [health] ulr (vouliez-vous dire url ?)"
-    bad_hook = external_sut('[hooks]\nkpi = { url = "ftp://x/kpi" }\n')
-    r = c.post("/api/duts", json={"sut_toml": bad_hook}, headers=h)
-    assert r.status_code == 422 and "[hooks] kpi url" in r.json()["detail"]
+    for hook, expected in (('{ url = "ftp://x/kpi" }', "[hooks] kpi url : URL https ou http"),
+                           ('{ url = "https://x/kpi", method = "DELETE" }', "[hooks] kpi method : POST ou GET ou PUT"),
+                           ('{ url = "https://x/kpi", timeout_s = 115 }', "[hooks] kpi timeout_s : au plus 110 s"),
+                           ('{ url = "https://x/kpi", verify = false }', "clé inconnue [hooks] kpi verify"),
+                           ('{ method = "GET" }', "[hooks] kpi url : valeur obligatoire manquante")):
+        r = c.post("/api/duts", json={"sut_toml": external_sut(f"[hooks]\nkpi = {hook}\n")}, headers=h)
+        assert r.status_code == 422 and expected in r.json()["detail"], (hook, r.json())
     # HTTP hook actions are accepted, and shown as such in the effective configuration
     r = c.post("/api/duts", content=external_sut(HTTP_HOOKS).encode(),
                headers={**h, "Content-Type": "application/toml"}, params={"name": "Ma DRIMbox"})

@@ -48,6 +48,7 @@ def register(subparsers) -> None:
     _add_db_options(w)
     w.add_argument("--concurrency", type=int, default=1, metavar="N",
                    help="campagnes exécutées en même temps par ce worker (par défaut 1)")
+    w.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by `serve`
     w.set_defaults(handler=cmd_worker)
 
     u = subparsers.add_parser("users", help="gérer les comptes du serveur de campagnes",
@@ -132,14 +133,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError("--concurrency : au moins 1")
     url, data = _resolve(args)
     try:
-        return worker.run_worker(url, data, args.concurrency)
+        return worker.run_worker(url, data, args.concurrency, parent_pid=args.parent_pid)
     except SQLAlchemyError as exc:
         return _db_error(exc)
 
 
 def worker_command(url: str, data: Path, concurrency: int) -> list[str]:
+    """The worker `serve` starts: it stops by itself when `serve` is gone (uvicorn ends the process with the
+    signal it received, before any `finally` runs)."""
     return [sys.executable, "-m", "drimcheck", "worker", "--db", url, "--data", str(data),
-            "--concurrency", str(concurrency)]
+            "--concurrency", str(concurrency), "--parent-pid", str(os.getpid())]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -201,7 +201,15 @@ def stop_running() -> None:
                         .values(status="error", error="campagne interrompue (arrêt du worker)", finished_at=utcnow()))
 
 
-def run_worker(url: str, data_dir: Path, concurrency: int = 1) -> int:
+def _watch_parent(parent_pid: int) -> None:
+    """Started by `drimcheck serve`: when serve is gone (even SIGKILLed), stop as on SIGTERM."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    log.info("serveur %s arrêté : arrêt du worker", parent_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(url: str, data_dir: Path, concurrency: int = 1, parent_pid: int | None = None) -> int:
     """The `drimcheck worker` process: a huey consumer with `concurrency` threads, until SIGTERM/SIGINT."""
     from drimcheck.server import queue
 
@@ -215,6 +223,8 @@ def run_worker(url: str, data_dir: Path, concurrency: int = 1) -> int:
                                     initial_delay=0.1, backoff=1.2, max_delay=1.0, check_worker_health=True)
     log.info("worker %s : %d campagne(s) à la fois, base %s", worker_name(), concurrency,
              db.engine(url).url.render_as_string(hide_password=True))
+    if parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watch").start()
     try:
         consumer.run()
     finally:
