@@ -3,8 +3,8 @@
 Login and session cookie, CSRF refusal on every kind of POST, isolation between two editors (404, never the
 other editor's data), the ANS pages (403 to an editor), and the evidence of a real campaign: the CLI runs
 a mutant of the reference once for the module (CLR-01 and CRT-03, ~7 s) and the campaign row points at its run
-directory, as a worker would leave it. The full path through the queue and a worker is in
-tests/test_server_browser.py.
+directory, as a worker would leave it. One test (slow, ~40 s) runs a referencing campaign through a real
+worker, downloads its package and has ANS verify it; the browser path is tests/test_server_browser.py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -464,3 +465,36 @@ def test_ans_dashboard_shows_the_latest_referencing_result_and_regressions(app):
     assert re.search(r'<td class="cell PASS" title="HLT-01 : Conforme">✓</td>', page)
     row = page[page.index("Par DRIMbox et version"):]
     assert "Campagne 2" in row and '<span class="v FAIL">CRT-03</span>' in row and "comparer les deux derniers" in row
+
+
+@pytest.mark.slow
+def test_a_referencing_campaign_gives_a_package_that_ans_verifies(app, tmp_path):
+    """Through a real worker: a referencing campaign on the embedded reference (a full campaign, ~30 s), its
+    package downloaded by the editor, then uploaded by ANS and found VALIDE."""
+    import os
+    import signal
+
+    data = Path(app.state.data_dir)
+    worker = subprocess.Popen([sys.executable, "-m", "drimcheck", "worker", "--db", app.state.db_url, "--data", str(data)],
+                              cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        alice = logged_in(app, "alice")
+        r = alice.post("/campagnes", data={"csrf": csrf_of(alice, "/campagnes"), "drimbox": "reference",
+                                           "mode": "referencement"})
+        assert r.status_code == 303
+        deadline = time.monotonic() + 400
+        while 'id="verdict"' not in (page := text(alice.get(r.headers["location"]))):
+            assert time.monotonic() < deadline, "campagne de référencement non terminée en 400 s"
+            time.sleep(1)
+        assert "Verdict : <strong>CONFORME (campagne de référencement)</strong>" in page
+        assert "Télécharger le paquet de référencement" in page
+        package = alice.get(r.headers["location"] + "/paquet")
+        assert package.status_code == 200 and package.content[:2] == b"PK"
+        ans = logged_in(app, "agent")
+        v = ans.post("/ans/paquet", data={"csrf": csrf_of(ans, "/ans/paquet")},
+                     files={"paquet": ("referencement.zip", package.content, "application/zip")})
+        assert '<div class="banner PASS" id="verdict">VALIDE</div>' in text(v) and "Problèmes" not in text(v)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
