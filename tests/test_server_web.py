@@ -182,7 +182,8 @@ def test_logout_ends_the_session(app):
 # ------------------------------------------------------------------------------------------------ CSRF
 
 
-@pytest.mark.parametrize("path", ["/connexion", "/deconnexion", "/drimbox/nouvelle", "/campagnes", "/ans/paquet"])
+@pytest.mark.parametrize("path", ["/connexion", "/deconnexion", "/drimbox/nouvelle", "/drimbox/1/sut", "/campagnes",
+                                  "/campagnes/1/annuler", "/ans/paquet"])
 def test_every_post_without_the_right_csrf_token_is_refused_403(app, path):
     c = logged_in(app, "agent")
     token = csrf_of(c, "/")
