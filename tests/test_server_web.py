@@ -287,7 +287,7 @@ def test_an_editor_sees_nothing_of_another_editor(app, mutant_run):
     # and the ANS account sees both
     ans = logged_in(app, "agent")
     assert ans.get(dut_url).status_code == 200 and ans.get(f"/campagnes/{cid}").status_code == 200
-    assert f'<td><a href="/campagnes/{cid}">Campagne {cid}</a></td>\n  <td>alice</td>' in text(ans.get("/campagnes"))
+    assert re.search(rf'Campagne {cid}</a></td>\s*<td>alice</td>', text(ans.get("/campagnes")))
 
 
 def test_ans_pages_are_for_ans_only(app):
