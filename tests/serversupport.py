@@ -251,6 +251,7 @@ def check_campaign_flow(srv: Server) -> dict:
     assert g["links"]["package"] is None
     r = c.get(g["links"]["report"], headers=h)
     assert r.status_code == 200 and "CONFORME" in r.text
+    assert r.headers["content-security-policy"].startswith("sandbox allow-scripts")  # an opaque origin
     results = c.get(g["links"]["results"], headers=h).json()
     assert results["run"]["verdict"] == g["verdict"]
     assert c.get(g["links"]["report"], headers=srv.h("bob")).status_code == 404

@@ -214,3 +214,29 @@ def test_campaigns_against_the_reference_with_two_workers(srv, capsys):
     with capsys.disabled():
         print(f"\n[serveur SQLite] lancement -> verdict : référence {timings['reference']:.1f} s, "
               f"référence + mutant (2 workers) {timings['both']:.1f} s")
+
+
+def test_a_worker_marks_the_campaigns_of_a_vanished_worker_of_its_machine(srv):
+    import socket
+
+    from drimcheck.server import db, worker
+    from drimcheck.server.models import Campaign
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    with db.session_scope(srv.url, srv.data) as session:
+        orphan = Campaign(owner_id=1, mode="full", requirements=[], status="running", worker=f"{host}:{dead.pid}",
+                          requirement_verdicts={})
+        elsewhere = Campaign(owner_id=1, mode="full", requirements=[], status="running", worker="autre-machine:1",
+                             requirement_verdicts={})
+        session.add_all([orphan, elsewhere])
+        session.flush()
+        ids = orphan.id, elsewhere.id
+    assert worker.reap_orphans(srv.url, srv.data) == 1
+    c, h = srv.client, srv.h("alice")
+    gone = c.get(f"/api/campaigns/{ids[0]}", headers=h).json()
+    assert gone["status"] == "error" and gone["error"] == f"campagne interrompue : le worker {host}:{dead.pid} a disparu"
+    assert c.get(f"/api/campaigns/{ids[1]}", headers=h).json()["status"] == "running"  # not judged from here
+    with db.session_scope(srv.url, srv.data) as session:  # leave no running campaign for the other tests
+        session.get(Campaign, ids[1]).status = "error"

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from drimcheck.server import db
 from drimcheck.server.models import Campaign, Dut, utcnow
@@ -209,6 +209,33 @@ def _watch_parent(parent_pid: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(url: str, data_dir: Path) -> int:
+    """Campaigns left "running" by a worker of this machine that no longer exists (killed, machine restarted)
+    end in error; returns how many. Workers of other machines are not judged from here."""
+    host = socket.gethostname()
+    reaped = 0
+    with db.session_scope(url, data_dir) as session:
+        rows = session.execute(select(Campaign.id, Campaign.worker).where(Campaign.status == "running")).all()
+        for cid, owner in rows:
+            name, _, pid = (owner or "").rpartition(":")
+            if name != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            result = session.execute(update(Campaign).where(Campaign.id == cid, Campaign.status == "running").values(
+                status="error", error=f"campagne interrompue : le worker {owner} a disparu", finished_at=utcnow()))
+            reaped += int(getattr(result, "rowcount", 0) == 1)
+    return reaped
+
+
 def run_worker(url: str, data_dir: Path, concurrency: int = 1, parent_pid: int | None = None) -> int:
     """The `drimcheck worker` process: a huey consumer with `concurrency` threads, until SIGTERM/SIGINT."""
     from drimcheck.server import queue
@@ -218,6 +245,9 @@ def run_worker(url: str, data_dir: Path, concurrency: int = 1, parent_pid: int |
         logging.getLogger(noisy).setLevel(logging.WARNING)
     db.upgrade(url)
     configure(url, data_dir)
+    reaped = reap_orphans(url, Path(data_dir))
+    if reaped:
+        log.info("%d campagne(s) d'un worker disparu de cette machine marquée(s) en erreur", reaped)
     huey = queue.huey_for(url)
     consumer = huey.create_consumer(workers=concurrency, worker_type="thread", periodic=False,
                                     initial_delay=0.1, backoff=1.2, max_delay=1.0, check_worker_health=True)
