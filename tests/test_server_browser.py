@@ -71,6 +71,30 @@ def served(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
         log.close()
+        deadline = time.monotonic() + 15  # the worker (its own process group) ends by itself once serve is gone
+        while processes_using(data) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = processes_using(data)
+        for pid in left:  # never leave a worker behind, even when that promise is broken
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert not left, f"processus restés après l'arrêt de drimcheck serve : {left}"
+
+
+def processes_using(data: Path) -> list[int]:
+    """Processes whose command line names this test's data directory (serve's worker and its campaigns)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if str(data).encode() in cmdline:
+                found.append(int(entry.name))
+    return found
 
 
 def launch_on_reference(page, base: str, requirements: str, mutant: str = "") -> str:
