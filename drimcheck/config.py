@@ -11,6 +11,8 @@ import difflib
 import ipaddress
 import math
 import re
+import shlex
+import sys
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -82,6 +84,35 @@ class Timeouts:
     export_s: float = 10.0  # bound on the DUT's export of a study to its PACS after the user's action
 
 
+@dataclass(frozen=True)
+class HttpHook:
+    """A `[hooks]` action that is an HTTP request drimcheck sends (never a command run on the harness's host).
+
+    Declared as an inline table: `refresh_whitelist = { url = "https://admin.example:8443/refresh" }`, with
+    optional `method` (POST by default, GET or PUT), `timeout_s` (30 s by default, at most HTTP_HOOK_MAX_S) and
+    `verify_tls` (true by default). It runs through drimcheck.http_hook, in the same bounded hook runner as a
+    shell hook (same time limit, evidence and failure rules); its response body is the hook's output.
+    """
+
+    url: str
+    method: str = "POST"
+    timeout_s: float = 30.0
+    verify_tls: bool = True
+
+    def command(self) -> str:
+        """The command the hook runner starts: drimcheck's own module, every value quoted (no shell syntax)."""
+        return shlex.join([sys.executable, "-m", "drimcheck.http_hook", self.method, self.url,
+                           f"{self.timeout_s:g}", "verify" if self.verify_tls else "no-verify"])
+
+    def describe(self) -> str:
+        return f"{self.method} {_redact_url(self.url)}"
+
+
+HTTP_HOOK_KEYS = ("url", "method", "timeout_s", "verify_tls")
+HTTP_HOOK_METHODS = ("POST", "GET", "PUT")
+HTTP_HOOK_MAX_S = 110.0  # below the hook runner's own 120 s limit
+
+
 #: timeouts that may be 0 (every other one must be > 0)
 ZERO_TIMEOUTS = frozenset({"whitelist_settle_s"})
 
@@ -100,7 +131,8 @@ class Sut:
     trust_anchors: tuple[Path, ...] = ()
     market_trust_anchors: tuple[Path, ...] = ()  # roots the viN (market OV) certificate must chain to
     timeouts: Timeouts = field(default_factory=Timeouts)
-    hooks: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, str] = field(default_factory=dict)  # name -> command (an HTTP hook's is drimcheck's own)
+    http_hooks: dict[str, HttpHook] = field(default_factory=dict)  # hooks declared as HTTP actions
     simulators: dict[str, Address] = field(default_factory=dict)  # where drimcheck's simulators listen
     dut: dict[str, Any] = field(default_factory=dict)  # other DUT endpoints and settings ([dut])
     pki_kit: Path | None = None  # [pki] kit: the stable test kit directory (resolved), None = per-run PKI
@@ -170,7 +202,7 @@ class Sut:
                     "market_trust_anchors": [str(p) for p in self.market_trust_anchors]},
             "pki": {"kit": str(self.pki_kit) if self.pki_kit else None},
             "timeouts": {f.name: getattr(self.timeouts, f.name) for f in fields(Timeouts)},
-            "hooks": dict(self.hooks),
+            "hooks": {k: self.http_hooks[k].describe() if k in self.http_hooks else v for k, v in self.hooks.items()},
             "simulators": {name: addr(a) for name, a in self.simulators.items()},
             "dut": {name: addr(v) if isinstance(v, Address) else (secret(v) if name in SECRET_DUT_KEYS else v)
                     for name, v in self.dut.items()},
@@ -419,7 +451,7 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     anchor_paths, market_paths = _parse_tls(r, data.get("tls", {}), base_dir)
     pki_kit = _parse_pki(r, data.get("pki", {}), base_dir)
     timeouts = _parse_timeouts(r, data.get("timeouts", {}))
-    hooks = _parse_hooks(r, data.get("hooks", {}))
+    hooks, http_hooks = _parse_hooks(r, data.get("hooks", {}))
     simulators = _parse_simulators(r, data.get("simulators", {}), allow_auto)
     dut = _parse_dut(r, data.get("dut", {}), allow_auto)
     _collisions(_address_claims(network, dut, simulators, pacs), r)
@@ -427,7 +459,8 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
         name=head.name, roles=head.roles, registry=head.registry, pacs=pacs,
         network=network, health_url=health_url, editor=head.editor, version=head.version,
         embedded=head.embedded, trust_anchors=anchor_paths, market_trust_anchors=market_paths, timeouts=timeouts,
-        hooks={k: v for k, v in hooks.items() if v}, simulators=simulators, dut=dut, pki_kit=pki_kit,
+        hooks={k: v for k, v in hooks.items() if v}, http_hooks=http_hooks, simulators=simulators, dut=dut,
+        pki_kit=pki_kit,
         source_file=source_file,
     )
 
@@ -595,12 +628,17 @@ def _parse_timeouts(r: _Reader, value: Any) -> Timeouts:
                        for k in TIMEOUT_KEYS})
 
 
-def _parse_hooks(r: _Reader, value: Any) -> dict[str, str]:
+def _parse_hooks(r: _Reader, value: Any) -> tuple[dict[str, str], dict[str, HttpHook]]:
     hooks = r.table(value, "[hooks]")
     r.known(hooks, HOOK_KEYS, "[hooks]")
+    http_hooks: dict[str, HttpHook] = {}
     for k in hooks:
-        r.string(hooks, k, "[hooks]", empty=True)  # a shell command; "" = not used
-    return hooks
+        if isinstance(hooks[k], dict):  # an HTTP action: { url = "...", method = "POST" }
+            http_hooks[k] = _http_hook(r, hooks[k], f"[hooks] {k}")
+            hooks[k] = http_hooks[k].command()
+        else:
+            r.string(hooks, k, "[hooks]", empty=True)  # a shell command; "" = not used
+    return hooks, http_hooks
 
 
 def _parse_simulators(r: _Reader, value: Any, allow_auto: bool) -> dict[str, Address]:
@@ -655,6 +693,21 @@ def _address_claims(network: dict[str, Endpoint], dut: dict[str, Any], simulator
         for key in ("dicom_port", "http_port"):
             claims.append((f"[[pacs]] n°{i + 1} {key}", "pacs", Address("0.0.0.0", getattr(pacs_item, key))))
     return claims
+
+
+def _http_hook(r: _Reader, table: dict, where: str) -> HttpHook:
+    r.known(table, HTTP_HOOK_KEYS, where)
+    url = r.url(r.string(table, "url", where), f"{where} url", ("https", "http"))
+    method = r.string(table, "method", where, default="POST")
+    if method not in HTTP_HOOK_METHODS:
+        raise r.fail(f"{where} method", f"{' ou '.join(HTTP_HOOK_METHODS)} est attendu, pas {_show(method)}")
+    timeout = r.seconds(table, "timeout_s", where, 30.0, zero=False)
+    if timeout > HTTP_HOOK_MAX_S:
+        raise r.fail(f"{where} timeout_s", f"au plus {HTTP_HOOK_MAX_S:g} s (limite des hooks : 120 s), pas {_show(timeout)}")
+    verify = table.get("verify_tls", True)
+    if not isinstance(verify, bool):
+        raise r.fail(f"{where} verify_tls", f"un booléen est attendu, pas {_kind(verify)} ({_show(verify)})")
+    return HttpHook(url=url, method=method, timeout_s=timeout, verify_tls=verify)
 
 
 def read_capped(path: str | Path, limit: int, what: str, *, missing_hint: str = "") -> bytes:
