@@ -11,7 +11,7 @@ import pytest
 from fixtures.kos import build_kos
 from fixtures.pki import TestPKI
 from simulators.conso_visit import contextual_call_fields, export_form
-from simulators.drimbox import conso, conso_dmp, conso_wado, netutil
+from simulators.drimbox import conso, conso_dmp, conso_wado, mutants, netutil
 from simulators.drimbox.psc_client import PscClient, PscError
 from simulators.drimbox.wado import accept_problem
 from simulators.pacs import make_patient, make_study
@@ -53,7 +53,8 @@ def test_ins_traits_are_the_ten_strict_ones() -> None:
     values = {k: v for k, _, v in traits}
     assert values["prenoms-naissance"].endswith(" MARIE") and " " not in values["premier-prenom-naissance"]
     assert values["date-naissance"].count("/") == 2 and values["oid-ins"] == "1.2.250.1.213.1.4.10"
-    missing = conso.ins_traits(conso.parse_call(urlencode(FIELDS).encode()), mutant=lambda m: True)
+    with mutants.running("conso-ins-traits-missing"):
+        missing = conso.ins_traits(conso.parse_call(urlencode(FIELDS).encode()))
     assert len(missing) == 7
 
 
@@ -97,11 +98,10 @@ def test_read_kos_of_the_fixture_builder() -> None:
 
 def test_wado_headers_follow_the_ans_sample_unless_mutated() -> None:
     client = conso_wado.WadoClient.__new__(conso_wado.WadoClient)  # headers only: no connection
-    client.mutant = lambda name: False
     assert client.headers("tok", "1.2") == {"Accept": conso_wado.ANS_ACCEPT, "Authorization": "Bearer tok",
                                             "KOS-SOPInstanceUID": "1.2"}
-    client.mutant = lambda name: name == "conso-no-token"
-    assert "Authorization" not in client.headers("tok", "1.2")  # end to end: tests/test_conso_campaign.py
+    with mutants.running("conso-no-token"):
+        assert "Authorization" not in client.headers("tok", "1.2")  # end to end: tests/test_conso_campaign.py
 
 
 def test_practitioner_from_psc_userinfo() -> None:
@@ -177,9 +177,9 @@ def test_psc_login_verifies_the_id_token(psc) -> None:
             with mapped(sim.hosts(), [pki.market_trust_pem]) as h:
                 code = parse_qs(urlsplit(h.get(request.url).headers["location"]).query)["code"][0]
             assert sim.requests_for("auth")[-1]["facts"]["nonce_forged"] is True
-            rp.skip_nonce = skip
             if skip:  # the conso-nonce-unchecked mutant
-                assert rp.complete(code, "http://127.0.0.1:1/cb", request.nonce).access_token
+                with mutants.running("conso-nonce-unchecked"):
+                    assert rp.complete(code, "http://127.0.0.1:1/cb", request.nonce).access_token
             else:
                 with pytest.raises(PscError, match="nonce"):
                     rp.complete(code, "http://127.0.0.1:1/cb", request.nonce)

@@ -90,7 +90,7 @@ def reference(pki, orthanc, study):
     source = SimpleNamespace(kos_in_force=lambda uid: (study.study_uid, series) if uid == kos_uid else None)
     link = PacsLink("pacs1", REFERENCE, "vi1.349.mesimagesmedicales.fr", "FIDELITY_PACS", "127.0.0.1", 0,
                     orthanc.base_url, *orthanc.auth)
-    box = SimpleNamespace(is_mutant=lambda _: False, function=lambda name: source if name == "source" else None,
+    box = SimpleNamespace(function=lambda name: source if name == "source" else None,
                           config=SimpleNamespace(pacs=[link]))
     function = wado.Function(box)
     function.guards = [function.require_valid_accept, function.require_matching_kos]

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from fixtures.pki import TestPKI
+from simulators.drimbox import mutants
 from simulators.igc import IGCPublicationServer
 from simulators.peer_conso import PeerIdentities
 from simulators.procutil import free_port
@@ -43,14 +44,21 @@ def bed(tmp_path_factory):
     igc.stop()
 
 
+@pytest.fixture(autouse=True)
+def golden_after_each_test():
+    yield
+    mutants.activate(None)
+
+
 def function(bed, mutant: str | None = None):
+    """A fresh trust function; the process runs under `mutant` from now on (golden again after the test)."""
     from simulators.drimbox.trust import Function
 
     settings = {**bed.endpoint.dut_settings(), "timeout_s": 0.3}
     config = SimpleNamespace(peers={"whitelist": settings}, trust={"igc_chain": str(bed.pki.igc_chain_pem)},
                              endpoints={}, name="test", pacs=[])
-    box = SimpleNamespace(config=config, is_mutant=lambda m: m == mutant)
-    return Function(box)
+    mutants.activate(mutant)
+    return Function(SimpleNamespace(config=config))
 
 
 def applied(bed, f, vector: str) -> dict:
@@ -172,13 +180,12 @@ def test_peer_mutants_allow_what_golden_refuses(bed, mutant, key):
 
 
 def test_stale_authorisations_mutant_keeps_a_withdrawn_peer(bed):
-    golden, mutant = function(bed), function(bed, "mtls-stale-authorizations")
-    for f in (golden, mutant):
+    for mutant, still_allowed in ((None, False), ("mtls-stale-authorizations", True)):
+        f = function(bed, mutant)
         f.refresh("test")
         assert f.allows_client(der(bed, "withdrawn"))[0]
         applied(bed, f, "retrait")
-    assert golden.allows_client(der(bed, "withdrawn"))[0] is False
-    assert mutant.allows_client(der(bed, "withdrawn"))[0] is True
+        assert f.allows_client(der(bed, "withdrawn"))[0] is still_allowed, mutant
 
 
 def test_tls_policy():
@@ -186,13 +193,13 @@ def test_tls_policy():
 
     listener = SimpleNamespace(role="vi")
     config = SimpleNamespace(peers={}, trust={}, endpoints={}, name="t", pacs=[])
-    golden = Function(SimpleNamespace(config=config, is_mutant=lambda m: False))
+    golden = Function(SimpleNamespace(config=config))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     golden.configure_tls(listener, ctx)
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
-    legacy = Function(SimpleNamespace(config=config, is_mutant=lambda m: m == "tls-legacy-accepted"))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    legacy.configure_tls(listener, ctx)
+    with mutants.running("tls-legacy-accepted"):
+        golden.configure_tls(listener, ctx)
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1
 
 

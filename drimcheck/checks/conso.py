@@ -375,13 +375,6 @@ def dmp_access_respected(exchanges: list[xds.DmpExchange], patient_id: str, reco
 # ------------------------------------------------------------------------------------------- CON-04 / PSC-02 / MTLS-02
 
 
-def _header(record: dict, name: str) -> str | None:
-    for k, v in record.get("headers") or []:
-        if k.lower() == name.lower():
-            return v
-    return None
-
-
 @check("CON-04")
 def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], retrieve_urls: Iterable[str]) -> list[Finding]:
     """Each WADO-RS request of the DUT to the Source: series (or instance) of a KOS RetrieveURL,

@@ -14,6 +14,7 @@ from drimcheck.checks import check
 from drimcheck.hl7 import Ack, read_ack
 from drimcheck.kos import KosDocument
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _ev
 
 
 def _ack_of(exchange) -> Ack:
@@ -26,22 +27,6 @@ def _describe_ack(ack: Ack) -> str:
     if ack.code is None:
         return ack.problem or "acquittement illisible"
     return f"ACK {ack.code}" + (f" « {ack.text} »" if ack.text else "")
-
-
-def _ev(*items) -> list[str]:
-    out = []
-    for item in items:
-        if item is None:
-            continue
-        if isinstance(item, list):
-            out += _ev(*item)
-        else:
-            out += list(getattr(item, "evidence", []) or [])
-    return out
-
-
-def _after(exchanges: list[xds.DmpExchange], since: float) -> list[xds.DmpExchange]:
-    return [e for e in exchanges if e.received_at >= since]
 
 
 @check("SRC-01")
@@ -225,5 +210,52 @@ def each_study_with_its_pair(outcomes: list[PacsOutcome], deadline_s: float) -> 
                    f"{', '.join(ok)}", evidence=evidence)]
 
 
-__all__ = ["acknowledged_and_published", "mismatch_refused", "malformed_refused", "absent_study_not_published",
+# ------------------------------------------------------------------------------------------- WADO-01 (artefact used)
+
+#: the refusals WADO-01 defines (400 request, 404 KOS/object, 410 gone): wrong when the KOS in force references
+#: the object and the PACS holds it. 401 (PSC-01), 403 / TLS (whitelist), 406 / 5xx are other requirements' business.
+WADO_REFUSALS = (400, 404, 410)
+
+
+@check("WADO-01")
+def followed_urls_not_refused(followed: list, context: str) -> list[Finding]:
+    """Every RetrieveURL of the KOS in force, followed as a Conso does (listed peer, PSC token, the KOS's own
+    SOPInstanceUID), on the dbN of every PACS and for every version of the KOS: the Source must not answer 400,
+    404 or 410 for a series the KOS references and the PACS still holds (`followed`: checks.whitelist.FollowedUrl)."""
+    judged, problems, evidence, other = [], [], [], []
+    for f in followed:
+        ex = f.listed
+        if f.flaw is not None or ex is None:
+            continue
+        if ex.evidence:
+            evidence.append(ex.evidence)
+        if not f.expected:
+            other.append(f"{f.where} : aucune instance référencée encore détenue par le PACS")
+            continue
+        status = ex.status if ex.ok else None
+        if status in WADO_REFUSALS:
+            body = ex.text()[:120] if ex.response_body else ""
+            problems.append(f"{f.where} : HTTP {status} en suivant « {f.url} » avec le KOS qui la référence, alors que "
+                            f"le PACS détient ses {len(f.expected)} instance(s) référencée(s)" + (f" ({body})" if body else ""))
+            judged.append(f)
+        elif status is not None and 200 <= status < 300:
+            judged.append(f)
+        else:
+            other.append(f"{f.where} : {ex.error or f'HTTP {status}'}")
+    details = {"followed": [{"where": f.where, "url": f.url, "status": f.listed.status if f.listed else None}
+                            for f in followed], "not_judged": other}
+    if problems:
+        return [failed("WADO-01", f"{context} : " + " ; ".join(problems[:3])
+                       + (f" ; … ({len(problems) - 3} autre(s))" if len(problems) > 3 else ""),
+                       evidence=evidence, details=details)]
+    if not judged:
+        why = other[0] if other else "aucune RetrieveURL suivie (voir FQDN-01 et WL-05)"
+        return [skipped("WADO-01", f"{context} : rien à juger ({why})", evidence=evidence, details=details)]
+    hosts = sorted({f.url.split("/")[2] for f in judged if f.url.count("/") >= 2})
+    return [passed("WADO-01", f"{context} : {len(judged)} RetrieveURL suivie(s) sur {', '.join(hosts)} avec le "
+                   "KOS qui les référence, aucune refusée en 400, 404 ou 410", evidence=evidence, details=details)]
+
+
+__all__ = ["followed_urls_not_refused",
+           "acknowledged_and_published", "mismatch_refused", "malformed_refused", "absent_study_not_published",
            "dmp_failure_handled", "replaced_with_rplc", "replaced_after_failure", "unpublished", "PacsOutcome", "each_study_with_its_pair"]

@@ -11,11 +11,13 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable
 
 from drimcheck.checks import check
 from drimcheck.net import Exchange
 from drimcheck.verdicts import Finding, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _evidence
 
 WHITELIST_CHECK_NAME = re.compile(r"liste.?blanche|white.?list|allow.?list", re.IGNORECASE)
 FAILURE_WORDS = re.compile(r"[ée]chec|erreur|error|fail|refus|rejet|invalid|ko\b|indisponible|unavailable|timeout|"
@@ -68,10 +70,6 @@ def _how_refused(ex: Exchange | None) -> str:
     if ex.error:
         return ex.error
     return f"HTTP {ex.status}" + (f" ({ex.text()[:120]})" if ex.response_body else "")
-
-
-def _evidence(*exchanges: Exchange | None) -> list[str]:
-    return [e.evidence for e in exchanges if e is not None and e.evidence]
 
 
 def _refused(requirement: str, ex: Exchange | None, who: str, context: str) -> list[Finding]:
@@ -163,6 +161,35 @@ def retrieve_urls_followed(followed: list[FollowedUrl], listed_who: str, unliste
 def client_certificate_refused(ex: Exchange | None, who: str) -> list[Finding]:
     """A client certificate that is expired, not yet valid, from another CA or revoked is served nothing."""
     return _refused("MTLS-01", ex, who, "")
+
+
+@check("MTLS-01")
+def revoked_after_use_refused(first: Exchange | None, again: Exchange | None, who: str, *, crl_path: str,
+                              revoked_at: datetime, answered_at: datetime, crl_downloads: list[dict]) -> list[Finding]:
+    """A client certificate accepted once, then revoked, is refused once the DUT holds a CRL that lists it: no
+    revocation status remembered per certificate (or TLS session) beyond the CRL it came from. RFC 5280 §6.3 lets
+    a DUT rely on a CRL until its nextUpdate: if it downloaded no CRL of the issuer (`crl_path`, answered 200)
+    between the revocation and its answer, nothing can be judged. `crl_downloads`: the IGC publication point's log
+    (time, path, status)."""
+    if not served_instances(first):
+        return [skipped("MTLS-01", f"non jugeable : {who} n'était pas servie avant la révocation "
+                        f"({_how_refused(first)} ; voir WL-05)", evidence=_evidence(first))]
+    fetched = [d for d in crl_downloads if d.get("path", "").split("?")[0].endswith(crl_path) and d.get("status") == 200
+               and revoked_at <= d["time"] <= answered_at]
+    served = served_instances(again)
+    details = {"crl": crl_path, "revoked_at": revoked_at.isoformat(), "answered_at": answered_at.isoformat(),
+               "crl_downloads_after_revocation": [d["time"].isoformat() for d in fetched]}
+    if not served:
+        return [passed("MTLS-01", f"{who} : refusée après la révocation de son certificat ({_how_refused(again)}), "
+                       "alors qu'elle était servie avant", evidence=_evidence(first, again), details=details)]
+    if not fetched:
+        return [skipped("MTLS-01", f"non jugeable : {who} est encore servie, mais la DRIMbox n'a téléchargé aucune CRL "
+                        f"({crl_path}) depuis la révocation : elle peut s'appuyer sur une CRL encore valide "
+                        "(RFC 5280 §6.3, nextUpdate)", evidence=_evidence(first, again), details=details)]
+    return [failed("MTLS-01", f"{who} : {len(served)} objet(s) DICOM servi(s) après la révocation de son certificat, "
+                   f"alors que la DRIMbox a téléchargé le {fetched[0]['time']:%H:%M:%S} UTC la CRL {crl_path} qui le "
+                   "révoque (statut de révocation mémorisé depuis le premier accès)", evidence=_evidence(first, again),
+                   details=details)]
 
 
 # ------------------------------------------------------------------------------------------- WL-02 / WL-03 / WL-04

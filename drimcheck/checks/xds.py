@@ -21,6 +21,7 @@ from drimcheck.checks.kos import ExpectedIdentity
 from drimcheck.checks.tls import build_path
 from drimcheck.kos import header_uid
 from drimcheck.verdicts import Finding, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _ev
 
 KOS_CLASS = ("31", "1.2.250.1.213.1.1.4.1")
 KOS_TYPE = ("IMG-KOS", "1.2.250.1.213.1.1.4.12")
@@ -114,10 +115,6 @@ def sign_flaws(cert: x509.Certificate, trust: TrustMaterial) -> list[str]:
     if trust.sign_policies and not (_policies(cert) & set(trust.sign_policies)):
         flaws.append(f"politique de certification {sorted(_policies(cert)) or 'absente'} au lieu d'une politique ORG SIGN")
     return flaws
-
-
-def _ev(*exchanges: xds.DmpExchange | None) -> list[str]:
-    return [p for e in exchanges if e is not None for p in e.evidence]
 
 
 def _skip_unreadable(req: str, ex: xds.DmpExchange | None) -> list[Finding] | None:

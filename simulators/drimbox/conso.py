@@ -38,12 +38,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
-from simulators.drimbox import conso_dmp, conso_wado
+from simulators.drimbox import conso_dmp, conso_wado, mutants
 from simulators.drimbox.psc_client import Login, PscClient, PscError
 
 log = logging.getLogger("drimbox.conso")
@@ -59,6 +59,7 @@ MANDATORY = ("Patient.identifier.value", "Patient.identifier.system", "Patient.n
 OPTIONAL = ("StudyInstanceUID", "Modality", "AccessionNumber", "AccessionNumberIssuer", "StudyDate", "AnatomicRegion",
             "Situation")
 KNOWN = set(MANDATORY) | set(OPTIONAL) | set(CONSENT)
+_LENIENT_NAMES = {name.lower(): name for name in KNOWN}  # mutant cov2-conso-param-names-lenient only
 SESSION_TTL_S = 8 * 3600
 
 
@@ -76,6 +77,8 @@ def parse_call(body: bytes) -> dict[str, str]:
     for pair in text.split("&") if text.strip() else []:
         key, eq, raw = pair.partition("=")
         key = unquote_plus(key).strip()
+        if mutants.active("cov2-conso-param-names-lenient"):  # mutant: names matched as equalsIgnoreCase, "[]" cut
+            key = _LENIENT_NAMES.get(key.lower().removesuffix("[]"), key)
         value = unquote_plus(raw).strip()
         if key not in KNOWN:
             raise CallError(f"paramètre inconnu : {key or '(vide)'}")
@@ -102,7 +105,7 @@ def _date_fr(value: str) -> str:
     return value
 
 
-def ins_traits(params: dict[str, str], *, mutant: Any = lambda name: False) -> list[tuple[str, str, str]]:
+def ins_traits(params: dict[str, str]) -> list[tuple[str, str, str]]:
     """(key, French label, value) of the ten strict INS traits shown at start-up (INS/va1.36, spec §5.1).
 
     The contextual call carries the birth name and the birth given names; the used name and used given
@@ -110,6 +113,8 @@ def ins_traits(params: dict[str, str], *, mutant: Any = lambda name: False) -> l
     """
     given = params.get("Patient.name.given", "")
     first = given.split()[0] if given.split() else given
+    if mutants.active("cov2-conso-ins-first-given-full"):  # mutant: the DPI's "prénom" field shown whole
+        first = given
     oid = params.get("Patient.identifier.system", "").removeprefix("urn:oid:")
     traits = [
         ("nom-naissance", "Nom de naissance", params.get("Patient.name.family", "")),
@@ -123,7 +128,7 @@ def ins_traits(params: dict[str, str], *, mutant: Any = lambda name: False) -> l
         ("prenom-utilise", "Prénom utilisé", first),
         ("nom-utilise", "Nom utilisé", params.get("Patient.name.family", "")),
     ]
-    if mutant("conso-ins-traits-missing"):  # shows only the identity of a classic patient banner
+    if mutants.active("conso-ins-traits-missing"):  # shows only the identity of a classic patient banner
         traits = [t for t in traits if t[0] not in ("lieu-naissance", "prenoms-naissance", "oid-ins")]
     return traits
 
@@ -136,7 +141,7 @@ class Call:
     uuid: str
     params: dict[str, str]
     received_at: float
-    consultation: "Consultation | None" = None
+    consultation: Consultation | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -203,9 +208,6 @@ class Function:
         self._dmp: conso_dmp.DmpConsultation | None = None
         self._wado: conso_wado.WadoClient | None = None
 
-    def mutant(self, name: str) -> bool:
-        return self.box.is_mutant(name)
-
     # -- Function protocol --------------------------------------------------------------------------
     def routes(self) -> dict:
         return {}
@@ -247,27 +249,27 @@ class Function:
     @property
     def psc(self) -> PscClient:
         if self._psc is None:
-            self._psc = PscClient(self.config, skip_nonce=self.mutant("conso-nonce-unchecked"))
+            self._psc = PscClient(self.config)
         return self._psc
 
     @property
     def dmp(self) -> conso_dmp.DmpConsultation:
         if self._dmp is None:
-            self._dmp = conso_dmp.DmpConsultation(self.config, mutant=self.mutant)
+            self._dmp = conso_dmp.DmpConsultation(self.config)
         return self._dmp
 
     @property
     def wado(self) -> conso_wado.WadoClient:
         if self._wado is None:
-            self._wado = conso_wado.WadoClient(self.config, mutant=self.mutant)
+            self._wado = conso_wado.WadoClient(self.config)
         return self._wado
 
     # -- KPI ----------------------------------------------------------------------------------------
     def kpi(self, ok: bool) -> None:
         """One "ModelStat" line per contextual call received (FAQ ANS)."""
-        if self.mutant("conso-no-kpi"):
+        if mutants.active("conso-no-kpi"):
             return
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         line = f"{stamp};ModelStat;Nombre_Appel=1;Statut_Appel={'succes' if ok else 'erreur'}\n"
         with self._kpi_lock, open(self.kpi_path, "a", encoding="utf-8") as f:
             f.write(line)
@@ -292,7 +294,7 @@ class Function:
 
         body = await request.body()
         try:
-            params = parse_call(body) if not self.mutant("conso-params-unchecked") else _lenient(body)
+            params = parse_call(body) if not mutants.active("conso-params-unchecked") else _lenient(body)
         except CallError as exc:
             self.kpi(False)
             log.info("contextual call refused: %s", exc)
@@ -357,7 +359,7 @@ class Function:
         session = self._session(request)
         state = request.query_params.get("state", "")
         pending = session.pending.pop(state, None) if session is not None else None
-        if pending is None and self.mutant("conso-state-unchecked") and session is not None and session.pending:
+        if pending is None and mutants.active("conso-state-unchecked") and session is not None and session.pending:
             pending = session.pending.pop(next(iter(session.pending)))
         if pending is None:
             return HTMLResponse(_page("Connexion refusée", "<p>Réponse de Pro Santé Connect inattendue (state "
@@ -403,11 +405,11 @@ class Function:
         trust = self.box.function("trust")
         try:
             who = conso_dmp.Practitioner.from_userinfo(login.userinfo, call.params.get("Situation"))
-            if not self.mutant("conso-no-dmp-access-test"):
+            if not mutants.active("conso-no-dmp-access-test"):
                 try:
                     self.dmp.check_access(who, call.patient_id)
                 except conso_dmp.AccessDenied:
-                    if not self.mutant("conso-dmp-access-ignored"):
+                    if not mutants.active("conso-dmp-access-ignored"):
                         raise
             modalities = [call.params["Modality"]] if call.params.get("Modality") else None
             docs = self.dmp.find_documents(who, call.patient_id, modalities=modalities,
@@ -420,7 +422,7 @@ class Function:
             out.problem = f"consultation du DMP impossible : {exc}"
             out.seconds = time.monotonic() - out.started
             return out
-        token = login.id_token if self.mutant("conso-id-token-as-bearer") else login.access_token
+        token = login.id_token if mutants.active("conso-id-token-as-bearer") else login.access_token
         first_kos_uid = None  # mutant cov-conso-kos-uid-first-study only
         for doc in kos_docs:
             data = blobs.get(doc.unique_id)
@@ -441,7 +443,7 @@ class Function:
                         refused=f"Source {series.host} absente de la liste blanche : non contactée"))
                     continue
                 first_kos_uid = first_kos_uid or kos.sop_uid
-                header_uid = first_kos_uid if self.mutant("cov-conso-kos-uid-first-study") else kos.sop_uid
+                header_uid = first_kos_uid if mutants.active("cov-conso-kos-uid-first-study") else kos.sop_uid
                 result.series.append(self.wado.fetch_series(series, token, header_uid))
             out.studies.append(result)
         out.seconds = time.monotonic() - out.started
@@ -450,7 +452,7 @@ class Function:
     # -- page ---------------------------------------------------------------------------------------
     def render(self, call: Call) -> str:
         rows = "".join(f'<tr><th>{html.escape(label)}</th><td data-ins-trait="{key}">{html.escape(value)}</td></tr>'
-                       for key, label, value in ins_traits(call.params, mutant=self.mutant))
+                       for key, label, value in ins_traits(call.params))
         parts = [f'<section id="identite-ins"><h2>Identité du patient (traits stricts INS)</h2><table>{rows}</table>'
                  "</section>"]
         c = call.consultation

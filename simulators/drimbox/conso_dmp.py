@@ -20,7 +20,7 @@ from typing import Any
 
 from lxml import etree
 
-from simulators.drimbox import netutil
+from simulators.drimbox import mutants, netutil
 from simulators.drimbox import source_xds as xds
 
 QUERY = "urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"
@@ -61,7 +61,7 @@ class Practitioner:
 
     @classmethod
     def from_userinfo(cls, userinfo: dict[str, Any], situation: str | None = None,
-                      default_structure: str | None = None) -> "Practitioner":
+                      default_structure: str | None = None) -> Practitioner:
         exercices = (userinfo.get("SubjectRefPro") or {}).get("exercices") or []
         if not exercices:
             raise ConsultationError("UserInfo PSC sans exercice professionnel : VIHF impossible")
@@ -108,7 +108,7 @@ class DocumentRef:
 class DmpConsultation:
     """ITI-18/ITI-43 client of one DRIMbox: endpoints, mTLS context, hosts map, VIHF signer."""
 
-    def __init__(self, config: Any, *, mutant: Any = lambda name: False, timeout_s: float = 10.0):
+    def __init__(self, config: Any, *, timeout_s: float = 10.0):
         dmp = config.peers.get("dmp") or {}
         if not dmp.get("registry_url"):
             raise ConsultationError("aucun DMP configuré (peers.dmp)")
@@ -118,12 +118,11 @@ class DmpConsultation:
         self.ctx = xds.client_context(self.creds, dmp.get("server_ca") or config.trust["igc_chain"])
         self.signer = xds.Credentials(**config.certs["org_sign"])
         self.hosts = config.hosts
-        self.mutant = mutant
         self.timeout_s = timeout_s
 
     def vihf(self, who: Practitioner, patient_id: str) -> etree._Element:
         cert, key = self.signer.load()
-        mode = "INDIRECTE" if self.mutant("conso-vihf-wrong-mode") else "INDIRECTE_RENFORCEE"
+        mode = "INDIRECTE" if mutants.active("conso-vihf-wrong-mode") else "INDIRECTE_RENFORCEE"
         return xds.build_vihf(xds.VihfSubject(who.name_id, f"{who.given} {who.family}", who.structure_id,
                                               who.sector or "SA07", who.profession or "10", who.specialty or "SM44",
                                               patient_id, mode), key, cert)

@@ -18,12 +18,12 @@ import io
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from simulators.drimbox import netutil
+from simulators.drimbox import mutants, netutil
 
 # The Accept value of ANS's WADO-RS validator samples (Echantillons validateurs / Requête WADO-RS), verbatim.
 ANS_ACCEPT = ",".join(
@@ -109,11 +109,12 @@ class SeriesFetch:
 class WadoClient:
     """WADO-RS towards peer Sources, with the DRIMbox's SERV_SSL certificate (mTLS) and its hosts map."""
 
-    def __init__(self, config: Any, *, mutant: Callable[[str], bool] = lambda name: False, timeout_s: float = 60.0):
-        self.mutant = mutant
-        own = config.pacs[0].db
+    def __init__(self, config: Any, *, timeout_s: float = 60.0):
+        own = config.pacs[0].db  # the PACS the Conso exports to, and consults for
+        if mutants.active("cov2-conso-cert-other-dbn"):  # mutant: per-PACS certificates loaded in a loop, the last one kept
+            own = config.pacs[-1].db
         creds = config.certs.get(f"serv_ssl:{own}")
-        with_cert = creds is not None and not mutant("conso-no-client-cert")
+        with_cert = creds is not None and not mutants.active("conso-no-client-cert")
         ctx = netutil.tls_context([config.trust["igc_chain"]], creds["chain"] if with_cert else None,
                                   creds["key"] if with_cert else None)
         self._http = netutil.client(config.hosts, ctx, timeout_s=timeout_s)
@@ -123,7 +124,7 @@ class WadoClient:
 
     def headers(self, token: str, kos_uid: str) -> dict[str, str]:
         out = {"Accept": ANS_ACCEPT, "Authorization": f"Bearer {token}", "KOS-SOPInstanceUID": kos_uid}
-        if self.mutant("conso-no-token"):
+        if mutants.active("conso-no-token"):
             del out["Authorization"]
         return out
 
@@ -159,17 +160,19 @@ class WadoClient:
             return result
         result.transfer_syntax = params.get("transfer-syntax", "")
         result.instances = [data for _, data in parts if len(data) > 132 and data[128:132] == b"DICM"]
-        if self.mutant("cov-conso-multiframe-dropped"):  # mutant: only single-frame objects kept (viewer limitation)
+        if mutants.active("cov-conso-multiframe-dropped"):  # mutant: only single-frame objects kept (viewer limitation)
             result.instances = [data for data in result.instances if _frames(data) <= 1]
         return result
 
     # -- export ------------------------------------------------------------------------------------
     def export(self, pacs: Any, instances: list[bytes], *, local_patient: tuple[str, str] | None = None) -> int:
         """STOW-RS of the instances to `pacs` (a service.PacsLink); returns how many it stored."""
-        if self.mutant("conso-export-incomplete") and len(instances) > 1:
+        if mutants.active("conso-export-incomplete") and len(instances) > 1:
             instances = instances[:-1]
-        if self.mutant("conso-export-identity") and local_patient:
+        if mutants.active("conso-export-identity") and local_patient:
             instances = [_relabel(data, *local_patient) for data in instances]
+        if mutants.active("cov2-conso-export-identity-non-ct"):
+            instances = [_transcode_path(data) for data in instances]
         boundary = f"drimbox-export-{uuid.uuid4().hex}"
         body = bytearray()
         for data in instances:
@@ -198,6 +201,24 @@ def _frames(data: bytes) -> int:
         return int(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).get("NumberOfFrames", 1) or 1)
     except Exception:  # noqa: BLE001 - unreadable: kept
         return 1
+
+
+def _transcode_path(data: bytes) -> bytes:
+    """Mutant cov2-conso-export-identity-non-ct: objects other than single-frame CT go through the "transcoding"
+    path towards the local PACS, which rebuilds the header from a list of attributes that forgets the
+    issuer of the PatientID and the other patient identifiers (the INS). Single-frame CT is stored as received."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    if str(ds.get("Modality", "")) == "CT" and int(ds.get("NumberOfFrames", 1) or 1) <= 1:
+        return data
+    for keyword in ("IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "OtherPatientIDsSequence",
+                    "OtherPatientIDs"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
 
 
 def _relabel(data: bytes, patient_id: str, issuer: str) -> bytes:

@@ -1,8 +1,14 @@
-"""The mutant catalogue of the reference DRIMbox (data in mutants.toml)."""
+"""The mutant catalogue of the reference DRIMbox (data in mutants*.toml), and the one way its code reaches a mutant.
+
+The reference DRIMbox runs one mutant at most per process (service.Drimbox activates it at start-up);
+anywhere in simulators/drimbox/ a behaviour is switched by ``mutants.active("id")``, nothing else.
+"""
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -45,3 +51,33 @@ def get(mutant_id: str | None) -> Mutant | None:
         return load()[mutant_id]
     except KeyError:
         raise KeyError(f"unknown mutant {mutant_id!r} (known: {', '.join(sorted(load()))})") from None
+
+
+_ACTIVE: str | None = None  # the mutant this process runs under (None: the golden DRIMbox)
+
+
+def activate(mutant_id: str | None) -> None:
+    """Set the mutant of this process (the DRIMbox's configuration); KeyError for an undeclared id."""
+    global _ACTIVE
+    if mutant_id is not None:
+        get(mutant_id)  # KeyError for an undeclared id
+    _ACTIVE = mutant_id
+
+
+def active(mutant_id: str) -> bool:
+    """Does this process run under mutant `mutant_id`? KeyError for an id no mutants*.toml declares, so that
+    a misspelt switch fails loudly instead of leaving the DRIMbox silently golden."""
+    if mutant_id not in load():
+        raise KeyError(f"mutant switch {mutant_id!r} declared in no mutants*.toml")
+    return mutant_id == _ACTIVE
+
+
+@contextmanager
+def running(mutant_id: str | None) -> Iterator[None]:
+    """Unit tests: run a block under `mutant_id` (None: golden), the previous one restored after."""
+    previous = _ACTIVE
+    activate(mutant_id)
+    try:
+        yield
+    finally:
+        activate(previous)

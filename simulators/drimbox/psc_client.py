@@ -31,7 +31,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from simulators.drimbox import netutil
+from simulators.drimbox import mutants, netutil
 
 
 class PscError(RuntimeError):
@@ -80,8 +80,7 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
 class PscClient:
     """OIDC relying party and introspection client, configured from the DRIMbox's ``peers`` settings."""
 
-    def __init__(self, config: Any, *, timeout_s: float = 5.0, skip_nonce: bool = False):
-        self.skip_nonce = skip_nonce  # mutant conso-nonce-unchecked only
+    def __init__(self, config: Any, *, timeout_s: float = 5.0):
         psc = config.peers.get("psc") or {}
         if not psc.get("issuer") or not psc.get("client_id"):
             raise PscError("Pro Santé Connect non configuré (peers.psc)")
@@ -181,7 +180,7 @@ class PscClient:
             raise PscError("ID token destiné à un autre client")
         if float(claims.get("exp") or 0) < time.time() - 30:
             raise PscError("ID token expiré")
-        if not self.skip_nonce and (not nonce or claims.get("nonce") != nonce):
+        if not mutants.active("conso-nonce-unchecked") and (not nonce or claims.get("nonce") != nonce):
             raise PscError("nonce de l'ID token différent de celui de la demande (rejeu ?)")
         return claims
 

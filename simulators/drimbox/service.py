@@ -1,8 +1,8 @@
 """The reference DRIMbox: drimcheck's golden DUT, a real HTTPS service on its fixed FQDNs.
 
-It runs as its own process (`python -m simulators.drimbox --config FILE`), configured by the
-launcher with its listeners (one per FQDN and scheme, each with its certificate), its PACS and an
-optional mutant id. A mutant changes one behaviour to break the requirements it declares
+It runs as its own process (`python -m simulators.drimbox --config FILE`), configured by
+drimcheck/reference.py with its listeners (one per FQDN and scheme, each with its certificate), its
+PACS and an optional mutant id. A mutant changes one behaviour to break the requirements it declares
 (mutants.toml); everything else stays golden.
 """
 
@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from simulators.drimbox import mutants
 
 log = logging.getLogger("drimbox")
 
@@ -67,7 +70,7 @@ class DrimboxConfig:
     workdir: str = "."
 
     @classmethod
-    def from_file(cls, path: Path) -> "DrimboxConfig":
+    def from_file(cls, path: Path) -> DrimboxConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["listeners"] = [Listener(**item) for item in data["listeners"]]
         data["pacs"] = [PacsLink(**item) for item in data["pacs"]]
@@ -117,9 +120,10 @@ class Drimbox:
         import importlib
 
         self.config = config
-        self.mutant = config.mutant
+        mutants.activate(config.mutant)  # the one switch every module of the reference asks (mutants.active)
         self.probe = PacsProbe(config.calling_aet)
         self._last_failure: dict[str, float] = {}
+        self._recovered_at: dict[str, float] = {}  # mutant cov2-health-up-cached-after-recovery only
         # Each function module exposes `Function(box)` with routes(), health_checks(), start(), stop().
         self.functions = [importlib.import_module(f"simulators.drimbox.{name}").Function(self)
                           for name in config.functions]
@@ -138,41 +142,45 @@ class Drimbox:
         for f in reversed(self.functions):
             try:
                 f.stop()
-            except Exception:  # noqa: BLE001 - stopping is best effort
+            except Exception:  # stopping is best effort (logged)
                 log.exception("stopping %s", f)
-
-    def is_mutant(self, mutant_id: str) -> bool:
-        return self.mutant == mutant_id
 
     # -- HealthCheck ---------------------------------------------------------------------------
     def health(self) -> tuple[int, dict[str, Any]]:
         """MicroProfile-Health-shaped status: the DRIMbox itself and one check per PACS, really probed."""
-        if self.is_mutant("health-slow"):
+        if mutants.active("health-slow"):
             time.sleep(2.5)
         checks: list[dict[str, Any]] = [{"name": "DRIMbox", "status": "UP"}]
-        for pacs in self.config.pacs[:1] if self.is_mutant("cov-health-first-pacs-only") else self.config.pacs:
+        for pacs in self.config.pacs[:1] if mutants.active("cov-health-first-pacs-only") else self.config.pacs:
             checks.append(self._pacs_check(pacs))
-        if self.is_mutant("health-down-unnamed"):  # hides which PACS is down (functions' checks stay as they are)
+        if mutants.active("health-down-unnamed"):  # hides which PACS is down (functions' checks stay as they are)
             checks = [{"name": "backend", "status": "DOWN" if any(c["status"] == "DOWN" for c in checks) else "UP"}]
         for f in self.functions:
             checks.extend(f.health_checks())
         up = all(c["status"] == "UP" for c in checks)
         body: dict[str, Any] = {"status": "UP" if up else "DOWN", "checks": checks}
-        if self.is_mutant("health-leaks-patient"):
+        if mutants.active("health-leaks-patient"):
             body["checks"][0]["data"] = {"derniere_etude": self._last_study_identity()}
-        code = 200 if up or self.is_mutant("health-200-when-down") else 503
+        code = 200 if up or mutants.active("health-200-when-down") else 503
         return code, body
 
     def _pacs_check(self, pacs: PacsLink) -> dict[str, Any]:
         data: dict[str, Any] = {"fqdn": pacs.db, "aet": pacs.aet}
-        if self.is_mutant("health-always-up"):
+        if mutants.active("health-always-up"):
             return {"name": _check_name(pacs), "status": "UP", "data": data}
-        port = pacs.dicom_port + 1 if self.is_mutant("health-always-down") else None
+        port = pacs.dicom_port + 1 if mutants.active("health-always-down") else None
+        if mutants.active("cov2-health-up-cached-after-recovery") and \
+                time.monotonic() - self._recovered_at.get(pacs.db, -1e9) < 30.0:
+            # mutant: after a reconnection the pooled association is trusted until its 30 s keep-alive
+            return {"name": _check_name(pacs), "status": "UP", "data": data}
         ok, detail = self.probe.echo(pacs, port)
         now = time.monotonic()
         if not ok:
             self._last_failure[pacs.db] = now
-        elif self.is_mutant("health-slow-recovery") and now - self._last_failure.get(pacs.db, -1e9) < 15.0:
+        elif mutants.active("cov2-health-up-cached-after-recovery") and pacs.db in self._last_failure and \
+                self._recovered_at.get(pacs.db, -1e9) < self._last_failure[pacs.db]:
+            self._recovered_at[pacs.db] = now
+        elif mutants.active("health-slow-recovery") and now - self._last_failure.get(pacs.db, -1e9) < 15.0:
             ok, detail = False, "reconnexion en attente"
         if not ok:
             data["error"] = detail
@@ -194,7 +202,7 @@ class Drimbox:
         return {"PatientID": pid, "PatientName": name.get("Alphabetic", "") if isinstance(name, dict) else str(name)}
 
     def serves_health_in_clear(self) -> bool:
-        return self.is_mutant("health-plain-http")
+        return mutants.active("health-plain-http")
 
 
 def build_apps(box: Drimbox) -> dict[tuple[str, str], Any]:
@@ -222,6 +230,16 @@ def build_apps(box: Drimbox) -> dict[tuple[str, str], Any]:
     clear_routes = [Route("/.well-known/acme-challenge/{token}", acme_challenge)]
     if box.serves_health_in_clear():
         clear_routes.append(Route("/q/health", health))
+    if mutants.active("cov2-clr-health-path-variants"):
+        # mutant: the reverse proxy redirects the exact path /q/health only; its neighbours reach the backend,
+        # which (like Quarkus) answers /q/health/, /q/health/live... and any case of the path
+        def health_variant(request: Request) -> Any:
+            path = request.url.path
+            if path.lower().rstrip("/") == "/q/health" and path != "/q/health" or path.lower().startswith("/q/health/"):
+                return health(request)
+            return to_https(request)
+
+        clear_routes.append(Route("/{prefix:path}", health_variant, methods=["GET", "HEAD"]))
     clear_routes.append(Route("/{path:path}", to_https, methods=["GET", "POST", "HEAD"]))
 
     base = {
@@ -266,9 +284,8 @@ def _peercert_protocol():
 LEGACY_ONLY_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:NULL-SHA:NULL-MD5:@SECLEVEL=0"
 
 
-def accept_legacy_tls_with_legacy_ciphers_only(ctx: "ssl.SSLContext") -> None:
+def accept_legacy_tls_with_legacy_ciphers_only(ctx: ssl.SSLContext) -> None:
     """Mutant: TLS 1.0 and 1.1 accepted, but only with a historical cipher suite (TLS 1.2 and 1.3 unchanged)."""
-    import ssl
     import warnings
 
     with warnings.catch_warnings():
@@ -282,8 +299,6 @@ def serve(config: DrimboxConfig) -> None:
     import signal
 
     import uvicorn
-
-    import ssl
 
     box = Drimbox(config)
     apps = build_apps(box)
@@ -304,7 +319,7 @@ def serve(config: DrimboxConfig) -> None:
             for f in box.functions:
                 if hasattr(f, "configure_tls"):
                     f.configure_tls(lst, uc.ssl)
-            if box.is_mutant("tls-legacy-ciphers-only"):
+            if mutants.active("tls-legacy-ciphers-only"):
                 accept_legacy_tls_with_legacy_ciphers_only(uc.ssl)
         servers.append(uvicorn.Server(uc))
     threads = [threading.Thread(target=s.run, name=f"listener-{i}", daemon=True) for i, s in enumerate(servers)]

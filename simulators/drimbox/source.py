@@ -23,10 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from simulators.drimbox import mutants
 from simulators.drimbox import source_hl7 as hl7
 from simulators.drimbox import source_kos as kos
 from simulators.drimbox import source_xds as xds
-from simulators.drimbox.source_pacs import IocmScp, PacsError, find_images
+from simulators.drimbox.source_pacs import IocmScp, PacsError, find_images, find_study_uids
 
 log = logging.getLogger("drimbox.source")
 
@@ -108,9 +109,6 @@ class Function:
             if part is not None:
                 part.stop()
 
-    def mutant(self, name: str) -> bool:
-        return self.box.is_mutant(name)
-
     def kos_in_force(self, kos_sop_uid: str) -> tuple[str, dict[str, set[str]]] | None:
         """The study and the series/instances referenced by a KOS this Source published and that is still in
         force (not replaced by a newer version, not withdrawn); None otherwise (the local archive, FAQ 8801)."""
@@ -131,32 +129,32 @@ class Function:
         except hl7.Hl7Error as err:
             log.info("message refused (%s): %s", err.code, err.reason)
             return hl7.ack(msg, err.code, err.reason, raw=text)
-        except Exception as exc:  # noqa: BLE001 - never leave the RIS without an answer
+        except Exception as exc:  # never leave the RIS without an answer (logged)
             log.exception("message processing failed")
             return hl7.ack(msg, "AE", f"erreur interne : {type(exc).__name__}", raw=text)
 
     def _on_report(self, msg: hl7.Message) -> bytes:
-        lenient = self.mutant("src-ack-aa-on-malformed")
+        lenient = mutants.active("src-ack-aa-on-malformed")
         # mutant: the INS-NIA OIDs (production .9, test .11) forgotten, only the INS-NIR ones accepted
-        oids = {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10"} if self.mutant("cov-src-ins-nia-refused") else hl7.INS_OIDS
+        oids = {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.10"} if mutants.active("cov-src-ins-nia-refused") else hl7.INS_OIDS
         try:
             report = hl7.read_report(msg, ins_oids=None if lenient else oids)
         except hl7.Hl7Error as err:
             if lenient and err.code == "AE":
                 return hl7.ack(msg, "AA")  # accepted, then silently dropped
             raise
-        if report.kind == "withdrawal" and self.mutant("cov-src-withdrawal-t04-only") and report.message_type != "MDM^T04":
+        if report.kind == "withdrawal" and mutants.active("cov-src-withdrawal-t04-only") and report.message_type != "MDM^T04":
             report.kind = "update"  # ORC|CA and OBX-11 D read as a corrected report
         if report.kind == "withdrawal":
             return self._on_withdrawal(msg, report)
-        if self.mutant("src-mdm-ignored") and report.message_type == "MDM^T02":
+        if mutants.active("src-mdm-ignored") and report.message_type == "MDM^T02":
             return hl7.ack(msg, "AA")
         pacs, found = self._locate(report.study_uid)
         if pacs is None:
-            if not self.mutant("src-publish-absent-study"):
+            if not mutants.active("src-publish-absent-study"):
                 raise hl7.Hl7Error("AE", f"étude {report.study_uid} absente des PACS de la DRIMbox")
             pacs, found = self.config.pacs[0], _empty()
-        elif not self.mutant("src-publish-despite-mismatch"):
+        elif not mutants.active("src-publish-despite-mismatch") and not self._update_unchecked(report.study_uid):
             _check_consistency(report, found)
         with self._lock:
             state = self.states.get(report.study_uid)
@@ -168,12 +166,21 @@ class Function:
         self._enqueue(Job("replace" if update else "publish", report.study_uid, report.message_type))
         return hl7.ack(msg, "AA")
 
+    def _update_unchecked(self, study_uid: str) -> bool:
+        """Mutant cov2-src-update-unchecked: the consistency checks belong to the registration of a new study;
+        a new version of the report of a study already published goes straight to the update."""
+        if not mutants.active("cov2-src-update-unchecked"):
+            return False
+        with self._lock:
+            state = self.states.get(study_uid)
+            return state is not None and not state.deleted and state.entry_uuid is not None
+
     def _on_withdrawal(self, msg: hl7.Message, report: hl7.Report) -> bytes:
         with self._lock:
             state = self.states.get(report.study_uid)
         if state is None or state.deleted:
             raise hl7.Hl7Error("AE", f"aucun KOS publié pour l'étude {report.study_uid}")
-        if not self.mutant("src-no-iti57-on-withdrawal"):
+        if not mutants.active("src-no-iti57-on-withdrawal"):
             self._enqueue(Job("delete", report.study_uid, "retrait du CR"))
         return hl7.ack(msg, "AA")
 
@@ -188,7 +195,7 @@ class Function:
 
     def on_rejection(self, study_uid: str, rejected: list[str]) -> None:
         """IOCM rejection note received from the PACS."""
-        if self.mutant("src-ignore-iocm"):
+        if mutants.active("src-ignore-iocm"):
             return
         with self._lock:
             state = self.states.get(study_uid)
@@ -203,7 +210,7 @@ class Function:
 
     def _locate(self, study_uid: str):
         """The PACS that holds the study (C-FIND on each PACS in turn) and what it holds."""
-        candidates = self.config.pacs[:1] if self.mutant("src-single-pacs") else self.config.pacs
+        candidates = self.config.pacs[:1] if mutants.active("src-single-pacs") else self.config.pacs
         errors = []
         for pacs in candidates:
             try:
@@ -211,11 +218,20 @@ class Function:
             except PacsError as exc:
                 errors.append(f"{pacs.name} : {exc}")
                 continue
+            if not found.images and mutants.active("cov2-src-study-uid-prefix"):
+                found = self._query_by_prefix(pacs, study_uid)
             if found.images:
                 return pacs, found
         if errors and len(errors) == len(candidates):
             raise hl7.Hl7Error("AE", "PACS injoignable(s) : " + " ; ".join(errors))
         return None, None
+
+    def _query_by_prefix(self, pacs: Any, study_uid: str):
+        """Mutant cov2-src-study-uid-prefix: "RIS that truncate UIDs" tolerated, the study found by prefix."""
+        for uid in find_study_uids(pacs.host, pacs.dicom_port, pacs.aet, self.config.calling_aet):
+            if uid != study_uid and uid.startswith(study_uid):
+                return self._query(pacs, uid)
+        return _empty()
 
     # -- publication jobs ---------------------------------------------------------------------
     def _enqueue(self, job: Job) -> None:
@@ -238,13 +254,13 @@ class Function:
                 self._run(job)
             except (xds.DmpError, PacsError) as exc:
                 self._retry(job, str(exc))
-            except Exception:  # noqa: BLE001 - one bad job must not stop the others
+            except Exception:  # one bad job must not stop the others (logged)
                 log.exception("job %s failed", job)
 
     def _retry(self, job: Job, why: str) -> None:
         log.warning("%s (job %s for %s, attempt %d)", why, job.kind, job.study_uid, job.attempt + 1)
-        if self.mutant("src-lose-report-on-failure") or job.attempt >= len(RETRY_DELAYS_S) or \
-                (self.mutant("cov-src-single-retry") and job.attempt >= 1):
+        if mutants.active("src-lose-report-on-failure") or job.attempt >= len(RETRY_DELAYS_S) or \
+                (mutants.active("cov-src-single-retry") and job.attempt >= 1):
             log.error("job %s for %s abandoned", job.kind, job.study_uid)
             return
         delay = RETRY_DELAYS_S[job.attempt]
@@ -268,7 +284,7 @@ class Function:
                 return
             state.found = found
         self._publish(state, replacing=state.entry_uuid)
-        if job.attempt and self.mutant("src-publish-twice-after-failure"):
+        if job.attempt and mutants.active("src-publish-twice-after-failure"):
             self._publish(state, replacing=None)
 
     def _dmp(self) -> dict[str, Any]:
@@ -279,7 +295,7 @@ class Function:
 
     def _client(self) -> tuple[xds.Credentials, Any]:
         certs = self.config.certs
-        if self.mutant("src-dmp-serv-ssl-cert"):
+        if mutants.active("src-dmp-serv-ssl-cert"):
             role = f"serv_ssl:{self.config.pacs[0].db}"
         else:
             role = "org_auth_cli"
@@ -307,19 +323,19 @@ class Function:
         pub = self._publication(report, facts)
         overrides = self._xds_overrides(report)
         dmp = self._dmp()
-        if self.mutant("src-update-without-rplc"):
+        if mutants.active("src-update-without-rplc"):
             replacing = None
-        if self.mutant("cov-src-rplc-original-entry") and replacing and state.first_entry:
+        if mutants.active("cov-src-rplc-original-entry") and replacing and state.first_entry:
             replacing = state.first_entry
         request = xds.provide_and_register(
             pub, data, ds.SOPInstanceUID, created, to=dmp["repository_url"], signer=self._signer(), replaces=replacing,
-            signed_vihf=not self.mutant("src-vihf-unsigned"), with_signature=not self.mutant("src-no-signature-document"),
+            signed_vihf=not mutants.active("src-vihf-unsigned"), with_signature=not mutants.active("src-no-signature-document"),
             overrides=overrides)
         creds, ctx = self._client()
         xds.send(dmp["repository_url"], request, ctx, self.config.hosts)
         state.entry_uuid, state.kos_uid, state.version = request.entry_uuid, request.unique_id, version
         state.first_entry = state.first_entry or request.entry_uuid
-        if not (self.mutant("cov-src-wado-first-kos-only") and state.kos_sop_uid):  # mutant: archive keeps the first KOS
+        if not (mutants.active("cov-src-wado-first-kos-only") and state.kos_sop_uid):  # mutant: archive keeps the first KOS
             state.kos_sop_uid = str(ds.SOPInstanceUID)
             state.kos_series = {str(item.SeriesInstanceUID): {str(r.ReferencedSOPInstanceUID) for r in item.ReferencedSOPSequence}
                                 for item in ds.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence}
@@ -331,7 +347,7 @@ class Function:
             state.deleted = True
             return
         dmp = self._dmp()
-        entry = state.first_entry if self.mutant("cov-src-delete-original-entry") and state.first_entry else state.entry_uuid
+        entry = state.first_entry if mutants.active("cov-src-delete-original-entry") and state.first_entry else state.entry_uuid
         request = xds.update_status(self._publication(state.report, None), entry,
                                     to=dmp["registry_url"], signer=self._signer())
         creds, ctx = self._client()
@@ -341,7 +357,7 @@ class Function:
 
     def _publication(self, report: hl7.Report, facts: kos.StudyFacts | None) -> xds.Publication:
         modalities = sorted({i.modality for i in facts.images if i.modality}) if facts else report.modalities
-        if self.mutant("cov-src-events-first-modality") and facts and facts.images and facts.images[0].modality:
+        if mutants.active("cov-src-events-first-modality") and facts and facts.images and facts.images[0].modality:
             modalities = [facts.images[0].modality]
         flags = {"MASQUE_PS": "Masqué aux professionnels de santé", "INVISIBLE_PATIENT": "Non visible par le patient"}
         return xds.Publication(
@@ -356,21 +372,21 @@ class Function:
     def _retrieve_host(self, state: StudyState, version: int) -> str:
         db = state.pacs.db
         others = [p.db for p in self.config.pacs if p.db != db]
-        if self.mutant("src-retrieve-other-pacs-db") and others:
+        if mutants.active("src-retrieve-other-pacs-db") and others:
             return others[0]
-        if self.mutant("src-host-changes-on-update") and version > 1:
+        if mutants.active("src-host-changes-on-update") and version > 1:
             return others[0] if others else f"db99.{self.config.registry}.mesimagesmedicales.fr"
         return db
 
     def _mutate_facts(self, facts: kos.StudyFacts) -> None:
-        if self.mutant("src-kos-missing-instance") and len(facts.images) > 1:
+        if mutants.active("src-kos-missing-instance") and len(facts.images) > 1:
             facts.images.pop()
-        if self.mutant("src-kos-extra-instance") and facts.images:
+        if mutants.active("src-kos-extra-instance") and facts.images:
             first = facts.images[0]
             facts.images.append(replace(first, sop_uid=kos.new_uid(), instance_number=9999))
-        if self.mutant("src-kos-wrong-sop-class"):
+        if mutants.active("src-kos-wrong-sop-class"):
             facts.images = [replace(i, sop_class_uid=FAKE_SOP_CLASS) for i in facts.images]
-        if self.mutant("cov-src-kos-images-only"):
+        if mutants.active("cov-src-kos-images-only"):
             kept = [i for i in facts.images if not i.sop_class_uid.startswith(NON_IMAGE_PREFIXES)]
             facts.images = kept or facts.images
 
@@ -379,39 +395,39 @@ class Function:
         for base, mutant in ((f"http://localhost:4200{kos.RETRIEVE_BASE_PATH}", "src-retrieve-localhost"),
                              (f"https://{INTERNAL_HOST}{kos.RETRIEVE_BASE_PATH}", "src-retrieve-internal-host"),
                              (f"https://{INTERNAL_IP}{kos.RETRIEVE_BASE_PATH}", "src-retrieve-ip")):
-            if self.mutant(mutant):
+            if mutants.active(mutant):
                 for item in series:
                     item.RetrieveURL = item.RetrieveURL.replace(f"https://{db}{kos.RETRIEVE_BASE_PATH}", base)
-        if self.mutant("src-kos-patientid-ipp"):
+        if mutants.active("src-kos-patientid-ipp"):
             ds.PatientID = report.ipp
-        if self.mutant("src-kos-no-accession"):
+        if mutants.active("src-kos-no-accession"):
             ds.ReferencedRequestSequence[0].AccessionNumber = ""
-        if self.mutant("src-kos-series-reused") and series:
+        if mutants.active("src-kos-series-reused") and series:
             ds.SeriesInstanceUID = series[0].SeriesInstanceUID
-        if self.mutant("src-kos-series-time-date"):
+        if mutants.active("src-kos-series-time-date"):
             ds.SeriesTime = ds.SeriesDate
-        if self.mutant("src-kos-broken-template"):
+        if mutants.active("src-kos-broken-template"):
             ds.ConceptNameCodeSequence[0].CodeValue = "113000"
             ds.ConceptNameCodeSequence[0].CodeMeaning = "Of Interest"
-        if self.mutant("src-kos-no-retrieve-location"):
+        if mutants.active("src-kos-no-retrieve-location"):
             for item in series:
                 del item.RetrieveAETitle
                 del item.RetrieveLocationUID
-        if self.mutant("cov-src-retrieve-url-first-series") and series:
+        if mutants.active("cov-src-retrieve-url-first-series") and series:
             for item in series:
                 item.RetrieveURL = series[0].RetrieveURL
 
     def _xds_overrides(self, report: hl7.Report) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.mutant("src-xds-wrong-typecode"):
+        if mutants.active("src-xds-wrong-typecode"):
             out["type_code"] = ("18748-4", "2.16.840.1.113883.6.1", "CR d'imagerie médicale")
-        if self.mutant("src-xds-wrong-hash"):
+        if mutants.active("src-xds-wrong-hash"):
             out["hash"] = "0" * 40
-        if self.mutant("src-xds-uniqueid-not-kos"):
+        if mutants.active("src-xds-uniqueid-not-kos"):
             out["unique_id"] = kos.new_uid()
-        if self.mutant("src-signature-manifest-digest"):
+        if mutants.active("src-signature-manifest-digest"):
             out["tamper_manifest"] = True
-        if self.mutant("cov-xds-sourcepatientid-ipp"):
+        if mutants.active("cov-xds-sourcepatientid-ipp"):
             out["source_patient_id"] = f"{report.ipp}^^^&{report.ipp_oid}&ISO^PI"  # the local IPP, as IHE's "source" id
         return out
 

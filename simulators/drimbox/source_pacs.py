@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -90,6 +91,31 @@ def find_images(host: str, port: int, called_aet: str, calling_aet: str, study_u
                     out.referring_physician = str(identifier.get("ReferringPhysicianName", "") or "")
             elif code != 0x0000:
                 raise PacsError(f"C-FIND en échec (statut 0x{code:04X})")
+    finally:
+        assoc.release()
+    return out
+
+
+def find_study_uids(host: str, port: int, called_aet: str, calling_aet: str, timeout_s: float = 10.0) -> list[str]:
+    """Every StudyInstanceUID the PACS holds (C-FIND STUDY level, universal matching). Mutant
+    cov2-src-study-uid-prefix only: the reference looks a study up by its exact UID."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout_s
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate(host, port, ae_title=called_aet)
+    if not assoc.is_established:
+        raise PacsError(f"association DICOM avec {called_aet}@{host}:{port} refusée ou impossible")
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ""
+    out: list[str] = []
+    try:
+        for status, identifier in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            if getattr(status, "Status", None) in (0xFF00, 0xFF01) and identifier is not None:
+                out.append(str(identifier.get("StudyInstanceUID", "")))
     finally:
         assoc.release()
     return out

@@ -24,12 +24,13 @@ import logging
 import socket
 import ssl
 import threading
-import time
 import unicodedata
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from simulators.drimbox import mutants
 
 log = logging.getLogger("drimbox.trust")
 
@@ -105,6 +106,7 @@ class Function:
         self._crl_lock = threading.Lock()
         self._crls: dict[str, Any] = {}  # CRL distribution point URL -> CRL
         self._authorised: set[tuple] = set()  # mutant mtls-stale-authorizations only
+        self._conso_hosts: set[str] | None = None  # mutant cov2-conso-whitelist-snapshot only
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._admin: ThreadingHTTPServer | None = None
@@ -115,14 +117,11 @@ class Function:
         ca = self.settings.get("ca")
         self._list_tls = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
 
-    def mutant(self, mutant_id: str) -> bool:
-        return self.box.is_mutant(mutant_id)
-
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        if self.settings.get("url") and not self.mutant("wl-no-startup-download"):
+        if self.settings.get("url") and not mutants.active("wl-no-startup-download"):
             self.refresh("démarrage")
-        self.next_refresh = datetime.now(timezone.utc) + timedelta(seconds=self.period_s)
+        self.next_refresh = datetime.now(UTC) + timedelta(seconds=self.period_s)
         daily = threading.Thread(target=self._daily, name="whitelist-daily", daemon=True)
         daily.start()
         self._threads.append(daily)
@@ -155,7 +154,7 @@ class Function:
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stall
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:  # the name BaseHTTPRequestHandler dispatches to
                 if self.path != "/whitelist/refresh":
                     self.send_error(404)
                     return
@@ -178,21 +177,44 @@ class Function:
 
         out: dict = {}
         clear: list = []
-        if self.mutant("vin-plain-http"):
+        if mutants.active("vin-plain-http"):
             clear.append(Route("/", lambda request: HTMLResponse(
                 f"<!doctype html><title>Visionneuse {self.box.config.name}</title><p>Visionneuse DRIMbox</p>")))
-        if self.mutant("acme-stale"):  # webroot left with an old challenge file and directory listing on
+        if mutants.active("acme-stale"):  # webroot left with an old challenge file and directory listing on
             token = "Qx3v1t6bO0fYl2c8jW9sK5n4rT7uE1aZ0pLmNbVcXy"
             clear += [Route("/.well-known/acme-challenge/", lambda request: HTMLResponse(
                 f'<html><body><h1>Index of /.well-known/acme-challenge/</h1><a href="{token}">{token}</a></body></html>')),
                 Route(f"/.well-known/acme-challenge/{token}", lambda request: PlainTextResponse(
                     f"{token}.k8sDq0wTQqkQ1uH5pBv1rQm3n0aZx7yW2cE4fG6hJ8")) ]
+        if mutants.active("cov2-acme-stale-path-variants"):
+            clear.append(Route("/{path:path}", self._legacy_acme_webroot, methods=["GET", "HEAD"]))
         if clear:
             out[("vi", "http")] = clear
         return out
 
+    def _legacy_acme_webroot(self, request: Any) -> Any:
+        """Mutant cov2-acme-stale-path-variants: beside the purged webroot (exact prefix
+        /.well-known/acme-challenge/), a legacy case-insensitive rule of the web server still maps the old
+        webroot, never purged, with directory listing on: it answers the path without its trailing slash and
+        any other case of it."""
+        from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+
+        path = request.url.path
+        if path.startswith("/.well-known/acme-challenge/") or not path.lower().startswith("/.well-known/acme-challenge"):
+            if path.startswith("/.well-known/acme-challenge/") and path != "/.well-known/acme-challenge/":
+                return PlainTextResponse("not found", status_code=404)  # the purged webroot, as golden
+            host = (request.headers.get("host") or "").split(":")[0]
+            return RedirectResponse(f"https://{host}{path}", status_code=301)
+        token = "Hk2v9t3bQ1fYm4c7jW0sL5n8rT2uE6aZ9pKmNbVcQz"
+        rest = path[len("/.well-known/acme-challenge"):].strip("/")
+        if not rest:
+            return HTMLResponse(f'<html><body><h1>Index of {path}</h1><a href="{token}">{token}</a></body></html>')
+        if rest == token:
+            return PlainTextResponse(f"{token}.Vx7Dq2wTQpkR1uH5pBv9rQm3n0aZx1yW2cE4fG6hJ3")
+        return PlainTextResponse("not found", status_code=404)
+
     def health_checks(self) -> list[dict[str, Any]]:
-        state, now = self.state, datetime.now(timezone.utc)
+        state, now = self.state, datetime.now(UTC)
         data: dict[str, Any] = {"periode_s": int(self.period_s)}
         if state is None:
             status, data["etat"] = "DOWN", "absente"
@@ -211,7 +233,7 @@ class Function:
     def configure_tls(self, listener: Any, ctx: ssl.SSLContext) -> None:
         import warnings
 
-        if self.mutant("tls-legacy-accepted"):
+        if mutants.active("tls-legacy-accepted"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 ctx.minimum_version = ssl.TLSVersion.TLSv1
@@ -221,14 +243,14 @@ class Function:
         if listener.role == "db":
             if self.box.config.trust.get("client_extra"):
                 ctx.load_verify_locations(cafile=self.box.config.trust["client_extra"])
-            if self.mutant("mtls-expiry-ignored"):
+            if mutants.active("mtls-expiry-ignored"):
                 ctx.verify_flags = ctx.verify_flags | NO_CHECK_TIME
 
     # -- whitelist lifecycle ----------------------------------------------------------------------
     def refresh(self, reason: str) -> dict[str, Any]:
         """Download, verify, apply or keep the previous list; returns the attempt as shown in the HealthCheck."""
         with self._refresh_lock:
-            started = datetime.now(timezone.utc)
+            started = datetime.now(UTC)
             with self._crl_lock:
                 self._crls.clear()  # CRLs are reloaded with every list
             try:
@@ -238,9 +260,9 @@ class Function:
                 attempt = {"date": started.isoformat(timespec="seconds"), "origine": reason, "resultat": "échec",
                            "motif": str(exc)}
                 log.warning("whitelist refused (%s): %s", reason, exc)
-                if self.mutant("wl-empty-on-failure"):
+                if mutants.active("wl-empty-on-failure"):
                     self.state = None
-                if not self.mutant("wl-failure-hidden"):
+                if not mutants.active("wl-failure-hidden"):
                     self.last_attempt = attempt
                 return attempt
             self.state = new
@@ -274,7 +296,7 @@ class Function:
     def _parser(self):
         from lxml import etree
 
-        if self.mutant("wl-xxe"):  # what a default Java/Xerces-like parser does: DTDs and external entities
+        if mutants.active("wl-xxe"):  # what a default Java/Xerces-like parser does: DTDs and external entities
             parser = etree.XMLParser(load_dtd=True, resolve_entities=True, no_network=False, huge_tree=False)
             parser.resolvers.add(_NetworkResolver())
             return parser
@@ -288,13 +310,13 @@ class Function:
         except etree.XMLSyntaxError as exc:
             raise Rejected(f"XML invalide : {exc}") from None
         root = tree.getroot()
-        if (tree.docinfo.doctype or tree.docinfo.internalDTD is not None) and not self.mutant("wl-xxe"):
+        if (tree.docinfo.doctype or tree.docinfo.internalDTD is not None) and not mutants.active("wl-xxe"):
             raise Rejected("déclaration DOCTYPE refusée (entités XML interdites)")
         qname = etree.QName(root)
-        namespaces = NAMESPACES[:1] if self.mutant("wl-strict-namespace") else NAMESPACES
+        namespaces = NAMESPACES[:1] if mutants.active("wl-strict-namespace") else NAMESPACES
         if qname.localname != "ListeBlancheDRIM-M" or qname.namespace not in namespaces:
             raise Rejected(f"format inconnu : {{{qname.namespace}}}{qname.localname}")
-        if not self.mutant("wl-no-signature-check"):
+        if not mutants.active("wl-no-signature-check"):
             self._check_signature(root)
         domains = self._domains(root)
         dns, hosts = set(), set()
@@ -306,21 +328,22 @@ class Function:
                 dns.add(dn_key(x509.Name.from_rfc4514_string(d["dn"])))
             except ValueError:
                 log.warning("unusable DNCertificatOperateur ignored: %r", d["dn"])
-        return ListInForce(tuple(domains), frozenset(dns), frozenset(hosts), _text(root.find(f"{{{qname.namespace}}}DateDeGeneration")),
-                           hashlib.sha256(data).hexdigest(), datetime.now(timezone.utc))
+        generated = _text(root.find(f"{{{qname.namespace}}}DateDeGeneration"))
+        return ListInForce(tuple(domains), frozenset(dns), frozenset(hosts), generated, hashlib.sha256(data).hexdigest(),
+                           datetime.now(UTC))
 
     def _domains(self, root) -> list[dict[str, str]]:
         from lxml import etree
 
         ns = etree.QName(root).namespace
-        if self.mutant("wl-wrapping"):
+        if mutants.active("wl-wrapping"):
             elements = list(root.iter("{*}Domaine"))
         else:
             lists = root.findall(f"{{{ns}}}ListeDomaines")
             if len(lists) != 1:
                 raise Rejected("ListeDomaines absent ou multiple")
             elements = lists[0].findall(f"{{{ns}}}Domaine")
-        read = (lambda el: (el.text or "").strip()) if self.mutant("wl-comment-truncation") else _text
+        read = (lambda el: (el.text or "").strip()) if mutants.active("wl-comment-truncation") else _text
         out = []
         for el in elements:
             fields = {etree.QName(c).localname: read(c) for c in el if isinstance(c.tag, str)}
@@ -342,7 +365,7 @@ class Function:
         if len(ids) != len(set(ids)):
             raise Rejected("attributs Id dupliqués")
         signatures = root.findall(f".//{{{DS}}}Signature")
-        if self.mutant("wl-wrapping"):  # verifies the element that carries the signature, wherever it is
+        if mutants.active("wl-wrapping"):  # verifies the element that carries the signature, wherever it is
             if not signatures:
                 raise Rejected("liste non signée")
             root = etree.fromstring(etree.tostring(signatures[0].getparent()), self._parser())
@@ -355,12 +378,12 @@ class Function:
                  for e in sig.iterfind(f"{{{DS}}}KeyInfo/{{{DS}}}X509Data/{{{DS}}}X509Certificate")]
         if not certs:
             raise Rejected("aucun certificat dans KeyInfo")
-        if self.mutant("wl-sigprops-unchecked"):
+        if mutants.active("wl-sigprops-unchecked"):
             leaf = certs[0]
         else:
             leaf = self._signing_certificate(sig, certs)
         self._check_certificate(leaf, certs, sig)
-        if self.mutant("wl-sigprops-unchecked"):
+        if mutants.active("wl-sigprops-unchecked"):
             _verify_document_only(root, sig, leaf)
             return
         try:
@@ -404,9 +427,9 @@ class Function:
                     st = datetime.fromisoformat(_text(signing_time).replace("Z", "+00:00"))
                 except (ValueError, AttributeError):
                     raise Rejected("SigningTime absent ou illisible") from None
-                if self.mutant("cov-wl-signer-expiry-grace"):
+                if mutants.active("cov-wl-signer-expiry-grace"):
                     st = _skewed(cert, st)
-                if not self.mutant("wl-expiry-ignored") and not cert.not_valid_before_utc <= st <= cert.not_valid_after_utc:
+                if not mutants.active("wl-expiry-ignored") and not cert.not_valid_before_utc <= st <= cert.not_valid_after_utc:
                     raise Rejected("SigningTime hors de la validité du certificat signataire")
                 return cert
         raise Rejected("certificat signataire introuvable (SigningCertificateV2)")
@@ -414,23 +437,23 @@ class Function:
     def _check_certificate(self, leaf, presented, sig) -> None:
         from cryptography.x509.oid import NameOID
 
-        now = _skewed(leaf, datetime.now(timezone.utc)) if self.mutant("cov-wl-signer-expiry-grace") else datetime.now(timezone.utc)
-        if not self.mutant("wl-chain-unchecked"):
-            self._verify_path(leaf, presented, self.anchors, now, ignore_time=self.mutant("wl-expiry-ignored"))
-        elif not self.mutant("wl-expiry-ignored") and not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        now = _skewed(leaf, datetime.now(UTC)) if mutants.active("cov-wl-signer-expiry-grace") else datetime.now(UTC)
+        if not mutants.active("wl-chain-unchecked"):
+            self._verify_path(leaf, presented, self.anchors, now, ignore_time=mutants.active("wl-expiry-ignored"))
+        elif not mutants.active("wl-expiry-ignored") and not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
             raise Rejected("certificat signataire hors validité")
-        if not self.mutant("wl-signer-dn-unchecked"):
+        if not mutants.active("wl-signer-dn-unchecked"):
             cn = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
             ou = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
-            if self.mutant("cov-wl-signer-cn-prefix"):  # mutant: case-insensitive prefix match of the CN
+            if mutants.active("cov-wl-signer-cn-prefix"):  # mutant: case-insensitive prefix match of the CN
                 cn = [self.expected_cn] if cn and cn[0].casefold().startswith(self.expected_cn.casefold()) else cn
             if cn != [self.expected_cn] or self.expected_ou not in ou:
                 raise Rejected(f"signataire inattendu : {leaf.subject.rfc4514_string()}")
-        if not self.mutant("wl-revocation-ignored"):
+        if not mutants.active("wl-revocation-ignored"):
             try:
                 self._check_not_revoked(leaf, [*presented, *self.anchors])
             except RevocationUnknown:
-                if not self.mutant("wl-crl-soft-fail"):
+                if not mutants.active("wl-crl-soft-fail"):
                     raise
 
     @staticmethod
@@ -462,7 +485,7 @@ class Function:
             urls = []
         if not urls:
             raise Rejected("aucun point de distribution de CRL")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self._crl_lock:
             crl = self._crls.get(urls[0])
             if crl is not None and (crl.next_update_utc is None or crl.next_update_utc >= now):
@@ -484,7 +507,7 @@ class Function:
                            and crl.is_signature_valid(c.public_key())), None)
             if issuer is None:
                 raise RevocationUnknown("CRL non signée par l'émetteur du certificat : révocation inconnue")
-            if crl.next_update_utc is not None and crl.next_update_utc < datetime.now(timezone.utc):
+            if crl.next_update_utc is not None and crl.next_update_utc < datetime.now(UTC):
                 raise RevocationUnknown("CRL périmée : révocation inconnue")
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise Rejected(f"certificat « {cert.subject.rfc4514_string()} » révoqué")
@@ -498,26 +521,26 @@ class Function:
         state = self.state
         if state is None:
             return False, "aucune liste blanche valide en vigueur"
-        any_ca = self.mutant("mtls-any-ca")
+        any_ca = mutants.active("mtls-any-ca")
         try:
             if not any_ca:
-                self._verify_path(cert, [], self.client_anchors, datetime.now(timezone.utc),
-                                  ignore_time=self.mutant("mtls-expiry-ignored"))
-            cached = self.mutant("cov-mtls-revocation-cached") and cert.fingerprint(_sha256()) in self._authorised
-            if not self.mutant("mtls-revocation-ignored") and not cached:
+                self._verify_path(cert, [], self.client_anchors, datetime.now(UTC),
+                                  ignore_time=mutants.active("mtls-expiry-ignored"))
+            cached = mutants.active("cov-mtls-revocation-cached") and cert.fingerprint(_sha256()) in self._authorised
+            if not mutants.active("mtls-revocation-ignored") and not cached:
                 self._check_not_revoked(cert, self.client_anchors, check_crl_signature=not any_ca)
-                if self.mutant("cov-mtls-revocation-cached"):  # mutant: "not revoked" remembered per certificate
+                if mutants.active("cov-mtls-revocation-cached"):  # mutant: "not revoked" remembered per certificate
                     self._authorised.add(cert.fingerprint(_sha256()))
         except Rejected as exc:
             return False, str(exc)
         key = dn_key(cert.subject)
-        if self.mutant("mtls-dn-unchecked"):
+        if mutants.active("mtls-dn-unchecked"):
             return True, "DN non comparé (mutant)"
-        if self.mutant("mtls-cn-only"):
+        if mutants.active("mtls-cn-only"):
             ok = _cn_of(key) in state.cns
-        elif self.mutant("cov-mtls-dn-subset"):  # LDAP-like match: every listed attribute present, extras ignored
+        elif mutants.active("cov-mtls-dn-subset"):  # LDAP-like match: every listed attribute present, extras ignored
             ok = any(set(dn) <= set(key) for dn in state.dns)
-        elif self.mutant("mtls-stale-authorizations"):
+        elif mutants.active("mtls-stale-authorizations"):
             ok = key in state.dns or key in self._authorised
             if ok:
                 self._authorised.add(key)
@@ -528,11 +551,16 @@ class Function:
     def allows_host(self, fqdn: str) -> bool:
         """Conso side: may this DRIMbox call host `fqdn` (a `db` of the valid list)?"""
         state = self.state
-        if self.mutant("conso-any-host"):
+        if mutants.active("conso-any-host"):
             return True
-        if self.mutant("cov-conso-host-same-domain") and state is not None:  # mutant: *.<registry domain> trusted
+        if mutants.active("cov-conso-host-same-domain") and state is not None:  # mutant: *.<registry domain> trusted
             parent = fqdn.lower().rstrip(".").partition(".")[2]
             return any(h.partition(".")[2] == parent for h in state.hosts)
+        if mutants.active("cov2-conso-whitelist-snapshot") and state is not None:
+            # mutant: the Conso's routing table is copied from the list in force at its first consultation
+            if self._conso_hosts is None:
+                self._conso_hosts = set(state.hosts)
+            return fqdn.lower().rstrip(".") in self._conso_hosts
         return state is not None and fqdn.lower().rstrip(".") in state.hosts
 
 
@@ -576,14 +604,23 @@ def _verify_document_only(root, sig, leaf) -> None:
                                  hashes.SHA256())
     except (InvalidSignature, ValueError, TypeError) as exc:
         raise Rejected(f"valeur de signature invalide ({type(exc).__name__})") from None
-    from drimcheck.whitelist import detach  # a tree helper only: the mutant's verdict logic is its own
-
     doc = copy.deepcopy(root)
-    detach(doc.find(f"{{{DS}}}Signature"))
+    _detach(doc.find(f"{{{DS}}}Signature"))
     digest = hashlib.sha256(etree.tostring(doc.getroottree(), method="c14n", exclusive=True, with_comments=False)).digest()
     ref = next(r for r in signed_info.findall(f"{{{DS}}}Reference") if r.get("URI") == "")
     if base64.b64decode(_text(ref.find(f"{{{DS}}}DigestValue"))) != digest:
         raise Rejected("empreinte du document différente")
+
+
+def _detach(el) -> None:
+    """Remove an element, keeping the text that followed it: what the enveloped-signature transform leaves."""
+    parent, prev = el.getparent(), el.getprevious()
+    if el.tail:
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
 
 
 class _NetworkResolver:

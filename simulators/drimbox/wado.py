@@ -36,7 +36,10 @@ response Content-Type and on each part's Content-Type.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from simulators.drimbox import mutants
 
 WADO_ROOT = "/api/source"  # same base as the RetrieveURL the reference writes in its KOS (ANS samples)
 UPSTREAM_ACCEPT = 'multipart/related; type="application/dicom"'
@@ -95,7 +98,7 @@ class Function:
 
         peer = peer_certificate(request)
         if peer is None:
-            if self.box.is_mutant("mtls-optional"):
+            if mutants.active("mtls-optional"):
                 return None
             return JSONResponse({"erreur": "certificat client (mTLS) requis"}, status_code=403)
         trust = self.box.function("trust")
@@ -114,13 +117,13 @@ class Function:
         scheme, _, token = auth.strip().partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
         if not token:
-            if self.box.is_mutant("wado-no-token-check"):
+            if mutants.active("wado-no-token-check"):
                 return None
             return JSONResponse({"erreur": "jeton Bearer PSC requis"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer realm="DRIMbox"'})
-        if self.box.is_mutant("wado-token-not-introspected"):
+        if mutants.active("wado-token-not-introspected"):
             return None
-        if self.box.is_mutant("cov-psc-introspection-cached") and token in getattr(self, "_seen_active", set()):
+        if mutants.active("cov-psc-introspection-cached") and token in getattr(self, "_seen_active", set()):
             return None  # mutant: a token once active is never introspected again
         try:
             with self._psc_lock:
@@ -132,7 +135,7 @@ class Function:
         if answer.get("active") is not True:
             return JSONResponse({"erreur": "jeton inactif, expiré ou inconnu de Pro Santé Connect"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer realm="DRIMbox", error="invalid_token"'})
-        if self.box.is_mutant("cov-psc-introspection-cached"):
+        if mutants.active("cov-psc-introspection-cached"):
             self.__dict__.setdefault("_seen_active", set()).add(token)
         return None
 
@@ -151,7 +154,7 @@ class Function:
         """KOS-SOPInstanceUID names a KOS this Source published, in force, that references what is asked."""
         from starlette.responses import JSONResponse
 
-        if self.box.is_mutant("wado-kos-ignored"):
+        if mutants.active("wado-kos-ignored"):
             return None
         uid = (request.headers.get("kos-sopinstanceuid") or "").strip()
         if not uid:
@@ -188,7 +191,7 @@ class Function:
             refusal = guard(request)
             if refusal is not None:
                 return refusal
-        if self.box.is_mutant("src-wado-ts-ignored"):
+        if mutants.active("src-wado-ts-ignored"):
             candidates = [None]  # whatever was asked: the PACS's default (Explicit VR LE), declared nowhere
         else:
             candidates = list(getattr(request.state, "transfer_syntaxes", None) or [])
@@ -233,7 +236,7 @@ class Function:
     def _pacs_for(self, request: Any) -> Any:
         host = (request.headers.get("host") or "").split(":")[0].lower()
         pacs = self.box.config.pacs
-        if self.box.is_mutant("cov-wado-first-pacs-only"):
+        if mutants.active("cov-wado-first-pacs-only"):
             return pacs[0]  # mutant: WADO-RS proxy configured with one upstream PACS
         return next((p for p in pacs if p.db.lower() == host), pacs[0])
 
