@@ -20,9 +20,9 @@ import contextvars
 import functools
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Callable
+from typing import Any
 
 from drimcheck import codec
 from drimcheck.evidence import redact_value

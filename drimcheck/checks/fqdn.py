@@ -110,7 +110,8 @@ def retrieve_urls_on_dbn(doc: KosDocument | None, expected_db: str | None, *, vi
         flaws.append("aucune RetrieveURL dans le KOS")
     if flaws:
         return [failed("FQDN-01", f"{doc.label} : {len(flaws)} RetrieveURL non conforme(s) — {' ; '.join(flaws[:2])}"
-                       + (f" ; … ({len(flaws) - 2} autre(s))" if len(flaws) > 2 else ""), evidence=doc.evidence, details={**details, "flaws": flaws})]
+                       + (f" ; … ({len(flaws) - 2} autre(s))" if len(flaws) > 2 else ""), evidence=doc.evidence,
+                       details={**details, "flaws": flaws})]
     target = expected_db or "un FQDN dbN de l'espace de confiance"
     basis = " (jumeau du viN du lien visionneuse du CR)" if viewer_link else ""
     return [passed("FQDN-01", f"{doc.label} : {checked} RetrieveURL en https://{hosts[0]}/…/studies/…/series/… — "

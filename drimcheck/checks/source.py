@@ -258,4 +258,5 @@ def followed_urls_not_refused(followed: list, context: str) -> list[Finding]:
 
 __all__ = ["followed_urls_not_refused",
            "acknowledged_and_published", "mismatch_refused", "malformed_refused", "absent_study_not_published",
-           "dmp_failure_handled", "replaced_with_rplc", "replaced_after_failure", "unpublished", "PacsOutcome", "each_study_with_its_pair"]
+           "dmp_failure_handled", "replaced_with_rplc", "replaced_after_failure", "unpublished", "PacsOutcome",
+           "each_study_with_its_pair"]
