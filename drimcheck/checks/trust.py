@@ -58,7 +58,7 @@ def market_certificate(tls: TlsInfo | None, fqdn: str, market_anchors: list[x509
     if not server:
         problems.append("pas d'usage serverAuth")
     details = {"presented": [_name(c) for c in chain], "policies": sorted(policies)}
-    if problems:
+    if problems or path is None:  # no path always comes with its problem
         return [failed("CRT-04", f"{fqdn} : « {_name(leaf)} » : {' ; '.join(problems)}", details=details)]
     return [passed("CRT-04", f"{fqdn} : certificat {level} du marché « {_name(leaf)} » émis par « {_name(path[-1])} »",
                    details=details)]
