@@ -15,9 +15,10 @@ a request can override or drop (value None) any header.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from drimcheck import limits
 from drimcheck.net import DutClient, Exchange

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 

@@ -20,9 +20,9 @@ import contextvars
 import functools
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Callable
+from typing import Any
 
 from drimcheck import codec
 from drimcheck.evidence import redact_value
@@ -69,7 +69,7 @@ class CheckCall:
 _ACTIVE: contextvars.ContextVar[CheckCall | None] = contextvars.ContextVar("drimcheck_check_call", default=None)
 
 
-def _materialised(value: Any) -> Any:
+def _materialised(value: object) -> object:
     """A one-shot iterator (generator, map...) as a list: the check and the record see the same items."""
     return list(value) if isinstance(value, Iterator) else value
 
@@ -145,7 +145,7 @@ def judgement_record(scenario: str, findings: list[Finding]) -> dict[str, Any]:
     return {"format": codec.FORMAT, "scenario": scenario, "calls": [c.encode() for c in calls], "judged": judged}
 
 
-def record_judgement(store: Any, scenario: str, findings: list[Finding]) -> str | None:
+def record_judgement(store: object, scenario: str, findings: list[Finding]) -> str | None:
     """Store the record of one judgement under evidence/<scenario>/ (never raises: evidence must not break a
     campaign; a call that cannot be stored is recorded as such, with what it found)."""
     write = getattr(store, "write_record", None)

@@ -34,7 +34,7 @@ class HealthReading:
 
     http_status: int | None
     status: str | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[object] = field(default_factory=list)  # as answered: an item may be anything (a problem)
     problems: list[str] = field(default_factory=list)
 
     def down_checks(self) -> list[dict[str, Any]]:
@@ -116,7 +116,8 @@ def follows_format(exchanges: list[Exchange]) -> list[Finding]:
         r = read(e)
         if r.problems:
             return [failed("HLT-04", f"{e.label} : {'; '.join(r.problems)}", evidence=_evidence([e]))]
-    statuses = sorted({read(e).status for e in answered})
+    # no problem means a status UP or DOWN was read
+    statuses = sorted({status for e in answered if (status := read(e).status) is not None})
     return [passed("HLT-04", f"{len(answered)} réponse(s) au format MicroProfile Health (status vus : {', '.join(statuses)})",
                    evidence=_evidence(answered))]
 
@@ -150,7 +151,8 @@ def _timeline(polls: list[Poll], since: float) -> list[dict[str, Any]]:
 def reports_pacs_down(polls: list[Poll], stopped_at: float, pacs: PacsIdentity, deadline_s: float) -> list[Finding]:
     """After the PACS stops, a DOWN answer naming that PACS arrives within the deadline."""
     after = [p for p in polls if p.sent_at >= stopped_at]
-    details = {"deadline_s": deadline_s, "timeline": _timeline(after, stopped_at)}
+    timeline = _timeline(after, stopped_at)
+    details: dict[str, Any] = {"deadline_s": deadline_s, "timeline": timeline}
     if not after:
         return [errored("HLT-02", "aucun sondage après l'arrêt du PACS")]
     unnamed = None
@@ -170,7 +172,7 @@ def reports_pacs_down(polls: list[Poll], stopped_at: float, pacs: PacsIdentity, 
     if unnamed is not None:
         return [failed("HLT-02", f"DOWN signalé sans nommer le PACS {pacs.name} ({pacs.db}, AET {pacs.aet}) : "
                        f"{unnamed.exchange.text()[:200]}", evidence=_evidence([unnamed.exchange]), details=details)]
-    seen = sorted({f"{row['http']}/{row['status']}" if row["http"] else "sans réponse" for row in details["timeline"]})
+    seen = sorted({f"{row['http']}/{row['status']}" if row["http"] else "sans réponse" for row in timeline})
     return [failed("HLT-02", f"aucune réponse DOWN dans les {deadline_s:g} s suivant l'arrêt du PACS "
                    f"(réponses vues : {', '.join(seen)})", evidence=ev, details=details)]
 

@@ -7,7 +7,7 @@ SECU-IG (TLS >= 1.2). They complement checks/tls.py (dbN certificate) and never 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -58,7 +58,7 @@ def market_certificate(tls: TlsInfo | None, fqdn: str, market_anchors: list[x509
     if not server:
         problems.append("pas d'usage serverAuth")
     details = {"presented": [_name(c) for c in chain], "policies": sorted(policies)}
-    if problems:
+    if problems or path is None:  # no path always comes with its problem
         return [failed("CRT-04", f"{fqdn} : « {_name(leaf)} » : {' ; '.join(problems)}", details=details)]
     return [passed("CRT-04", f"{fqdn} : certificat {level} du marché « {_name(leaf)} » émis par « {_name(path[-1])} »",
                    details=details)]
@@ -89,7 +89,7 @@ def presented_chain_valid(tls: TlsInfo | None, fqdn: str, now: datetime | None =
     chain = _chain(tls)
     if not chain:
         return [skipped("CRT-03", f"{fqdn} : aucun certificat présenté")]
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     expired = [c for c in chain if now > c.not_valid_after_utc]
     future = [c for c in chain if now < c.not_valid_before_utc]
     details = {"chain": [{"subject": _name(c), "not_before": c.not_valid_before_utc.isoformat(),
