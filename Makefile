@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper gcc libc6-dev gnutls-bin chromium fonts-dejavu-core
+APT_PACKAGES := orthanc orthanc-dicomweb dcmtk xmlsec1 libnss-wrapper gcc libc6-dev gnutls-bin chromium fonts-dejavu-core postgresql
 STAMP := $(VENV)/.setup-stamp
 # Stock Debian images lack the interpreter's venv module (and slim ones python3 itself).
 APT_PACKAGES += python3 python3-venv

@@ -10,28 +10,45 @@ import atexit
 import errno
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from drimcheck.config import Address, Endpoint, Pacs, Sut
+from drimcheck.errors import INTERRUPTED_FR, CampaignInterrupted, DutUnreachable, HarnessError, signal_name
 from drimcheck.evidence import EvidenceStore
+from drimcheck.hooks import CAMPAIGN_HOOKS, HOOK_TIMEOUT_S, INTERRUPT_CLEANUP_S, HookRunner
 from drimcheck.net import DutClient
-from drimcheck.plugin import INTERRUPTED_FR, CampaignInterrupted, DutUnreachable, HarnessError, HookFailed, signal_name
+from drimcheck.pacsfleet import PacsFleet
+from drimcheck.services import (
+    Closeable,
+    ConfiguresDut,
+    InterruptState,
+    ScenarioHost,
+    ServesHosts,
+    SimulatorHandle,
+    SimulatorRuntime,
+    StepServices,
+    WatchesDutStart,
+)
 from simulators.procutil import free_port
 
-HOOK_TIMEOUT_S = 120
-#: After SIGINT/SIGTERM, after_campaign and the embedded DUT's stop must be done within this many seconds of
-#: the signal (the whole run is bounded to 10 s by runner.InterruptGuard); a hook still running is killed.
-INTERRUPT_CLEANUP_S = 6.0
-CAMPAIGN_HOOKS = ("before_campaign", "after_campaign")  # their evidence goes to evidence/campaign/
+if TYPE_CHECKING:
+    from drimcheck.reference import ReferenceDrimbox
+    from fixtures.pki import TestPKI
+    from simulators.pacs import Orthanc, SyntheticStudy
+
+__all__ = ["CAMPAIGN_HOOKS", "HOOK_TIMEOUT_S", "INTERRUPT_CLEANUP_S", "SIMULATORS", "CampaignRuntime", "Starter",
+           "workdir_pattern"]
+
+#: start_for_campaign(runtime) of a simulator module: its handle, or None when it does not apply to this SUT
+Starter = Callable[[SimulatorRuntime], SimulatorHandle | None]
+
 WORKDIR_PREFIX = "drimcheck-"  # + "<pid>-": the work directory (CA keys, Orthanc storage) of a campaign process
 
 _WORKDIRS: set[Path] = set()  # work directories of this process still to remove, whatever the exit path
@@ -50,13 +67,18 @@ def workdir_pattern(pid: int) -> str:
 
 
 class _NotInterrupted:
+    """InterruptState until the runner gives its InterruptGuard."""
+
     signum: int | None = None
     first_at: float | None = None
 
+
 #: Simulators started for every campaign, in this order, before the DUT: (name, "module:function").
-#: function(runtime) returns a handle with stop() and optionally dut_settings() -> dict (what the
-#: embedded reference DRIMbox is configured with) and hosts() -> {fqdn: "ip:port"}; or None when
-#: the simulator does not apply to this SUT. A module that does not exist yet is skipped.
+#: function(runtime) is a Starter: it returns a drimcheck.services.SimulatorHandle (stop()), which may also be
+#: ConfiguresDut (dut_settings(): what the embedded reference DRIMbox is configured with), ServesHosts
+#: (hosts() -> {fqdn: "ip:port"}) and WatchesDutStart; or None when the simulator does not apply to this SUT.
+#: A module or function that cannot be loaded is a HarnessError naming it (an incomplete installation), never a
+#: simulator silently left out.
 SIMULATORS = (
     ("igc", "simulators.igc:start_for_campaign"),  # IGC-Santé publication point (CRL, CA certs), plain HTTP
     ("whitelist", "simulators.whitelist:start_for_campaign"),  # ANS whitelist endpoint
@@ -68,34 +90,38 @@ SIMULATORS = (
 
 
 class CampaignRuntime:
-    """Owns every process and file of one campaign; started lazily by the first scenario, always stopped."""
+    """Owns every process and file of one campaign; started lazily by the first scenario, always stopped.
 
-    def __init__(self, sut: Sut, run_dir: Path, *, mutant: str | None = None, keep_workdir: bool = False):
+    The façade steps and simulators see (drimcheck.services.StepServices, SimulatorRuntime): the simulated PACS
+    are a PacsFleet (drimcheck/pacsfleet.py), the `[hooks]` processes a HookRunner (drimcheck/hooks.py); this
+    class keeps the life cycle, the addresses, the simulators and the DUT."""
+
+    def __init__(self, sut: Sut, run_dir: Path, *, mutant: str | None = None, keep_workdir: bool = False) -> None:
         self.sut = sut
         self.run_dir = run_dir
         self.mutant = mutant
         self.keep_workdir = keep_workdir
         self.evidence = EvidenceStore(run_dir)
         self.workdir: Path | None = None
-        self.pki: Any = None
-        self.pacs: dict[str, Any] = {}  # PACS name -> simulators.pacs.Orthanc
-        self.dut: Any = None
-        self.sims: dict[str, Any] = {}  # started simulators, by SIMULATORS name
+        self.pki: TestPKI | None = None
+        self.fleet = PacsFleet()
+        self.pacs: dict[str, Orthanc] = self.fleet.orthancs  # PACS name -> its simulator
+        self.dut: ReferenceDrimbox | None = None  # the embedded reference (None for an external DUT)
+        self.sims: dict[str, SimulatorHandle] = {}  # started simulators, by SIMULATORS name
         self._allocated: dict[tuple[str, str], Address] = {}
         self.client: DutClient | None = None
-        self._seeded: dict[tuple[str, str], Any] = {}
         self.dut_ready_at: float | None = None  # monotonic time the DUT was up (reference ready, or hooks done)
         self.whitelist_triggers: list[float] = []  # monotonic times drimcheck triggered a whitelist refresh
         self.shared: dict[str, Any] = {}  # state step modules share across the scenarios of this campaign
         self._started = False
         self._start_error: BaseException | None = None
         self._lock = threading.Lock()
-        self.interrupt: Any = _NotInterrupted()  # runner.InterruptGuard: signum and time of the first signal
+        self.interrupt: InterruptState = _NotInterrupted()  # runner.InterruptGuard: signum, time of the first signal
         self.phase = "la préparation du banc"  # where an interruption hit, for the reports
         self.cleanup_errors: list[str] = []  # after_campaign failures and the like, found while stopping
         self._before_started = False  # before_campaign was launched (or would have been): after_campaign is owed
         self._after_done = False
-        self._hooks_running: set[subprocess.Popen] = set()
+        self.hooks = HookRunner(self.evidence, lambda: self.interrupt)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def ensure_started(self) -> CampaignRuntime:
@@ -118,7 +144,6 @@ class CampaignRuntime:
 
     def _start(self) -> None:
         from fixtures.pki import TestPKI
-        from simulators.pacs import Orthanc, OrthancConfig, OrthancError
 
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))  # 0700
         if not self.keep_workdir:
@@ -138,25 +163,14 @@ class CampaignRuntime:
                 raise HarnessError(str(exc)) from None
         else:
             self.pki = TestPKI(self.workdir / "pki", publication_url=igc)
-        resolved = []
-        for i, p in enumerate(self.sut.pacs):
-            creds: dict[str, Any] = {"username": p.dicomweb_user} if p.dicomweb_user else {}  # stable credentials (sut.toml or kit)
-            orthanc = Orthanc(OrthancConfig(aet=p.aet, http_port=p.http_port, dicom_port=p.dicom_port,
-                                            name=f"DRIMCHECK-{p.name}"[:30], password=p.dicomweb_password,
-                                            bind_host=self.pacs_bind_host(), calling_aets=self.pacs_calling_aets(),
-                                            **creds),
-                              self.workdir / f"pacs-{i + 1}")
-            self.pacs[p.name] = orthanc  # stopped by stop() even if start() is interrupted half-way
-            try:
-                orthanc.start()
-            except OrthancError as exc:
-                raise HarnessError(f"PACS simulé « {p.name} » : démarrage d'Orthanc impossible : {exc.message}") from None
-            resolved.append(replace(p, dicom_port=orthanc.dicom_port, http_port=orthanc.http_port))
-        self.sut = self.sut.with_pacs(tuple(resolved))
+        # stopped by stop() even if start() is interrupted half-way
+        resolved = self.fleet.start(self.sut.pacs, self.workdir, bind_host=self.pacs_bind_host(),
+                                    calling_aets=self.pacs_calling_aets())
+        self.sut = self.sut.with_pacs(resolved)
         self.start_simulators()
         self.client = DutClient(self.sut, self.evidence)
         if self.sut.embedded:
-            from simulators.drimbox.launcher import LaunchError, ReferenceDrimbox
+            from drimcheck.reference import LaunchError, ReferenceDrimbox
 
             self.dut = ReferenceDrimbox(self, mutant=self.mutant)
             try:
@@ -168,16 +182,16 @@ class CampaignRuntime:
         self.dut_ready_at = time.monotonic()
         self._preflight()
         for handle in self.sims.values():  # e.g. observe the DUT's startup downloads, then bring it to nominal
-            if hasattr(handle, "after_dut_ready"):
+            if isinstance(handle, WatchesDutStart):
                 handle.after_dut_ready(self)
         self.phase = "les scénarios"
 
     def start_simulators(self) -> None:
         """Start every simulator of SIMULATORS that applies to this SUT (campaign start-up, `drimcheck kit`);
-        one that cannot start is a HarnessError of one line."""
-        for name, target in SIMULATORS:
-            starter = _load_starter(target)
-            if starter is None or not self.has_simulator(name):
+        one that cannot start is a HarnessError of one line; so is one that cannot be loaded, before any starts."""
+        starters = [(name, _load_starter(name, target)) for name, target in SIMULATORS]
+        for name, starter in starters:
+            if not self.has_simulator(name):
                 continue
             try:
                 handle = starter(self)
@@ -213,7 +227,7 @@ class CampaignRuntime:
         """Simulators run for the embedded reference, and for an external DUT when [simulators] declares them."""
         return bool(self.sut.embedded) or self.sut.simulator_address(name) is not None
 
-    def simulator(self, name: str) -> Any:
+    def simulator(self, name: str) -> Any:  # each simulator its own type: the step knows which it asked for
         """A started simulator handle, or a clear ERROR for the scenario that needs it."""
         if name not in self.sims:
             raise HarnessError(f"simulateur « {name} » non démarré : déclarez son adresse dans la section [simulators] "
@@ -236,7 +250,7 @@ class CampaignRuntime:
 
     def dut_addresses(self) -> dict[str, Address]:
         """The DUT's own non-HTTP endpoints ([dut] addresses); "auto" ones get free loopback ports."""
-        out = {}
+        out: dict[str, Address] = {}
         for name, value in self.sut.dut.items():
             if isinstance(value, Address):
                 if not value.port:
@@ -255,13 +269,13 @@ class CampaignRuntime:
 
     def dut_settings(self) -> dict[str, Any]:
         """What each simulator tells the embedded reference DRIMbox (URLs, AE titles, ...)."""
-        return {name: h.dut_settings() for name, h in self.sims.items() if hasattr(h, "dut_settings")}
+        return {name: h.dut_settings() for name, h in self.sims.items() if isinstance(h, ConfiguresDut)}
 
     def extra_hosts(self) -> dict[str, str]:
         """FQDN -> "ip:port" of simulated peers (the test bed has no DNS)."""
         out: dict[str, str] = {}
         for h in self.sims.values():
-            if hasattr(h, "hosts"):
+            if isinstance(h, ServesHosts):
                 out.update(h.hosts())
         return out
 
@@ -293,7 +307,7 @@ class CampaignRuntime:
     def stop(self) -> None:
         """Idempotent: after_campaign (while the simulators still run), then the DUT, simulators, PACS, workdir."""
         for value in self.shared.values():  # e.g. a browser session with keep-alive connections to simulators
-            if hasattr(value, "close"):
+            if isinstance(value, Closeable):
                 try:
                     value.close()
                 except Exception:  # noqa: BLE001 - best effort
@@ -317,12 +331,7 @@ class CampaignRuntime:
             except Exception:  # noqa: BLE001 - best effort
                 pass
         self.sims.clear()
-        for orthanc in self.pacs.values():
-            try:
-                orthanc.stop(graceful=False)
-            except Exception:  # noqa: BLE001 - best effort, the process dies with us anyway
-                pass
-        self.pacs.clear()
+        self.fleet.stop_all()
         if self.workdir and not self.keep_workdir:
             self._seal_pki(self._cleanup_left(5.0))
             shutil.rmtree(self.workdir, ignore_errors=True)  # and again at exit (_WORKDIRS), for a late writer
@@ -338,20 +347,15 @@ class CampaignRuntime:
             raise RuntimeError("campagne terminée : PKI de test fermée")
 
         try:
-            self.pki._dir = sealed  # every file the PKI writes goes through _dir()
+            setattr(self.pki, "_dir", sealed)  # noqa: B010 - every file the PKI writes goes through _dir()
         finally:
             if got:
                 lock.release()
 
     def emergency_cleanup(self) -> None:
         """Last resort before a forced exit (runner watchdog): kill hooks and PACS, remove the workdir."""
-        for proc in list(self._hooks_running):
-            _kill_group(proc)
-        for orthanc in list(self.pacs.values()):
-            try:
-                orthanc.stop(graceful=False)
-            except BaseException:  # noqa: BLE001 - the process is about to exit
-                pass
+        self.hooks.kill_all()
+        self.fleet.stop_all()
         if self.workdir and not self.keep_workdir:
             self._seal_pki(0.5)
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -367,40 +371,24 @@ class CampaignRuntime:
     def pacs_entry(self, index: int = 0) -> Pacs:
         return self.sut.pacs[index]
 
-    def orthanc(self, pacs: Pacs) -> Any:
-        return self.pacs[pacs.name]
+    def orthanc(self, pacs: Pacs) -> Orthanc:
+        return self.fleet.orthanc(pacs)
 
-    def seed_study(self, seed: str, *, pacs: Pacs | None = None, **kw: Any) -> Any:
+    def seed_study(self, seed: str, *, pacs: Pacs | None = None, **kw: Any) -> SyntheticStudy:
         """Store a deterministic synthetic study in a PACS simulator (once per campaign) and return it."""
-        from simulators.pacs import make_study
+        return self.fleet.seed_study(pacs or self.pacs_entry(), seed, **kw)
 
-        pacs = pacs or self.pacs_entry()
-        key = (pacs.name, seed)
-        if key not in self._seeded:
-            study = make_study(seed, **kw)
-            try:
-                self.orthanc(pacs).store(study.datasets())
-            except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
-                raise HarnessError(f"PACS simulé « {pacs.name} » : stockage de l'étude impossible : {exc}") from None
-            self._seeded[key] = study
-        return self._seeded[key]
-
-    def seeded_studies(self) -> list[Any]:
+    def seeded_studies(self) -> list[SyntheticStudy]:
         """Every synthetic study stored in the PACS simulators so far in this campaign."""
-        return list(self._seeded.values())
+        return self.fleet.seeded_studies()
 
     def stop_pacs(self, pacs: Pacs) -> float:
         """Simulate a PACS outage (immediate kill); returns the monotonic time of the outage."""
-        self.orthanc(pacs).stop(graceful=False)
-        return time.monotonic()
+        return self.fleet.stop_pacs(pacs)
 
     def start_pacs(self, pacs: Pacs) -> float:
         """Bring the PACS back (same ports, same data); returns the monotonic time it is ready again."""
-        try:
-            self.orthanc(pacs).restart()
-        except Exception as exc:  # noqa: BLE001 - reported as a bench error (exit 3), not a traceback
-            raise HarnessError(f"PACS simulé « {pacs.name} » : redémarrage impossible : {exc}") from None
-        return time.monotonic()
+        return self.fleet.start_pacs(pacs)
 
     def restore_nominal(self) -> None:
         """Scenario cleanup: every PACS running and the HealthCheck UP again (bounded), whatever happened."""
@@ -446,12 +434,12 @@ class CampaignRuntime:
         reference, or the kit's with [pki] kit) or the public web PKI (certifi bundle) for an external DRIMbox."""
         paths = list(self.sut.market_trust_anchors)
         if not paths and (self.sut.embedded or self.sut.pki_kit is not None):  # the kit's market CA is stable
-            return [self.pki.market_ca.cert]
+            return [self._started_pki().market_ca.cert]
         if not paths:
             import certifi
 
             paths = [Path(certifi.where())]
-        out = []
+        out: list[x509.Certificate] = []
         for path in paths:
             out.extend(x509.load_pem_x509_certificates(path.read_bytes()))
         return out
@@ -459,11 +447,16 @@ class CampaignRuntime:
     def trust_anchors(self) -> list[x509.Certificate]:
         """IGC-Santé-like roots the dbN certificates must chain to: from sut.toml, else the per-run test PKI."""
         if self.sut.trust_anchors:
-            out = []
+            out: list[x509.Certificate] = []
             for path in self.sut.trust_anchors:
                 out.extend(x509.load_pem_x509_certificates(path.read_bytes()))
             return out
-        return [self.pki.igc_root.cert]
+        return [self._started_pki().igc_root.cert]
+
+    def _started_pki(self) -> TestPKI:
+        if self.pki is None:
+            raise HarnessError("PKI de test non créée : la campagne n'est pas démarrée")
+        return self.pki
 
     def read_kpi(self) -> str:
         """The DUT's KPI "ModelStat" lines: stdout of `[hooks] kpi`, or the embedded reference's file."""
@@ -477,8 +470,8 @@ class CampaignRuntime:
     def run_hook(self, name: str, extra_env: dict[str, str] | None = None, *, timeout: float | None = None) -> str | None:
         """Run a `[hooks]` command (bounded); returns its stdout (None when the hook is not declared).
 
-        The command runs in its own process group, killed as a whole on timeout or interruption. A non-zero
-        exit or a timeout raises HookFailed naming the hook, with the tail of its output. Evidence of
+        The command runs in its own process group, killed as a whole on timeout or interruption (HookRunner). A
+        non-zero exit or a timeout raises HookFailed naming the hook, with the tail of its output. Evidence of
         before_campaign/after_campaign goes to evidence/campaign/, that of the others to the current scenario.
         """
         command = self.sut.hooks.get(name)
@@ -489,67 +482,12 @@ class CampaignRuntime:
         limit = HOOK_TIMEOUT_S if timeout is None else timeout
         env = {**os.environ, "DRIMCHECK_RUN_DIR": str(self.run_dir), "DRIMCHECK_HOOK": name,
                "DRIMCHECK_PKI_DIR": str(self.workdir / "pki") if self.workdir else "", **(extra_env or {})}
-        scope = "campaign" if name in CAMPAIGN_HOOKS else None
-        t0 = time.monotonic()
-        proc = subprocess.Popen(command, shell=True, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
-        self._hooks_running.add(proc)
-        outcome = None
-        try:
-            while True:
-                try:
-                    out, err = proc.communicate(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    deadline = t0 + limit
-                    if self.interrupt.first_at is not None:  # a signal came while this hook runs (cleanup)
-                        deadline = min(deadline, self.interrupt.first_at + INTERRUPT_CLEANUP_S)
-                    if time.monotonic() >= deadline:
-                        outcome = f"pas terminé en {time.monotonic() - t0:.0f} s, arrêté"
-                        out, err = _kill_and_collect(proc)
-                        break
-        except BaseException:  # SIGINT/SIGTERM while the hook runs: the whole group goes
-            out, err = _kill_and_collect(proc)
-            self.evidence.write_text(f"hook-{name}", f"$ {command}\n{INTERRUPTED_FR}\n{out}\n{err}", scope=scope)
-            raise
-        finally:
-            self._hooks_running.discard(proc)
-        code = proc.returncode
-        self.evidence.write_text(f"hook-{name}", f"$ {command}\nexit {code}\n{out}\n{err}", scope=scope)
-        if outcome is None and code != 0:
-            outcome = f"code {code}"
-        if outcome is not None:
-            tail = " | ".join(line.strip() for line in (err.strip() or out.strip()).splitlines()[-3:])[-300:]
-            raise HookFailed(f"hook {name} en échec ({outcome}) : {tail or 'aucune sortie'}")
-        return out
-
-
-def _kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # the shell and whatever it started in its group
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_and_collect(proc: subprocess.Popen) -> tuple[str, str]:
-    """SIGTERM to the hook's process group, SIGKILL 1 s later; its output so far."""
-    _kill_group(proc, signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=1)
-    except BaseException:  # noqa: BLE001 - still running, or interrupted again
-        _kill_group(proc)
-        try:
-            out, err = proc.communicate(timeout=2)
-        except BaseException:  # noqa: BLE001 - a grandchild in another group keeps the pipes: give up on them
-            proc.kill()
-            return "", ""
-    _kill_group(proc)  # what the shell left behind in its group
-    return out or "", err or ""
+        return self.hooks.run(name, command, env, limit=limit)
 
 
 def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
     """Give every "auto" address of the embedded SUT a free loopback port."""
-    out = {}
+    out: dict[str, Endpoint] = {}
     for fqdn, ep in network.items():
         https = Address(ep.https.host, ep.https.port or free_port(ep.https.host)) if ep.https else None
         http = Address(ep.http.host, ep.http.port or free_port(ep.http.host)) if ep.http else None
@@ -557,15 +495,27 @@ def _allocate(network: dict[str, Endpoint]) -> dict[str, Endpoint]:
     return out
 
 
-def _load_starter(target: str):
-    """Import "module:function"; None when the module does not exist (simulator not built yet)."""
+def _load_starter(name: str, target: str) -> Starter:
+    """Import the "module:function" of simulator `name`; a module that is missing or misses a module it imports, or
+    a function the module does not have, is a HarnessError naming them (exit 3)."""
     import importlib
 
     module_name, _, func = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    return getattr(module, func, None)
+        missing = exc.name or "?"
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise HarnessError(f"simulateur {name} : module {module_name} introuvable "
+                               "(installation de drimcheck incomplète)") from None
+        raise HarnessError(f"simulateur {name} : le module {module_name} ne se charge pas : "
+                           f"module {missing} introuvable") from None
+    starter: Starter | None = getattr(module, func, None)
+    if not callable(starter):
+        raise HarnessError(f"simulateur {name} : le module {module_name} n'a pas de fonction {func}")
+    return starter
+
+
+if TYPE_CHECKING:  # mypy proves the runtime offers every seam it is handed through
+    def _seams(runtime: CampaignRuntime) -> tuple[StepServices, SimulatorRuntime, ScenarioHost]:
+        return runtime, runtime, runtime

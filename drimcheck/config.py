@@ -11,6 +11,8 @@ import difflib
 import ipaddress
 import math
 import re
+import shlex
+import sys
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -82,6 +84,35 @@ class Timeouts:
     export_s: float = 10.0  # bound on the DUT's export of a study to its PACS after the user's action
 
 
+@dataclass(frozen=True)
+class HttpHook:
+    """A `[hooks]` action that is an HTTP request drimcheck sends (never a command run on the harness's host).
+
+    Declared as an inline table: `refresh_whitelist = { url = "https://admin.example:8443/refresh" }`, with
+    optional `method` (POST by default, GET or PUT), `timeout_s` (30 s by default, at most HTTP_HOOK_MAX_S) and
+    `verify_tls` (true by default). It runs through drimcheck.http_hook, in the same bounded hook runner as a
+    shell hook (same time limit, evidence and failure rules); its response body is the hook's output.
+    """
+
+    url: str
+    method: str = "POST"
+    timeout_s: float = 30.0
+    verify_tls: bool = True
+
+    def command(self) -> str:
+        """The command the hook runner starts: drimcheck's own module, every value quoted (no shell syntax)."""
+        return shlex.join([sys.executable, "-m", "drimcheck.http_hook", self.method, self.url,
+                           f"{self.timeout_s:g}", "verify" if self.verify_tls else "no-verify"])
+
+    def describe(self) -> str:
+        return f"{self.method} {_redact_url(self.url)}"
+
+
+HTTP_HOOK_KEYS = ("url", "method", "timeout_s", "verify_tls")
+HTTP_HOOK_METHODS = ("POST", "GET", "PUT")
+HTTP_HOOK_MAX_S = 110.0  # below the hook runner's own 120 s limit
+
+
 #: timeouts that may be 0 (every other one must be > 0)
 ZERO_TIMEOUTS = frozenset({"whitelist_settle_s"})
 
@@ -100,7 +131,8 @@ class Sut:
     trust_anchors: tuple[Path, ...] = ()
     market_trust_anchors: tuple[Path, ...] = ()  # roots the viN (market OV) certificate must chain to
     timeouts: Timeouts = field(default_factory=Timeouts)
-    hooks: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, str] = field(default_factory=dict)  # name -> command (an HTTP hook's is drimcheck's own)
+    http_hooks: dict[str, HttpHook] = field(default_factory=dict)  # hooks declared as HTTP actions
     simulators: dict[str, Address] = field(default_factory=dict)  # where drimcheck's simulators listen
     dut: dict[str, Any] = field(default_factory=dict)  # other DUT endpoints and settings ([dut])
     pki_kit: Path | None = None  # [pki] kit: the stable test kit directory (resolved), None = per-run PKI
@@ -132,9 +164,6 @@ class Sut:
 
     def with_pacs(self, pacs: tuple[Pacs, ...]) -> Sut:
         return replace(self, pacs=pacs)
-
-    def with_addresses(self, simulators: dict[str, Address], dut: dict[str, Any]) -> Sut:
-        return replace(self, simulators=simulators, dut=dut)
 
     def describe(self) -> dict[str, Any]:
         """Identity of the SUT as written into every report."""
@@ -173,7 +202,7 @@ class Sut:
                     "market_trust_anchors": [str(p) for p in self.market_trust_anchors]},
             "pki": {"kit": str(self.pki_kit) if self.pki_kit else None},
             "timeouts": {f.name: getattr(self.timeouts, f.name) for f in fields(Timeouts)},
-            "hooks": dict(self.hooks),
+            "hooks": {k: self.http_hooks[k].describe() if k in self.http_hooks else v for k, v in self.hooks.items()},
             "simulators": {name: addr(a) for name, a in self.simulators.items()},
             "dut": {name: addr(v) if isinstance(v, Address) else (secret(v) if name in SECRET_DUT_KEYS else v)
                     for name, v in self.dut.items()},
@@ -405,8 +434,39 @@ def _collisions(claims: list[tuple[str, str, Address]], r: _Reader) -> None:
 # ------------------------------------------------------------------------------------------- parse
 
 def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None) -> Sut:
-    """Parse and validate a SUT description; every problem is one ConfigError line naming the field."""
+    """Parse and validate a SUT description; every problem is one ConfigError line naming the field.
+
+    One function per section, called in the order the sections are checked (the first problem found is the
+    one reported); the address collisions across sections come last.
+    """
     r = _Reader(source_file)
+    data = _load_toml(text, r)
+    if "sut" not in data:
+        raise ConfigError(f"{r.src} : section [sut] manquante")
+    head = _parse_sut(r, data["sut"])
+    allow_auto = head.embedded is not None
+    pacs = _parse_pacs(r, data.get("pacs"), head.registry, allow_auto)
+    network = _parse_network(r, data.get("network", {}), pacs, allow_auto)
+    health_url = _parse_health(r, data.get("health", {}), pacs)
+    anchor_paths, market_paths = _parse_tls(r, data.get("tls", {}), base_dir)
+    pki_kit = _parse_pki(r, data.get("pki", {}), base_dir)
+    timeouts = _parse_timeouts(r, data.get("timeouts", {}))
+    hooks, http_hooks = _parse_hooks(r, data.get("hooks", {}))
+    simulators = _parse_simulators(r, data.get("simulators", {}), allow_auto)
+    dut = _parse_dut(r, data.get("dut", {}), allow_auto)
+    _collisions(_address_claims(network, dut, simulators, pacs), r)
+    return Sut(
+        name=head.name, roles=head.roles, registry=head.registry, pacs=pacs,
+        network=network, health_url=health_url, editor=head.editor, version=head.version,
+        embedded=head.embedded, trust_anchors=anchor_paths, market_trust_anchors=market_paths, timeouts=timeouts,
+        hooks={k: v for k, v in hooks.items() if v}, http_hooks=http_hooks, simulators=simulators, dut=dut,
+        pki_kit=pki_kit,
+        source_file=source_file,
+    )
+
+
+def _load_toml(text: str, r: _Reader) -> dict[str, Any]:
+    """The TOML document, with only known top-level sections."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -418,16 +478,37 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     for k in data:
         if k not in SECTIONS:
             raise ConfigError(f"{r.src} : section inconnue [{_key(k)}]{_suggest(k, SECTIONS, '[{}]')}")
-    if "sut" not in data:
-        raise ConfigError(f"{r.src} : section [sut] manquante")
-    sut = r.table(data["sut"], "[sut]")
-    r.known(sut, SUT_KEYS, "[sut]")
+    return data
+
+
+@dataclass(frozen=True)
+class _SutSection:
+    name: str
+    roles: tuple[str, ...]
+    registry: str
+    editor: str
+    version: str
+    embedded: str | None
+
+
+def _parse_sut(r: _Reader, value: Any) -> _SutSection:
     where = "[sut]"
+    sut = r.table(value, where)
+    r.known(sut, SUT_KEYS, where)
     embedded = sut.get("embedded")
     if embedded not in (None, "reference"):
         raise r.fail("[sut] embedded", f"seule la valeur \"reference\" est permise, pas {_show(embedded)}")
-    allow_auto = embedded is not None
-    roles = sut.get("roles")
+    roles = _parse_roles(r, sut.get("roles"))
+    sut_name = r.string(sut, "name", where)
+    editor = r.string(sut, "editor", where, default="", empty=True)
+    version = r.string(sut, "version", where, default="", empty=True)
+    registry = r.string(sut, "registry", where)
+    if not re.fullmatch(r"[a-z0-9-]+", registry):
+        raise r.fail("[sut] registry", f"l'ID_Registre (chiffres, ou « test ») est attendu, pas {_show(registry)}")
+    return _SutSection(sut_name, roles, registry, editor, version, embedded)
+
+
+def _parse_roles(r: _Reader, roles: Any) -> tuple[str, ...]:
     if not isinstance(roles, list) or not roles:
         raise r.fail("[sut] roles", f"une liste non vide de rôles ({', '.join(ROLES)}) est attendue, "
                                     f"pas {_show(roles) if roles is not None else 'rien'}")
@@ -438,55 +519,61 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
                                         + f" : rôles possibles {', '.join(ROLES)}")
     if len(set(roles)) != len(roles):
         raise r.fail("[sut] roles", "un rôle figure deux fois")
-    sut_name = r.string(sut, "name", where)
-    editor = r.string(sut, "editor", where, default="", empty=True)
-    version = r.string(sut, "version", where, default="", empty=True)
-    registry = r.string(sut, "registry", where)
-    if not re.fullmatch(r"[a-z0-9-]+", registry):
-        raise r.fail("[sut] registry", f"l'ID_Registre (chiffres, ou « test ») est attendu, pas {_show(registry)}")
+    return tuple(roles)
 
-    pacs_list = data.get("pacs")
+
+def _parse_pacs(r: _Reader, pacs_list: Any, registry: str, allow_auto: bool) -> tuple[Pacs, ...]:
     if not isinstance(pacs_list, list) or not pacs_list:
         raise r.fail("", "au moins une entrée [[pacs]] est obligatoire"
                      + (f" ([[pacs]] est {_kind(pacs_list)})" if pacs_list is not None else ""))
-    pacs: list[Pacs] = []
-    for i, entry in enumerate(pacs_list):
-        pw = f"[[pacs]] n°{i + 1}"
-        p = r.table(entry, pw)
-        r.known(p, PACS_KEYS, pw)
-        db, vi = r.string(p, "db", pw), r.string(p, "vi", pw)
-        numbers: dict[str, str] = {}
-        for key, fqdn in (("db", db), ("vi", vi)):
-            m = FQDN_RE.match(fqdn)
-            if not m or m.group(1) != key or m.group(3) != registry:
-                raise r.fail(f"{pw} {key}", f"{key}N.{registry}.mesimagesmedicales.fr est attendu, pas {_show(fqdn)}")
-            numbers[key] = m.group(2)
-        if numbers["db"] != numbers["vi"]:
-            raise r.fail(pw, "db et vi doivent porter le même numéro N (une paire de FQDN par PACS)")
-        user = r.string(p, "dicomweb_user", pw, default="", empty=True) or None
-        password = r.string(p, "dicomweb_password", pw, default="", empty=True) or None
-        if (user is None) != (password is None):
-            raise r.fail(pw, "dicomweb_user et dicomweb_password se déclarent ensemble (ou aucun des deux)")
-        if user is not None and (":" in user or not user.isprintable()):
-            raise r.fail(f"{pw} dicomweb_user", "le nom d'utilisateur ne doit contenir ni « : » ni caractère de contrôle")
-        if password is not None and not password.isprintable():
-            raise r.fail(f"{pw} dicomweb_password", "le mot de passe ne doit pas contenir de caractère de contrôle")
-        pacs.append(Pacs(
-            name=r.string(p, "name", pw, default=db), db=db, vi=vi,
-            aet=r.aet(r.string(p, "aet", pw, default="DRIMCHECK_PACS"), f"{pw} aet"),
-            dicom_port=r.port(p, "dicom_port", pw, allow_auto=allow_auto),
-            http_port=r.port(p, "http_port", pw, allow_auto=allow_auto),
-            dicomweb_user=user, dicomweb_password=password,
-        ))
+    pacs = [_parse_pacs_entry(r, entry, f"[[pacs]] n°{i + 1}", registry, allow_auto)
+            for i, entry in enumerate(pacs_list)]
     if len({p.db for p in pacs}) != len(pacs):
         raise r.fail("", "deux entrées [[pacs]] ont le même FQDN db")
     if len({p.name for p in pacs}) != len(pacs):
         raise r.fail("", "deux entrées [[pacs]] ont le même nom (name)")
+    return tuple(pacs)
+
+
+def _parse_pacs_entry(r: _Reader, entry: Any, pw: str, registry: str, allow_auto: bool) -> Pacs:
+    p = r.table(entry, pw)
+    r.known(p, PACS_KEYS, pw)
+    db, vi = r.string(p, "db", pw), r.string(p, "vi", pw)
+    numbers: dict[str, str] = {}
+    for key, fqdn in (("db", db), ("vi", vi)):
+        m = FQDN_RE.match(fqdn)
+        if not m or m.group(1) != key or m.group(3) != registry:
+            raise r.fail(f"{pw} {key}", f"{key}N.{registry}.mesimagesmedicales.fr est attendu, pas {_show(fqdn)}")
+        numbers[key] = m.group(2)
+    if numbers["db"] != numbers["vi"]:
+        raise r.fail(pw, "db et vi doivent porter le même numéro N (une paire de FQDN par PACS)")
+    user, password = _parse_dicomweb_credentials(r, p, pw)
+    return Pacs(
+        name=r.string(p, "name", pw, default=db), db=db, vi=vi,
+        aet=r.aet(r.string(p, "aet", pw, default="DRIMCHECK_PACS"), f"{pw} aet"),
+        dicom_port=r.port(p, "dicom_port", pw, allow_auto=allow_auto),
+        http_port=r.port(p, "http_port", pw, allow_auto=allow_auto),
+        dicomweb_user=user, dicomweb_password=password,
+    )
+
+
+def _parse_dicomweb_credentials(r: _Reader, p: dict, pw: str) -> tuple[str | None, str | None]:
+    user = r.string(p, "dicomweb_user", pw, default="", empty=True) or None
+    password = r.string(p, "dicomweb_password", pw, default="", empty=True) or None
+    if (user is None) != (password is None):
+        raise r.fail(pw, "dicomweb_user et dicomweb_password se déclarent ensemble (ou aucun des deux)")
+    if user is not None and (":" in user or not user.isprintable()):
+        raise r.fail(f"{pw} dicomweb_user", "le nom d'utilisateur ne doit contenir ni « : » ni caractère de contrôle")
+    if password is not None and not password.isprintable():
+        raise r.fail(f"{pw} dicomweb_password", "le mot de passe ne doit pas contenir de caractère de contrôle")
+    return user, password
+
+
+def _parse_network(r: _Reader, value: Any, pacs: tuple[Pacs, ...], allow_auto: bool) -> dict[str, Endpoint]:
     declared = [f for p in pacs for f in (p.db, p.vi)]
     declared_set = set(declared)
-
     network: dict[str, Endpoint] = {}
-    for fqdn, entry in r.table(data.get("network", {}), "[network]").items():
+    for fqdn, entry in r.table(value, "[network]").items():
         nw = f"[network] {_key(fqdn)}"
         if fqdn not in declared_set:
             raise r.fail(nw, f"FQDN non déclaré par un [[pacs]]{_suggest(fqdn, declared)}")
@@ -502,65 +589,96 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     for pacs_item in pacs:
         if pacs_item.db not in network or network[pacs_item.db].https is None:
             raise r.fail("[network]", f"une adresse https est obligatoire pour {pacs_item.db}")
+    return network
 
-    health = r.table(data.get("health", {}), "[health]")
+
+def _parse_health(r: _Reader, value: Any, pacs: tuple[Pacs, ...]) -> str:
+    health = r.table(value, "[health]")
     r.known(health, HEALTH_KEYS, "[health]")
     health_url = r.url(r.string(health, "url", "[health]", default=f"https://{pacs[0].db}/q/health"),
                        "[health] url", ("https",))
     if urlsplit(health_url).hostname not in {p.db for p in pacs}:
         raise r.fail("[health] url", f"une URL https sur un FQDN db déclaré est attendue, pas {_show(health_url)}")
+    return health_url
 
-    tls = r.table(data.get("tls", {}), "[tls]")
+
+def _parse_tls(r: _Reader, value: Any, base_dir: Path | None) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    tls = r.table(value, "[tls]")
     r.known(tls, TLS_KEYS, "[tls]")
-    anchor_paths = r.paths(tls, "trust_anchors", "[tls]", base_dir)
-    market_paths = r.paths(tls, "market_trust_anchors", "[tls]", base_dir)
+    return r.paths(tls, "trust_anchors", "[tls]", base_dir), r.paths(tls, "market_trust_anchors", "[tls]", base_dir)
 
-    pki = r.table(data.get("pki", {}), "[pki]")
+
+def _parse_pki(r: _Reader, value: Any, base_dir: Path | None) -> Path | None:
+    pki = r.table(value, "[pki]")
     r.known(pki, PKI_KEYS, "[pki]")
-    pki_kit = None
-    if "kit" in pki:
-        kit = r.string(pki, "kit", "[pki]")
-        try:
-            pki_kit = ((base_dir or Path.cwd()) / kit).resolve()
-        except (OSError, RuntimeError, ValueError):
-            raise r.fail("[pki] kit", f"chemin inutilisable {_show(kit)}") from None
+    if "kit" not in pki:
+        return None
+    kit = r.string(pki, "kit", "[pki]")
+    try:
+        return ((base_dir or Path.cwd()) / kit).resolve()
+    except (OSError, RuntimeError, ValueError):
+        raise r.fail("[pki] kit", f"chemin inutilisable {_show(kit)}") from None
 
-    t = r.table(data.get("timeouts", {}), "[timeouts]")
+
+def _parse_timeouts(r: _Reader, value: Any) -> Timeouts:
+    t = r.table(value, "[timeouts]")
     r.known(t, TIMEOUT_KEYS, "[timeouts]")
     defaults = Timeouts()
-    timeouts = Timeouts(**{k: r.seconds(t, k, "[timeouts]", getattr(defaults, k), zero=k in ZERO_TIMEOUTS)
-                           for k in TIMEOUT_KEYS})
+    return Timeouts(**{k: r.seconds(t, k, "[timeouts]", getattr(defaults, k), zero=k in ZERO_TIMEOUTS)
+                       for k in TIMEOUT_KEYS})
 
-    hooks = r.table(data.get("hooks", {}), "[hooks]")
+
+def _parse_hooks(r: _Reader, value: Any) -> tuple[dict[str, str], dict[str, HttpHook]]:
+    hooks = r.table(value, "[hooks]")
     r.known(hooks, HOOK_KEYS, "[hooks]")
+    http_hooks: dict[str, HttpHook] = {}
     for k in hooks:
-        r.string(hooks, k, "[hooks]", empty=True)  # a shell command; "" = not used
+        if isinstance(hooks[k], dict):  # an HTTP action: { url = "...", method = "POST" }
+            http_hooks[k] = _http_hook(r, hooks[k], f"[hooks] {k}")
+            hooks[k] = http_hooks[k].command()
+        else:
+            r.string(hooks, k, "[hooks]", empty=True)  # a shell command; "" = not used
+    return hooks, http_hooks
 
+
+def _parse_simulators(r: _Reader, value: Any, allow_auto: bool) -> dict[str, Address]:
     simulators: dict[str, Address] = {}
-    for name, value in r.table(data.get("simulators", {}), "[simulators]").items():
+    for name, addr in r.table(value, "[simulators]").items():
         if name not in SIMULATOR_KEYS and not _PEERS_N.fullmatch(name):
             raise ConfigError(f"{r.src} : clé inconnue [simulators] {_key(name)}{_suggest(name, SIMULATOR_KEYS)}")
-        simulators[name] = r.address(value, f"[simulators] {name}", allow_auto=allow_auto)
+        simulators[name] = r.address(addr, f"[simulators] {name}", allow_auto=allow_auto)
+    return simulators
 
+
+def _parse_dut(r: _Reader, value: Any, allow_auto: bool) -> dict[str, Any]:
     dut: dict[str, Any] = {}
-    dut_table = r.table(data.get("dut", {}), "[dut]")
+    dut_table = r.table(value, "[dut]")
     r.known(dut_table, DUT_ADDRESS_KEYS + DUT_VALUE_KEYS, "[dut]")
-    for name, value in dut_table.items():
-        dw = f"[dut] {name}"
+    for name, item in dut_table.items():
         if name in DUT_ADDRESS_KEYS:
-            dut[name] = r.address(value, dw, allow_auto=allow_auto)
-            continue
-        s = r.string(dut_table, name, "[dut]", empty=name == "psc_client_secret")
-        if name in ("iocm_aet", "calling_aet"):
-            r.aet(s, dw)
-        elif name in ("conso_path", "wado_root") and not _PATH_RE.fullmatch(s):
-            raise r.fail(dw, f"un chemin d'URL commençant par « / », sans espace, est attendu, pas {_show(s)}")
-        elif name == "psc_redirect_uri":
-            r.url(s, dw, ("https", "http"))
-        elif name == "psc_client_id" and not s.isprintable():
-            raise r.fail(dw, "caractère de contrôle interdit")
-        dut[name] = s
+            dut[name] = r.address(item, f"[dut] {name}", allow_auto=allow_auto)
+        else:
+            dut[name] = _parse_dut_value(r, dut_table, name)
+    return dut
 
+
+def _parse_dut_value(r: _Reader, dut_table: dict, name: str) -> str:
+    dw = f"[dut] {name}"
+    s = r.string(dut_table, name, "[dut]", empty=name == "psc_client_secret")
+    if name in ("iocm_aet", "calling_aet"):
+        r.aet(s, dw)
+    elif name in ("conso_path", "wado_root") and not _PATH_RE.fullmatch(s):
+        raise r.fail(dw, f"un chemin d'URL commençant par « / », sans espace, est attendu, pas {_show(s)}")
+    elif name == "psc_redirect_uri":
+        r.url(s, dw, ("https", "http"))
+    elif name == "psc_client_id" and not s.isprintable():
+        raise r.fail(dw, "caractère de contrôle interdit")
+    return s
+
+
+def _address_claims(network: dict[str, Endpoint], dut: dict[str, Any], simulators: dict[str, Address],
+                    pacs: tuple[Pacs, ...]) -> list[tuple[str, str, Address]]:
+    """Every listening address the description declares, as (label, group, address) for _collisions."""
     claims: list[tuple[str, str, Address]] = []
     for fqdn, ep in network.items():
         for scheme in ("https", "http"):
@@ -574,15 +692,22 @@ def parse(text: str, source_file: str = "<string>", base_dir: Path | None = None
     for i, pacs_item in enumerate(pacs):  # the simulated PACS (Orthanc) may listen on every interface
         for key in ("dicom_port", "http_port"):
             claims.append((f"[[pacs]] n°{i + 1} {key}", "pacs", Address("0.0.0.0", getattr(pacs_item, key))))
-    _collisions(claims, r)
+    return claims
 
-    return Sut(
-        name=sut_name, roles=tuple(roles), registry=registry, pacs=tuple(pacs),
-        network=network, health_url=health_url, editor=editor, version=version,
-        embedded=embedded, trust_anchors=anchor_paths, market_trust_anchors=market_paths, timeouts=timeouts,
-        hooks={k: v for k, v in hooks.items() if v}, simulators=simulators, dut=dut, pki_kit=pki_kit,
-        source_file=source_file,
-    )
+
+def _http_hook(r: _Reader, table: dict, where: str) -> HttpHook:
+    r.known(table, HTTP_HOOK_KEYS, where)
+    url = r.url(r.string(table, "url", where), f"{where} url", ("https", "http"))
+    method = r.string(table, "method", where, default="POST")
+    if method not in HTTP_HOOK_METHODS:
+        raise r.fail(f"{where} method", f"{' ou '.join(HTTP_HOOK_METHODS)} est attendu, pas {_show(method)}")
+    timeout = r.seconds(table, "timeout_s", where, 30.0, zero=False)
+    if timeout > HTTP_HOOK_MAX_S:
+        raise r.fail(f"{where} timeout_s", f"au plus {HTTP_HOOK_MAX_S:g} s (limite des hooks : 120 s), pas {_show(timeout)}")
+    verify = table.get("verify_tls", True)
+    if not isinstance(verify, bool):
+        raise r.fail(f"{where} verify_tls", f"un booléen est attendu, pas {_kind(verify)} ({_show(verify)})")
+    return HttpHook(url=url, method=method, timeout_s=timeout, verify_tls=verify)
 
 
 def read_capped(path: str | Path, limit: int, what: str, *, missing_hint: str = "") -> bytes:

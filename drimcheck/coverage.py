@@ -5,13 +5,31 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypedDict
 
 from drimcheck import catalogue as catalogue_mod
 from drimcheck import checks
 
 FEATURES = Path(__file__).resolve().parent.parent / "features"
 TAG = re.compile(r"@req:([A-Za-z0-9._/-]+)")
+
+
+class CoverageRow(TypedDict):
+    """One requirement of the catalogue and what automates it (`drimcheck coverage --json`, the selftest)."""
+
+    id: str
+    title: str
+    area: str
+    strength: str
+    actor: str
+    source: str
+    automated: bool  # tagged on a scenario and judged by a registered check
+    features: list[str]
+    checks: list[str]
+    not_tested: str | None
 
 
 def feature_tags() -> dict[str, list[str]]:
@@ -39,10 +57,10 @@ def check_requirements() -> dict[str, list[str]]:
     return out
 
 
-def coverage_rows() -> list[dict]:
+def coverage_rows() -> list[CoverageRow]:
     cat = catalogue_mod.load()
     tags, judged = feature_tags(), check_requirements()
-    rows = []
+    rows: list[CoverageRow] = []
     for r in cat.requirements:
         rows.append({
             "id": r.id, "title": r.title, "area": r.area, "strength": r.strength, "actor": r.actor, "source": r.source,
@@ -58,10 +76,9 @@ TAXONOMY = Path(__file__).resolve().parent / "data" / "coverage.toml"
 AXIS_KINDS = ("scenarios", "hors_perimetre", "a_couvrir")
 
 
-def load_taxonomy(path: Path = TAXONOMY) -> dict:
-    """The defect taxonomy: {"axes": {key: {nom, description}}, "exigence": {ID: {axis: cell}}}."""
-    import tomllib
-
+def load_taxonomy(path: Path = TAXONOMY) -> dict[str, Any]:
+    """The defect taxonomy: {"axes": {key: {nom, description}}, "exigence": {ID: {axis: cell}}} (the TOML as
+    read: tests/test_coverage_taxonomy.py checks its shape)."""
     with path.open("rb") as f:
         return tomllib.load(f)
 
@@ -85,7 +102,8 @@ def scenario_index() -> dict[str, set[str]]:
     return out
 
 
-def cell_kind(cell: dict) -> str:
+def cell_kind(cell: Mapping[str, Any]) -> str:
+    """The one kind of AXIS_KINDS a cell of the taxonomy gives, "" when it gives none or several."""
     kinds = [k for k in AXIS_KINDS if k in cell]
     return kinds[0] if len(kinds) == 1 else ""
 

@@ -5,8 +5,11 @@ campaign handles, wherever it lands: private keys, OAuth tokens and JWTs, passwo
 (JSON fields, form fields, URL queries, HTTP headers), the password of ``user:pw@`` in URLs, and the
 signature of SAML assertions (the VIHF sent to the DMP is a bearer credential: without its SignatureValue
 it is not). A redaction marker keeps the size and the SHA-256 of what it replaces, so two pieces of
-evidence can still be matched. Checks never read evidence files back: they judge the parsed exchanges
-kept in memory by the simulators (e.g. ``DmpExchange.request.vihf``), so redacting files costs them nothing.
+evidence can still be matched. During a campaign checks judge the parsed exchanges kept in memory by the
+simulators (e.g. ``DmpExchange.request.vihf``); what each judged call read is also stored, value by value
+redacted, as ``NNN-judgement.json`` (``drimcheck.checks``, ``drimcheck.codec``), and ``drimcheck rejudge``
+judges it again. Where a verdict rests on a secret (a VIHF's SignatureValue), the record keeps the judged
+fact (the signature's verification result), never the secret.
 
 Files: the evidence tree is private to the user (directories 0700, files 0600, whatever the umask).
 """
@@ -153,6 +156,11 @@ def is_dicom(data: bytes) -> bool:
 _SECRET_KEY = re.compile(rf"^(?:[A-Za-z0-9]+[_-])*(?:{_KEYS}|client-secret)$", re.IGNORECASE)
 
 
+def secret_key(name: str) -> bool:
+    """A field or key named like a secret (``dicomweb_password``, ``client_secret``, ``access_token``...)."""
+    return bool(_SECRET_KEY.match(name))
+
+
 def redact_value(value: Any) -> Any:
     """A copy of a JSON-like value with every string redacted and secret-named string fields replaced."""
     if isinstance(value, str):
@@ -272,6 +280,13 @@ class EvidenceStore:
         path = self._next_path(label, suffix)
         dicom = suffix.lower() == ".dcm" or is_dicom(data)
         write_private(path, data if dicom else redact_bytes(data))
+        return str(path.relative_to(self.run_dir))
+
+    def write_record(self, label: str, text: str, *, scope: str | None = None) -> str:
+        """Store a record whose values were redacted one by one (drimcheck.codec: what a check read, kept for
+        `drimcheck rejudge`); written as is, since redacting the whole text again could alter encoded values."""
+        path = self._next_path(label, ".json", scope)
+        write_private(path, text.encode("utf-8"))
         return str(path.relative_to(self.run_dir))
 
     def write_text(self, label: str, text: str, suffix: str = ".txt", *, scope: str | None = None) -> str:

@@ -520,15 +520,6 @@ def _capture_tls(resp: httpx.Response, info: TlsInfo) -> None:
         info.chain_der = [der] if der else []
 
 
-def tcp_reachable(addr: Address, timeout: float = 2.0) -> bool:
-    """Whether something accepts TCP connections at the address (used to tell 'down' from 'wrong')."""
-    try:
-        with socket.create_connection((addr.host, addr.port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 @dataclass
 class Poll:
     """One timed request of a periodic poller (the Météo): monotonic send and receive times."""

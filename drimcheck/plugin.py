@@ -3,6 +3,10 @@
 Steps hand findings to the `judge` fixture; this plugin groups them per scenario, records step
 outcomes and errors, guarantees that every requirement a scenario is tagged with gets a verdict,
 and feeds the progress display. It never decides conformance itself.
+
+Only pytest-bdd's public hooks are used: a scenario's identity (feature, name, tags) is taken in
+pytest_bdd_before_scenario; before that (and for the scenarios an interruption left unrun) the
+scenario is named from its collected test item.
 """
 
 from __future__ import annotations
@@ -10,48 +14,29 @@ from __future__ import annotations
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
+from pytest_bdd.parser import Feature, Scenario, Step
 
 from drimcheck.catalogue import Catalogue
+from drimcheck.checks import record_judgement
+from drimcheck.errors import (
+    INTERRUPTED_FR,
+    CampaignInterrupted,
+    DutUnreachable,
+    HarnessError,
+    HookFailed,
+    signal_name,
+)
 from drimcheck.results import ScenarioResult, StepResult
+from drimcheck.services import ScenarioHost
 from drimcheck.verdicts import Finding, Verdict, errored
 
-RUNTIME_KEY = pytest.StashKey[Any]()
-
-
-class HarnessError(RuntimeError):
-    """Something the harness needs is broken (simulator, PACS, configuration): verdict ERROR, exit 3."""
-
-
-class DutUnreachable(HarnessError):
-    """The DUT cannot be reached at all: nothing can be judged."""
-
-
-class HookFailed(HarnessError):
-    """A `[hooks]` command of sut.toml failed or timed out: named in the reports, never "DUT injoignable"."""
-
-
-class CampaignInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM: the campaign stops, writes the reports of what ran and cleans up (runner.InterruptGuard)."""
-
-    def __init__(self, signum: int = 2):
-        super().__init__(signum)
-        self.signum = signum
-
-
-INTERRUPTED_FR = "campagne interrompue"
-
-
-def signal_name(signum: int | None) -> str:
-    import signal
-
-    try:
-        return signal.Signals(signum).name if signum else "signal"
-    except ValueError:
-        return f"signal {signum}"
+# the harness errors were defined here before drimcheck.errors: importers of drimcheck.plugin keep working
+__all__ = ["INTERRUPTED_FR", "RUNTIME_KEY", "CampaignInterrupted", "DrimcheckPlugin", "DutUnreachable",
+           "HarnessError", "HookFailed", "signal_name"]
 
 
 def scenario_requirements(item: pytest.Item) -> list[str]:
@@ -77,20 +62,36 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
-def _template_of(item: pytest.Item) -> Any:
-    """The pytest-bdd scenario template behind a collected test function, or None."""
-    from pytest_bdd.scenario import scenario_wrapper_template_registry
+def _example(item: pytest.Item) -> dict[str, Any] | None:
+    """The row of a scenario outline a test item runs (pytest-bdd's parametrization), or None."""
+    callspec = getattr(item, "callspec", None)
+    example: dict[str, Any] | None = callspec.params.get("_pytest_bdd_example") if callspec is not None else None
+    return example
 
-    function = getattr(item, "function", None)
-    return scenario_wrapper_template_registry.get(function) if function is not None else None
+
+def _item_scenario_name(item: pytest.Item) -> str:
+    """The scenario a collected item binds, before it runs: pytest-bdd documents each scenario test function
+    as "<feature file>: <scenario name>"; the test name otherwise."""
+    doc = getattr(getattr(item, "function", None), "__doc__", None) or ""
+    _, sep, name = doc.partition(".feature: ")
+    return name if sep and name else item.name
+
+
+def _identity(name: str, feature_file: str, example: dict[str, Any] | None) -> tuple[str, str]:
+    """(display name, scenario id) of a scenario, one per row of an outline (named and filed after its values)."""
+    sid = f"{slug(re.sub(r'[.]feature$', '', feature_file.split('/')[-1]), 30)}--{slug(name, 60)}"
+    if example:
+        values = ", ".join(str(v) for v in example.values())
+        return f"{name} [{values}]", f"{sid}--{slug(values, 40)}"
+    return name, sid
 
 
 class DrimcheckPlugin:
     """Collects scenario results for one campaign run."""
 
-    def __init__(self, runtime: Any, catalogue: Catalogue, *, strict: bool,
+    def __init__(self, runtime: ScenarioHost | None, catalogue: Catalogue, *, strict: bool,
                  requirement_filter: set[str] | None = None,
-                 on_scenario_done: Callable[[ScenarioResult, int, int], None] | None = None):
+                 on_scenario_done: Callable[[ScenarioResult, int, int], None] | None = None) -> None:
         self.runtime = runtime
         self.catalogue = catalogue
         self.strict = strict
@@ -116,9 +117,11 @@ class DrimcheckPlugin:
         items = [findings] if isinstance(findings, Finding) else list(findings)
         if self.current is None:
             raise HarnessError("a check was judged outside of a scenario")
+        record_judgement(getattr(self.runtime, "evidence", None), self.current.id, items)  # for `drimcheck rejudge`
         for f in items:
             if f.requirement not in self.catalogue:
-                f = errored(f.requirement, f"harness defect: finding for unknown requirement ({f.message})", check=f.check)
+                f = errored(f.requirement, f"harness defect: finding for unknown requirement ({f.message})",
+                            check=f.check)
             self.catalogue.apply_strength(f, strict=self.strict)
             self.current.findings.append(f)
         return items
@@ -130,7 +133,8 @@ class DrimcheckPlugin:
 
     def pytest_collection_modifyitems(self, session: pytest.Session, config: pytest.Config,
                                       items: list[pytest.Item]) -> None:
-        keep, drop = [], []
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
         for item in items:
             reqs = scenario_requirements(item)
             self.collected_requirements.update(reqs)
@@ -146,21 +150,13 @@ class DrimcheckPlugin:
 
     # -- execution ----------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None):
-        scenario = _template_of(item)
-        name = scenario.name if scenario else item.name
-        feature = scenario.feature.name if scenario else ""
-        feature_file = scenario.feature.rel_filename if scenario else str(item.path)
-        sid = f"{slug(re.sub(r'[.]feature$', '', feature_file.split('/')[-1]), 30)}--{slug(name, 60)}"
-        example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example")
-        if example:  # one result per row of a scenario outline, named and filed after its values
-            values = ", ".join(str(v) for v in example.values())
-            name, sid = f"{name} [{values}]", f"{sid}--{slug(values, 40)}"
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+        # provisional identity, from the collected item: pytest_bdd_before_scenario gives the scenario's own
+        name, sid = _identity(_item_scenario_name(item), str(item.path), _example(item))
         self._ran.add(item.nodeid)
-        self.current = ScenarioResult(id=sid, feature=feature, feature_file=feature_file, name=name,
-                                      requirements=scenario_requirements(item),
-                                      tags=sorted(scenario.tags) if scenario else [])
-        if hasattr(self.runtime, "set_evidence_scope"):
+        self.current = ScenarioResult(id=sid, feature="", feature_file=str(item.path), name=name,
+                                      requirements=scenario_requirements(item), tags=[])
+        if self.runtime is not None:
             self.runtime.set_evidence_scope(sid)
         self._scenario_started = time.monotonic()
         try:
@@ -175,26 +171,29 @@ class DrimcheckPlugin:
             self._finish(self.current)
             self.current = None
 
+    def pytest_bdd_before_scenario(self, request: pytest.FixtureRequest, feature: Feature, scenario: Scenario) -> None:
+        """The scenario's identity (pytest-bdd public hook, before its first step): name, feature, tags, and
+        the evidence directory named after them."""
+        if self.current is None:
+            return
+        name, sid = _identity(scenario.name, feature.rel_filename, _example(request.node))
+        self.current.id, self.current.name = sid, name
+        self.current.feature, self.current.feature_file = feature.name, feature.rel_filename
+        self.current.tags = sorted(scenario.tags)
+        if self.runtime is not None:
+            self.runtime.set_evidence_scope(sid)
+
     def _interrupted(self) -> int | None:
-        guard = getattr(self.runtime, "interrupt", None)
-        return getattr(guard, "signum", None)
+        return self.runtime.interrupt.signum if self.runtime is not None else None
 
     def not_run(self) -> list[str]:
         """Names of the selected scenarios that did not run (interrupted campaign)."""
-        out = []
-        for item in self._items:
-            if item.nodeid in self._ran:
-                continue
-            scenario = _template_of(item)
-            name = scenario.name if scenario else item.name
-            example = getattr(getattr(item, "callspec", None), "params", {}).get("_pytest_bdd_example")
-            if example:
-                name = f"{name} [{', '.join(str(v) for v in example.values())}]"
-            out.append(name)
-        return out
+        return [_identity(_item_scenario_name(item), str(item.path), _example(item))[0]
+                for item in self._items if item.nodeid not in self._ran]
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         if call.excinfo is not None and self.current is not None and not call.excinfo.errisinstance(pytest.skip.Exception):
             exc = call.excinfo.value
@@ -202,7 +201,7 @@ class DrimcheckPlugin:
                 self.current.interrupted = True
                 return report  # the protocol wrapper labels the scenario: not a bench defect, no traceback
             message = one_line(exc)
-            if not isinstance(exc, HarnessError) and hasattr(self.runtime, "write_harness_trace"):
+            if not isinstance(exc, HarnessError) and self.runtime is not None:
                 self.runtime.write_harness_trace(self.current.id, "".join(
                     traceback.format_exception(type(exc), exc, exc.__traceback__)))
             where = "préparation" if call.when == "setup" else "nettoyage" if call.when == "teardown" else "exécution"
@@ -212,25 +211,30 @@ class DrimcheckPlugin:
                 Finding(r, Verdict.SKIP, str(call.excinfo.value) or "non applicable") for r in self.current.requirements)
         return report
 
-    def pytest_bdd_before_step(self, request, feature, scenario, step, step_func) -> None:
+    def pytest_bdd_before_step(self, request: pytest.FixtureRequest, feature: Feature, scenario: Scenario,
+                               step: Step, step_func: Callable[..., object]) -> None:
         self._step_started = time.monotonic()
         self._step_findings = len(self.current.findings) if self.current is not None else 0
 
-    def pytest_bdd_after_step(self, request, feature, scenario, step, step_func, step_func_args) -> None:
+    def pytest_bdd_after_step(self, request: pytest.FixtureRequest, feature: Feature, scenario: Scenario, step: Step,
+                              step_func: Callable[..., object], step_func_args: dict[str, object]) -> None:
         judged = self.current.findings[self._step_findings:] if self.current is not None else []  # a FAIL judged here
         self._add_step(step, "failed" if any(f.verdict in (Verdict.FAIL, Verdict.ERROR) for f in judged) else "passed")
 
-    def pytest_bdd_step_error(self, request, feature, scenario, step, step_func, step_func_args, exception) -> None:
+    def pytest_bdd_step_error(self, request: pytest.FixtureRequest, feature: Feature, scenario: Scenario, step: Step,
+                              step_func: Callable[..., object], step_func_args: dict[str, object],
+                              exception: Exception) -> None:
         self._add_step(step, "failed")
         later = list(getattr(scenario, "steps", []))  # the steps an exception left unexecuted
         for rest in later[next((i + 1 for i, s in enumerate(later) if s is step), len(later)):]:
             if self.current is not None:
                 self.current.steps.append(StepResult(rest.keyword.strip(), rest.name, "not_run"))
 
-    def pytest_bdd_step_func_lookup_error(self, request, feature, scenario, step, exception) -> None:
+    def pytest_bdd_step_func_lookup_error(self, request: pytest.FixtureRequest, feature: Feature, scenario: Scenario,
+                                          step: Step, exception: Exception) -> None:
         self._add_step(step, "undefined")
 
-    def _add_step(self, step: Any, outcome: str) -> None:
+    def _add_step(self, step: Step, outcome: str) -> None:
         if self.current is not None:
             self.current.steps.append(StepResult(step.keyword.strip(), step.name, outcome,
                                                  time.monotonic() - self._step_started))
@@ -254,3 +258,7 @@ class DrimcheckPlugin:
         self.results.append(result)
         if self.on_scenario_done:
             self.on_scenario_done(result, len(self.results), self._total)
+
+
+#: where steps/_plugin.py finds the campaign's plugin (config.stash)
+RUNTIME_KEY = pytest.StashKey[DrimcheckPlugin]()

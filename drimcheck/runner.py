@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 import pytest
@@ -21,7 +22,8 @@ from drimcheck import bounds
 from drimcheck import catalogue as catalogue_mod
 from drimcheck.campaign import CampaignRuntime
 from drimcheck.config import Sut
-from drimcheck.plugin import INTERRUPTED_FR, CampaignInterrupted, DrimcheckPlugin, signal_name
+from drimcheck.errors import INTERRUPTED_FR, CampaignInterrupted, signal_name
+from drimcheck.plugin import DrimcheckPlugin
 from drimcheck.results import CampaignInfo, RunResult, ScenarioResult
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +86,7 @@ class InterruptGuard:
         """From now on signals are noted, never raised: cleanup and reports run to their end."""
         self.shielded = True
 
-    def _handler(self, signum: int, frame) -> None:
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
             _say(f"drimcheck : {signal_name(signum)} reçu — arrêt déjà en cours (au plus {HARD_LIMIT_S:g} s)")
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,27 @@ class Finding:
             "evidence": list(self.evidence),
             "details": self.details,
         }
+
+
+def evidence_of(*items: Any) -> list[str]:
+    """The evidence references of recorded exchanges, for a finding's ``evidence``.
+
+    Each item is None (skipped), a list, tuple or other iterable of items (flattened), or an object whose
+    ``evidence`` is one reference (``str``; empty or None: none) or a list of them.
+    """
+    out: list[str] = []
+    for item in items:
+        if item is None:
+            continue
+        refs = getattr(item, "evidence", None)
+        if refs is None and isinstance(item, Iterable) and not isinstance(item, (str, bytes)):
+            out += evidence_of(*item)
+        elif isinstance(refs, str):
+            if refs:
+                out.append(refs)
+        elif refs:
+            out += [str(r) for r in refs]
+    return out
 
 
 def passed(requirement: str, message: str, **kw: Any) -> Finding:

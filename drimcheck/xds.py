@@ -23,6 +23,7 @@ from cryptography import x509
 from lxml import etree
 
 from drimcheck import safexml
+from drimcheck.codec import judged_fact
 from drimcheck.limits import MAX_MULTIPART_PARTS, MAX_PART_HEADER_BYTES
 
 NS = {
@@ -694,9 +695,6 @@ class DmpExchange:
         entries = self.request.kos_entries()
         return self.request.documents.get(entries[0].id) if entries else None
 
-    def is_replacement(self) -> bool:
-        return bool(self.request and self.request.associations(RPLC))
-
     def describe(self) -> str:
         what = f"{self.kind} n°{self.seq}"
         if self.forced:
@@ -732,6 +730,7 @@ def _signature_info(signature: etree._Element) -> tuple[x509.Certificate | None,
     return signer_certificate(signature), refs, method.get("Algorithm", "") if method is not None else ""
 
 
+@judged_fact  # a VIHF's SignatureValue is redacted in evidence: re-judging reads this result back
 def verify_xmldsig(signature: etree._Element) -> SignatureCheck:
     """Core XMLDSig validation (every SignedInfo reference and the SignatureValue) with the KeyInfo certificate.
 

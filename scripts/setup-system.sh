@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "setup : paquets Debian manquants : ${missing[*]} (lancez « make setup » en root, ou installez-les avec apt-get)" >&2
   exit 2
 fi
-# Refuse service auto-start during the install (the orthanc package ships a service).
+# Refuse service auto-start during the install (the orthanc and postgresql packages ship services).
 guard_added=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard_added=1
@@ -21,7 +21,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$
 [ $guard_added -eq 1 ] && rm -f /usr/sbin/policy-rc.d
 # On a systemd host the package may still have enabled the service: stop and disable it.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl disable --now orthanc >/dev/null 2>&1 || true
+  systemctl disable --now orthanc postgresql >/dev/null 2>&1 || true
 fi
-if command -v service >/dev/null 2>&1; then service orthanc stop >/dev/null 2>&1 || true; fi
+if command -v service >/dev/null 2>&1; then service orthanc stop >/dev/null 2>&1 || true; service postgresql stop >/dev/null 2>&1 || true; fi
 exit 0

@@ -286,7 +286,7 @@ class ConsoVisit:
         if self.runtime.sut.hooks.get("export"):
             self.runtime.run_hook("export", {"DRIMCHECK_STUDY_UID": study_uid})
             return None
-        from drimcheck.plugin import HarnessError
+        from drimcheck.errors import HarnessError
 
         raise HarnessError("la page de la DRIMbox n'offre aucun formulaire d'export pour l'étude (form dont l'action "
                            "contient « export » et portant l'UID de l'étude) et [hooks] export n'est pas déclaré")

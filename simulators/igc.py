@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -113,7 +113,7 @@ class IGCPublicationServer:
         """What a DRIMbox under test needs to know: where IGC-Santé publishes CRLs and CA certificates."""
         return {"url": self.pki.publication_url}
 
-    def __enter__(self) -> "IGCPublicationServer":
+    def __enter__(self) -> IGCPublicationServer:
         self.start()
         return self
 
@@ -188,7 +188,7 @@ class IGCPublicationServer:
                 except PublicationUnavailable:  # a CRL that must not be obtainable (fixtures.pki.CRL_FAULTS)
                     body, status = b"service unavailable\n", 503
                     ctype = "text/plain"
-                except Exception:  # a PKI failure must surface as 500, not kill the handler silently
+                except Exception:  # noqa: BLE001 - a PKI failure must surface as 500, not kill the handler silently
                     body, status = b"internal error\n", 500
                     ctype = "text/plain"
                 else:
@@ -206,10 +206,10 @@ class IGCPublicationServer:
                 if send_body:
                     self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+            def do_GET(self) -> None:
                 self._serve(send_body=True)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self._serve(send_body=False)
 
             def _not_allowed(self) -> None:
@@ -230,7 +230,7 @@ class IGCPublicationServer:
                 headers = getattr(self, "headers", None)
                 sim._record(
                     {
-                        "time": datetime.now(timezone.utc),
+                        "time": datetime.now(UTC),
                         "client": self.client_address[0],
                         "client_port": self.client_address[1],
                         "method": getattr(self, "command", None),

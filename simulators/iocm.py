@@ -124,7 +124,6 @@ def bounded_ae(ae_title: str, *, deadline_s: float, max_pdu: int = MAX_DICOM_PDU
     and more than ``max_total`` bytes in all are refused before being read: the read fails, pynetdicom
     aborts the association (Evt17). What went wrong is in ``ae.violations`` (French lines).
     """
-    import socket
     import time
 
     from pynetdicom import AE
@@ -151,7 +150,7 @@ def bounded_ae(ae_title: str, *, deadline_s: float, max_pdu: int = MAX_DICOM_PDU
                 sock.settimeout(min(left, self.assoc.network_timeout or left))
                 try:
                     data = sock.recv(min(65536, nr_bytes - len(out)))
-                except socket.timeout:
+                except TimeoutError:
                     continue  # loop: the deadline decides
                 if not data:
                     return out

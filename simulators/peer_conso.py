@@ -15,12 +15,14 @@ a request can override or drop (value None) any header.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from drimcheck import limits
 from drimcheck.net import DutClient, Exchange
+from drimcheck.wado import ANS_SAMPLE_ACCEPT
 from fixtures.pki import TestPKI
 from fixtures.whitelist import Domain
 
@@ -33,13 +35,7 @@ USURPER_ORGANISATION = "DRIMCHECK OPERATEUR USURPATEUR"
 CLIENT_DEFECTS = ("expired", "not_yet_valid", "wrong_ca", "revoked")
 
 # The Accept list of ANS's WADO-RS validator samples (../ansdata/wado-rs/requete-wado-rs-serie.txt).
-ANS_ACCEPT = ",".join(
-    f'multipart/related; type="application/dicom";transfer-syntax={ts};q={q};boundary=**'
-    for ts, q in (("1.2.840.10008.1.2.4.70", "0.9"), ("1.2.840.10008.1.2.4.80", "0.8"),
-                  ("1.2.840.10008.1.2.4.91", "0.6"), ("1.2.840.10008.1.2.4.50", "0.5"),
-                  ("1.2.840.10008.1.2.4.51", "0.5"), ("1.2.840.10008.1.2.4.100", "0.5"),
-                  ("1.2.840.10008.1.2.4.101", "0.5"), ("1.2.840.10008.1.2.4.102", "0.5"),
-                  ("1.2.840.10008.1.2.4.103", "0.5"), ("1.2.840.10008.1.2.1", "0.4"))) + ","
+ANS_ACCEPT = ANS_SAMPLE_ACCEPT
 
 
 @dataclass(frozen=True)
@@ -90,6 +86,10 @@ class PeerIdentities:
                                               f"certificat au CN {LISTED}. (CN listé suivi d'un point final)"),
             "lookalike_extra_rdn": lambda: Identity("lookalike_extra_rdn", LISTED, _with_locality(pki, LISTED),
                                                     "certificat au DN listé augmenté d'un attribut L=Paris"),
+            # time and state (issue 9): valid when first used, revoked by the scenario afterwards (MTLS-01)
+            "revoked_after_use": lambda: Identity("revoked_after_use", LISTED, _listed_dn_twin(pki, LISTED),
+                                                  "certificat client au DN listé, révoqué après un premier accès "
+                                                  "accepté"),
             **{f"{d}": (lambda d=d: Identity(d, LISTED, pki.negative(d, LISTED), _DEFECTS_FR[d]))
                for d in CLIENT_DEFECTS},
         }
@@ -124,6 +124,15 @@ def _with_locality(pki: TestPKI, fqdn: str) -> Any:
     base = list(org_name(fqdn, DEFAULT_STRUCTURE_ID, DEFAULT_ORGANISATION, DEFAULT_STATE))
     subject = x509.Name([*base[:2], x509.NameAttribute(NameOID.LOCALITY_NAME, "Paris"), *base[2:]])
     return pki.issue(f"serv_ssl:{subject.rfc4514_string()}", subject=subject, profile="serv_ssl", san=[fqdn])
+
+
+def _listed_dn_twin(pki: TestPKI, fqdn: str) -> Any:
+    """A second, valid SERV_SSL with exactly the listed peer's DN (another serial and key): revoking it leaves the
+    listed peer's own certificate untouched."""
+    from fixtures.pki import DEFAULT_ORGANISATION, DEFAULT_STATE, DEFAULT_STRUCTURE_ID, org_name
+
+    subject = org_name(fqdn, DEFAULT_STRUCTURE_ID, DEFAULT_ORGANISATION, DEFAULT_STATE)
+    return pki.issue(f"serv_ssl-revoque-apres-usage:{fqdn}", subject=subject, profile="serv_ssl", san=[fqdn])
 
 
 _DEFECTS_FR = {

@@ -40,8 +40,19 @@ from urllib.parse import parse_qs
 import httpx
 
 from simulators.httpsim import (
-    HttpsSimulator, Recorder, SimServer, bearer_token, body_view, client_certificate, client_ssl_context,
-    closing_lifespan, mapped_async_client, redact_url, request_headers_view, response_headers_view, tls_summary,
+    HttpsSimulator,
+    Recorder,
+    SimServer,
+    bearer_token,
+    body_view,
+    client_certificate,
+    client_ssl_context,
+    closing_lifespan,
+    mapped_async_client,
+    redact_url,
+    request_headers_view,
+    response_headers_view,
+    tls_summary,
     token_facts,
 )
 

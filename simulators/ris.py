@@ -77,7 +77,7 @@ class RisSimulator:
                     sock.settimeout(left)
                     try:
                         chunk = sock.recv(min(65536, self.max_frame + 2 - len(buffer)))
-                    except socket.timeout:
+                    except TimeoutError:
                         raise TimeoutError(f"aucun acquittement dans les {self.timeout_s:g} s") from None
                     if not chunk:
                         raise ConnectionError("connexion fermée par la DRIMbox sans acquittement complet")

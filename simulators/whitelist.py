@@ -2,9 +2,10 @@
 
 It stands for the raw GitHub file of `ansforge/DRIM-M_liste-blanche` (a market certificate, plain
 GET) and answers as raw.githubusercontent.com does: ``text/plain; charset=utf-8``, ``max-age=300``, a
-strong ETag with 304 to a matching ``If-None-Match``, gzip when the client accepts it (docs/simulators.md). CRLs and CA certificates are published in plain HTTP by the IGC-Santé simulator
-(simulators/igc.py), which also serves as the out-of-band canary of the XXE vector: a DUT whose XML
-parser loads external entities makes a request there.
+strong ETag with 304 to a matching ``If-None-Match``, gzip when the client accepts it (docs/simulators.md).
+CRLs and CA certificates are published in plain HTTP by the IGC-Santé simulator (simulators/igc.py), which also
+serves as the out-of-band canary of the XXE vector: a DUT whose XML parser loads external entities makes a
+request there.
 
 Vectors (drimbox-spec §2.4 and the attacks of the trust-space issue) are built lazily from the
 run's PKI and cached, so each is signed once per run. Every request is recorded; nothing is judged.
@@ -18,9 +19,10 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fixtures import whitelist as wl
 from fixtures.pki import TestPKI, org_name
@@ -128,15 +130,19 @@ class WhitelistVectors:
         for vector in self.catalogue.values():
             if vector.build is not None:
                 self.get(vector.id)
-        for key in self.peers.keys():
+        for key in self.peers.keys():  # noqa: SIM118 - PeerIdentities is not a dict: keys() names what it can build
             self.peers.get(key)
 
     # -- vectors --------------------------------------------------------------------------------
     def _vectors(self) -> list[Vector]:
         p = self.peers
         nominal = self.nominal_domains
-        with_unlisted = lambda: [*nominal(), p.domain("unlisted", "903")]  # noqa: E731
-        unlisted_dn = lambda: p.get("unlisted").dn  # noqa: E731
+
+        def with_unlisted() -> list[wl.Domain]:
+            return [*nominal(), p.domain("unlisted", "903")]
+
+        def unlisted_dn() -> str:
+            return p.get("unlisted").dn
 
         def tampered() -> bytes:  # signed with db913, served with db903: one digit changed in <db> and in the DN
             decoy = p.domain("unlisted", "903", dn=unlisted_dn().replace("CN=db903", "CN=db913"))
@@ -329,7 +335,7 @@ class WhitelistEndpoint:
 
     def _rejected(self, entry: dict[str, Any], scope: dict[str, Any]) -> None:
         """SimServer.on_rejected: a request refused for a bound (headers, body, time) is a failed download."""
-        self._record(Download(time.monotonic(), datetime.now(timezone.utc).isoformat(), entry.get("client") or "?",
+        self._record(Download(time.monotonic(), datetime.now(UTC).isoformat(), entry.get("client") or "?",
                               entry.get("path") or "", None, int(entry.get("status") or 0),
                               extra={"rejected": entry.get("reason")}))
         return None
@@ -341,7 +347,7 @@ class WhitelistEndpoint:
         client = f"{scope['client'][0]}:{scope['client'][1]}" if scope.get("client") else "?"
         with self._lock:
             vector = self.vectors.catalogue[self.vector]
-        entry = self._record(Download(time.monotonic(), datetime.now(timezone.utc).isoformat(), client, path,
+        entry = self._record(Download(time.monotonic(), datetime.now(UTC).isoformat(), client, path,
                                       vector.id if path == LIST_PATH else None, 0))
         if path != LIST_PATH or scope["method"] not in ("GET", "HEAD"):
             entry.status = 404 if path != LIST_PATH else 405
@@ -352,7 +358,7 @@ class WhitelistEndpoint:
             entry.status = 0
             try:  # silence until the client gives up (or stall_s), then hang up without an answer
                 await asyncio.wait_for(self._until_disconnect(receive), timeout=self.stall_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             entry.complete = True
             return
@@ -489,7 +495,7 @@ def start_for_campaign(runtime: Any) -> WhitelistEndpoint:
                                                            if (r.get("path") or "").startswith(CANARY_PATH)])
                                  if igc is not None else None)
     # written now (they are lazy): the trust files an external DUT loads from DRIMCHECK_PKI_DIR/trust/
-    pki.igc_trust_pem, pki.igc_chain_pem, pki.market_trust_pem  # noqa: B018
+    pki.igc_trust_pem, pki.igc_chain_pem, pki.market_trust_pem  # noqa: B018 - read for the files the properties write
     endpoint.vectors.get(NOMINAL)
     endpoint.start()
     # the other keys and signatures are made while Orthanc and the DUT start (another process, another core)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 
@@ -220,6 +221,52 @@ def no_longer_served(campaign, peer, study, pair, judge):
     judge(whitelist.unlisted_peer_refused(ex, _who(peer, key), "après la mise à jour de la liste blanche"))
 
 
+@given("une DRIMbox pair au DN listé a été servie avec un certificat client valide", target_fixture="revocation")
+def served_before_revocation(campaign, peer, study):
+    """Time and state (issue 9): a certificate the DUT accepted once, to be revoked by the scenario."""
+    ident = peer.identities.get("revoked_after_use")
+    if campaign.pki.is_revoked(ident.issued):
+        raise HarnessError("défaut du banc : le certificat à révoquer après usage l'est déjà (scénario rejoué ?)")
+    return {"key": ident.key, "first": _fetch(campaign, peer, study, ident.key, "pair-avant-revocation")}
+
+
+@when("l'IGC-Santé révoque ce certificat client")
+def igc_revokes(campaign, peer, revocation):
+    from datetime import UTC, datetime
+
+    ident = peer.identities.get(revocation["key"])
+    revocation["revoked_at"] = datetime.now(UTC)
+    campaign.pki.revoke(ident.issued)
+
+
+@when("cette DRIMbox pair demande de nouveau une série de l'étude")
+def asks_again_after_revocation(campaign, peer, study, revocation):
+    revocation["again"] = _fetch(campaign, peer, study, revocation["key"], "pair-apres-revocation")
+
+
+@then("rien ne lui est servi dès lors que la DRIMbox a téléchargé une CRL qui révoque son certificat")
+def refused_after_revocation(campaign, peer, revocation, judge):
+    from datetime import datetime, timedelta
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+
+    ident = peer.identities.get(revocation["key"])
+    points = ident.issued.cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    urls = [n.value for p in points for n in (p.full_name or []) if str(n.value).startswith("http")]
+    if not urls:
+        raise HarnessError("défaut du banc : certificat de pair sans point de distribution de CRL")
+    again = revocation["again"]
+    answered = datetime.fromisoformat(again.started_at) + timedelta(seconds=again.elapsed_s + 0.5)
+    igc = campaign.sims.get("igc")
+    downloads = [{"time": r["time"], "path": r["path"] or "", "status": r["status"]}
+                 for r in (igc.requests if igc is not None else [])]
+    campaign.evidence.write_json("telechargements-crl", downloads)
+    judge(whitelist.revoked_after_use_refused(revocation["first"], again, _who(peer, revocation["key"]),
+                                              crl_path=urlsplit(urls[0]).path, revoked_at=revocation["revoked_at"],
+                                              answered_at=answered, crl_downloads=downloads))
+
+
 # ------------------------------------------------------------------------------------------ TLS of dbN and viN
 
 
@@ -295,22 +342,27 @@ def viewer_in_clear(campaign):
     return probes
 
 
-@when("drimcheck explore /.well-known/acme-challenge/ en HTTP clair sur chaque FQDN viN", target_fixture="acme")
+@when("drimcheck explore /.well-known/acme-challenge/ et ses chemins voisins (sans barre finale, en majuscules) en "
+      "HTTP clair sur chaque FQDN viN", target_fixture="acme")
 def explore_acme(campaign):
     out = {}
     for fqdn in _fqdns(campaign, "vi"):
         if campaign.sut.endpoint(fqdn).http is None:
-            out[fqdn] = (None, [])
+            out[fqdn] = (None, [], [])
             continue
-        base = f"http://{fqdn}/.well-known/acme-challenge/"
-        index = campaign.client.get(base, label=f"acme-index-{fqdn}")
-        names = trust.listed_challenge_files(index)[:5]
-        out[fqdn] = (index, [campaign.client.get(base + name, label=f"acme-{name[:12]}") for name in names])
+        index = campaign.client.get(f"http://{fqdn}{trust.ACME_DIR}", label=f"acme-index-{fqdn}")
+        variants = [campaign.client.get(f"http://{fqdn}{path}", label=f"acme-voisin-{i}-{fqdn}")
+                    for i, path in enumerate(trust.ACME_LOOKALIKES)]
+        names: list[str] = []
+        for probe in (index, *variants):
+            names += [n for n in trust.listed_challenge_files(probe) if n not in names]
+        base = f"http://{fqdn}{trust.ACME_DIR}"
+        out[fqdn] = (index, [campaign.client.get(base + name, label=f"acme-{name[:12]}") for name in names[:5]], variants)
     return out
 
 
 @then("aucun fichier de challenge ACME n'y est servi")
 def no_acme_file(acme, judge):
-    for fqdn, (index, files) in acme.items():
-        judge(trust.no_stale_acme_challenge(index, files, fqdn))
+    for fqdn, (index, files, variants) in acme.items():
+        judge(trust.no_stale_acme_challenge(index, files, fqdn, variants))
 

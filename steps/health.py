@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 
@@ -49,9 +51,7 @@ def outage(campaign, request):
 @when(parsers.parse("le {rank} PACS de la DRIMbox est arrêté"))
 def ranked_pacs_stopped(campaign, outage, poller, rank):
     """Each PACS of a mutualised DRIMbox, not only the first: the last one is the first for a single-PACS DUT."""
-    if rank not in ("premier", "dernier"):
-        raise HarnessError(f"rang de PACS inconnu : {rank}")
-    outage["pacs"] = campaign.pacs_entry(0 if rank == "premier" else len(campaign.sut.pacs) - 1)
+    outage["pacs"] = _ranked(campaign, rank)
     pacs_stopped(campaign, outage, poller)
 
 
@@ -68,6 +68,60 @@ def pacs_restarted(campaign, outage, poller):
     deadline = campaign.sut.timeouts.health_up_s
     poller.wait_for(lambda p: p.exchange.status == 200, since=outage["restarted_at"], deadline_s=deadline)
     poller.stop()
+
+
+def _ranked(campaign, rank: str):
+    if rank not in ("premier", "dernier"):
+        raise HarnessError(f"rang de PACS inconnu : {rank}")
+    return campaign.pacs_entry(0 if rank == "premier" else len(campaign.sut.pacs) - 1)
+
+
+@when(parsers.parse("le {rank} PACS de la DRIMbox est arrêté à son tour"))
+def another_pacs_stopped(campaign, outage, poller, rank):
+    """Sequences (issue 9): a second PACS down while the first still is."""
+    pacs = _ranked(campaign, rank)
+    if pacs is outage["pacs"] or pacs.name == outage["pacs"].name:
+        raise HarnessError("défaut du scénario : le second PACS arrêté est le premier (DRIMbox à un seul PACS ?)")
+    outage["stopped"] = [outage["pacs"], pacs]
+    outage["last_stopped_at"] = campaign.stop_pacs(pacs)
+    names = [_pacs_identity(campaign, p) for p in outage["stopped"]]
+
+    def all_named(p) -> bool:
+        text = str(health.read(p.exchange).down_checks())
+        return all(n.named_in(text) for n in names)
+
+    poller.wait_for(all_named, since=outage["last_stopped_at"], deadline_s=campaign.sut.timeouts.health_down_s)
+
+
+@then("le HealthCheck passe DOWN en nommant chacun des PACS arrêtés dans le délai imparti")
+def down_naming_each(campaign, outage, poller, judge):
+    judge(health.reports_each_pacs_down(poller.snapshot(), outage["last_stopped_at"],
+                                        [_pacs_identity(campaign, p) for p in outage["stopped"]],
+                                        campaign.sut.timeouts.health_down_s))
+
+
+@when("ces PACS redémarrent")
+def stopped_pacs_restart(campaign, outage, poller):
+    for p in outage["stopped"]:
+        campaign.start_pacs(p)
+    outage["restarted_at"] = time.monotonic()
+    poller.wait_for(lambda p: p.exchange.status == 200, since=outage["restarted_at"],
+                    deadline_s=campaign.sut.timeouts.health_up_s)
+
+
+@when(parsers.parse("le {rank} PACS de la DRIMbox est de nouveau arrêté"))
+def pacs_stopped_again(campaign, outage, poller, rank):
+    outage["pacs"] = _ranked(campaign, rank)
+    outage["again_at"] = campaign.stop_pacs(outage["pacs"])
+    poller.wait_for(lambda p: health.read(p.exchange).status == "DOWN", since=outage["again_at"],
+                    deadline_s=campaign.sut.timeouts.health_down_s)
+
+
+@then("le HealthCheck passe de nouveau DOWN en nommant ce PACS dans le délai imparti")
+def down_again_naming_pacs(campaign, outage, poller, judge):
+    poller.stop()
+    judge(health.reports_pacs_down_again(poller.snapshot(), outage["restarted_at"], outage["again_at"],
+                                         _pacs_identity(campaign, outage["pacs"]), campaign.sut.timeouts.health_down_s))
 
 
 def _pacs_identity(campaign, pacs):

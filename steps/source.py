@@ -65,6 +65,9 @@ class SourceContext:
         self.mismatched: list[tuple[str, MllpExchange]] = []  # SRC-02
         self.malformed: list[tuple[str, MllpExchange]] = []  # SRC-03
         self._kos: dict[tuple[int, str], KosDocument] = {}
+        self.inconsistent_update: tuple[StudyCase, str, MllpExchange] | None = None  # SRC-02 after a publication
+        self.prefix: tuple[MllpExchange, str, str] | None = None  # SRC-04: (message, UID sent, UID held)
+        self.other_trigger = 0.0  # last message sent about no case of the scenario (the UID prefix)
         self.started = time.monotonic()
         self.timeouts = campaign.sut.timeouts
 
@@ -96,7 +99,7 @@ class SourceContext:
 
     def quiet_after_sends(self) -> None:
         """The bounded window after the last message sent in the scenario (once for several refusal checks)."""
-        last = max((c.last_trigger for c in self.cases), default=time.monotonic())
+        last = max([c.last_trigger for c in self.cases] + [self.other_trigger], default=time.monotonic())
         time.sleep(max(0.0, last + self.timeouts.quiet_s - time.monotonic()))
 
     def send(self, case: StudyCase, message: Any, label: str) -> MllpExchange:
@@ -356,7 +359,7 @@ def ris_sends_lookalike(source, what, how):
 
 @when(parsers.parse("le RIS envoie le CR de l'étude {defect}"))
 def ris_sends_malformed(source, defect):
-    case = source.stored_case(-1)
+    case = source.stored_case(1)
     valid = messages.oru_r01(case.report)
     if defect == "sans OBX":
         message = messages.without_cda_obx(valid)
@@ -371,6 +374,41 @@ def ris_sends_malformed(source, defect):
     entry = (f"CR {defect}", source.send(case, message, f"malforme-{len(source.malformed) + 1}"))
     source.refused.append(entry)
     source.malformed.append(entry)
+
+
+@given("le premier PACS de la DRIMbox détient une troisième étude, dont le KOS a été publié au DMP")
+def third_study_published(campaign, source):
+    """Sequences (issue 9): a study whose first report was published, for an inconsistent update afterwards."""
+    case = source.add_study(_pacs(campaign, "premier"))
+    source.send(case, messages.oru_r01(case.report), "cr-initial")
+    if source.wait_publication(case) is None:
+        ack = read_ack(case.sent[-1].ack)
+        raise HarnessError(f"publication initiale du KOS absente dans les {source.timeouts.publication_s:g} s "
+                           f"(ACK {ack.code or ack.problem}) : la mise à jour incohérente n'est pas observable")
+
+
+@when("le RIS envoie pour l'étude publiée une nouvelle version du CR en MDM^T10 dont le numéro d'accession diffère "
+      "de celui des images")
+def ris_sends_inconsistent_update(source):
+    case = source.stored_case(2)
+    if not case.publications:
+        raise HarnessError("défaut du scénario : l'étude publiée n'a pas de publication")
+    bad = report_for(case.study, case.pacs.vi, version=case.report.version + 1, accession=f"{case.report.accession}X")
+    label = "nouvelle version du CR (MDM^T10) au numéro d'accession différent, après une publication réussie"
+    source.inconsistent_update = (case, label, source.send(case, messages.mdm(bad, trigger="T10"), "maj-incoherente"))
+
+
+@when("le RIS envoie le CR validé d'une étude dont l'UID n'est qu'un préfixe de celui d'une étude détenue")
+def ris_sends_uid_prefix(campaign, source):
+    """Look-alike identity (issue 9): the report names a study UID that only a prefix (or wildcard) search finds;
+    IPP and accession are those of the held study, so nothing but the UID tells them apart."""
+    pacs = _pacs(campaign, "premier")
+    held = campaign.seed_study(f"source-{source.seed}-prefixe", pacs=pacs, n_series=1, n_instances=1)
+    uid = held.study_uid[:-1].rstrip(".")
+    report = report_for(held, pacs.vi, study_uid=uid)
+    ex = source.ris.send(messages.oru_r01(report), "cr-uid-prefixe")
+    source.prefix = (ex, uid, held.study_uid)
+    source.other_trigger = time.monotonic()  # the shared observation window runs from the last message sent
 
 
 # --------------------------------------------------------------------------- assert
@@ -468,11 +506,10 @@ def each_kos_on_its_dbn(source, judge):
         judge(fqdn_checks.retrieve_urls_on_dbn(doc, case.pacs.db, viewer_link=case.report.viewer_link))
 
 
-@then("chaque RetrieveURL de chaque KOS, suivie comme le ferait une DRIMbox Conso, sert sa série à une DRIMbox "
-      "listée et rien à une DRIMbox absente de la liste")
-def each_url_followed(campaign, source, judge):
-    """Use the artefact as its consumer does: GET every RetrieveURL exactly as written in the KOS (mTLS peer
-    certificate, PSC token, KOS-SOPInstanceUID), on the dbN of every PACS."""
+def _follow(campaign, source, case, doc, *, unlisted: bool = True, tag: str = "") -> list:
+    """Use the artefact as its consumer does: GET every RetrieveURL of `doc` exactly as written in the KOS (mTLS
+    peer certificate, PSC token, the KOS's own SOPInstanceUID as KOS-SOPInstanceUID), as the listed peer and,
+    with `unlisted`, as a peer absent from the whitelist. Returns checks.whitelist.FollowedUrl items."""
     from drimcheck import limits
     from drimcheck.checks import whitelist as wl_checks
     from simulators.peer_conso import ANS_ACCEPT
@@ -483,30 +520,67 @@ def each_url_followed(campaign, source, judge):
         raise HarnessError("simulateur de liste blanche absent de la campagne")
     endpoint.ensure_nominal(campaign)
     access = source_access(campaign).access
-    listed, unlisted = endpoint.peers.get("listed"), endpoint.peers.get("unlisted")
+    idents = [endpoint.peers.get("listed")] + ([endpoint.peers.get("unlisted")] if unlisted else [])
+    if doc is None or doc.view is None:
+        return []
+    access.learn(case.uid, doc.view.sop_uid)
+    held = {r["SOPInstanceUID"] for r in source.campaign.orthanc(case.pacs).instances_of_study(case.uid)}
     followed = []
+    for series in doc.view.series():
+        url = series.retrieve_url or ""
+        where = f"{case.pacs.name}, série {series.series_uid}"
+        flaws = fqdn_checks.url_flaws(url, case.pacs.db, case.uid, series.series_uid) if url else ["absente"]
+        item = wl_checks.FollowedUrl(where, url, {uid for _, uid in series.instances} & held,
+                                     flaw="; ".join(flaws) or None)
+        if item.flaw is None:
+            for ident in idents:
+                headers = {"Accept": ANS_ACCEPT, **access(ident, case.uid)}
+                ex = campaign.client.get(url, headers=headers, client_cert=ident.issued,
+                                         label=f"suivi-retrieveurl{tag}-{case.pacs.name}-{ident.key}",
+                                         max_body=limits.MAX_RESPONSE_BODY)
+                setattr(item, "listed" if ident.key == "listed" else "unlisted", ex)
+        followed.append(item)
+    return followed
+
+
+@pytest.fixture
+def followed_urls():
+    """The RetrieveURLs a scenario followed (shared by the WL-05 and WADO-01 judgements of the same exchanges)."""
+    return []
+
+
+@then("chaque RetrieveURL de chaque KOS, suivie comme le ferait une DRIMbox Conso, sert sa série à une DRIMbox "
+      "listée et rien à une DRIMbox absente de la liste")
+def each_url_followed(campaign, source, judge, followed_urls):
+    """Every RetrieveURL of every KOS, on the dbN of every PACS, followed by a listed and an unlisted peer."""
+    from drimcheck.checks import whitelist as wl_checks
+
+    endpoint = campaign.sims.get("whitelist")
     for case in source.cases:
         doc = source.kos(_published(source, case), f"KOS de l'étude du PACS {case.pacs.name}")
-        if doc is None or doc.view is None:
-            continue
-        access.learn(case.uid, doc.view.sop_uid)
-        held = {r["SOPInstanceUID"] for r in source.campaign.orthanc(case.pacs).instances_of_study(case.uid)}
-        for series in doc.view.series():
-            url = series.retrieve_url or ""
-            where = f"{case.pacs.name}, série {series.series_uid}"
-            flaws = fqdn_checks.url_flaws(url, case.pacs.db, case.uid, series.series_uid) if url else ["absente"]
-            item = wl_checks.FollowedUrl(where, url, {uid for _, uid in series.instances} & held,
-                                         flaw="; ".join(flaws) or None)
-            if item.flaw is None:
-                for ident in (listed, unlisted):
-                    headers = {"Accept": ANS_ACCEPT, **access(ident, case.uid)}
-                    ex = campaign.client.get(url, headers=headers, client_cert=ident.issued,
-                                             label=f"suivi-retrieveurl-{case.pacs.name}-{ident.key}",
-                                             max_body=limits.MAX_RESPONSE_BODY)
-                    setattr(item, "listed" if ident is listed else "unlisted", ex)
-            followed.append(item)
-    judge(wl_checks.retrieve_urls_followed(followed, f"la DRIMbox listée {listed.fqdn}",
+        followed_urls += _follow(campaign, source, case, doc)
+    listed, unlisted = endpoint.peers.get("listed"), endpoint.peers.get("unlisted")
+    judge(wl_checks.retrieve_urls_followed(followed_urls, f"la DRIMbox listée {listed.fqdn}",
                                            f"la DRIMbox absente de la liste {unlisted.fqdn}"))
+
+
+@then("aucune de ces requêtes de la DRIMbox listée n'est refusée en 400, 404 ou 410 : le KOS référence chaque série "
+      "et le PACS qui la détient est celui du dbN de l'URL")
+def followed_not_refused(followed_urls, judge):
+    judge(source_checks.followed_urls_not_refused(followed_urls, "KOS de l'étude de chaque PACS"))
+
+
+@then("chaque RetrieveURL de la version en vigueur du KOS, suivie avec le KOS-SOPInstanceUID de cette version, sert "
+      "sa série sans refus 400, 404 ou 410")
+def current_version_followed(campaign, source, judge):
+    """The KOS in force after updates (RPLC), used as its consumer uses it: its RetrieveURLs with its own UID."""
+    case = source.case
+    versions = _versions(source, case)
+    doc = versions[-1] if versions else None
+    followed = _follow(campaign, source, case, doc, unlisted=False, tag=f"-v{len(versions)}")
+    judge(source_checks.followed_urls_not_refused(
+        followed, f"version {len(versions)} du KOS (en vigueur après {len(versions) - 1} mise(s) à jour), "
+                  f"étude du PACS {case.pacs.name}"))
 
 
 @then("la DRIMbox publie la nouvelle version du KOS en remplacement (RPLC) de la précédente")
@@ -607,7 +681,7 @@ def mismatch_refused(source, judge):
 @then("chaque message mal formé est refusé (AE ou AR) et aucun KOS n'est publié")
 def malformed_refused(source, judge):
     source.quiet_after_sends()
-    case = source.stored_case(-1)
+    case = source.stored_case(1)
     judge(source_checks.malformed_refused(source.malformed, source.attempts(case, since=source.started),
                                           source.timeouts.quiet_s))
 
@@ -622,6 +696,27 @@ def absent_not_published(source, judge, which):
                                                    source.timeouts.quiet_s))
 
 
+@then("la nouvelle version incohérente du CR de l'étude publiée reçoit un acquittement d'erreur et aucun KOS n'est "
+      "publié")
+def inconsistent_update_refused(source, judge):
+    source.quiet_after_sends()
+    if source.inconsistent_update is None:
+        raise HarnessError("défaut du scénario : aucune mise à jour incohérente envoyée")
+    case, label, ex = source.inconsistent_update
+    since = case.last_trigger
+    judge(source_checks.mismatch_refused([(label, ex)], source.attempts(case, since=since), source.timeouts.quiet_s))
+
+
+@then("aucune publication au DMP ne suit le CR de l'étude dont l'UID n'est qu'un préfixe de celui d'une étude détenue")
+def prefix_not_published(source, judge):
+    source.quiet_after_sends()
+    if source.prefix is None:
+        raise HarnessError("défaut du scénario : aucun CR à l'UID préfixe envoyé")
+    ex, uid, held = source.prefix
+    attempts = [e for e in source.dmp.snapshot(source.started) if uid in e.study_uids or held in e.study_uids]
+    judge(source_checks.absent_study_not_published(ex, attempts, source.timeouts.quiet_s))
+
+
 @then("la DRIMbox ne perd pas le CR et ne publie qu'une seule fois")
 def failure_handled(source, judge):
     case = source.case
@@ -631,3 +726,55 @@ def failure_handled(source, judge):
     source.quiet()
     judge(source_checks.dmp_failure_handled(case.sent, source.attempts(case, since=source.started),
                                             source.timeouts.publication_s, source.timeouts.quiet_s))
+
+
+# --------------------------------------------------------------------------- PSC token after a first use (PSC-01)
+
+@dataclass
+class TokenAfterUse:
+    token: str
+    sid: str
+    first: Any = None  # the accepted request
+    again: Any = None  # the same request after PSC invalidated the token
+    how: str = ""
+
+
+def _series_with_token(campaign, access, access_peer, token: str, label: str):
+    study = access.studies["test"]
+    headers = access.access("listed", study.study_uid)
+    headers["Authorization"] = f"Bearer {token}"
+    return access_peer.fetch_series(campaign.pacs_entry().db, study.study_uid, study.series[0].series_uid,
+                                    identity=access_peer.identities.get("listed"), label=label, headers=headers)
+
+
+@given("la DRIMbox pair listée a été servie avec un jeton Pro Santé Connect neuf", target_fixture="used_token")
+def token_used_once(campaign, access, access_peer):
+    issued = campaign.simulator("psc").issue_token(client_id="drimcheck")
+    used = TokenAfterUse(issued.access_token, issued.sid)
+    used.first = _series_with_token(campaign, access, access_peer, used.token, "jeton-neuf-premier-usage")
+    return used
+
+
+@when(parsers.parse("Pro Santé Connect {how} ce jeton"))
+def psc_invalidates(campaign, used_token, how):
+    psc = campaign.simulator("psc")
+    if how == "révoque":
+        psc.revoke(used_token.token)
+    elif how == "termine la session de":
+        psc.logout_session(used_token.sid)
+    else:
+        raise HarnessError(f"invalidation de jeton inconnue : « {how} »")
+    used_token.how = {"révoque": "révoqué", "termine la session de": "dont la session PSC est terminée"}[how]
+
+
+@when("la DRIMbox pair listée demande de nouveau la série avec ce jeton")
+def token_used_again(campaign, access, access_peer, used_token):
+    used_token.again = _series_with_token(campaign, access, access_peer, used_token.token, "jeton-apres-invalidation")
+
+
+@then("la DRIMbox refuse ce jeton (HTTP 401) alors qu'elle l'avait accepté")
+def token_refused_after_use(used_token, judge):
+    from drimcheck.checks import conso as conso_checks
+
+    judge(conso_checks.token_refused(used_token.again, f"avec un jeton {used_token.how} après un premier usage accepté",
+                                     used_token.first))

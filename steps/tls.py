@@ -41,17 +41,30 @@ def currently_valid(handshakes, judge):
         judge(tls.currently_valid(ex.tls, fqdn))
 
 
-@when("drimcheck interroge le HealthCheck en HTTP clair sur chaque FQDN dbN", target_fixture="clear_probes")
+def lookalike_paths(path: str) -> list[str]:
+    """The HealthCheck path and its look-alikes a lenient router also answers (issue 9): trailing slash, upper
+    case, a query string. A rule that closes only the exact path leaves them open in clear HTTP."""
+    path = path or "/"
+    out = [path, path.rstrip("/") + "/", path.upper(), f"{path}?x=1"]
+    return list(dict.fromkeys(out))
+
+
+@when("drimcheck interroge le HealthCheck et ses chemins voisins (barre finale, majuscules, paramètre) en HTTP clair "
+      "sur chaque FQDN dbN", target_fixture="clear_probes")
 def probe_in_clear(campaign):
     path = urlsplit(campaign.sut.health_url).path or "/"
     probes = {}
     for p in campaign.sut.pacs:
         ep = campaign.sut.endpoint(p.db)
-        probes[p.db] = campaign.client.get(f"http://{p.db}{path}", label=f"clair-{p.db}") if ep.http else None
+        if not ep.http:
+            probes[(p.db, path)] = None
+            continue
+        for i, variant in enumerate(lookalike_paths(path)):
+            probes[(p.db, variant)] = campaign.client.get(f"http://{p.db}{variant}", label=f"clair-{p.db}-{i}")
     return probes
 
 
 @then("aucun contenu applicatif n'est servi en clair")
 def nothing_in_clear(clear_probes, judge):
-    for fqdn, ex in clear_probes.items():
-        judge(tls.nothing_served_in_clear(ex, fqdn))
+    for key, ex in clear_probes.items():
+        judge(tls.nothing_served_in_clear(ex, key[0] if isinstance(key, tuple) else key))

@@ -32,7 +32,7 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.parametrize("args, fragment", [
     ([], "une commande est attendue : run, selftest, requirements, mutants, init, check-kos, check-sut, "
-         "check-whitelist, diff, kit, verify-package"),
+         "check-whitelist, diff, kit, rejudge, serve, worker, users, verify-package"),
     (["run", "--bogus"], "arguments non reconnus : --bogus (voir « drimcheck --help »)"),
     (["frobnicate"], "argument COMMANDE : choix invalide : 'frobnicate'"),
     (["selftest", "--jobs", "x"], "argument --jobs : valeur invalide"),

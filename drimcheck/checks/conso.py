@@ -11,9 +11,9 @@ whitelisted Sources contacted, CON-08 the record's existence and the access test
 search, and respected when the record is absent, closed or forbidden.
 
 Source side, over drimcheck's own requests as a calling peer: PSC-01 (401 without an active PSC token),
-WADO-01 (400/404/410), WADO-02 (transfer syntax accepted by the request and declared). "Served" means DICOM objects returned (checks.whitelist.served_instances); each
-refusal is judged only when the same peer, correctly equipped, is served (the control), so that a
-DUT that serves nobody cannot pass and one defect fails one requirement.
+WADO-01 (400/404/410), WADO-02 (transfer syntax accepted by the request and declared). "Served" means DICOM
+objects returned (checks.whitelist.served_instances); each refusal is judged only when the same peer,
+correctly equipped, is served (the control), so that a DUT that serves nobody cannot pass and one defect fails one requirement.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ from drimcheck.checks.xds import TrustMaterial, vihf_signature_problems
 from drimcheck.net import Exchange
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped, warned
 from drimcheck.wado import (
-    EXPLICIT_VR_LE, AcceptError, MultipartError, acceptable_syntaxes, check_drimbox_accept, iter_parts, parse_accept,
+    EXPLICIT_VR_LE,
+    AcceptError,
+    MultipartError,
+    acceptable_syntaxes,
+    check_drimbox_accept,
+    iter_parts,
+    parse_accept,
     parse_media_type,
 )
 
@@ -263,7 +269,7 @@ class PscUser:
     structures: tuple[str, ...]  # ancienIdentifiantDeLaStructure / identifiantTechnique of every activity
 
     @classmethod
-    def from_userinfo(cls, userinfo: dict[str, Any]) -> "PscUser":
+    def from_userinfo(cls, userinfo: dict[str, Any]) -> PscUser:
         exercices = (userinfo.get("SubjectRefPro") or {}).get("exercices") or [{}]
         ids = []
         for ex in exercices:
@@ -420,13 +426,6 @@ def dmp_access_respected(exchanges: list[xds.DmpExchange], patient_id: str, reco
 
 
 # ------------------------------------------------------------------------------------------- CON-04 / PSC-02 / MTLS-02
-
-
-def _header(record: dict, name: str) -> str | None:
-    for k, v in record.get("headers") or []:
-        if k.lower() == name.lower():
-            return v
-    return None
 
 
 @check("CON-04")
@@ -796,7 +795,7 @@ def kpi_written(before: str, after: str, calls: list[tuple[str, str]]) -> list[F
     if len(added) != len(calls):
         return [failed("CON-06", f"{len(added)} ligne(s) ModelStat ajoutée(s) pour {len(calls)} appel(s) contextuel(s)",
                        details=details)]
-    for (what, status), line in zip(calls, added):
+    for (what, status), line in zip(calls, added, strict=True):  # same length: checked above
         if line["count"] != "1" or line["status"] != status:
             return [failed("CON-06", f"{what} : ligne « {line['line']} » au lieu de Nombre_Appel=1 ; "
                            f"Statut_Appel={status}", details=details)]

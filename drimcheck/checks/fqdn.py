@@ -110,7 +110,8 @@ def retrieve_urls_on_dbn(doc: KosDocument | None, expected_db: str | None, *, vi
         flaws.append("aucune RetrieveURL dans le KOS")
     if flaws:
         return [failed("FQDN-01", f"{doc.label} : {len(flaws)} RetrieveURL non conforme(s) — {' ; '.join(flaws[:2])}"
-                       + (f" ; … ({len(flaws) - 2} autre(s))" if len(flaws) > 2 else ""), evidence=doc.evidence, details={**details, "flaws": flaws})]
+                       + (f" ; … ({len(flaws) - 2} autre(s))" if len(flaws) > 2 else ""), evidence=doc.evidence,
+                       details={**details, "flaws": flaws})]
     target = expected_db or "un FQDN dbN de l'espace de confiance"
     basis = " (jumeau du viN du lien visionneuse du CR)" if viewer_link else ""
     return [passed("FQDN-01", f"{doc.label} : {checked} RetrieveURL en https://{hosts[0]}/…/studies/…/series/… — "
@@ -123,15 +124,16 @@ def host_kept_across_updates(versions: list[KosDocument]) -> list[Finding]:
     if len(versions) < 2:
         return [skipped("FQDN-02", "moins de deux versions du KOS publiées : stabilité du FQDN non observable "
                         "(voir l'exigence de mise à jour)")]
-    readable = [d for d in versions if d.view is not None]
-    if len(readable) < len(versions):
+    views = [(d, d.view) for d in versions if d.view is not None]
+    if len(views) < len(versions):
         bad = next(d for d in versions if d.view is None)
         return [failed("FQDN-02", f"{bad.label} illisible : {bad.error}", evidence=bad.evidence)]
-    first = readable[0]
-    first_hosts = {(urlsplit(u).hostname or "").lower() for _, u in first.view.retrieve_urls()}
+    readable = [d for d, _ in views]
+    first, first_view = views[0]
+    first_hosts = {(urlsplit(u).hostname or "").lower() for _, u in first_view.retrieve_urls()}
     evidence = [e for d in readable for e in d.evidence]
-    for later in readable[1:]:
-        hosts = {(urlsplit(u).hostname or "").lower() for _, u in later.view.retrieve_urls()}
+    for later, view in views[1:]:
+        hosts = {(urlsplit(u).hostname or "").lower() for _, u in view.retrieve_urls()}
         if hosts != first_hosts:
             return [failed("FQDN-02", f"{later.label} : RetrieveURL sur {', '.join(sorted(hosts)) or 'aucun hôte'} alors que "
                            f"{first.label} utilisait {', '.join(sorted(first_hosts)) or 'aucun hôte'} : le FQDN inscrit au "

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from drimcheck.checks import check
 from drimcheck.net import Exchange, Poll
-from drimcheck.verdicts import Finding, errored, failed, passed
+from drimcheck.verdicts import Finding, errored, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _evidence
 
 STATUSES = ("UP", "DOWN")
 
@@ -33,7 +34,7 @@ class HealthReading:
 
     http_status: int | None
     status: str | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[object] = field(default_factory=list)  # as answered: an item may be anything (a problem)
     problems: list[str] = field(default_factory=list)
 
     def down_checks(self) -> list[dict[str, Any]]:
@@ -79,10 +80,6 @@ def read(ex: Exchange) -> HealthReading:
     return reading
 
 
-def _evidence(exchanges: Iterable[Exchange]) -> list[str]:
-    return [e.evidence for e in exchanges if e.evidence]
-
-
 @check("HLT-01")
 def reports_up(exchanges: list[Exchange]) -> list[Finding]:
     """Every answer while everything is operational is 200 with status UP (availability seen by the Météo)."""
@@ -119,7 +116,8 @@ def follows_format(exchanges: list[Exchange]) -> list[Finding]:
         r = read(e)
         if r.problems:
             return [failed("HLT-04", f"{e.label} : {'; '.join(r.problems)}", evidence=_evidence([e]))]
-    statuses = sorted({read(e).status for e in answered})
+    # no problem means a status UP or DOWN was read
+    statuses = sorted({status for e in answered if (status := read(e).status) is not None})
     return [passed("HLT-04", f"{len(answered)} réponse(s) au format MicroProfile Health (status vus : {', '.join(statuses)})",
                    evidence=_evidence(answered))]
 
@@ -153,7 +151,8 @@ def _timeline(polls: list[Poll], since: float) -> list[dict[str, Any]]:
 def reports_pacs_down(polls: list[Poll], stopped_at: float, pacs: PacsIdentity, deadline_s: float) -> list[Finding]:
     """After the PACS stops, a DOWN answer naming that PACS arrives within the deadline."""
     after = [p for p in polls if p.sent_at >= stopped_at]
-    details = {"deadline_s": deadline_s, "timeline": _timeline(after, stopped_at)}
+    timeline = _timeline(after, stopped_at)
+    details: dict[str, Any] = {"deadline_s": deadline_s, "timeline": timeline}
     if not after:
         return [errored("HLT-02", "aucun sondage après l'arrêt du PACS")]
     unnamed = None
@@ -173,9 +172,61 @@ def reports_pacs_down(polls: list[Poll], stopped_at: float, pacs: PacsIdentity, 
     if unnamed is not None:
         return [failed("HLT-02", f"DOWN signalé sans nommer le PACS {pacs.name} ({pacs.db}, AET {pacs.aet}) : "
                        f"{unnamed.exchange.text()[:200]}", evidence=_evidence([unnamed.exchange]), details=details)]
-    seen = sorted({f"{row['http']}/{row['status']}" if row["http"] else "sans réponse" for row in details["timeline"]})
+    seen = sorted({f"{row['http']}/{row['status']}" if row["http"] else "sans réponse" for row in timeline})
     return [failed("HLT-02", f"aucune réponse DOWN dans les {deadline_s:g} s suivant l'arrêt du PACS "
                    f"(réponses vues : {', '.join(seen)})", evidence=ev, details=details)]
+
+
+@check("HLT-02")
+def reports_each_pacs_down(polls: list[Poll], stopped_at: float, pacses: list[PacsIdentity],
+                           deadline_s: float) -> list[Finding]:
+    """Several PACS down at once (issue 9, sequences): within the deadline after the last stop, one DOWN answer
+    names every PACS stopped, not only the first that failed."""
+    after = [p for p in polls if p.sent_at >= stopped_at]
+    details: dict[str, Any] = {"deadline_s": deadline_s, "timeline": _timeline(after, stopped_at),
+                               "stopped": [x.name for x in pacses]}
+    if not after:
+        return [errored("HLT-02", "aucun sondage après l'arrêt du dernier PACS")]
+    best: tuple[Poll, list[str]] | None = None
+    for p in after:
+        delay = p.received_at - stopped_at
+        if delay > deadline_s:
+            break
+        down = read(p.exchange).down_checks()
+        if not down:
+            continue
+        text = json.dumps(down, ensure_ascii=False)
+        missing = [x.name for x in pacses if not x.named_in(text)]
+        if not missing:
+            details["detected_after_s"] = round(delay, 3)
+            return [passed("HLT-02", f"DOWN nommant chacun des {len(pacses)} PACS arrêtés en même temps "
+                           f"({', '.join(x.name for x in pacses)}) {delay:.2f} s après le dernier arrêt",
+                           evidence=_evidence([p.exchange]), details=details)]
+        if best is None or len(missing) <= len(best[1]):
+            best = (p, missing)
+    if best is not None:
+        p, missing = best
+        return [failed("HLT-02", f"{len(pacses)} PACS arrêtés en même temps : la réponse DOWN ne nomme pas "
+                       f"{', '.join(missing)} dans les {deadline_s:g} s ({p.exchange.text()[:200]})",
+                       evidence=_evidence([p.exchange]), details=details)]
+    return [failed("HLT-02", f"aucune réponse DOWN dans les {deadline_s:g} s suivant l'arrêt de "
+                   f"{', '.join(x.name for x in pacses)}", evidence=_evidence([p.exchange for p in after][-3:]),
+                   details=details)]
+
+
+@check("HLT-02")
+def reports_pacs_down_again(polls: list[Poll], restarted_at: float, stopped_at: float, pacs: PacsIdentity,
+                            deadline_s: float) -> list[Finding]:
+    """A second outage after a restart (issue 9, sequences) is reported like the first: judged only if the
+    HealthCheck said UP in between (otherwise a stale DOWN would pass; the recovery is HLT-03's business)."""
+    between = [p for p in polls if restarted_at <= p.sent_at < stopped_at]
+    if not any(p.exchange.status == 200 and read(p.exchange).status == "UP" for p in between):
+        return [skipped("HLT-02", f"non jugeable : le HealthCheck n'est pas redevenu UP entre le redémarrage des PACS et "
+                        f"le nouvel arrêt de {pacs.name} (voir HLT-03)", evidence=_evidence([p.exchange for p in between][-2:]))]
+    findings = reports_pacs_down(polls, stopped_at, pacs, deadline_s)
+    for f in findings:
+        f.message = f"second arrêt de {pacs.name}, après son redémarrage : {f.message}"
+    return findings
 
 
 @check("HLT-03")

@@ -7,16 +7,37 @@ the study of the scenario, observed over bounded windows by the steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from drimcheck import xds
 from drimcheck.checks import check
+from drimcheck.checks.whitelist import FollowedUrl
 from drimcheck.hl7 import Ack, read_ack
 from drimcheck.kos import KosDocument
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _ev
 
 
-def _ack_of(exchange) -> Ack:
+class MllpRecord(Protocol):
+    """What these checks read of one HL7 message sent over MLLP and its acknowledgement, as the RIS simulator
+    records it (simulators.ris.MllpExchange; re-judged: a codec Record with the same attributes)."""
+
+    @property
+    def message_type(self) -> str: ...
+    @property
+    def ack(self) -> bytes | None: ...
+    @property
+    def error(self) -> str | None: ...  # transport error: no acknowledgement
+    @property
+    def sent_at(self) -> float: ...  # time.monotonic()
+    @property
+    def elapsed_s(self) -> float | None: ...  # until the acknowledgement
+    @property
+    def evidence(self) -> list[str]: ...
+
+
+def _ack_of(exchange: MllpRecord) -> Ack:
     if exchange.error:
         return Ack(None, "", "", f"pas d'acquittement ({exchange.error})")
     return read_ack(exchange.ack)
@@ -28,24 +49,8 @@ def _describe_ack(ack: Ack) -> str:
     return f"ACK {ack.code}" + (f" « {ack.text} »" if ack.text else "")
 
 
-def _ev(*items) -> list[str]:
-    out = []
-    for item in items:
-        if item is None:
-            continue
-        if isinstance(item, list):
-            out += _ev(*item)
-        else:
-            out += list(getattr(item, "evidence", []) or [])
-    return out
-
-
-def _after(exchanges: list[xds.DmpExchange], since: float) -> list[xds.DmpExchange]:
-    return [e for e in exchanges if e.received_at >= since]
-
-
 @check("SRC-01")
-def acknowledged_and_published(mllp, publication: xds.DmpExchange | None, attempts: list[xds.DmpExchange],
+def acknowledged_and_published(mllp: MllpRecord, publication: xds.DmpExchange | None, attempts: list[xds.DmpExchange],
                                deadline_s: float) -> list[Finding]:
     """The report is acknowledged AA and its KOS is registered by the DMP (ITI-41 Success) within the deadline."""
     ack = _ack_of(mllp)
@@ -62,7 +67,7 @@ def acknowledged_and_published(mllp, publication: xds.DmpExchange | None, attemp
                    details={"ack_s": round(mllp.elapsed_s or 0, 3), "publication_s": round(delay, 3)})]
 
 
-def _refused_without_publication(req: str, cases: list[tuple[str, object]], attempts: list[xds.DmpExchange],
+def _refused_without_publication(req: str, cases: list[tuple[str, MllpRecord]], attempts: list[xds.DmpExchange],
                                  window_s: float, why: str) -> list[Finding]:
     problems = []
     for label, mllp in cases:
@@ -79,19 +84,21 @@ def _refused_without_publication(req: str, cases: list[tuple[str, object]], atte
 
 
 @check("SRC-02")
-def mismatch_refused(cases: list[tuple[str, object]], attempts: list[xds.DmpExchange], window_s: float) -> list[Finding]:
+def mismatch_refused(cases: list[tuple[str, MllpRecord]], attempts: list[xds.DmpExchange],
+                     window_s: float) -> list[Finding]:
     """An accession or IPP mismatch between the report and the images: error ACK and no publication."""
     return _refused_without_publication("SRC-02", cases, attempts, window_s, "l'incohérence entre le CR et les images")
 
 
 @check("SRC-03")
-def malformed_refused(cases: list[tuple[str, object]], attempts: list[xds.DmpExchange], window_s: float) -> list[Finding]:
+def malformed_refused(cases: list[tuple[str, MllpRecord]], attempts: list[xds.DmpExchange],
+                      window_s: float) -> list[Finding]:
     """A malformed message (no OBX, bad base64, unknown INS OID): AE/AR and no publication."""
     return _refused_without_publication("SRC-03", cases, attempts, window_s, "un message mal formé")
 
 
 @check("SRC-04")
-def absent_study_not_published(mllp, attempts: list[xds.DmpExchange], window_s: float) -> list[Finding]:
+def absent_study_not_published(mllp: MllpRecord, attempts: list[xds.DmpExchange], window_s: float) -> list[Finding]:
     """No KOS is published for a study the PACS does not hold (the ACK is reported, not judged)."""
     ack = _describe_ack(_ack_of(mllp))
     if attempts:
@@ -102,7 +109,8 @@ def absent_study_not_published(mllp, attempts: list[xds.DmpExchange], window_s: 
 
 
 @check("SRC-05")
-def dmp_failure_handled(mllps: list, attempts: list[xds.DmpExchange], deadline_s: float, window_s: float) -> list[Finding]:
+def dmp_failure_handled(mllps: list[MllpRecord], attempts: list[xds.DmpExchange], deadline_s: float,
+                        window_s: float) -> list[Finding]:
     """After a DMP Failure the report is not lost (one later submission succeeds) and not published twice."""
     evidence = _ev(mllps, attempts)
     publications = [a for a in attempts if a.kind == "ITI-41"]
@@ -130,7 +138,7 @@ def dmp_failure_handled(mllps: list, attempts: list[xds.DmpExchange], deadline_s
 def replaced_with_rplc(trigger: str, previous: xds.DmpExchange | None, update: xds.DmpExchange | None,
                        deadline_s: float) -> list[Finding]:
     """The new version of the KOS is published with an RPLC association to the entry it replaces."""
-    if previous is None or not previous.success:
+    if previous is None or not previous.success or previous.request is None:  # a success was read
         return [errored("SRC-06", "défaut du scénario : la publication initiale du KOS n'a pas eu lieu, la mise à jour "
                         "n'est pas observable (voir SRC-01)", evidence=_ev(previous))]
     old = next(iter(previous.assigned.get(e.id) for e in previous.request.kos_entries()), None)
@@ -196,7 +204,7 @@ class PacsOutcome:
     study_uid: str
     publication: xds.DmpExchange | None
     kos: KosDocument | None
-    mllp: object = None
+    mllp: MllpRecord | None = None
 
 
 @check("SRC-08")
@@ -225,5 +233,53 @@ def each_study_with_its_pair(outcomes: list[PacsOutcome], deadline_s: float) -> 
                    f"{', '.join(ok)}", evidence=evidence)]
 
 
-__all__ = ["acknowledged_and_published", "mismatch_refused", "malformed_refused", "absent_study_not_published",
-           "dmp_failure_handled", "replaced_with_rplc", "replaced_after_failure", "unpublished", "PacsOutcome", "each_study_with_its_pair"]
+# ------------------------------------------------------------------------------------------- WADO-01 (artefact used)
+
+#: the refusals WADO-01 defines (400 request, 404 KOS/object, 410 gone): wrong when the KOS in force references
+#: the object and the PACS holds it. 401 (PSC-01), 403 / TLS (whitelist), 406 / 5xx are other requirements' business.
+WADO_REFUSALS = (400, 404, 410)
+
+
+@check("WADO-01")
+def followed_urls_not_refused(followed: list[FollowedUrl], context: str) -> list[Finding]:
+    """Every RetrieveURL of the KOS in force, followed as a Conso does (listed peer, PSC token, the KOS's own
+    SOPInstanceUID), on the dbN of every PACS and for every version of the KOS: the Source must not answer 400,
+    404 or 410 for a series the KOS references and the PACS still holds."""
+    judged, problems, evidence, other = [], [], [], []
+    for f in followed:
+        ex = f.listed
+        if f.flaw is not None or ex is None:
+            continue
+        if ex.evidence:
+            evidence.append(ex.evidence)
+        if not f.expected:
+            other.append(f"{f.where} : aucune instance référencée encore détenue par le PACS")
+            continue
+        status = ex.status if ex.ok else None
+        if status in WADO_REFUSALS:
+            body = ex.text()[:120] if ex.response_body else ""
+            problems.append(f"{f.where} : HTTP {status} en suivant « {f.url} » avec le KOS qui la référence, alors que "
+                            f"le PACS détient ses {len(f.expected)} instance(s) référencée(s)" + (f" ({body})" if body else ""))
+            judged.append(f)
+        elif status is not None and 200 <= status < 300:
+            judged.append(f)
+        else:
+            other.append(f"{f.where} : {ex.error or f'HTTP {status}'}")
+    details = {"followed": [{"where": f.where, "url": f.url, "status": f.listed.status if f.listed else None}
+                            for f in followed], "not_judged": other}
+    if problems:
+        return [failed("WADO-01", f"{context} : " + " ; ".join(problems[:3])
+                       + (f" ; … ({len(problems) - 3} autre(s))" if len(problems) > 3 else ""),
+                       evidence=evidence, details=details)]
+    if not judged:
+        why = other[0] if other else "aucune RetrieveURL suivie (voir FQDN-01 et WL-05)"
+        return [skipped("WADO-01", f"{context} : rien à juger ({why})", evidence=evidence, details=details)]
+    hosts = sorted({f.url.split("/")[2] for f in judged if f.url.count("/") >= 2})
+    return [passed("WADO-01", f"{context} : {len(judged)} RetrieveURL suivie(s) sur {', '.join(hosts)} avec le "
+                   "KOS qui les référence, aucune refusée en 400, 404 ou 410", evidence=evidence, details=details)]
+
+
+__all__ = ["followed_urls_not_refused",
+           "acknowledged_and_published", "mismatch_refused", "malformed_refused", "absent_study_not_published",
+           "dmp_failure_handled", "replaced_with_rplc", "replaced_after_failure", "unpublished", "PacsOutcome",
+           "each_study_with_its_pair", "MllpRecord"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from drimcheck.checks import check
@@ -12,6 +13,10 @@ from drimcheck.net import Exchange, TlsInfo
 from drimcheck.verdicts import Finding, failed, passed, skipped, warned
 
 EXPIRY_WARNING = timedelta(days=30)
+#: what `Certificate.verify_directly_issued_by` raises for a certificate it cannot verify (DUT-supplied: a finding,
+#: never a crash): a bad signature, an issuer name or key type that does not fit, an algorithm it does not support,
+#: an OpenSSL failure on a malformed key
+SIGNATURE_ERRORS = (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm, InternalError)
 
 
 def _chain(tls: TlsInfo | None) -> list[x509.Certificate]:
@@ -43,7 +48,7 @@ def build_path(leaf: x509.Certificate, presented: list[x509.Certificate],
             if current.issuer == anchor.subject:
                 try:
                     current.verify_directly_issued_by(anchor)
-                except (ValueError, TypeError, Exception) as exc:  # InvalidSignature and friends
+                except SIGNATURE_ERRORS as exc:
                     return None, f"signature de « {_name(current)} » invalide pour l'ancre « {_name(anchor)} » ({type(exc).__name__})"
                 return path + [anchor], "ok"
         candidates = [c for c in presented if c.subject == current.issuer and c != current]
@@ -58,7 +63,7 @@ def build_path(leaf: x509.Certificate, presented: list[x509.Certificate],
             return None, f"« {_name(issuer)} » n'est pas une AC (basicConstraints CA:FALSE)"
         try:
             current.verify_directly_issued_by(issuer)
-        except Exception as exc:  # noqa: BLE001
+        except SIGNATURE_ERRORS as exc:
             return None, f"signature de « {_name(current)} » invalide ({type(exc).__name__})"
         path.append(issuer)
         current = issuer
@@ -123,7 +128,7 @@ def currently_valid(tls: TlsInfo | None, fqdn: str, now: datetime | None = None)
     chain = _chain(tls)
     if not chain:
         return [skipped("CRT-03", f"{fqdn} : aucun certificat présenté (voir CRT-01)")]
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     leaf = chain[0]
     start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     details = {"not_before": start.isoformat(), "not_after": end.isoformat(), "checked_at": now.isoformat()}

@@ -7,7 +7,7 @@ SECU-IG (TLS >= 1.2). They complement checks/tls.py (dbN certificate) and never 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -58,7 +58,7 @@ def market_certificate(tls: TlsInfo | None, fqdn: str, market_anchors: list[x509
     if not server:
         problems.append("pas d'usage serverAuth")
     details = {"presented": [_name(c) for c in chain], "policies": sorted(policies)}
-    if problems:
+    if problems or path is None:  # no path always comes with its problem
         return [failed("CRT-04", f"{fqdn} : « {_name(leaf)} » : {' ; '.join(problems)}", details=details)]
     return [passed("CRT-04", f"{fqdn} : certificat {level} du marché « {_name(leaf)} » émis par « {_name(path[-1])} »",
                    details=details)]
@@ -89,7 +89,7 @@ def presented_chain_valid(tls: TlsInfo | None, fqdn: str, now: datetime | None =
     chain = _chain(tls)
     if not chain:
         return [skipped("CRT-03", f"{fqdn} : aucun certificat présenté")]
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     expired = [c for c in chain if now > c.not_valid_after_utc]
     future = [c for c in chain if now < c.not_valid_before_utc]
     details = {"chain": [{"subject": _name(c), "not_before": c.not_valid_before_utc.isoformat(),
@@ -124,19 +124,30 @@ def listed_challenge_files(index: Exchange | None) -> list[str]:
     return names
 
 
+#: look-alikes of the challenge directory a lenient web server also answers (issue 9): no trailing slash, upper case
+ACME_DIR = "/.well-known/acme-challenge/"
+ACME_LOOKALIKES = ("/.well-known/acme-challenge", "/.WELL-KNOWN/ACME-CHALLENGE/")
+
+
 @check("CLR-02")
-def no_stale_acme_challenge(index: Exchange | None, files: list[Exchange], fqdn: str) -> list[Finding]:
-    """No old ACME HTTP-01 challenge file answers under /.well-known/acme-challenge/ of viN (no listing either)."""
-    evidence = [e.evidence for e in [index, *files] if e is not None and e.evidence]
+def no_stale_acme_challenge(index: Exchange | None, files: list[Exchange], fqdn: str,
+                            variants: list[Exchange] | None = None) -> list[Finding]:
+    """No old ACME HTTP-01 challenge file answers under /.well-known/acme-challenge/ of viN (no listing either), nor
+    under its look-alike paths (`variants`: the directory without its trailing slash, in upper case)."""
+    variants = [v for v in (variants or []) if v is not None]
+    evidence = [e.evidence for e in [index, *variants, *files] if e is not None and e.evidence]
     if index is None:
         return [skipped("CLR-02", f"{fqdn} : aucune adresse HTTP déclarée dans [network], rien à sonder")]
     served = [e for e in files if e.status == 200 and e.response_body]
-    listed = listed_challenge_files(index)
     if served:
         return [failed("CLR-02", f"{fqdn} : {len(served)} fichier(s) de challenge ACME toujours servi(s) en clair "
                        f"({served[0].url}) : anciens fichiers non purgés", evidence=evidence)]
-    if listed:
-        return [failed("CLR-02", f"{fqdn} : le répertoire /.well-known/acme-challenge/ est listé en clair "
-                       f"({', '.join(listed[:3])})", evidence=evidence)]
+    for probe in (index, *variants):
+        listed = listed_challenge_files(probe)
+        if listed:
+            return [failed("CLR-02", f"{fqdn} : le répertoire des challenges ACME est listé en clair à {probe.url} "
+                           f"({', '.join(listed[:3])})", evidence=evidence)]
     how = index.error or f"HTTP {index.status}"
-    return [passed("CLR-02", f"{fqdn} : aucun fichier de challenge ACME exposé (répertoire : {how})", evidence=evidence)]
+    also = f" ; {len(variants)} chemin(s) voisin(s) sondé(s)" if variants else ""
+    return [passed("CLR-02", f"{fqdn} : aucun fichier de challenge ACME exposé (répertoire : {how}{also})",
+                   evidence=evidence)]

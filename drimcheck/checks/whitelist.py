@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from datetime import datetime
+from typing import Any, TypedDict
 
 from drimcheck.checks import check
 from drimcheck.net import Exchange
 from drimcheck.verdicts import Finding, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _evidence
 
 WHITELIST_CHECK_NAME = re.compile(r"liste.?blanche|white.?list|allow.?list", re.IGNORECASE)
 FAILURE_WORDS = re.compile(r"[ée]chec|erreur|error|fail|refus|rejet|invalid|ko\b|indisponible|unavailable|timeout|"
@@ -70,13 +73,9 @@ def _how_refused(ex: Exchange | None) -> str:
     return f"HTTP {ex.status}" + (f" ({ex.text()[:120]})" if ex.response_body else "")
 
 
-def _evidence(*exchanges: Exchange | None) -> list[str]:
-    return [e.evidence for e in exchanges if e is not None and e.evidence]
-
-
 def _refused(requirement: str, ex: Exchange | None, who: str, context: str) -> list[Finding]:
     served = served_instances(ex)
-    if served:
+    if served and ex is not None:  # something served: there was an exchange
         return [failed(requirement, f"{who} : {len(served)} objet(s) DICOM servi(s) {context}",
                        evidence=_evidence(ex), details={"served": served, "client_certificate": ex.client_certificate})]
     return [passed(requirement, f"{who} : refusée ({_how_refused(ex)}) {context}".rstrip(), evidence=_evidence(ex))]
@@ -165,6 +164,44 @@ def client_certificate_refused(ex: Exchange | None, who: str) -> list[Finding]:
     return _refused("MTLS-01", ex, who, "")
 
 
+class CrlDownload(TypedDict):
+    """One request the IGC publication point answered, from its log (what MTLS-01 reads of it)."""
+
+    time: datetime  # aware UTC
+    path: str
+    status: int
+
+
+@check("MTLS-01")
+def revoked_after_use_refused(first: Exchange | None, again: Exchange | None, who: str, *, crl_path: str,
+                              revoked_at: datetime, answered_at: datetime,
+                              crl_downloads: list[CrlDownload]) -> list[Finding]:
+    """A client certificate accepted once, then revoked, is refused once the DUT holds a CRL that lists it: no
+    revocation status remembered per certificate (or TLS session) beyond the CRL it came from. RFC 5280 §6.3 lets
+    a DUT rely on a CRL until its nextUpdate: if it downloaded no CRL of the issuer (`crl_path`, answered 200)
+    between the revocation and its answer, nothing can be judged. `crl_downloads`: the IGC publication point's log
+    (time, path, status)."""
+    if not served_instances(first):
+        return [skipped("MTLS-01", f"non jugeable : {who} n'était pas servie avant la révocation "
+                        f"({_how_refused(first)} ; voir WL-05)", evidence=_evidence(first))]
+    fetched = [d for d in crl_downloads if d.get("path", "").split("?")[0].endswith(crl_path) and d.get("status") == 200
+               and revoked_at <= d["time"] <= answered_at]
+    served = served_instances(again)
+    details = {"crl": crl_path, "revoked_at": revoked_at.isoformat(), "answered_at": answered_at.isoformat(),
+               "crl_downloads_after_revocation": [d["time"].isoformat() for d in fetched]}
+    if not served:
+        return [passed("MTLS-01", f"{who} : refusée après la révocation de son certificat ({_how_refused(again)}), "
+                       "alors qu'elle était servie avant", evidence=_evidence(first, again), details=details)]
+    if not fetched:
+        return [skipped("MTLS-01", f"non jugeable : {who} est encore servie, mais la DRIMbox n'a téléchargé aucune CRL "
+                        f"({crl_path}) depuis la révocation : elle peut s'appuyer sur une CRL encore valide "
+                        "(RFC 5280 §6.3, nextUpdate)", evidence=_evidence(first, again), details=details)]
+    return [failed("MTLS-01", f"{who} : {len(served)} objet(s) DICOM servi(s) après la révocation de son certificat, "
+                   f"alors que la DRIMbox a téléchargé le {fetched[0]['time']:%H:%M:%S} UTC la CRL {crl_path} qui le "
+                   "révoque (statut de révocation mémorisé depuis le premier accès)", evidence=_evidence(first, again),
+                   details=details)]
+
+
 # ------------------------------------------------------------------------------------------- WL-02 / WL-03 / WL-04
 
 
@@ -204,14 +241,14 @@ def previous_list_kept(ex: Exchange | None, who: str, vector: str, before: Excha
                    "précédente n'est plus appliquée", evidence=_evidence(ex))]
 
 
-def _whitelist_entries(health: Any) -> list[dict]:
+def _whitelist_entries(health: object) -> list[dict[str, Any]]:
     checks = health.get("checks") if isinstance(health, dict) else None
     if not isinstance(checks, list):
         return []
     return [c for c in checks if isinstance(c, dict) and WHITELIST_CHECK_NAME.search(str(c.get("name", "")))]
 
 
-def _values(obj: Any) -> Iterable[str]:
+def _values(obj: object) -> Iterable[str]:
     if isinstance(obj, dict):
         for v in obj.values():
             yield from _values(v)
@@ -245,7 +282,7 @@ def failure_visible_in_health(ex: Exchange | None, vector: str) -> list[Finding]
 
 
 @check("WL-01")
-def downloaded_at_start(downloads: list[dict], window_s: float) -> list[Finding]:
+def downloaded_at_start(downloads: list[dict[str, Any]], window_s: float) -> list[Finding]:
     """The DUT fetched the whitelist by itself at start (before drimcheck triggered any refresh)."""
     done = [d for d in downloads if d.get("status") == 200 and d.get("complete")]
     if done:
@@ -257,7 +294,7 @@ def downloaded_at_start(downloads: list[dict], window_s: float) -> list[Finding]
 
 
 @check("WL-01")
-def downloaded_on_refresh(downloads: list[dict], deadline_s: float) -> list[Finding]:
+def downloaded_on_refresh(downloads: list[dict[str, Any]], deadline_s: float) -> list[Finding]:
     """The daily refresh (test trigger) makes the DUT download the list again."""
     if any(d.get("status") == 200 and d.get("complete") for d in downloads):
         return [passed("WL-01", "la mise à jour quotidienne télécharge à nouveau la liste", details={"downloads": downloads})]
@@ -272,7 +309,7 @@ def downloaded_on_refresh(downloads: list[dict], deadline_s: float) -> list[Find
 
 
 @check("WL-07")
-def no_external_entity_fetched(canary_requests: list[dict], vector: str) -> list[Finding]:
+def no_external_entity_fetched(canary_requests: list[dict[str, Any]], vector: str) -> list[Finding]:
     """Parsing the list fetched nothing: external entities of a DOCTYPE are never resolved (XXE)."""
     if canary_requests:
         first = canary_requests[0]
@@ -309,7 +346,8 @@ def variant_applied(ex: Exchange | None, who: str, vector: str, before: Exchange
 
 
 @check("WL-06")
-def contacted_only_listed_hosts(requests: list[dict], listed_hosts: Iterable[str], unlisted_host: str) -> list[Finding]:
+def contacted_only_listed_hosts(requests: list[dict[str, Any]], listed_hosts: Iterable[str],
+                                unlisted_host: str) -> list[Finding]:
     """Conso side: the DUT sent nothing to a db host absent from the valid list (peer simulators' request logs)."""
     listed = {h.lower() for h in listed_hosts}
     stray = [r for r in requests if str(r.get("host", "")).lower() not in listed]

@@ -21,6 +21,7 @@ from drimcheck.checks.kos import ExpectedIdentity
 from drimcheck.checks.tls import build_path
 from drimcheck.kos import header_uid
 from drimcheck.verdicts import Finding, failed, passed, skipped
+from drimcheck.verdicts import evidence_of as _ev
 
 KOS_CLASS = ("31", "1.2.250.1.213.1.1.4.1")
 KOS_TYPE = ("IMG-KOS", "1.2.250.1.213.1.1.4.12")
@@ -45,7 +46,7 @@ def _dn(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
 
-def _eku(cert: x509.Certificate) -> set:
+def _eku(cert: x509.Certificate) -> set[x509.ObjectIdentifier]:
     try:
         return set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
     except x509.ExtensionNotFound:
@@ -73,7 +74,7 @@ def _dns_names(cert: x509.Certificate) -> list[str]:
         return []
 
 
-def _attr(cert: x509.Certificate, oid) -> str:
+def _attr(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str:
     values = cert.subject.get_attributes_for_oid(oid)
     return str(values[0].value) if values else ""
 
@@ -116,16 +117,11 @@ def sign_flaws(cert: x509.Certificate, trust: TrustMaterial) -> list[str]:
     return flaws
 
 
-def _ev(*exchanges: xds.DmpExchange | None) -> list[str]:
-    return [p for e in exchanges if e is not None for p in e.evidence]
-
-
-def _skip_unreadable(req: str, ex: xds.DmpExchange | None) -> list[Finding] | None:
+def _unreadable(req: str, ex: xds.DmpExchange | None) -> list[Finding]:
+    """The finding when there is no publication (None) or the DMP could not read it (no request)."""
     if ex is None:
         return [skipped(req, "aucune publication reçue par le DMP dans ce scénario : rien à examiner")]
-    if ex.request is None:
-        return [failed(req, f"{ex.describe()} : requête illisible par le DMP — {ex.parse_error}", evidence=ex.evidence)]
-    return None
+    return [failed(req, f"{ex.describe()} : requête illisible par le DMP — {ex.parse_error}", evidence=ex.evidence)]
 
 
 def _same_cx(value: str, ident: str, oid: str, kind: str) -> bool:
@@ -146,7 +142,7 @@ def _dtm_matches(value: str, expected: str) -> bool:
     return len(value) >= 8 and value.isdigit() and expected.startswith(value)
 
 
-def identity_slot_problems(entry, expected: ExpectedIdentity) -> list[str]:
+def identity_slot_problems(entry: xds.RegistryObject, expected: ExpectedIdentity) -> list[str]:
     """Every identity-bearing slot of the KOS DocumentEntry compared with its source (report, PACS content):
     sourcePatientId, sourcePatientInfo (name, birth date, sex, birthplace), serviceStart/StopTime, author and
     legal authenticator, eventCodeList (every acquisition modality of the study). Values unknown to the
@@ -179,9 +175,9 @@ def identity_slot_problems(entry, expected: ExpectedIdentity) -> list[str]:
                 problems.append(f"sourcePatientInfo PID-11 « {place} » au lieu du lieu de naissance {expected.birthplace}")
     if expected.service_time:
         for slot in ("serviceStartTime", "serviceStopTime"):
-            value = entry.slot(slot)
-            if value is not None and not _dtm_matches(value, expected.service_time):
-                problems.append(f"{slot} {value} au lieu de {expected.service_time} (date de l'examen dans le CR)")
+            stamp = entry.slot(slot)
+            if stamp is not None and not _dtm_matches(stamp, expected.service_time):
+                problems.append(f"{slot} {stamp} au lieu de {expected.service_time} (date de l'examen dans le CR)")
     if expected.author_id:
         authors = [_xcn_id(v) for c in entry.codes(xds.DOCUMENT_AUTHOR) for v in c.slots.get("authorPerson", [])]
         if authors and expected.author_id not in authors:
@@ -207,9 +203,8 @@ def identity_slot_problems(entry, expected: ExpectedIdentity) -> list[str]:
 def kos_metadata(ex: xds.DmpExchange | None, expected: ExpectedIdentity) -> list[Finding]:
     """KOS DocumentEntry: class/type/format codes, patientId INS NH, hash, size, uniqueId = KOS SOP Instance UID,
     referenceIdList (accession, study, order) — consistent with the KOS bytes and the report."""
-    early = _skip_unreadable("XDS-01", ex)
-    if early:
-        return early
+    if ex is None or ex.request is None:
+        return _unreadable("XDS-01", ex)
     req = ex.request
     entries = req.kos_entries()
     if len(entries) != 1:
@@ -269,7 +264,7 @@ def client_certificate(exchanges: list[xds.DmpExchange], trust: TrustMaterial) -
     """Every request to the DMP came over mTLS with an IGC-Santé ORG AUTH_CLI client certificate."""
     if not exchanges:
         return [skipped("XDS-02", "aucune requête reçue par le DMP dans ce scénario")]
-    seen = {}
+    seen: dict[str, x509.Certificate] = {}
     for ex in exchanges:
         cert = ex.client_certificate()
         if cert is None:
@@ -318,14 +313,14 @@ def vihf_signature_problems(v: xds.Vihf, trust: TrustMaterial) -> list[str]:
 def vihf(exchanges: list[xds.DmpExchange], trust: TrustMaterial) -> list[Finding]:
     """Each DMP request carries a VIHF signed (enveloped, covering the assertion) by an ORG SIGN certificate,
     with the mandatory attributes and a resource-id equal to the submission's patientId."""
-    readable = [e for e in exchanges if e.request is not None]
+    readable = [(e, e.request) for e in exchanges if e.request is not None]
     if not exchanges:
         return [skipped("XDS-03", "aucune requête reçue par le DMP dans ce scénario")]
     if not readable:
         return [failed("XDS-03", f"{exchanges[0].describe()} : requête illisible — {exchanges[0].parse_error}",
                        evidence=exchanges[0].evidence)]
-    for ex in readable:
-        v = ex.request.vihf
+    for ex, req in readable:
+        v = req.vihf
         problems = []
         if v is None:
             return [failed("XDS-03", f"{ex.describe()} : aucun VIHF (assertion SAML dans wsse:Security)", evidence=ex.evidence)]
@@ -338,7 +333,7 @@ def vihf(exchanges: list[xds.DmpExchange], trust: TrustMaterial) -> list[Finding
         mode = v.first("Authentification_Mode")
         if mode and mode not in AUTH_MODES:
             problems.append(f"Authentification_Mode « {mode} » inconnu")
-        ss = ex.request.submission_set
+        ss = req.submission_set
         resource = v.first("urn:oasis:names:tc:xacml:2.0:resource:resource-id")
         if ss is not None and resource and resource != ss.patient_id:
             problems.append(f"resource-id « {resource} » différent du patientId de la soumission « {ss.patient_id} »")
@@ -348,16 +343,15 @@ def vihf(exchanges: list[xds.DmpExchange], trust: TrustMaterial) -> list[Finding
             return [failed("XDS-03", f"{ex.describe()} : VIHF — {' ; '.join(problems)}", evidence=ex.evidence,
                            details={"issuer": v.issuer, "attributes": v.attributes})]
     return [passed("XDS-03", f"VIHF signé par un certificat ORG SIGN, attributs obligatoires présents et resource-id "
-                   f"cohérent dans {len(readable)} requête(s)", evidence=_ev(readable[0]))]
+                   f"cohérent dans {len(readable)} requête(s)", evidence=_ev(readable[0][0]))]
 
 
 @check("XDS-04")
 def signature_document(ex: xds.DmpExchange | None, trust: TrustMaterial) -> list[Finding]:
     """The submission set carries a signature document associated by `signs`, whose XMLDSig verifies and whose
     IHE Manifest lists the submission set and every document with its digest."""
-    early = _skip_unreadable("XDS-04", ex)
-    if early:
-        return early
+    if ex is None or ex.request is None:
+        return _unreadable("XDS-04", ex)
     req = ex.request
     ss = req.submission_set
     sigs = req.signature_entries()

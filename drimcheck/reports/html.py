@@ -8,11 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 from drimcheck.reports.charts import chart
+from drimcheck.verdicts import Verdict
 
-VERDICT_FR = {
-    "PASS": "Conforme", "FAIL": "Non conforme", "WARN": "Avertissement", "SKIP": "Non applicable",
-    "ERROR": "Erreur d'exécution", "NOT_RUN": "Non exécuté", "NOT_TESTED": "Non testé",
-}
+VERDICT_FR = {**{v.value: v.label_fr for v in Verdict}, "NOT_RUN": "Non exécuté", "NOT_TESTED": "Non testé"}
 STRENGTH_FR = {"required": "exigée", "inferred": "inférée"}
 ACTOR_FR = {"source": "Source", "conso": "Conso", "both": "Source et Conso"}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from simulators.drimbox.launcher import config_from_settings  # noqa: E402  (the reference's config format)
+from simulators.drimbox.settings import config_from_settings  # noqa: E402  (the reference's config format)
 
 SUPPORTED = ("1.",)  # schema_version major this translator understands
 

@@ -29,5 +29,5 @@ Fonctionnalité: Certificats, versions TLS et flux en clair des FQDN dbN et viN
 
   @req:CLR-02
   Scénario: Aucun ancien fichier de challenge ACME n'est servi sur le FQDN viN
-    Quand drimcheck explore /.well-known/acme-challenge/ en HTTP clair sur chaque FQDN viN
+    Quand drimcheck explore /.well-known/acme-challenge/ et ses chemins voisins (sans barre finale, en majuscules) en HTTP clair sur chaque FQDN viN
     Alors aucun fichier de challenge ACME n'y est servi

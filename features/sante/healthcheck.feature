@@ -2,7 +2,9 @@
 Fonctionnalité: HealthCheck de la DRIMbox sondé par la Météo des DRIMbox
   La Météo des DRIMbox (status.drimm.esante.gouv.fr, outil Better Uptime) sonde périodiquement le
   HealthCheck de chaque DRIMbox et informe en temps réel de la disponibilité des DRIMbox et de
-  leurs PACS (guide d'intégration à l'Espace de Confiance, §2.4).
+  leurs PACS (guide d'intégration à l'Espace de Confiance, §2.4). Chaque panne compte : deux PACS
+  arrêtés en même temps sont nommés tous les deux, et un PACS arrêté de nouveau après son redémarrage
+  est signalé comme la première fois.
 
   Contexte:
     Étant donné le PACS simulé détient une étude de test
@@ -35,6 +37,18 @@ Fonctionnalité: HealthCheck de la DRIMbox sondé par la Météo des DRIMbox
       | rang    |
       | premier |
       | dernier |
+
+  @req:HLT-02 @req:HLT-03
+  Scénario: Deux PACS arrêtés en même temps, puis un nouvel arrêt après leur redémarrage
+    Étant donné la DRIMbox est mutualisée entre au moins deux PACS
+    Et la Météo sonde le HealthCheck en continu toutes les 0,25 s
+    Quand le premier PACS de la DRIMbox est arrêté
+    Et le dernier PACS de la DRIMbox est arrêté à son tour
+    Alors le HealthCheck passe DOWN en nommant chacun des PACS arrêtés dans le délai imparti
+    Quand ces PACS redémarrent
+    Alors le HealthCheck redevient UP dans le délai imparti
+    Quand le premier PACS de la DRIMbox est de nouveau arrêté
+    Alors le HealthCheck passe de nouveau DOWN en nommant ce PACS dans le délai imparti
 
   @req:HLT-05
   Scénario: Aucune donnée patient dans le HealthCheck

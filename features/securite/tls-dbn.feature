@@ -13,5 +13,5 @@ Fonctionnalité: Certificat et transport du FQDN dbN
 
   @req:CLR-01
   Scénario: Le HealthCheck n'est pas exposé en HTTP clair
-    Quand drimcheck interroge le HealthCheck en HTTP clair sur chaque FQDN dbN
+    Quand drimcheck interroge le HealthCheck et ses chemins voisins (barre finale, majuscules, paramètre) en HTTP clair sur chaque FQDN dbN
     Alors aucun contenu applicatif n'est servi en clair

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
@@ -172,7 +172,7 @@ class ConsultationData:
         unique_id = header_uid(kos, "SOPInstanceUID")
         study_uid = header_uid(kos, "StudyInstanceUID")
         entry_uuid = f"urn:uuid:{uuid.uuid4()}"
-        created = creation_time or datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+        created = creation_time or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
 
         def code(scheme: str, value: tuple[str, str, str]) -> xds.Classification:
             return xds.Classification(scheme, value[0], value[1], value[2], {"codingScheme": [value[1]]})

@@ -1,7 +1,7 @@
 """The DMP simulator's document registry/repository: entries, status, documents per patient.
 
 The consumer transactions (ITI-18 Registry Stored Query, ITI-43 Retrieve Document Set) are in
-`simulators/dmp/consultation.py`, on top of `entries`, `get_documents` and `retrieve`.
+`simulators/dmp/consultation.py`, on top of `entries` and `retrieve`.
 """
 
 from __future__ import annotations
@@ -139,10 +139,6 @@ class Registry:
         with self._lock:
             return self._entries.get(entry_uuid)
 
-    def get_documents(self, unique_ids: list[str]) -> list[Entry]:
-        with self._lock:
-            return [e for e in self._entries.values() if e.unique_id in unique_ids]
-
     def find_documents(self, patient_id: str, statuses: tuple[str, ...] = (xds.STATUS_APPROVED,),
                        type_codes: tuple[str, ...] = ()) -> list[Entry]:
         with self._lock:
@@ -180,11 +176,6 @@ class Registry:
                 raise RegistryError("XDSDuplicateUniqueIdInRegistry", f"uniqueId {entry.unique_id} déjà enregistré")
             self._entries[entry.entry_uuid] = entry
             return entry
-
-    def preload(self, request: xds.XdsRequest, study_uids: set[str] | None = None) -> dict[str, str]:
-        """Register a submission without going through HTTP (test data for consumer scenarios)."""
-        assigned, _ = self.register(request, study_uids=study_uids)
-        return assigned
 
 
 def _valid_uuid(text: str) -> bool:

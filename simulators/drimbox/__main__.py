@@ -11,7 +11,7 @@ from pathlib import Path
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m simulators.drimbox", description="drimcheck reference DRIMbox")
-    parser.add_argument("--config", required=True, type=Path, help="JSON configuration written by the launcher")
+    parser.add_argument("--config", required=True, type=Path, help="JSON configuration written by drimcheck/reference.py")
     args = parser.parse_args()
     os.environ.setdefault("TCP_NODELAY", "1")  # dcmtk peers stall ~45 ms per DICOM message without it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)

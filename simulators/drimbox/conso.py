@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -141,7 +141,7 @@ class Call:
     uuid: str
     params: dict[str, str]
     received_at: float
-    consultation: "Consultation | None" = None
+    consultation: Consultation | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -269,7 +269,7 @@ class Function:
         """One "ModelStat" line per contextual call received (FAQ ANS)."""
         if mutants.active("conso-no-kpi"):
             return
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         line = f"{stamp};ModelStat;Nombre_Appel=1;Statut_Appel={'succes' if ok else 'erreur'}\n"
         with self._kpi_lock, open(self.kpi_path, "a", encoding="utf-8") as f:
             f.write(line)

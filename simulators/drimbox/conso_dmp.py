@@ -61,7 +61,7 @@ class Practitioner:
 
     @classmethod
     def from_userinfo(cls, userinfo: dict[str, Any], situation: str | None = None,
-                      default_structure: str | None = None) -> "Practitioner":
+                      default_structure: str | None = None) -> Practitioner:
         exercices = (userinfo.get("SubjectRefPro") or {}).get("exercices") or []
         if not exercices:
             raise ConsultationError("UserInfo PSC sans exercice professionnel : VIHF impossible")

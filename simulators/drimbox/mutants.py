@@ -69,7 +69,7 @@ def active(mutant_id: str) -> bool:
     a misspelt switch fails loudly instead of leaving the DRIMbox silently golden."""
     if mutant_id not in load():
         raise KeyError(f"mutant switch {mutant_id!r} declared in no mutants*.toml")
-    return _ACTIVE == mutant_id
+    return mutant_id == _ACTIVE
 
 
 @contextmanager

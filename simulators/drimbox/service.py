@@ -1,8 +1,8 @@
 """The reference DRIMbox: drimcheck's golden DUT, a real HTTPS service on its fixed FQDNs.
 
-It runs as its own process (`python -m simulators.drimbox --config FILE`), configured by the
-launcher with its listeners (one per FQDN and scheme, each with its certificate), its PACS and an
-optional mutant id. A mutant changes one behaviour to break the requirements it declares
+It runs as its own process (`python -m simulators.drimbox --config FILE`), configured by
+drimcheck/reference.py with its listeners (one per FQDN and scheme, each with its certificate), its
+PACS and an optional mutant id. A mutant changes one behaviour to break the requirements it declares
 (mutants.toml); everything else stays golden.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ class DrimboxConfig:
     workdir: str = "."
 
     @classmethod
-    def from_file(cls, path: Path) -> "DrimboxConfig":
+    def from_file(cls, path: Path) -> DrimboxConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["listeners"] = [Listener(**item) for item in data["listeners"]]
         data["pacs"] = [PacsLink(**item) for item in data["pacs"]]
@@ -141,7 +142,7 @@ class Drimbox:
         for f in reversed(self.functions):
             try:
                 f.stop()
-            except Exception:  # noqa: BLE001 - stopping is best effort
+            except Exception:  # stopping is best effort (logged)
                 log.exception("stopping %s", f)
 
     # -- HealthCheck ---------------------------------------------------------------------------
@@ -283,9 +284,8 @@ def _peercert_protocol():
 LEGACY_ONLY_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:NULL-SHA:NULL-MD5:@SECLEVEL=0"
 
 
-def accept_legacy_tls_with_legacy_ciphers_only(ctx: "ssl.SSLContext") -> None:
+def accept_legacy_tls_with_legacy_ciphers_only(ctx: ssl.SSLContext) -> None:
     """Mutant: TLS 1.0 and 1.1 accepted, but only with a historical cipher suite (TLS 1.2 and 1.3 unchanged)."""
-    import ssl
     import warnings
 
     with warnings.catch_warnings():
@@ -299,8 +299,6 @@ def serve(config: DrimboxConfig) -> None:
     import signal
 
     import uvicorn
-
-    import ssl
 
     box = Drimbox(config)
     apps = build_apps(box)

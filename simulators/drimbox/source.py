@@ -129,7 +129,7 @@ class Function:
         except hl7.Hl7Error as err:
             log.info("message refused (%s): %s", err.code, err.reason)
             return hl7.ack(msg, err.code, err.reason, raw=text)
-        except Exception as exc:  # noqa: BLE001 - never leave the RIS without an answer
+        except Exception as exc:  # never leave the RIS without an answer (logged)
             log.exception("message processing failed")
             return hl7.ack(msg, "AE", f"erreur interne : {type(exc).__name__}", raw=text)
 
@@ -254,7 +254,7 @@ class Function:
                 self._run(job)
             except (xds.DmpError, PacsError) as exc:
                 self._retry(job, str(exc))
-            except Exception:  # noqa: BLE001 - one bad job must not stop the others
+            except Exception:  # one bad job must not stop the others (logged)
                 log.exception("job %s failed", job)
 
     def _retry(self, job: Job, why: str) -> None:

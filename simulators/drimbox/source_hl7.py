@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import socket
 import socketserver
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 from lxml import etree
 
@@ -138,7 +137,7 @@ class MllpServer:
                 while True:
                     try:
                         chunk = self.request.recv(65536)
-                    except (socket.timeout, OSError):
+                    except (TimeoutError, OSError):
                         return
                     if not chunk:
                         return

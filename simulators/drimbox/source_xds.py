@@ -9,16 +9,14 @@ and an HTTPS client presenting the ORG AUTH_CLI certificate (mTLS).
 
 from __future__ import annotations
 
-import functools
-
 import base64
+import functools
 import hashlib
 import ssl
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -93,7 +91,7 @@ def urn_uuid() -> str:
 
 
 def now_dtm() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
 
 
 @dataclass
@@ -216,7 +214,7 @@ class VihfSubject:
 
 def build_vihf(subject: VihfSubject, key: Any, cert: x509.Certificate, *, signed: bool = True) -> etree._Element:
     """The VIHF SAML 2.0 assertion (VIHF 3.0 attributes), signed by the ORG SIGN certificate unless `signed` is False."""
-    instant = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    instant = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     assertion = _el(None, SAML, "Assertion", {"ID": f"_{uuid.uuid4()}", "IssueInstant": instant, "Version": "2.0"},
                     nsmap={"saml2": SAML})
     _el(assertion, SAML, "Issuer", {"Format": "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName"},
@@ -277,7 +275,8 @@ def _slot(parent: etree._Element, name: str, *values: str) -> None:
 
 
 def _name(parent: etree._Element, value: str, tag: str = "Name") -> None:
-    _el(_el(parent, RIM, tag), RIM, "LocalizedString", {"charset": "UTF8", "value": value, "{http://www.w3.org/XML/1998/namespace}lang": "FR"})
+    _el(_el(parent, RIM, tag), RIM, "LocalizedString",
+        {"charset": "UTF8", "value": value, "{http://www.w3.org/XML/1998/namespace}lang": "FR"})
 
 
 class _Ids:
@@ -411,7 +410,7 @@ def signature_document(ss_uid: str, documents: list[tuple[str, bytes]], key: Any
     qp = _el(_el(signature, DS, "Object"), XADES, "QualifyingProperties", {"Target": f"#{sig_uid}"}, nsmap={"xades": XADES})
     sp = _el(qp, XADES, "SignedProperties", {"Id": "S0-SignedProperties"})
     ssp = _el(sp, XADES, "SignedSignatureProperties")
-    _el(ssp, XADES, "SigningTime", text=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    _el(ssp, XADES, "SigningTime", text=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     cert_el = _el(_el(_el(ssp, XADES, "SigningCertificateV2"), XADES, "Cert"), XADES, "CertDigest")
     _el(cert_el, DS, "DigestMethod", {"Algorithm": SHA256})
     _el(cert_el, DS, "DigestValue", text=_b64(cert.fingerprint(hashes.SHA256())))

@@ -24,10 +24,9 @@ import logging
 import socket
 import ssl
 import threading
-import time
 import unicodedata
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -122,7 +121,7 @@ class Function:
     def start(self) -> None:
         if self.settings.get("url") and not mutants.active("wl-no-startup-download"):
             self.refresh("démarrage")
-        self.next_refresh = datetime.now(timezone.utc) + timedelta(seconds=self.period_s)
+        self.next_refresh = datetime.now(UTC) + timedelta(seconds=self.period_s)
         daily = threading.Thread(target=self._daily, name="whitelist-daily", daemon=True)
         daily.start()
         self._threads.append(daily)
@@ -155,7 +154,7 @@ class Function:
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle stall
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:  # the name BaseHTTPRequestHandler dispatches to
                 if self.path != "/whitelist/refresh":
                     self.send_error(404)
                     return
@@ -215,7 +214,7 @@ class Function:
         return PlainTextResponse("not found", status_code=404)
 
     def health_checks(self) -> list[dict[str, Any]]:
-        state, now = self.state, datetime.now(timezone.utc)
+        state, now = self.state, datetime.now(UTC)
         data: dict[str, Any] = {"periode_s": int(self.period_s)}
         if state is None:
             status, data["etat"] = "DOWN", "absente"
@@ -251,7 +250,7 @@ class Function:
     def refresh(self, reason: str) -> dict[str, Any]:
         """Download, verify, apply or keep the previous list; returns the attempt as shown in the HealthCheck."""
         with self._refresh_lock:
-            started = datetime.now(timezone.utc)
+            started = datetime.now(UTC)
             with self._crl_lock:
                 self._crls.clear()  # CRLs are reloaded with every list
             try:
@@ -329,8 +328,9 @@ class Function:
                 dns.add(dn_key(x509.Name.from_rfc4514_string(d["dn"])))
             except ValueError:
                 log.warning("unusable DNCertificatOperateur ignored: %r", d["dn"])
-        return ListInForce(tuple(domains), frozenset(dns), frozenset(hosts), _text(root.find(f"{{{qname.namespace}}}DateDeGeneration")),
-                           hashlib.sha256(data).hexdigest(), datetime.now(timezone.utc))
+        generated = _text(root.find(f"{{{qname.namespace}}}DateDeGeneration"))
+        return ListInForce(tuple(domains), frozenset(dns), frozenset(hosts), generated, hashlib.sha256(data).hexdigest(),
+                           datetime.now(UTC))
 
     def _domains(self, root) -> list[dict[str, str]]:
         from lxml import etree
@@ -437,7 +437,7 @@ class Function:
     def _check_certificate(self, leaf, presented, sig) -> None:
         from cryptography.x509.oid import NameOID
 
-        now = _skewed(leaf, datetime.now(timezone.utc)) if mutants.active("cov-wl-signer-expiry-grace") else datetime.now(timezone.utc)
+        now = _skewed(leaf, datetime.now(UTC)) if mutants.active("cov-wl-signer-expiry-grace") else datetime.now(UTC)
         if not mutants.active("wl-chain-unchecked"):
             self._verify_path(leaf, presented, self.anchors, now, ignore_time=mutants.active("wl-expiry-ignored"))
         elif not mutants.active("wl-expiry-ignored") and not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
@@ -485,7 +485,7 @@ class Function:
             urls = []
         if not urls:
             raise Rejected("aucun point de distribution de CRL")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self._crl_lock:
             crl = self._crls.get(urls[0])
             if crl is not None and (crl.next_update_utc is None or crl.next_update_utc >= now):
@@ -507,7 +507,7 @@ class Function:
                            and crl.is_signature_valid(c.public_key())), None)
             if issuer is None:
                 raise RevocationUnknown("CRL non signée par l'émetteur du certificat : révocation inconnue")
-            if crl.next_update_utc is not None and crl.next_update_utc < datetime.now(timezone.utc):
+            if crl.next_update_utc is not None and crl.next_update_utc < datetime.now(UTC):
                 raise RevocationUnknown("CRL périmée : révocation inconnue")
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise Rejected(f"certificat « {cert.subject.rfc4514_string()} » révoqué")
@@ -524,7 +524,7 @@ class Function:
         any_ca = mutants.active("mtls-any-ca")
         try:
             if not any_ca:
-                self._verify_path(cert, [], self.client_anchors, datetime.now(timezone.utc),
+                self._verify_path(cert, [], self.client_anchors, datetime.now(UTC),
                                   ignore_time=mutants.active("mtls-expiry-ignored"))
             cached = mutants.active("cov-mtls-revocation-cached") and cert.fingerprint(_sha256()) in self._authorised
             if not mutants.active("mtls-revocation-ignored") and not cached:
@@ -604,14 +604,23 @@ def _verify_document_only(root, sig, leaf) -> None:
                                  hashes.SHA256())
     except (InvalidSignature, ValueError, TypeError) as exc:
         raise Rejected(f"valeur de signature invalide ({type(exc).__name__})") from None
-    from drimcheck.whitelist import detach  # a tree helper only: the mutant's verdict logic is its own
-
     doc = copy.deepcopy(root)
-    detach(doc.find(f"{{{DS}}}Signature"))
+    _detach(doc.find(f"{{{DS}}}Signature"))
     digest = hashlib.sha256(etree.tostring(doc.getroottree(), method="c14n", exclusive=True, with_comments=False)).digest()
     ref = next(r for r in signed_info.findall(f"{{{DS}}}Reference") if r.get("URI") == "")
     if base64.b64decode(_text(ref.find(f"{{{DS}}}DigestValue"))) != digest:
         raise Rejected("empreinte du document différente")
+
+
+def _detach(el) -> None:
+    """Remove an element, keeping the text that followed it: what the enveloped-signature transform leaves."""
+    parent, prev = el.getparent(), el.getprevious()
+    if el.tail:
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
 
 
 class _NetworkResolver:

@@ -36,7 +36,8 @@ response Content-Type and on each part's Content-Type.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from simulators.drimbox import mutants
 

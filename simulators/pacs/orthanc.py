@@ -29,6 +29,7 @@ Exposure (only the test bed may reach the PACS):
   ``OrthancConfig.calling_aets`` (the DUT's calling AE, drimcheck's SCU) and the modalities declared with
   ``add_modality()``; the called AE title must be Orthanc's (``DicomCheckCalledAet``).
 
+
 C-MOVE/C-GET: Orthanc only sends to a destination AET it knows: declare the DUT's storage SCP with
 ``add_modality()`` (also needed for a C-GET caller). Storage and log (``orthanc.log``) live in ``scratch``
 under workdir and are never deleted by this class.
@@ -37,10 +38,8 @@ under workdir and are never deleted by this class.
 from __future__ import annotations
 
 import atexit
-import copy
 import ctypes
 import hashlib
-import io
 import json
 import os
 import queue
@@ -54,68 +53,36 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pydicom
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-DEFAULT_BINARY = "/usr/sbin/Orthanc"
-DEFAULT_DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-SCU_AET = "DRIMCHECK_SCU"  # calling AE title of our own C-STORE client
-REFERENCE_DUT_AET = "DRIMBOX"  # calling AE title of the embedded reference DRIMbox (C-ECHO, C-FIND)
-DEFAULT_CALLING_AETS = (REFERENCE_DUT_AET, SCU_AET)
-LOOPBACK = "127.0.0.1"
-_WILDCARDS = {"", "0.0.0.0", "::", "*"}
+from simulators.pacs.orthanc_config import (
+    _WILDCARDS,
+    DEFAULT_BINARY,
+    DEFAULT_CALLING_AETS,
+    DEFAULT_DICOMWEB_PLUGIN,
+    LOOPBACK,
+    REFERENCE_DUT_AET,
+    SCU_AET,
+    OrthancConfig,
+    OrthancError,
+    OrthancSettings,
+    _one_line,
+)
+from simulators.pacs.orthanc_data import NODELAY_HANDLER, OrthancStorage, OrthancStudies, encode_dataset
 
-_PORT_IN_USE = "privileged or already in use"
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_START_ATTEMPTS = 5
-_STOW_BATCH = 50
-
-
-@dataclass
-class OrthancConfig:
-    """Settings of one managed Orthanc; ports 0 are picked free at the first start and kept across restarts."""
-
-    aet: str = "DRIMCHECK_PACS"
-    http_port: int = 0  # 0 = pick a free port
-    dicom_port: int = 0
-    username: str = "drimcheck"
-    password: str | None = None  # None = random per instance
-    name: str = "DRIMCHECK-PACS"
-    # name -> (aet, host, port); AllowEcho/Find/Get/Move/Store all true
-    modalities: dict[str, tuple[str, str, int]] = field(default_factory=dict)
-    # Interface Orthanc listens on: loopback for a DUT on this host (the embedded reference), "0.0.0.0" for
-    # a DUT on another host, or one address of this host.
-    bind_host: str = LOOPBACK
-    # AE titles allowed to open associations besides the declared modalities: the DUT's and the harness's.
-    calling_aets: tuple[str, ...] = DEFAULT_CALLING_AETS
-    binary: str = DEFAULT_BINARY
-    dicomweb_plugin: str = DEFAULT_DICOMWEB_PLUGIN
-    extra: dict[str, Any] = field(default_factory=dict)  # merged last into Orthanc's JSON (tuning, fault injection)
-
-
-class OrthancError(RuntimeError):
-    """A failure of the PACS simulator: one clear line, plus the tail of Orthanc's log when it helps."""
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.log_tail = log_tail
-
-    def __str__(self) -> str:
-        if not self.log_tail:
-            return self.message
-        return f"{self.message}\n--- tail of Orthanc's log ---\n{self.log_tail}"
-
+#: The public names of this module, as before it was split (settings, errors and helpers now live in its parts).
+__all__ = [
+    "DEFAULT_BINARY", "DEFAULT_DICOMWEB_PLUGIN", "SCU_AET", "REFERENCE_DUT_AET", "DEFAULT_CALLING_AETS", "LOOPBACK",
+    "NODELAY_HANDLER", "Orthanc", "OrthancConfig", "OrthancError", "bind_shim", "encode_dataset", "listening_sockets",
+]
 
 # --------------------------------------------------------------------------- process plumbing
 
+_PORT_IN_USE = "privileged or already in use"
+_START_ATTEMPTS = 5
 _PR_SET_PDEATHSIG = 1
 _SIGKILL = int(signal.SIGKILL)
 try:
@@ -171,6 +138,7 @@ class _Spawner:
 _SPAWNER = _Spawner()
 _LIVE: weakref.WeakSet[Orthanc] = weakref.WeakSet()
 
+
 # LD_PRELOAD wrapper of bind(): a listening socket bound to the IPv4 wildcard (Orthanc's HTTP and DICOM
 # servers) is bound to $DRIMCHECK_BIND_ADDRESS instead. Port-0 binds (outgoing sockets) are left alone.
 _BIND_SHIM_C = r"""
@@ -197,6 +165,8 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len) {
     return real_bind(fd, addr, len);
 }
 """
+
+
 _SHIM_LOCK = threading.Lock()
 _SHIM: dict[str, Any] = {}  # "path": compiled library or None, "dir": its private directory, "why": failure
 
@@ -308,64 +278,16 @@ def _poke(host: str, port: int) -> None:
         pass
 
 
-def _on_conn_open(event: Any) -> None:
-    try:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):
-        pass
-
-
-def _nodelay_handler() -> tuple[Any, Any]:
-    from pynetdicom import evt
-
-    return (evt.EVT_CONN_OPEN, _on_conn_open)
-
-
-# pynetdicom event handler that disables Nagle on an association's socket (requestor or acceptor side):
-# pass it in evt_handlers= of AE.associate() / AE.start_server().
-NODELAY_HANDLER = _nodelay_handler()
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def encode_dataset(ds: pydicom.Dataset) -> bytes:
-    """A dataset as a DICOM Part 10 file (what STOW-RS expects); Explicit VR LE file meta added if missing."""
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
-        ds = copy.copy(ds)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta = meta
-    buf = io.BytesIO()
-    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-    return buf.getvalue()
-
-
-def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _tag_value(item: dict, tag: str) -> str | None:
-    values = item.get(tag, {}).get("Value") or [None]
-    return values[0]
-
-
 # --------------------------------------------------------------------------- the managed Orthanc
 
 
-class Orthanc:
-    """A managed Orthanc (own JSON config, scratch storage under workdir, basic auth, DICOMweb plugin)."""
+class Orthanc(OrthancSettings, OrthancStorage, OrthancStudies):
+    """A managed Orthanc (own JSON config, scratch storage under workdir, basic auth, DICOMweb plugin).
+
+    This module holds its process lifecycle; its parts: :mod:`~simulators.pacs.orthanc_config` (settings and
+    the Orthanc JSON configuration), :mod:`~simulators.pacs.orthanc_rest` (REST client) and
+    :mod:`~simulators.pacs.orthanc_data` (storing instances; finding and deleting studies).
+    """
 
     def __init__(self, config: OrthancConfig | None, workdir: Path | str) -> None:
         self.config = config or OrthancConfig()
@@ -397,8 +319,6 @@ class Orthanc:
         self.host = dicom_host or (httpx.URL(base_url).host or "127.0.0.1")
         self.http_port = httpx.URL(base_url).port or (443 if httpx.URL(base_url).scheme == "https" else 80)
         return self
-
-    # ----------------------------------------------------------------- identity
 
     @property
     def aet(self) -> str:
@@ -433,15 +353,9 @@ class Orthanc:
                 return False
         return self._proc is not None and self._proc.poll() is None
 
-    def client(self) -> httpx.Client:
-        """A new httpx client on base_url with basic auth and bounded timeouts (the caller closes it)."""
-        return httpx.Client(base_url=self.base_url, auth=self.auth, timeout=httpx.Timeout(30.0, connect=5.0))
-
     def __repr__(self) -> str:
         state = "running" if self._proc is not None and self._proc.poll() is None else "stopped"
         return f"<Orthanc {self.aet} http={self.http_port} dicom={self.dicom_port} {state}>"
-
-    # ----------------------------------------------------------------- lifecycle
 
     def start(self, timeout: float = 15.0) -> None:
         """Spawn Orthanc and wait (bounded) until GET /system answers 200 with our credentials."""
@@ -553,77 +467,6 @@ class Orthanc:
         while self.dicom_port == self.http_port:
             self.dicom_port = _free_port()
 
-    @property
-    def loopback_only(self) -> bool:
-        """True when only this host may reach Orthanc (bind_host is a loopback address)."""
-        bind = self.config.bind_host.strip()
-        return bind not in _WILDCARDS and (bind.startswith("127.") or bind in ("::1", "localhost"))
-
-    def _modalities_json(self) -> dict[str, dict[str, Any]]:
-        """Declared modalities, plus one calling-only entry per allowed AE title not declared already."""
-        out = {name: self._modality_json(*m) for name, m in self._modalities.items()}
-        declared = {m[0] for m in self._modalities.values()}
-        caller_host = LOOPBACK if self.loopback_only else self.host
-        for aet in dict.fromkeys(self.config.calling_aets):
-            if aet and aet not in declared:
-                # Port 104 is never used: a calling-only AE is no C-MOVE destination.
-                out[f"caller-{re.sub(r'[^A-Za-z0-9_-]', '_', aet)}"] = self._modality_json(aet, caller_host, 104)
-        return out
-
-    def _orthanc_json(self) -> dict[str, Any]:
-        assert self.scratch is not None
-        db = str(self.scratch / "db")
-        loopback = self.loopback_only
-        conf: dict[str, Any] = {
-            "Name": self.config.name,
-            "StorageDirectory": db,
-            "IndexDirectory": db,
-            "StorageCompression": False,
-            "Plugins": [self.config.dicomweb_plugin],
-            "HttpServerEnabled": True,
-            "HttpPort": self.http_port,
-            "HttpDescribeErrors": True,
-            "HttpCompressionEnabled": False,  # DICOM does not compress: keep throughput figures honest
-            "HttpTimeout": 10,  # Orthanc as HTTP client
-            "WebDavEnabled": False,
-            "SslEnabled": False,  # never: Orthanc's TLS segfaults in Debian's build (docs/stack.md §2)
-            "RemoteAccessAllowed": not loopback,  # HTTP clients from another host: only for a DUT there
-            "AuthenticationEnabled": True,
-            "RegisteredUsers": {self.config.username: self.password},
-            "DicomServerEnabled": True,
-            "DicomAet": self.aet,
-            "DicomPort": self.dicom_port,
-            # Only the test bed's AE titles: declared modalities and calling_aets, calling our AE title.
-            "DicomCheckCalledAet": True,
-            "DicomCheckModalityHost": loopback,
-            "DicomAlwaysAllowEcho": False,
-            "DicomAlwaysAllowStore": False,
-            "DicomAlwaysAllowFind": False,
-            "DicomAlwaysAllowFindWorklist": False,
-            "DicomAlwaysAllowGet": False,
-            "DicomAlwaysAllowMove": False,
-            "UnknownSopClassAccepted": True,
-            "DicomScuTimeout": 5,
-            "DicomModalitiesInDatabase": False,
-            "DicomModalities": self._modalities_json(),
-            "OrthancPeers": {},
-            "StableAge": 1,
-            "SaveJobs": False,
-            "DicomWeb": {
-                "Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
-                "Host": f"{self.host}:{self.http_port}", "Ssl": False,
-            },
-        }
-        if self.config.bind_host.strip() not in _WILDCARDS:
-            conf["HttpBindAddresses"] = [self.host]  # Orthanc >= 1.12.10; older ones ignore it (bind shim)
-        conf.update(self.config.extra)
-        return conf
-
-    @staticmethod
-    def _modality_json(aet: str, host: str, port: int) -> dict[str, Any]:
-        return {"AET": aet, "Host": host, "Port": int(port), "AllowEcho": True, "AllowFind": True,
-                "AllowGet": True, "AllowMove": True, "AllowStore": True}
-
     def _spawn_and_wait(self, binary: str, deadline: float) -> tuple[str, OrthancError | None]:
         """One start attempt: 'ready', or ('port'|'failed', error) with the process already reaped."""
         assert self.scratch is not None and self.log_path is not None
@@ -727,169 +570,3 @@ class Orthanc:
     @staticmethod
     def _tail(log: str, n: int = 12) -> str:
         return "\n".join(log.rstrip().splitlines()[-n:])
-
-    def _wait_external(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._request("GET", "/system", timeout=2.0)
-                return
-            except OrthancError as exc:
-                if "HTTP 401" in exc.message or time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.2)
-
-    # ----------------------------------------------------------------- REST plumbing
-
-    def _get_client(self) -> httpx.Client:
-        if self._http is None:
-            self._http = self.client()
-        return self._http
-
-    def _close_http(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-
-    def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
-        """One REST call; any transport error or unexpected status becomes a one-line OrthancError."""
-        try:
-            response = self._get_client().request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise OrthancError(f"Orthanc {method} {path}: timed out ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise OrthancError(f"Orthanc {method} {path} at {self.base_url}: "
-                               f"{type(exc).__name__}: {_one_line(str(exc)) or 'no detail'}") from None
-        if response.status_code == 401:
-            raise OrthancError(f"Orthanc {method} {path}: HTTP 401, credentials of user "
-                               f"'{self.config.username}' rejected")
-        if response.status_code not in ok:
-            raise OrthancError(f"Orthanc {method} {path}: HTTP {response.status_code}: "
-                               f"{_one_line(response.text, 200) or 'empty body'}")
-        return response
-
-    def system(self) -> dict[str, Any]:
-        """GET /system (name, AET, ports, versions)."""
-        return self._request("GET", "/system").json()
-
-    # ----------------------------------------------------------------- data
-
-    def clear(self) -> None:
-        """Delete every patient (hence every study, series and instance): fast reset between scenarios."""
-        patients = self._request("GET", "/patients").json()
-        if patients:
-            self._request("POST", "/tools/bulk-delete", json={"Resources": patients})
-
-    def store(self, datasets: Iterable[pydicom.Dataset], *, via: str = "stow", batch_size: int = _STOW_BATCH) -> None:
-        """Store instances via STOW-RS (batches of batch_size) or via C-STORE (pynetdicom, TCP_NODELAY)."""
-        if via == "stow":
-            self._store_stow(datasets, batch_size)
-        elif via == "cstore":
-            self._store_cstore(datasets)
-        else:
-            raise ValueError(f"via must be 'stow' or 'cstore', not {via!r}")
-
-    def _store_stow(self, datasets: Iterable[pydicom.Dataset], batch_size: int) -> None:
-        boundary = "drimcheck-" + secrets.token_hex(12)
-        headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-                   "Accept": "application/dicom+json"}
-        for batch in _batched(datasets, batch_size):
-            body = bytearray()
-            for ds in batch:
-                body += f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
-                body += encode_dataset(ds)
-                body += b"\r\n"
-            body += f"--{boundary}--\r\n".encode()
-            response = self._request("POST", "/dicom-web/studies", ok=(200, 202, 409), content=bytes(body),
-                                     headers=headers)
-            try:
-                result = response.json()
-            except ValueError:
-                result = {}
-            failed = result.get("00081198", {}).get("Value", [])
-            stored = result.get("00081199", {}).get("Value", [])
-            if failed or len(stored) != len(batch) or response.status_code != 200:
-                reason = _tag_value(failed[0], "00081197") if failed else None
-                raise OrthancError(f"STOW-RS: Orthanc stored {len(stored)} of {len(batch)} instances "
-                                   f"(HTTP {response.status_code}, {len(failed)} failed"
-                                   + (f", first FailureReason {reason:#06x}" if isinstance(reason, int) else "") + ")")
-
-    def _store_cstore(self, datasets: Iterable[pydicom.Dataset]) -> None:
-        from pynetdicom import AE
-
-        items = list(datasets)
-        if not items:
-            return
-        syntaxes: dict[str, list[str]] = {}
-        for ds in items:
-            ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) or ExplicitVRLittleEndian
-            found = syntaxes.setdefault(str(ds.SOPClassUID), [])
-            if ts not in found:
-                found.append(ts)
-        if len(syntaxes) > 128:
-            raise OrthancError(f"C-STORE: {len(syntaxes)} SOP classes exceed the 128 presentation contexts")
-        ae = AE(ae_title=SCU_AET)
-        ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = 5, 30, 30
-        for sop_class, found in syntaxes.items():
-            ae.add_requested_context(sop_class, list(dict.fromkeys(
-                [*found, ExplicitVRLittleEndian, ImplicitVRLittleEndian])))
-        where = f"{self.aet}@{self.host}:{self.dicom_port}"
-        assoc = ae.associate(self.host, self.dicom_port, ae_title=self.aet, evt_handlers=[NODELAY_HANDLER])
-        if not assoc.is_established:
-            raise OrthancError(f"C-STORE: association with {where} was "
-                               f"{'rejected' if assoc.is_rejected else 'aborted or failed'}")
-        try:
-            for ds in items:
-                try:
-                    status = assoc.send_c_store(ds)
-                except (ValueError, AttributeError, RuntimeError) as exc:  # no context, bad dataset, ...
-                    raise OrthancError(f"C-STORE of {ds.get('SOPInstanceUID', '?')} to {where}: "
-                                       f"{_one_line(str(exc))}") from None
-                code = getattr(status, "Status", None)
-                if code is None or not (code == 0x0000 or 0xB000 <= code <= 0xBFFF):
-                    detail = "no response (timeout or abort)" if code is None else f"status {code:#06x}"
-                    raise OrthancError(f"C-STORE of {ds.SOPInstanceUID} to {where} failed: {detail}")
-        finally:
-            if assoc.is_established:
-                assoc.release()
-
-    def instances_of_study(self, study_uid: str) -> list[dict[str, str]]:
-        """Every instance of a study per QIDO-RS, as UID dicts sorted by series then SOP UID; [] when absent."""
-        self._check_uid(study_uid)
-        params = [("includefield", tag) for tag in ("0020000D", "0020000E", "00080016", "00080018")]
-        response = self._request("GET", f"/dicom-web/studies/{study_uid}/instances", ok=(200, 204, 404),
-                                 params=params, headers={"Accept": "application/dicom+json"})
-        if response.status_code != 200 or not response.content.strip():
-            return []
-        rows = [{"StudyInstanceUID": _tag_value(item, "0020000D") or study_uid,
-                 "SeriesInstanceUID": _tag_value(item, "0020000E"),
-                 "SOPInstanceUID": _tag_value(item, "00080018"),
-                 "SOPClassUID": _tag_value(item, "00080016")} for item in response.json()]
-        return sorted(rows, key=lambda r: (r["SeriesInstanceUID"] or "", r["SOPInstanceUID"] or ""))
-
-    def delete_instance(self, sop_uid: str) -> None:
-        """Delete one instance by SOPInstanceUID (simulates a missing image); OrthancError if unknown."""
-        self._request("DELETE", f"/instances/{self._lookup(sop_uid, 'Instance')}")
-
-    def delete_study(self, study_uid: str) -> None:
-        """Delete one study by StudyInstanceUID; OrthancError if unknown."""
-        self._request("DELETE", f"/studies/{self._lookup(study_uid, 'Study')}")
-
-    def _lookup(self, uid: str, level: str) -> str:
-        self._check_uid(uid)
-        matches = self._request("POST", "/tools/lookup", content=uid).json()
-        for match in matches:
-            if match.get("Type") == level:
-                return match["ID"]
-        raise OrthancError(f"Orthanc has no {level.lower()} with UID {uid}")
-
-    @staticmethod
-    def _check_uid(uid: str) -> None:
-        if not _UID_RE.match(uid or "") or len(uid) > 64:
-            raise OrthancError(f"not a DICOM UID: {uid!r}")
-
-    def add_modality(self, name: str, aet: str, host: str, port: int) -> None:
-        """Declare a DICOM peer (C-MOVE destination, C-GET caller) now via REST; kept across restarts."""
-        self._modalities[name] = (aet, host, int(port))
-        if self.running:
-            self._request("PUT", f"/modalities/{name}", json=self._modality_json(aet, host, port))

@@ -1,4 +1,5 @@
-"""Harness side of the reference DRIMbox: install it (certificates, configuration) and run it as a process.
+"""Orchestration of the reference DRIMbox (the embedded DUT): install it (certificates, configuration) and run it
+as a process (`python -m simulators.drimbox --config FILE`).
 
 Certificate mutants are deployment faults (the operator installed the wrong certificate), so they
 are applied here; behaviour mutants are passed to the DRIMbox process by id.
@@ -6,7 +7,6 @@ are applied here; behaviour mutants are passed to the DRIMbox process by id.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from drimcheck.kit import runtime_files, settings_document
+from drimcheck.services import SimulatorRuntime
 from simulators.drimbox import mutants
+from simulators.drimbox.settings import config_from_settings, enabled_functions
 from simulators.procutil import die_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-#: function modules of the reference DRIMbox, with the SUT roles that enable them (None = always)
-FUNCTIONS = (("trust", None), ("source", "source"), ("wado", "source"), ("conso", "conso"))
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class LaunchError(RuntimeError):
@@ -29,13 +29,15 @@ class LaunchError(RuntimeError):
 
 
 class ReferenceDrimbox:
-    """The embedded DUT. `runtime` is the CampaignRuntime: SUT, PKI, PACS and simulators of the run."""
+    """The embedded DUT. `runtime`: the campaign's SUT, PKI, addresses and simulators (drimcheck.campaign)."""
 
-    def __init__(self, runtime: Any, *, mutant: str | None = None):
+    def __init__(self, runtime: SimulatorRuntime, *, mutant: str | None = None) -> None:
+        if runtime.workdir is None:
+            raise LaunchError("no work directory: the campaign is not started")
         self.runtime = runtime
         self.workdir: Path = runtime.workdir / "dut"
         self.mutant = mutants.get(mutant)
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "drimbox.log"
 
     @property
@@ -67,7 +69,7 @@ class ReferenceDrimbox:
                              san=[fqdn], not_before=pki.now - timedelta(days=398), not_after=pki.now - timedelta(days=2))
         return pki.market_ov(fqdn)
 
-    def refresh_whitelist(self, timeout: float = 10.0) -> dict:
+    def refresh_whitelist(self, timeout: float = 10.0) -> dict[str, Any]:
         """Built-in refresh trigger: the reference's loopback admin endpoint, answered once the list is applied."""
         import http.client
 
@@ -81,7 +83,8 @@ class ReferenceDrimbox:
             conn.close()
         if resp.status != 200:
             raise RuntimeError(f"admin endpoint answered HTTP {resp.status}")
-        return json.loads(body)
+        answer: dict[str, Any] = json.loads(body)
+        return answer
 
     def kpi_text(self) -> str:
         """Built-in equivalent of `[hooks] kpi`: the reference's ModelStat KPI file ("" before the first call)."""
@@ -91,15 +94,11 @@ class ReferenceDrimbox:
             return ""
 
     def functions(self) -> list[str]:
-        roles = set(self.runtime.sut.roles)
-        return [name for name, role in FUNCTIONS
-                if (role is None or role in roles) and importlib.util.find_spec(f"simulators.drimbox.{name}")]
+        return enabled_functions(set(self.runtime.sut.roles))
 
     def config(self) -> dict[str, Any]:
         """The reference's configuration, translated from the same dut-settings document an external DUT
         gets from its kit (drimcheck/kit.py), then the mutant's deployment faults applied."""
-        from drimcheck.kit import runtime_files, settings_document
-
         rt, pki = self.runtime, self.runtime.pki
         document = settings_document(rt, *runtime_files(rt))
         cfg = config_from_settings(document)
@@ -153,66 +152,3 @@ class ReferenceDrimbox:
             self.process.kill()
             self.process.wait(timeout=timeout)
         self.process = None
-
-
-#: keys of the "simulators" section of dut-settings.json whose values are file paths (relative to dut/)
-PATH_KEYS = frozenset({"ca", "ca_file", "server_ca"})
-
-
-def config_from_settings(document: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
-    """Translate a dut-settings.json document (docs/dut-settings.schema.json) into the reference's own
-    configuration (simulators/drimbox/service.py DrimboxConfig), without workdir, ready_file and mutant.
-
-    `base`: the directory relative file paths of the document are relative to (the kit's dut/).
-    """
-    def path(value: str | None) -> str | None:
-        if value is None or base is None or Path(value).is_absolute():
-            return value
-        return str((base / value).resolve())
-
-    def files(entry: dict[str, str]) -> dict[str, str]:
-        return {k: path(entry[k]) for k in ("cert", "key", "chain")}
-
-    def fix(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: path(v) if k in PATH_KEYS and isinstance(v, str) else fix(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return value
-
-    certificates = document["certificates"]
-    listeners = []
-    for item in document["listeners"]:
-        kind = "serv_ssl" if item["role"] == "db" else "market_ov"
-        for scheme in ("https", "http"):
-            address = item.get(scheme)
-            if not address:
-                continue
-            host, _, port = address.rpartition(":")
-            listener = {"fqdn": item["fqdn"], "role": item["role"], "scheme": scheme, "host": host, "port": int(port)}
-            if scheme == "https":
-                chosen = files(certificates[kind][item["fqdn"]])
-                listener.update(cert=chosen["chain"], key=chosen["key"])
-            listeners.append(listener)
-    certs = {f"serv_ssl:{fqdn}": files(entry) for fqdn, entry in certificates["serv_ssl"].items()}
-    certs["org_auth_cli"] = files(certificates["org_auth_cli"])
-    certs["org_sign"] = files(certificates["org_sign"])
-    roles = set(document["sut"]["roles"])
-    hosts = {item["fqdn"]: item["https"] for item in document["listeners"] if item.get("https")}
-    hosts.update({fqdn: f"{where['address']}:{where['port']}" for fqdn, where in document["hosts"].items()})
-    return {
-        "name": document["sut"]["name"],
-        "registry": document["sut"]["registry"],
-        "functions": [name for name, role in FUNCTIONS
-                      if (role is None or role in roles) and importlib.util.find_spec(f"simulators.drimbox.{name}")],
-        "listeners": listeners,
-        "pacs": [{"name": p["name"], "db": p["db"], "vi": p["vi"], "aet": p["aet"], "host": p["host"],
-                  "dicom_port": p["dicom_port"], "http_url": p["http_url"], "username": p["dicomweb_user"],
-                  "password": p["dicomweb_password"]} for p in document["pacs"]],
-        "certs": certs,
-        "trust": {k: path(document["trust"][k]) for k in ("igc_chain", "igc_root", "market_root")},
-        "endpoints": dict(document["endpoints"]),
-        "settings": dict(document["settings"]),
-        "peers": fix(document["simulators"]),
-        "hosts": hosts,
-    }
