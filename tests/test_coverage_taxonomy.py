@@ -57,7 +57,10 @@ def test_rendering_names_every_requirement_and_the_gaps() -> None:
     text = render_taxonomy()
     tax = load_taxonomy()["exigence"]
     assert all(rid in text for rid in tax)
-    assert "À COUVRIR" in text and f"{6 * len(tax)} axes" in text
+    assert f"{6 * len(tax)} axes" in text
+    gaps = [(rid, axis) for rid, axes in tax.items() for axis, entry in axes.items() if "a_couvrir" in entry]
+    assert ("À COUVRIR" in text) == bool(gaps)
+    assert f"{len(gaps)} à couvrir" in text
 
 
 def test_docs_coverage_md_embeds_the_current_taxonomy() -> None:

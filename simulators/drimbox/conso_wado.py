@@ -111,8 +111,6 @@ class WadoClient:
 
     def __init__(self, config: Any, *, timeout_s: float = 60.0):
         own = config.pacs[0].db  # the PACS the Conso exports to, and consults for
-        if mutants.active("cov2-conso-cert-other-dbn"):  # mutant: per-PACS certificates loaded in a loop, the last one kept
-            own = config.pacs[-1].db
         creds = config.certs.get(f"serv_ssl:{own}")
         with_cert = creds is not None and not mutants.active("conso-no-client-cert")
         ctx = netutil.tls_context([config.trust["igc_chain"]], creds["chain"] if with_cert else None,
