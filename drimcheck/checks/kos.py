@@ -422,4 +422,4 @@ def retrieve_location(doc: KosDocument | None) -> list[Finding]:
 
 
 __all__ = ["ExpectedIdentity", "iod_valid", "manifest_template", "references_pacs_content", "identity",
-           "retrieve_location"]
+           "retrieve_location", "identity_problems", "IDENTITY_CONDITIONS", "REPORT_CONDITIONS", "ins_oids"]
