@@ -22,16 +22,19 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from lxml import etree
+from pydicom import Dataset
 
 from drimcheck import xds
 from drimcheck.checks import check
-from drimcheck.checks.whitelist import _evidence as _ev
 from drimcheck.checks.whitelist import _how_refused as _how
 from drimcheck.checks.whitelist import contacted_only_listed_hosts, served_instances
 from drimcheck.checks.xds import TrustMaterial, vihf_signature_problems
 from drimcheck.net import Exchange
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped, warned
+from drimcheck.verdicts import evidence_of as _ev
 from drimcheck.wado import (
     EXPLICIT_VR_LE,
     AcceptError,
@@ -46,6 +49,87 @@ from drimcheck.wado import (
 MODE_PSC = "INDIRECTE_RENFORCEE"
 RESOURCE_ID = xds.RESOURCE_ID
 ROLE = "urn:oasis:names:tc:xacml:2.0:subject:role"
+
+
+# ------------------------------------------------------------------------------------------- records judged
+# What the simulators record, as these checks read it (JSON-shaped dicts: checks never import simulators/; the
+# keys a check does not read are not declared, they stay in the records and in the details).
+
+
+class ClientCertFacts(TypedDict, total=False):
+    """The client certificate a simulator's TLS layer verified (``ClientCert.to_dict``)."""
+
+    subject: str
+    issuer: str
+    client_auth_eku: bool
+
+
+class TlsFacts(TypedDict, total=False):
+    """The TLS connection of a recorded request (``tls_summary``); None over plain HTTP."""
+
+    sni: str | None
+    client_cert: ClientCertFacts | None
+
+
+class TokenFacts(TypedDict, total=False):
+    """Non-secret facts of the Bearer token a request presented (``token_facts``)."""
+
+    fingerprint: str
+    format: str
+    claims: dict[str, object]
+
+
+class Introspection(TypedDict, total=False):
+    """What the Source's introspection of the token at PSC answered."""
+
+    active: object  # judged `is True`: whatever else the answer says is inactive
+    error: str
+
+
+class SourceRequest(TypedDict, total=False):
+    """A request a peer Source (or a host the DUT must not contact) recorded, or its summary by the steps."""
+
+    method: str
+    path: str | None
+    host: str
+    host_header: str | None
+    tls: TlsFacts | None
+    headers: object
+    accept: str | None
+    study: str | None
+    kos_sop_uid: str | None
+    token: TokenFacts | None
+    introspection: Introspection | None
+    status: int | None
+    served_instances: list[str]
+
+
+class PscToken(TypedDict, total=False):
+    """A token Pro Santé Connect issued (its token store, ``to_dict``)."""
+
+    kind: str
+    sid: str | None
+    claims: dict[str, object]
+
+
+class PscRequest(TypedDict, total=False):
+    """A request PSC recorded at one of its endpoints, with the facts it drew from it (they depend on the
+    endpoint: JSON values)."""
+
+    path: str
+    host_header: str | None
+    facts: dict[str, object]
+
+
+class InstanceFacts(TypedDict):
+    """What CON-05 and CON-07 compare of one DICOM instance (:func:`instance_facts`)."""
+
+    sop_class: str
+    series: str
+    identity: dict[str, str]
+    frames: int
+    content: str | None
+    pixels: str | None
 
 
 
@@ -103,7 +187,7 @@ def contextual_call_redirects(ex: Exchange | None, interface: Iterable[str] = ()
 @check("CON-01")
 def contextual_call_refused(ex: Exchange | None, case: str) -> list[Finding]:
     """A contextual call with an unknown parameter, an empty value or a missing mandatory parameter gets 400."""
-    if ex is None or not ex.ok:
+    if ex is None or not ex.ok or ex.status is None:  # ok: answered, with a status
         return [errored("CON-01", f"appel contextuel {case} : pas de réponse ({_how(ex)})", evidence=_ev(ex))]
     if ex.status == 400:
         return [passed("CON-01", f"appel contextuel {case} : refusé (HTTP 400)", evidence=_ev(ex))]
@@ -202,10 +286,23 @@ def page_text(html_text: str) -> tuple[str, dict[str, str]]:
         doc = lxml.html.fromstring(html_text or "<html/>")
     except (ValueError, lxml.etree.ParserError):
         return _fold(html_text or ""), {}
-    for bad in doc.xpath("//script|//style"):
-        bad.getparent().remove(bad)
-    marked = {el.get("data-ins-trait"): _fold(" ".join(el.itertext())) for el in doc.xpath("//*[@data-ins-trait]")}
-    return _fold(" ".join(doc.itertext())), marked
+    for bad in _elements(doc.xpath("//script|//style")):
+        parent = bad.getparent()
+        if parent is not None:  # the root is the page itself, never a script or style
+            parent.remove(bad)
+    marked = {key: _fold(_text(el)) for el in _elements(doc.xpath("//*[@data-ins-trait]"))
+              if (key := el.get("data-ins-trait")) is not None}  # selected by that attribute: always there
+    return _fold(_text(doc)), marked
+
+
+def _elements(found: object) -> list[etree._Element]:
+    """The elements of an XPath result (a node-set expression gives only elements)."""
+    return [el for el in found if isinstance(el, etree._Element)] if isinstance(found, list) else []
+
+
+def _text(el: etree._Element) -> str:
+    """The text nodes of an element joined by spaces (an HTML tree parsed from text holds str)."""
+    return " ".join(t if isinstance(t, str) else t.decode("utf-8", "replace") for t in el.itertext())
 
 
 @check("CON-02")
@@ -279,8 +376,8 @@ class PscUser:
                    tuple(i for i in ids if i))
 
 
-def _vihf_problems(ex: xds.DmpExchange, user: PscUser, patient_id: str, trust: TrustMaterial) -> list[str]:
-    v = ex.request.vihf
+def _vihf_problems(request: xds.XdsRequest, user: PscUser, patient_id: str, trust: TrustMaterial) -> list[str]:
+    v = request.vihf
     if v is None:
         return ["aucun VIHF"]
     problems = [f"VIHF : {p}" for p in vihf_signature_problems(v, trust)]
@@ -315,7 +412,7 @@ def dmp_consultation(exchanges: list[xds.DmpExchange], user: PscUser, patient_id
     for ex in queries + retrieves:
         if ex.request is None:
             return [failed("CON-03", f"{ex.describe()} : requête illisible — {ex.parse_error}", evidence=ex.evidence)]
-        problems = _vihf_problems(ex, user, patient_id, trust)
+        problems = _vihf_problems(ex.request, user, patient_id, trust)
         if ex.kind == "ITI-18":
             asked = ex.request.query.values("$XDSDocumentEntryPatientId") if ex.request.query else []
             if asked != [patient_id]:
@@ -367,7 +464,9 @@ def _access_tests(exchanges: list[xds.DmpExchange], patient_id: str) -> tuple[li
         if not _about(ex, patient_id):
             continue
         q = ex.request.patient_query
-        if (q.reason_code, q.reason_system) != xds.EXISTENCE_REASON:
+        if q is None:  # every readable TD0.2 carries its query (xds.parse_request): not an access test
+            problems.append(f"{ex.describe()} : requête sans PRPA_IN201307UV02")
+        elif (q.reason_code, q.reason_system) != xds.EXISTENCE_REASON:
             problems.append(f"{ex.describe()} : reasonCode « {q.reason_code} » ({q.reason_system or 'sans système'}) "
                             f"au lieu de {xds.EXISTENCE_REASON[0]} ({xds.EXISTENCE_REASON[1]})")
         elif not ex.path.endswith("/patients"):
@@ -400,7 +499,7 @@ def dmp_access_tested(exchanges: list[xds.DmpExchange], patient_id: str) -> list
 
 @check("CON-08")
 def dmp_access_respected(exchanges: list[xds.DmpExchange], patient_id: str, record: str,
-                         source_requests: list[dict], page: Exchange | None) -> list[Finding]:
+                         source_requests: list[SourceRequest], page: Exchange | None) -> list[Finding]:
     """Record absent, closed or forbidden: the DUT tested it (TD0.2), then searched no document and retrieved no KOS
     for that patient (ITI-18, ITI-43) and asked no Source for images; it answered the practitioner (no 5xx)."""
     tests, problems = _access_tests(exchanges, patient_id)
@@ -429,7 +528,7 @@ def dmp_access_respected(exchanges: list[xds.DmpExchange], patient_id: str, reco
 
 
 @check("CON-04")
-def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], retrieve_urls: Iterable[str], *,
+def wado_request_headers(requests: list[SourceRequest], kos_of_study: dict[str, str], retrieve_urls: Iterable[str], *,
                          every_study: bool = False) -> list[Finding]:
     """Each WADO-RS request of the DUT to the Source: series (or instance) of a KOS RetrieveURL,
     ``Authorization: Bearer``, ``KOS-SOPInstanceUID`` of the KOS that references the series, an Accept that
@@ -446,7 +545,7 @@ def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], ret
         return [failed("CON-04", "aucune requête WADO-RS reçue par la Source listée dont le KOS est au DMP : les "
                        "images de l'étude n'ont pas été demandées")]
     paths = {re.sub(r"^https?://[^/]+", "", u) for u in retrieve_urls}
-    shape: list[tuple[dict, str]] = []
+    shape: list[tuple[SourceRequest, str]] = []
     for r in requests:
         problems = []
         path = r.get("path") or ""
@@ -494,15 +593,14 @@ def wado_request_headers(requests: list[dict], kos_of_study: dict[str, str], ret
 
 
 @check("PSC-02")
-def presented_token_active(requests: list[dict], psc_tokens: dict[str, dict], dut_sessions: set[str],
+def presented_token_active(requests: list[SourceRequest], psc_tokens: dict[str, PscToken], dut_sessions: set[str],
                            practitioner_sub: str) -> list[Finding]:
     """The Bearer token the DUT presents to the Source is an access token issued by PSC in the session the
     practitioner opened through the DUT, active when used (the Source's introspection said so)."""
-    with_token = [r for r in requests if r.get("token")]
+    with_token = [(r, facts) for r in requests if (facts := r.get("token"))]
     if not with_token:
         return [skipped("PSC-02", "aucun jeton présenté à la Source : voir CON-04")]
-    for r in with_token:
-        facts = r["token"]
+    for r, facts in with_token:
         rec = psc_tokens.get(facts.get("fingerprint", ""))
         where = f"requête {r.get('path')}"
         if rec is None:
@@ -522,7 +620,7 @@ def presented_token_active(requests: list[dict], psc_tokens: dict[str, dict], du
 
 
 @check("PSC-03")
-def login_requested(auth_requests: list[dict], dut_client_id: str) -> list[Finding]:
+def login_requested(auth_requests: list[PscRequest], dut_client_id: str) -> list[Finding]:
     """The DUT sent the practitioner to PSC's authorization endpoint: its client, response_type=code, scope
     openid, a state and a nonce (the authorization requests PSC recorded during the visit)."""
     mine = [r for r in auth_requests if (r.get("facts") or {}).get("client_id") == dut_client_id]
@@ -550,7 +648,7 @@ def login_requested(auth_requests: list[dict], dut_client_id: str) -> list[Findi
 
 
 @check("PSC-03")
-def forged_return_refused(forged: Exchange | None, code_redemptions: list[dict]) -> list[Finding]:
+def forged_return_refused(forged: Exchange | None, code_redemptions: list[PscRequest]) -> list[Finding]:
     """A return from PSC carrying a state this browser never received is refused: the DUT does not redeem the
     code it carries (no token request reaches PSC meanwhile)."""
     if forged is None or not forged.ok:
@@ -564,7 +662,7 @@ def forged_return_refused(forged: Exchange | None, code_redemptions: list[dict])
 
 
 @check("PSC-03")
-def forged_nonce_refused(forged: bool, code_redemptions: list[dict], dmp_exchanges: list[xds.DmpExchange],
+def forged_nonce_refused(forged: bool, code_redemptions: list[PscRequest], dmp_exchanges: list[xds.DmpExchange],
                          patient_id: str, final: Exchange | None) -> list[Finding]:
     """A login whose ID token carries the nonce of another authorization request (a code injected from another
     login) is refused: the DUT redeemed the code, then consulted nothing for the patient of that call."""
@@ -583,14 +681,16 @@ def forged_nonce_refused(forged: bool, code_redemptions: list[dict], dmp_exchang
 
 
 @check("MTLS-02")
-def client_certificate_presented(requests: list[dict], dut_fqdns: Iterable[str]) -> list[Finding]:
+def client_certificate_presented(requests: list[SourceRequest], dut_fqdns: Iterable[str]) -> list[Finding]:
     """The DUT presents to the Source its IGC-Santé SERV_SSL certificate (CN = one of its dbN FQDNs, client
     authentication allowed); the Source's TLS layer verified its chain to IGC-Santé."""
     if not requests:
         return [skipped("MTLS-02", "aucune requête WADO-RS vers la Source : voir CON-04")]
     own = {f.lower() for f in dut_fqdns}
+    certs: list[ClientCertFacts] = []
     for r in requests:
-        cert = ((r.get("tls") or {}).get("client_cert")) or None
+        tls = r.get("tls")
+        cert = (tls.get("client_cert") if tls else None) or None
         if cert is None:
             return [failed("MTLS-02", f"requête {r.get('path')} sans certificat client (mTLS entre DRIMbox absent)")]
         cn = next((p[3:] for p in cert.get("subject", "").split(",") if p.startswith("CN=")), "")
@@ -600,13 +700,14 @@ def client_certificate_presented(requests: list[dict], dut_fqdns: Iterable[str])
         if not cert.get("client_auth_eku"):
             return [failed("MTLS-02", f"certificat client « {cert.get('subject')} » sans usage clientAuth",
                            details={"certificate": cert})]
-    first = requests[0]["tls"]["client_cert"]
+        certs.append(cert)
+    first = certs[0]  # the first request's
     return [passed("MTLS-02", f"{len(requests)} requête(s) en mTLS avec « {first.get('subject')} » (émis par "
                    f"« {first.get('issuer')} »)")]
 
 
 @check("WL-06")
-def only_listed_sources_contacted(requests: list[dict], listed_hosts: Iterable[str], unlisted_host: str,
+def only_listed_sources_contacted(requests: list[SourceRequest], listed_hosts: Iterable[str], unlisted_host: str,
                                   window_s: float) -> list[Finding]:
     """Conso side: whatever the KOS say, only Sources of the valid whitelist are contacted; judged when the DUT
     did contact the listed Source of the same patient (otherwise it contacted nobody: inconclusive)."""
@@ -619,7 +720,7 @@ def only_listed_sources_contacted(requests: list[dict], listed_hosts: Iterable[s
     return findings
 
 
-def _request_names(r: dict) -> str:
+def _request_names(r: SourceRequest) -> str:
     """How a recorded request named its host: Host header and TLS SNI."""
     sni = (r.get("tls") or {}).get("sni")
     host = r.get("host_header")
@@ -627,7 +728,7 @@ def _request_names(r: dict) -> str:
 
 
 @check("WL-06")
-def lookalike_not_contacted(case: str, authority: str, host: str, requests: list[dict], *, listed_contacted: bool,
+def lookalike_not_contacted(case: str, authority: str, host: str, requests: list[SourceRequest], *, listed_contacted: bool,
                             window_s: float) -> list[Finding]:
     """Conso side: a KOS whose RetrieveURL names a host that looks like a listed one (same registry domain,
     suffix, prefix, a port hiding another host, final dot, Unicode confusable) but is not listed is never followed.
@@ -645,7 +746,7 @@ def lookalike_not_contacted(case: str, authority: str, host: str, requests: list
 
 
 @check("WL-06")
-def withdrawn_source_not_contacted(host: str, requests: list[dict], *, contacted_before: bool, kos_retrieved: bool,
+def withdrawn_source_not_contacted(host: str, requests: list[SourceRequest], *, contacted_before: bool, kos_retrieved: bool,
                                    window_s: float) -> list[Finding]:
     """Conso side, time and state: a Source the DUT contacted while listed, then removed from the whitelist the
     DUT applied, is no longer contacted by a later consultation whose KOS designates it. Judged when the DUT did
@@ -669,13 +770,14 @@ def withdrawn_source_not_contacted(host: str, requests: list[dict], *, contacted
 # ------------------------------------------------------------------------------------------- CON-05 / CON-07
 
 
-def served_by_source(requests: list[dict]) -> set[str]:
+def served_by_source(requests: list[SourceRequest]) -> set[str]:
     """Instances a peer Source served with HTTP 200 (its request records)."""
     return {uid for r in requests if r.get("status") == 200 for uid in r.get("served_instances") or [] if uid}
 
 
 @check("CON-05")
-def export_complete(expected: dict[str, dict], exported: dict[str, dict], source_requests: list[dict],
+def export_complete(expected: dict[str, InstanceFacts], exported: dict[str, InstanceFacts],
+                    source_requests: list[SourceRequest],
                     where: str) -> list[Finding]:
     """The study exported to the local PACS holds every instance of the source study, with identical UIDs and
     pixel data (SHA-256 of the decoded pixels). Judged when the Source served the whole study to the DUT."""
@@ -702,7 +804,7 @@ def export_complete(expected: dict[str, dict], exported: dict[str, dict], source
                    "classes SOP, séries, pixels et contenu identiques à la source", details=details)]
 
 
-def _kinds(facts: dict[str, dict]) -> str:
+def _kinds(facts: dict[str, InstanceFacts]) -> str:
     """« 5 image(s), 1 multi-frame, 1 non-image » of a set of instance facts."""
     frames = [f.get("frames") for f in facts.values()]
     multi = sum(1 for n in frames if n and n > 1)
@@ -718,7 +820,7 @@ IDENTITY_FIELDS = ("PatientID", "IssuerOfPatientID", "PatientName", "PatientBirt
 CONTENT_FACTS = ("sop_class", "series", "frames", "pixels", "content")
 
 
-def _content_digest(ds: Any) -> str | None:
+def _content_digest(ds: Dataset) -> str | None:
     """SHA-256 of the content tree of a non-image object (SR ContentSequence, or an encapsulated document), None
     for an object without either."""
     import hashlib
@@ -730,7 +832,7 @@ def _content_digest(ds: Any) -> str | None:
     return None
 
 
-def instance_facts(ds: Any) -> tuple[str, dict]:
+def instance_facts(ds: Dataset) -> tuple[str, InstanceFacts]:
     """(SOP Instance UID, {"sop_class", "series", "frames", "pixels": SHA-256 of the native pixel data (None for a
     non-image object), "content": digest of a non-image object's content, "identity"}) of a dataset in a native
     transfer syntax (what CON-05 and CON-07 compare)."""
@@ -753,7 +855,7 @@ def instance_facts(ds: Any) -> tuple[str, dict]:
 
 
 @check("CON-07")
-def export_identity(expected: dict[str, dict], exported: dict[str, dict]) -> list[Finding]:
+def export_identity(expected: dict[str, InstanceFacts], exported: dict[str, InstanceFacts]) -> list[Finding]:
     """The exported instances keep the patient identity of the source (PatientID and its issuer, name, birth
     date, sex, other identifiers such as the INS)."""
     common = sorted(set(expected) & set(exported))

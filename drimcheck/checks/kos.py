@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from drimcheck.checks import check
-from drimcheck.kos import INS_ISSUERS, INS_OIDS, INS_RE, KOS_SOP_CLASS, KosDocument, profile_only
+from drimcheck.kos import INS_ISSUERS, INS_OIDS, INS_RE, KOS_SOP_CLASS, KosDocument, KosView, profile_only
 from drimcheck.verdicts import Finding, errored, failed, passed, skipped, warned
 
 MANIFEST = ("113030", "DCM")
@@ -44,12 +45,11 @@ class ExpectedIdentity:
     modalities: tuple[str, ...] = ()  # modalities of the series the PACS holds for the study
 
 
-def _unreadable(req: str, doc: KosDocument | None) -> list[Finding] | None:
+def _unreadable(req: str, doc: KosDocument | None) -> list[Finding]:
+    """The finding when no KOS was published (None) or it could not be read (no view)."""
     if doc is None:
         return [skipped(req, "aucun KOS publié dans ce scénario : rien à examiner (voir l'exigence de publication)")]
-    if doc.view is None:
-        return [failed(req, f"{doc.label} illisible : {doc.error}", evidence=doc.evidence)]
-    return None
+    return [failed(req, f"{doc.label} illisible : {doc.error}", evidence=doc.evidence)]
 
 
 _INVALID = re.compile(r"Value invalid for this VR - \((0x[0-9a-fA-F]{4}),(0x[0-9a-fA-F]{4})\) (\w\w) (.+?)\s+\w\w \[\d+\] = <(.*?)>")
@@ -96,9 +96,8 @@ def _short(items: list[str], n: int = 3) -> str:
 @check("KOS-01")
 def iod_valid(doc: KosDocument | None) -> list[Finding]:
     """Key Object Selection Document IOD, judged by dciodvfy (errors fail; the RetrieveURL warning is waived)."""
-    early = _unreadable("KOS-01", doc)
-    if early:
-        return early
+    if doc is None or doc.view is None:
+        return _unreadable("KOS-01", doc)
     view = doc.view
     report = doc.iod()
     details = {"dciodvfy": report.to_dict()}
@@ -125,9 +124,8 @@ def iod_valid(doc: KosDocument | None) -> list[Finding]:
 @check("KOS-02")
 def manifest_template(doc: KosDocument | None) -> list[Finding]:
     """TID 2010 Manifest: (113030, DCM) CONTAINER SEPARATE, one reference item per instance, one evidence study."""
-    early = _unreadable("KOS-02", doc)
-    if early:
-        return early
+    if doc is None or doc.view is None:
+        return _unreadable("KOS-02", doc)
     v = doc.view
     problems = []
     if v.concept is None or (v.concept[0], v.concept[1]) != MANIFEST:
@@ -143,7 +141,7 @@ def manifest_template(doc: KosDocument | None) -> list[Finding]:
     elif v.evidence[0].study_uid != v.study_uid:
         problems.append(f"étude en preuve {v.evidence[0].study_uid} différente du StudyInstanceUID du KOS {v.study_uid}")
     evidence = v.referenced()
-    referenced = Counter()
+    referenced: Counter[str] = Counter()
     descriptions = 0
     for item in v.content:
         if item.value_type in REFERENCE_VALUE_TYPES:
@@ -183,9 +181,8 @@ def manifest_template(doc: KosDocument | None) -> list[Finding]:
 @check("KOS-03")
 def references_pacs_content(doc: KosDocument | None, pacs_rows: list[dict[str, str]], pacs_name: str) -> list[Finding]:
     """The referenced set equals what the PACS holds for the study, as drimcheck itself queried it (QIDO-RS)."""
-    early = _unreadable("KOS-03", doc)
-    if early:
-        return early
+    if doc is None or doc.view is None:
+        return _unreadable("KOS-03", doc)
     v = doc.view
     held = {r["SOPInstanceUID"]: (r["SOPClassUID"], r["SeriesInstanceUID"]) for r in pacs_rows
             if r.get("StudyInstanceUID") in (None, v.study_uid)}
@@ -219,73 +216,177 @@ def references_pacs_content(doc: KosDocument | None, pacs_rows: list[dict[str, s
                    details=details)]
 
 
+# --- KOS-04: one small named condition per rule, each a pure function of the view (and the report's identity),
+# returning the problems it finds, in the order the finding lists them.
+
+
+def ins_oids(v: KosView) -> list[str]:
+    """The INS OIDs among IssuerOfPatientIDQualifiersSequence's issuers."""
+    return [o for o in v.patient_id_oids if o in INS_OIDS]
+
+
+def patient_id_is_ins(v: KosView) -> list[str]:
+    if INS_RE.match(v.patient_id):
+        return []
+    return [f"PatientID « {v.patient_id} » n'est pas un matricule INS (15 caractères NIR/NIA)"]
+
+
+def issuer_is_ins(v: KosView) -> list[str]:
+    if v.issuer_of_patient_id in INS_ISSUERS:
+        return []
+    return [f"IssuerOfPatientID « {v.issuer_of_patient_id} » au lieu de ASIP-SANTE-INS-NIR"]
+
+
+def ins_oid_present(v: KosView) -> list[str]:
+    if ins_oids(v):
+        return []
+    return [f"OID de l'INS absent de IssuerOfPatientIDQualifiersSequence ({v.patient_id_oids or 'vide'})"]
+
+
+def other_ids_agree(v: KosView) -> list[str]:
+    """No OtherPatientIDsSequence item presented as an INS (issuer or OID) with another value than PatientID."""
+    return [f"OtherPatientIDsSequence : « {other.value} » présenté comme INS alors que PatientID vaut "
+            f"« {v.patient_id} »" for other in v.other_ids
+            if (other.issuer in INS_ISSUERS or set(other.oids) & set(INS_OIDS)) and other.value != v.patient_id]
+
+
+def request_present(v: KosView) -> list[str]:
+    return [] if v.requests else ["ReferencedRequestSequence absente : ni numéro d'accession ni commande"]
+
+
+def request_accession_issued(v: KosView) -> list[str]:
+    """The first request carries an accession number (where the ANS samples put it), with its issuer."""
+    if not v.requests:
+        return []
+    req = v.requests[0]
+    if not req.accession:
+        return ["AccessionNumber absent de ReferencedRequestSequence (emplacement des exemples ANS)"]
+    if not req.accession_oids:
+        return [f"numéro d'accession « {req.accession} » sans IssuerOfAccessionNumberSequence"]
+    return []
+
+
+def request_study_matches(v: KosView) -> list[str]:
+    if not v.requests or not v.requests[0].study_uid or v.requests[0].study_uid == v.study_uid:
+        return []
+    return [f"ReferencedRequestSequence désigne l'étude {v.requests[0].study_uid}, pas {v.study_uid}"]
+
+
+def top_accession_matches(v: KosView) -> list[str]:
+    """The top-level AccessionNumber, when present, is the request's."""
+    if not v.requests:
+        return []
+    accession = v.requests[0].accession
+    if not v.accession_top or not accession or v.accession_top == accession:
+        return []
+    return [f"AccessionNumber racine « {v.accession_top} » différent de celui de la demande « {accession} »"]
+
+
+def own_series(v: KosView) -> list[str]:
+    if v.series_uid not in {s.series_uid for s in v.series()}:
+        return []
+    return [f"la série du KOS {v.series_uid} est aussi une série référencée (série propre exigée)"]
+
+
+def not_self_referencing(v: KosView) -> list[str]:
+    return ["le KOS se référence lui-même"] if v.sop_uid in v.referenced() else []
+
+
+#: the rules that need no report, in the order of the finding
+IDENTITY_CONDITIONS: tuple[Callable[[KosView], list[str]], ...] = (
+    patient_id_is_ins, issuer_is_ins, ins_oid_present, other_ids_agree, request_present, request_accession_issued,
+    request_study_matches, top_accession_matches, own_series, not_self_referencing)
+
+
+def study_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    if v.study_uid == expected.study_uid:
+        return []
+    return [f"StudyInstanceUID {v.study_uid} au lieu de {expected.study_uid} (serviceEvent du CR)"]
+
+
+def patient_id_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    if v.patient_id == expected.ins:
+        return []
+    what = " : c'est l'IPP" if v.patient_id == expected.ipp else ""
+    return [f"PatientID « {v.patient_id} » au lieu de l'INS du CR « {expected.ins} »{what}"]
+
+
+def ins_oid_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    """Judged only when an INS OID is present (its absence is ins_oid_present's finding)."""
+    oids = ins_oids(v)
+    if not oids or expected.ins_oid in oids:
+        return []
+    return [f"OID de l'INS {oids[0]} au lieu de {expected.ins_oid}"]
+
+
+def name_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    if not expected.family:
+        return []
+    want = f"{expected.family}^{expected.given}"
+    if v.patient_name.rstrip("^") == want:
+        return []
+    return [f"PatientName « {v.patient_name} » au lieu de « {want} » (nom et prénom du CR)"]
+
+
+def birth_date_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    if not expected.birth_date or v.patient_birth_date == expected.birth_date:
+        return []
+    return [f"PatientBirthDate « {v.patient_birth_date} » au lieu de {expected.birth_date} (CR)"]
+
+
+def sex_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    if not expected.sex or v.patient_sex == expected.sex:
+        return []
+    return [f"PatientSex « {v.patient_sex} » au lieu de {expected.sex} (CR)"]
+
+
+def accession_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    """The first request's accession number and its issuer, when present, are the report's."""
+    if not v.requests or not v.requests[0].accession:
+        return []
+    req = v.requests[0]
+    problems = []
+    if req.accession != expected.accession:
+        problems.append(f"numéro d'accession « {req.accession} » au lieu de « {expected.accession} » (CR)")
+    if req.accession_oids and expected.accession_oid not in req.accession_oids:
+        problems.append(f"émetteur de l'accession {req.accession_oids} au lieu de {expected.accession_oid}")
+    return problems
+
+
+def order_matches_report(v: KosView, expected: ExpectedIdentity) -> list[str]:
+    if not v.requests or not v.requests[0].placer_order or v.requests[0].placer_order == expected.order:
+        return []
+    return [f"numéro de commande « {v.requests[0].placer_order} » au lieu de « {expected.order} » (CR)"]
+
+
+#: the rules that compare the KOS with the report (CDA) sent by the RIS, in the order of the finding
+REPORT_CONDITIONS: tuple[Callable[[KosView, ExpectedIdentity], list[str]], ...] = (
+    study_matches_report, patient_id_matches_report, ins_oid_matches_report, name_matches_report,
+    birth_date_matches_report, sex_matches_report, accession_matches_report, order_matches_report)
+
+
+def identity_problems(v: KosView, expected: ExpectedIdentity | None = None) -> list[str]:
+    """Every KOS-04 problem of a readable KOS, condition by condition."""
+    problems = [p for condition in IDENTITY_CONDITIONS for p in condition(v)]
+    if expected is not None:
+        problems += [p for condition in REPORT_CONDITIONS for p in condition(v, expected)]
+    return problems
+
+
 @check("KOS-04")
 def identity(doc: KosDocument | None, expected: ExpectedIdentity | None = None) -> list[Finding]:
     """PatientID = INS with its issuer and OID; accession and order in ReferencedRequestSequence (ANS samples);
     KOS series distinct from every referenced series; values equal to the report's when it is known."""
-    early = _unreadable("KOS-04", doc)
-    if early:
-        return early
+    if doc is None or doc.view is None:
+        return _unreadable("KOS-04", doc)
     v = doc.view
-    problems = []
-    if not INS_RE.match(v.patient_id):
-        problems.append(f"PatientID « {v.patient_id} » n'est pas un matricule INS (15 caractères NIR/NIA)")
-    if v.issuer_of_patient_id not in INS_ISSUERS:
-        problems.append(f"IssuerOfPatientID « {v.issuer_of_patient_id} » au lieu de ASIP-SANTE-INS-NIR")
-    ins_oids = [o for o in v.patient_id_oids if o in INS_OIDS]
-    if not ins_oids:
-        problems.append(f"OID de l'INS absent de IssuerOfPatientIDQualifiersSequence ({v.patient_id_oids or 'vide'})")
-    for other in v.other_ids:
-        if (other.issuer in INS_ISSUERS or set(other.oids) & set(INS_OIDS)) and other.value != v.patient_id:
-            problems.append(f"OtherPatientIDsSequence : « {other.value} » présenté comme INS alors que PatientID vaut "
-                            f"« {v.patient_id} »")
-    if not v.requests:
-        problems.append("ReferencedRequestSequence absente : ni numéro d'accession ni commande")
-    else:
-        req = v.requests[0]
-        if not req.accession:
-            problems.append("AccessionNumber absent de ReferencedRequestSequence (emplacement des exemples ANS)")
-        elif not req.accession_oids:
-            problems.append(f"numéro d'accession « {req.accession} » sans IssuerOfAccessionNumberSequence")
-        if req.study_uid and req.study_uid != v.study_uid:
-            problems.append(f"ReferencedRequestSequence désigne l'étude {req.study_uid}, pas {v.study_uid}")
-        if v.accession_top and req.accession and v.accession_top != req.accession:
-            problems.append(f"AccessionNumber racine « {v.accession_top} » différent de celui de la demande « {req.accession} »")
-    ref_series = {s.series_uid for s in v.series()}
-    if v.series_uid in ref_series:
-        problems.append(f"la série du KOS {v.series_uid} est aussi une série référencée (série propre exigée)")
-    if v.sop_uid in v.referenced():
-        problems.append("le KOS se référence lui-même")
-    if expected is not None:
-        if v.study_uid != expected.study_uid:
-            problems.append(f"StudyInstanceUID {v.study_uid} au lieu de {expected.study_uid} (serviceEvent du CR)")
-        if v.patient_id != expected.ins:
-            what = " : c'est l'IPP" if v.patient_id == expected.ipp else ""
-            problems.append(f"PatientID « {v.patient_id} » au lieu de l'INS du CR « {expected.ins} »{what}")
-        if ins_oids and expected.ins_oid not in ins_oids:
-            problems.append(f"OID de l'INS {ins_oids[0]} au lieu de {expected.ins_oid}")
-        if expected.family:
-            want = f"{expected.family}^{expected.given}"
-            if v.patient_name.rstrip("^") != want:
-                problems.append(f"PatientName « {v.patient_name} » au lieu de « {want} » (nom et prénom du CR)")
-        if expected.birth_date and v.patient_birth_date != expected.birth_date:
-            problems.append(f"PatientBirthDate « {v.patient_birth_date} » au lieu de {expected.birth_date} (CR)")
-        if expected.sex and v.patient_sex != expected.sex:
-            problems.append(f"PatientSex « {v.patient_sex} » au lieu de {expected.sex} (CR)")
-        if v.requests:
-            req = v.requests[0]
-            if req.accession and req.accession != expected.accession:
-                problems.append(f"numéro d'accession « {req.accession} » au lieu de « {expected.accession} » (CR)")
-            if req.accession and req.accession_oids and expected.accession_oid not in req.accession_oids:
-                problems.append(f"émetteur de l'accession {req.accession_oids} au lieu de {expected.accession_oid}")
-            if req.placer_order and req.placer_order != expected.order:
-                problems.append(f"numéro de commande « {req.placer_order} » au lieu de « {expected.order} » (CR)")
+    problems = identity_problems(v, expected)
     details = {"patient_id": v.patient_id, "issuer": v.issuer_of_patient_id, "oids": v.patient_id_oids,
                "requests": [r.__dict__ for r in v.requests], "kos_series": v.series_uid}
     if problems:
         return [failed("KOS-04", f"{doc.label} : {' ; '.join(problems)}", evidence=doc.evidence, details=details)]
-    req = v.requests[0]
-    return [passed("KOS-04", f"{doc.label} : PatientID = INS {v.patient_id} ({v.issuer_of_patient_id}, OID {ins_oids[0]}), "
+    req = v.requests[0]  # no problem: request_present and ins_oid_present held
+    return [passed("KOS-04", f"{doc.label} : PatientID = INS {v.patient_id} ({v.issuer_of_patient_id}, OID {ins_oids(v)[0]}), "
                    f"accession {req.accession} et commande {req.placer_order or '—'} dans ReferencedRequestSequence, "
                    "série du KOS propre" + (" ; conforme au CR" if expected else ""), evidence=doc.evidence,
                    details=details)]
@@ -294,9 +395,8 @@ def identity(doc: KosDocument | None, expected: ExpectedIdentity | None = None) 
 @check("KOS-05")
 def retrieve_location(doc: KosDocument | None) -> list[Finding]:
     """IHE XDS-I.b: Retrieve AE Title and Retrieve Location UID on each series (dciodvfy -profile IHEXDSIManifest)."""
-    early = _unreadable("KOS-05", doc)
-    if early:
-        return early
+    if doc is None or doc.view is None:
+        return _unreadable("KOS-05", doc)
     v = doc.view
     base = doc.iod()
     profiled = doc.iod(XDSI_PROFILE)
@@ -322,4 +422,4 @@ def retrieve_location(doc: KosDocument | None) -> list[Finding]:
 
 
 __all__ = ["ExpectedIdentity", "iod_valid", "manifest_template", "references_pacs_content", "identity",
-           "retrieve_location"]
+           "retrieve_location", "identity_problems", "IDENTITY_CONDITIONS", "REPORT_CONDITIONS", "ins_oids"]
