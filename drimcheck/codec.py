@@ -133,6 +133,10 @@ def _redacted_bytes(data: bytes) -> bytes:
     return data if is_dicom(data) or len(data) < 512 else bytes(_LARGE.get(data, redact_bytes))
 
 
+#: a marker written by drimcheck.evidence (``[REDACTED]`` or ``[REDACTED <what> size=N sha256=HEX]``), exactly
+_ALREADY_REDACTED = re.compile(r"\[REDACTED(?: [\w-]+)?(?: size=\d+ sha256=[0-9a-f]{64})?\]")
+
+
 def _credential(name: str, value: str) -> str:
     """The value of a credential header without the credential: its scheme or cookie names stay readable, each
     secret becomes a marker with its size and SHA-256 (two equal credentials stay equal)."""
@@ -141,6 +145,8 @@ def _credential(name: str, value: str) -> str:
         return value
     if low in ("authorization", "proxy-authorization"):
         scheme, sep, rest = value.strip().partition(" ")
+        if sep and _ALREADY_REDACTED.fullmatch(rest):  # redacted upstream (evidence, a simulator's record): kept as is
+            return value
         return f"{scheme} {marker(rest, 'credential')}" if sep and scheme.isalpha() else marker(value, "credential")
     if low in ("cookie", "set-cookie"):
         head, sep, attributes = value.partition(";") if low == "set-cookie" else (value, "", "")

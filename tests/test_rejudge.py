@@ -336,6 +336,10 @@ def test_codec_redacts_secrets_and_reads_foreign_records_and_datasets():
     assert back_headers[2] == ("Accept", "*/*") and back_fields["who"] == "Dr X" and back_fields["views"] == ["b"]
     assert back_fields["access_token"].startswith("[REDACTED access_token size=14 ")
     assert back_headers[0][1].split("sha256=")[1] == back_fields["access_token"].split("sha256=")[1]  # equal stay equal
+    # a value already redacted upstream (a simulator's record, evidence) is kept as is, not redacted again;
+    # anything else after the scheme, even shaped like a marker, is a secret
+    assert roundtrip([("Authorization", "Bearer [REDACTED]")]) == [("Authorization", "Bearer [REDACTED]")]
+    assert "[REDACTED]x" not in json.dumps(codec.encode([("Authorization", "Bearer [REDACTED]x")]))
     rec = roundtrip(ForeignRecord("hl7", 1.0, 1.5))
     assert isinstance(rec, codec.Record) and rec.label == "hl7" and rec.elapsed_s == 0.5
     ds = pydicom.Dataset()
