@@ -110,7 +110,7 @@ def _memoize_step_lookup() -> None:
         return list(cache[key])
 
     find.drimcheck_memoized = True  # type: ignore[attr-defined]
-    bdd_scenario.find_fixturedefs_for_step = find  # type: ignore[assignment]
+    setattr(bdd_scenario, "find_fixturedefs_for_step", find)  # noqa: B010 - a module attribute, by name
 
 
 class DrimcheckPlugin:
