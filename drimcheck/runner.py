@@ -28,6 +28,7 @@ from drimcheck.results import CampaignInfo, RunResult, ScenarioResult
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO_MODULE = REPO_ROOT / "steps" / "test_scenarios.py"
+PREFILL_KEYS = 40  # RSA keys a campaign's start-up issues (42 measured: CAs, simulators, the DUT), made ahead
 
 
 def default_run_dir() -> Path:
@@ -187,6 +188,9 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
             write_all(result(), run_dir)
 
     active_guard.on_emergency(emergency)
+    from fixtures.pki import KeyPrefill
+
+    prefill = KeyPrefill(PREFILL_KEYS)  # the start-up's RSA keys, made on the idle core during collection
     autoload = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:
@@ -219,4 +223,5 @@ def run_campaign(sut: Sut, run_dir: Path, *, strict: bool = False, mutant: str |
             plugin._finish(plugin.current)
             plugin.current = None
         runtime.stop()
+        prefill.stop()
     return result()

@@ -72,6 +72,7 @@ from simulators.pacs.orthanc_config import (
     _one_line,
 )
 from simulators.pacs.orthanc_data import NODELAY_HANDLER, OrthancStorage, OrthancStudies, encode_dataset
+from simulators.pacs.orthanc_rest import default_ssl_context
 
 #: The public names of this module, as before it was split (settings, errors and helpers now live in its parts).
 __all__ = [
@@ -495,7 +496,8 @@ class Orthanc(OrthancSettings, OrthancStorage, OrthancStudies):
         self._owner_pid = os.getpid()
         proc = self._proc
         # short timeout: a foreign listener holding our port must not stall this loop
-        probe = httpx.Client(base_url=self.base_url, auth=self.auth, timeout=httpx.Timeout(0.5))
+        probe = httpx.Client(base_url=self.base_url, auth=self.auth, timeout=httpx.Timeout(0.5),
+                             verify=default_ssl_context())
         try:
             while True:
                 new_log = self._read_log(log_offset)

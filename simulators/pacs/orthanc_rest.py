@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 import time
 from typing import Any
 
 import httpx
 
 from simulators.pacs.orthanc_config import OrthancConfig, OrthancError, _one_line
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi, or SSL_CERT_FILE/DIR), built once per process: building it
+    loads the CA bundle (~70 ms of CPU), and the harness opens a client per Orthanc start and restart."""
+    return httpx.create_ssl_context()
 
 
 class OrthancRest:
@@ -18,7 +27,8 @@ class OrthancRest:
 
     def client(self) -> httpx.Client:
         """A new httpx client on base_url with basic auth and bounded timeouts (the caller closes it)."""
-        return httpx.Client(base_url=self.base_url, auth=self.auth, timeout=httpx.Timeout(30.0, connect=5.0))
+        return httpx.Client(base_url=self.base_url, auth=self.auth, timeout=httpx.Timeout(30.0, connect=5.0),
+                            verify=default_ssl_context())
 
     def _get_client(self) -> httpx.Client:
         if self._http is None:
