@@ -86,33 +86,6 @@ def _identity(name: str, feature_file: str, example: dict[str, Any] | None) -> t
     return name, sid
 
 
-def _memoize_step_lookup() -> None:
-    """pytest-bdd 9.0 finds the definition of every step executed by asking pytest, for each of the ~100
-    fixture names, which definitions the item sees (~1 s of CPU per campaign for ~550 steps). The answer
-    depends only on the step (type, text) and the item's parent (every scenario is in one module, and the
-    step definitions do not change during a run): computed once per (fixture manager, parent, step).
-    Other pytest-bdd versions are left as they are."""
-    import importlib
-    import weakref
-    from importlib.metadata import version
-
-    bdd_scenario = importlib.import_module("pytest_bdd.scenario")  # the module (pytest_bdd.scenario is a function)
-    original = bdd_scenario.find_fixturedefs_for_step
-    if version("pytest-bdd") != "9.0.1" or getattr(original, "drimcheck_memoized", False):
-        return
-    caches: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], list[Any]]] = weakref.WeakKeyDictionary()
-
-    def find(step: Step, fixturemanager: Any, node: Any) -> list[Any]:
-        cache = caches.setdefault(fixturemanager, {})
-        key = (getattr(node.parent, "nodeid", None), step.type, step.name)
-        if key not in cache:
-            cache[key] = list(original(step=step, fixturemanager=fixturemanager, node=node))
-        return list(cache[key])
-
-    find.drimcheck_memoized = True  # type: ignore[attr-defined]
-    setattr(bdd_scenario, "find_fixturedefs_for_step", find)  # noqa: B010 - a module attribute, by name
-
-
 class DrimcheckPlugin:
     """Collects scenario results for one campaign run."""
 
@@ -138,7 +111,6 @@ class DrimcheckPlugin:
     # -- wiring -------------------------------------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
         config.stash[RUNTIME_KEY] = self
-        _memoize_step_lookup()
 
     def judge(self, findings: Finding | list[Finding]) -> list[Finding]:
         """Record findings for the running scenario, with the strength policy applied."""
