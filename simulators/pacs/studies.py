@@ -18,10 +18,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian, generate_uid
 
+from fixtures.dicom import entity as _entity
+from fixtures.dicom import set_patient
+from fixtures.dicom import uid as _uid
+
 UID_PREFIX = PYDICOM_ROOT_UID  # "1.2.826.0.1.3680043.8.498."
 IMPLEMENTATION_CLASS_UID = generate_uid(prefix=UID_PREFIX, entropy_srcs=["drimcheck", "implementation-class"])
 IMPLEMENTATION_VERSION_NAME = "DRIMCHECK_1"
-INS_ISSUER = "ASIP-SANTE-INS-NIR"  # IssuerOfPatientID used with the INS in ANS samples (drimbox-spec §4.3)
 
 # ANS sample values (../ansdata/cda/examen-C/CR_C.skeleton.xml): accession and order placer assigning authorities
 ACCESSION_ISSUER_OID = "1.2.250.1.925.994044785528.27"
@@ -58,12 +61,6 @@ _SERIES_DESCRIPTIONS = {"CT": ("AXIAL 5MM", "AXIAL 1MM", "CORONAL MPR", "SAGITTA
 def _n(*parts: object) -> int:
     """A stable big integer from the given parts (SHA-256), the only randomness source of this module."""
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest(), "big")
-
-
-def _uid(*parts: object) -> str:
-    # One separated entropy string: generate_uid concatenates its sources, so ("sop", k, 1, 10) and
-    # ("sop", k, 11, 0) would otherwise give the same UID (studies of 11 series or more).
-    return generate_uid(prefix=UID_PREFIX, entropy_srcs=["drimcheck|" + "|".join(map(str, parts))])
 
 
 def nir_key(nir13: str) -> str:
@@ -299,29 +296,6 @@ class SyntheticStudy:
         for keyword, value in self.extra:
             setattr(ds, keyword, value)
         return ds
-
-
-def set_patient(ds: Dataset, p: Patient, patient_id: str, issuer: str, issuer_oid: str) -> None:
-    """Patient module: name, the given identifier and its issuer, birth date, sex, and the INS among the other IDs."""
-    ds.PatientName = p.dicom_name
-    ds.PatientID = patient_id
-    ds.IssuerOfPatientID = issuer
-    ds.IssuerOfPatientIDQualifiersSequence = Sequence([_entity(issuer_oid)])
-    ds.PatientBirthDate = p.birth_date
-    ds.PatientSex = p.sex
-    other = Dataset()
-    other.PatientID = p.ins
-    other.IssuerOfPatientID = INS_ISSUER
-    other.TypeOfPatientID = "TEXT"
-    other.IssuerOfPatientIDQualifiersSequence = Sequence([_entity(p.ins_oid)])
-    ds.OtherPatientIDsSequence = Sequence([other])
-
-
-def _entity(oid: str) -> Dataset:
-    item = Dataset()
-    item.UniversalEntityID = oid
-    item.UniversalEntityIDType = "ISO"
-    return item
 
 
 def _add_minutes(hhmmss: str, minutes: int) -> str:
