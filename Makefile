@@ -33,7 +33,7 @@ demo-external: setup
 
 ## test: the project's own test suite, then the selftest (golden reference + every mutant)
 test: setup
-	@$(VENV)/bin/pytest -q -n 2 tests; rc=$$?; if [ $$rc -ne 0 ]; then echo "pytest exit code $$rc (5 = no test collected) -> failure"; exit 1; fi
+	@$(VENV)/bin/pytest -q -n 2 --dist worksteal tests; rc=$$?; if [ $$rc -ne 0 ]; then echo "pytest exit code $$rc (5 = no test collected) -> failure"; exit 1; fi
 	@$(VENV)/bin/drimcheck selftest --jobs 4 --out runs/selftest
 
 selftest: setup

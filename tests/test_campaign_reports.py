@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from tests.golden import golden_full_run
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run") / "r"
-    proc = subprocess.run([sys.executable, "-m", "drimcheck", "run", "--out", str(out)], capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
+    out, proc = golden_full_run(tmp_path_factory)  # shared with the other tests that only read it
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Verdict : CONFORME" in proc.stdout and "report.html" in proc.stdout
     return out

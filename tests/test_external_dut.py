@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.golden import golden_full_run
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "external-dut"
 MUTANT, MUTANT_REQ = "src-vihf-unsigned", "XDS-03"  # a behaviour mutant: passed in the reference's own config
@@ -40,7 +42,7 @@ def failures(results: dict) -> set[tuple[str, str]]:
     return {(s["name"], f["requirement"]) for s in results["scenarios"] for f in s["findings"] if f["verdict"] == "FAIL"}
 
 
-def test_external_reference_from_its_kit_matches_the_embedded_run(tmp_path):
+def test_external_reference_from_its_kit_matches_the_embedded_run(tmp_path, tmp_path_factory):
     kit = tmp_path / "kit"
     sut = tmp_path / "sut.toml"
     sut.write_text((EXAMPLE / "sut.toml").read_text(encoding="utf-8").replace('kit = "kit"', f'kit = "{kit}"'),
@@ -51,10 +53,10 @@ def test_external_reference_from_its_kit_matches_the_embedded_run(tmp_path):
 
     ext, ext_s = drimcheck("run", "--sut", str(sut), "--out", str(tmp_path / "ext"), "--quiet", env=env)
     assert not (tmp_path / "state" / "drimbox.pid").exists(), "after_campaign must stop the DRIMbox by its PID"
-    emb, emb_s = drimcheck("run", "--out", str(tmp_path / "emb"), "--quiet")
-    print(f"wall time: external {ext_s:.1f} s, embedded {emb_s:.1f} s")
+    emb_dir, emb = golden_full_run(tmp_path_factory)  # the session's embedded golden run (shared)
+    print(f"wall time: external {ext_s:.1f} s")
     ext_req, ext_sc, ext_results = verdicts(tmp_path / "ext")
-    emb_req, emb_sc, _ = verdicts(tmp_path / "emb")
+    emb_req, emb_sc, _ = verdicts(emb_dir)
     assert ext_results["sut"]["embedded"] is None  # drimcheck did not launch it
     assert emb.returncode == 0, emb.stderr
     assert ext_req == emb_req
