@@ -38,6 +38,13 @@ def dicom_bytes(sop_uid: str) -> bytes:
     return buf.getvalue()
 
 
+def multipart_dicom(*uids: str, boundary: str = "b0undary") -> tuple[bytes, str]:
+    """A WADO-RS answer carrying these instances: (multipart/related body, its Content-Type)."""
+    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + dicom_bytes(u) + b"\r\n"
+                    for u in uids) + b"--" + boundary.encode() + b"--\r\n"
+    return body, f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
 TLS_FAILURES = (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
 
 

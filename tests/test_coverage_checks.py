@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from simsupport import dicom_bytes
+from simsupport import multipart_dicom
 
 from drimcheck import xds
 from drimcheck.checks import kos as kos_checks
@@ -156,13 +156,10 @@ def test_varied_study_mixes_modalities_sop_classes_multiframe_and_non_image() ->
 def _answer(status: int, *uids: str):
     from drimcheck.net import Exchange
 
-    boundary = "b0undary"
-    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + dicom_bytes(u) + b"\r\n"
-                    for u in uids) + b"--" + boundary.encode() + b"--\r\n"
+    body, content_type = multipart_dicom(*uids) if uids else (b"{}", "application/json")
     return Exchange(label="t", method="GET", url="https://db2.349.mesimagesmedicales.fr/x", connect_to="127.0.0.1:1",
-                    started_at="", request_headers=[], status=status, response_body=body if uids else b"{}",
-                    response_headers=[("content-type", f'multipart/related; type="application/dicom"; boundary={boundary}'
-                                       if uids else "application/json")])
+                    started_at="", request_headers=[], status=status, response_body=body,
+                    response_headers=[("content-type", content_type)])
 
 
 def _followed(listed, unlisted, *, flaw=None):

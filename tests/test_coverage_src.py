@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from pydicom.uid import generate_uid
-from simsupport import dicom_bytes
+from simsupport import multipart_dicom
 
 from drimcheck.checks import health, trust, whitelist
 from drimcheck.checks import source as source_checks
@@ -24,10 +24,7 @@ def exchange(status=None, body=b"", content_type="", error=None, url=URL) -> Exc
 
 
 def served(*uids: str) -> Exchange:
-    boundary = "b0undary"
-    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + dicom_bytes(u) + b"\r\n"
-                    for u in uids) + b"--" + boundary.encode() + b"--\r\n"
-    return exchange(200, body, f'multipart/related; type="application/dicom"; boundary={boundary}')
+    return exchange(200, *multipart_dicom(*uids))
 
 
 def verdicts(findings) -> list[Verdict]:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydicom.uid import generate_uid
-from simsupport import dicom_bytes
+from simsupport import dicom_bytes, multipart_dicom
 
 from drimcheck.checks import trust, whitelist
 from drimcheck.net import Exchange, TlsInfo, TlsVersionProbe
@@ -21,10 +21,7 @@ def exchange(status=None, body=b"", content_type="", error=None) -> Exchange:
 
 
 def multipart(*uids: str) -> Exchange:
-    boundary = "b0undary"
-    body = b"".join(b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + dicom_bytes(u) + b"\r\n"
-                    for u in uids) + b"--" + boundary.encode() + b"--\r\n"
-    return exchange(200, body, f'multipart/related; type="application/dicom"; boundary={boundary}')
+    return exchange(200, *multipart_dicom(*uids))
 
 
 def verdicts(findings) -> list[Verdict]:
